@@ -1,0 +1,101 @@
+# dati - GNU Makefile. `make` builds, `make test` runs everything (and a
+# sanitizer build of the unit and integration tests), `make demo` and
+# `make bench` do what they say. Dependencies are installed when missing.
+
+CC ?= cc
+BUILD ?= build
+SANITIZE ?=
+PKGS := libpcap
+PYTHON ?= /usr/bin/python3   # Debian's, where python3-pytest installs
+
+WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wformat=2 -Werror
+CFLAGS ?= -O2 -g
+CFLAGS += -std=gnu11 $(WARN) -pthread -MMD -MP $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS += $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lpcap) -pthread
+ifneq ($(SANITIZE),)
+CFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
+LDFLAGS += -fsanitize=$(SANITIZE)
+endif
+
+# Everything but main.c: unit tests and fuzz targets link against this.
+LIB_SRC := $(filter-out src/main.c,$(wildcard src/*.c))
+LIB_OBJ := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
+UNIT_SRC := $(wildcard tests/unit/test-*.c)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz-*.c)
+FUZZ_REPLAY := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/tests/replay-%)
+
+.PHONY: all deps test test-unit test-integration test-fuzz-replay test-conf test-sanitize \
+        demo bench fuzz clean
+
+all: $(BUILD)/dati $(BUILD)/dati-gen
+
+deps:
+	@scripts/install-deps.sh
+
+$(BUILD)/obj/%.o: src/%.c | $(BUILD)/obj
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/libdati.a: $(LIB_OBJ)
+	$(AR) rcs $@ $^
+
+$(BUILD)/dati: $(BUILD)/obj/main.o $(BUILD)/libdati.a
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(BUILD)/dati-gen: tools/dati-gen.c | $(BUILD)/obj
+	$(CC) $(CFLAGS) $(LDFLAGS) $< -o $@
+
+$(BUILD)/tests/test-%: tests/unit/test-%.c tests/unit/test.h $(BUILD)/libdati.a | $(BUILD)/tests
+	$(CC) $(CFLAGS) -Isrc $(LDFLAGS) $< $(BUILD)/libdati.a $(LDLIBS) -o $@
+
+$(BUILD)/tests/replay-%: tests/fuzz/%.c tests/fuzz/replay.c $(BUILD)/libdati.a | $(BUILD)/tests
+	$(CC) $(CFLAGS) -Isrc $(LDFLAGS) $< tests/fuzz/replay.c $(BUILD)/libdati.a $(LDLIBS) -o $@
+
+$(BUILD)/obj $(BUILD)/tests:
+	mkdir -p $@
+
+# The whole suite: plain build first, then unit + integration under ASan/UBSan.
+test: deps
+	@$(MAKE) --no-print-directory test-unit test-fuzz-replay test-conf test-integration
+	@$(MAKE) --no-print-directory test-sanitize
+
+test-sanitize:
+	@$(MAKE) --no-print-directory BUILD=build-san SANITIZE=address,undefined \
+	    test-unit test-fuzz-replay test-integration
+
+test-unit: $(UNIT_BIN)
+	@tests/run-unit.sh $(UNIT_BIN)
+
+test-fuzz-replay: $(FUZZ_REPLAY)
+	@tests/fuzz/run-replay.sh $(BUILD)
+
+test-conf: $(BUILD)/dati
+	@tests/conf/run.sh $(BUILD)/dati
+
+test-integration: all
+	@DATI_BUILD=$(BUILD) $(PYTHON) -m pytest -q tests/integration
+
+demo: deps all
+	@scripts/demo.sh $(BUILD)
+
+bench: deps all
+	@bench/run.sh $(BUILD)
+
+# libFuzzer targets (clang): make fuzz; then build/fuzz/fuzz-packet corpus-dir
+fuzz: $(BUILD)/libdati-fuzz.a
+	@mkdir -p $(BUILD)/fuzz
+	@for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
+	  clang -std=gnu11 -g -O1 -Isrc -fsanitize=fuzzer,address,undefined $$f \
+	    $(BUILD)/libdati-fuzz.a $(LDLIBS) -o $(BUILD)/fuzz/$$n || exit 1; done
+
+$(BUILD)/libdati-fuzz.a: $(LIB_SRC)
+	@mkdir -p $(BUILD)/fuzz-obj
+	@for f in $(LIB_SRC); do clang -std=gnu11 -g -O1 $(WARN) -pthread \
+	  -fsanitize=fuzzer-no-link,address,undefined -c $$f \
+	  -o $(BUILD)/fuzz-obj/$$(basename $$f .c).o || exit 1; done
+	$(AR) rcs $@ $(BUILD)/fuzz-obj/*.o
+
+clean:
+	rm -rf build build-san
+
+-include $(LIB_OBJ:.o=.d) $(BUILD)/obj/main.d

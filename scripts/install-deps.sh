@@ -1,0 +1,26 @@
+#!/bin/sh
+# Installs the Debian packages dati needs to build, test and benchmark, but
+# only those that are missing: a machine that has them all is not touched.
+set -eu
+
+PKGS="build-essential pkg-config libpcap-dev python3 python3-pytest tcpdump tshark clang"
+
+missing=""
+for p in $PKGS; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+        missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+
+echo "dati: installing missing packages:$missing" >&2
+if [ "$(id -u)" -ne 0 ]; then
+    SUDO=sudo
+else
+    SUDO=
+fi
+export DEBIAN_FRONTEND=noninteractive
+# tshark asks whether non-root users may capture; answer no, non-interactively.
+echo "wireshark-common wireshark-common/install-setuid boolean false" | $SUDO debconf-set-selections
+$SUDO apt-get update -q
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -q --no-install-recommends $missing

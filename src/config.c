@@ -1,0 +1,475 @@
+/* config.c - parsing and validating the configuration file. A table of
+ * keywords, each with its scope and handler; every error is reported with
+ * file:line and the offending text, and parsing goes on to find the rest. */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "classify.h"
+#include "extract.h"
+
+#define IFNAME_MAX 15   /* IFNAMSIZ - 1 */
+
+struct parser {
+    struct config *c;
+    const char *name;
+    int line;
+    FILE *errs;
+    int nerrors;
+    int oom;
+    struct filter_conf *filter;   /* the open FILTER_NAME block, or NULL */
+};
+
+static void perr(struct parser *ps, const char *text, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void perr(struct parser *ps, const char *text, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (ps->errs)
+        fprintf(ps->errs, "%s:%d: %s: '%s'\n", ps->name, ps->line, msg, text);
+    ps->nerrors++;
+}
+
+static char *dup(struct parser *ps, const char *s)
+{
+    char *d = strdup(s);
+    if (!d)
+        ps->oom = 1;
+    return d;
+}
+
+/* Parses an unsigned decimal in [min, max]. */
+static int parse_uint(struct parser *ps, const char *kw, const char *v, unsigned long min,
+                      unsigned long max, unsigned long *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long n = strtoul(v, &end, 10);
+    if (!isdigit((unsigned char)*v) || *end || errno || n < min || n > max) {
+        perr(ps, v, "%s needs a whole number from %lu to %lu", kw, min, max);
+        return -1;
+    }
+    *out = n;
+    return 0;
+}
+
+static int valid_ifname(const char *v)
+{
+    size_t n = strlen(v);
+    if (n == 0 || n > IFNAME_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (v[i] == '/' || isspace((unsigned char)v[i]) || !isprint((unsigned char)v[i]))
+            return 0;
+    return 1;
+}
+
+static int valid_name(const char *v)
+{
+    for (const char *p = v; *p; p++)
+        if (!isalnum((unsigned char)*p) && !strchr("_-.:", *p))
+            return 0;
+    return *v != 0;
+}
+
+static void kw_filter_name(struct parser *ps, char *v)
+{
+    struct config *c = ps->c;
+    ps->filter = NULL;
+    if (!valid_name(v)) {
+        perr(ps, v, "a filter name uses letters, digits and _ - . : only");
+        return;
+    }
+    for (int i = 0; i < c->nfilters; i++) {
+        if (strcmp(c->filter[i].name, v) == 0) {
+            perr(ps, v, "filter already defined at line %d", c->filter[i].line);
+            return;
+        }
+    }
+    if (c->nfilters == CONFIG_MAX_FILTERS) {
+        perr(ps, v, "too many filters (at most %d)", CONFIG_MAX_FILTERS);
+        return;
+    }
+    struct filter_conf *f = &c->filter[c->nfilters++];
+    f->name = dup(ps, v);
+    f->line = ps->line;
+    f->redis_expire = 300;
+    ps->filter = f;
+}
+
+static void kw_bpf(struct parser *ps, char *v)
+{
+    struct filter_conf *f = ps->filter;
+    char err[PCAP_ERRBUF_SIZE + 64];
+    if (f->bpf) {
+        perr(ps, v, "filter %s already has a BPF expression", f->name);
+        return;
+    }
+    if (classify_check(v, err, sizeof err) < 0) {
+        perr(ps, v, "filter %s: bad BPF expression: %s", f->name, err);
+        return;
+    }
+    f->bpf = dup(ps, v);
+}
+
+static void kw_fields(struct parser *ps, char *v)
+{
+    struct filter_conf *f = ps->filter;
+    for (char *save, *tok = strtok_r(v, " \t", &save); tok; tok = strtok_r(NULL, " \t", &save)) {
+        int id = extract_field_lookup(tok);
+        if (id < 0) {
+            perr(ps, tok, "filter %s: unknown field", f->name);
+            continue;
+        }
+        int dup_of = -1;
+        for (int i = 0; i < f->nfields; i++)
+            if (f->field_id[i] == id)
+                dup_of = i;
+        if (dup_of >= 0) {
+            perr(ps, tok, "filter %s: field listed twice", f->name);
+            continue;
+        }
+        if (f->nfields == CONFIG_MAX_FIELDS) {
+            perr(ps, tok, "filter %s: too many fields (at most %d)", f->name, CONFIG_MAX_FIELDS);
+            return;
+        }
+        f->field_id[f->nfields] = id;
+        f->field_key[f->nfields++] = dup(ps, tok);
+        if (extract_field_def(id)->layer == LAYER_HTTP)
+            f->uses_http = 1;
+    }
+}
+
+static void kw_tap_if(struct parser *ps, char *v)
+{
+    struct filter_conf *f = ps->filter;
+    if (!valid_ifname(v)) {
+        perr(ps, v, "TAP_IF needs an interface name of 1 to %d characters", IFNAME_MAX);
+        return;
+    }
+    if (f->ntaps == CONFIG_MAX_TAPS) {
+        perr(ps, v, "filter %s: too many TAP_IF (at most %d)", f->name, CONFIG_MAX_TAPS);
+        return;
+    }
+    if (!f->tap_line)
+        f->tap_line = ps->line;
+    f->tap_if[f->ntaps++] = dup(ps, v);
+}
+
+static void kw_redis_channel(struct parser *ps, char *v)
+{
+    if (strpbrk(v, " \t")) {
+        perr(ps, v, "a channel name has no spaces");
+        return;
+    }
+    free(ps->filter->redis_channel);
+    ps->filter->redis_channel = dup(ps, v);
+}
+
+static void kw_redis_expire(struct parser *ps, char *v)
+{
+    unsigned long n;
+    if (parse_uint(ps, "REDIS_EXPIRE", v, 0, 100000000, &n) == 0)
+        ps->filter->redis_expire = (int)n;
+}
+
+static void kw_ifname(struct parser *ps, char *v)
+{
+    struct config *c = ps->c;
+    if (!valid_ifname(v)) {
+        perr(ps, v, "IFNAME needs an interface name of 1 to %d characters", IFNAME_MAX);
+        return;
+    }
+    if (c->nifnames == CONFIG_MAX_IFNAMES) {
+        perr(ps, v, "too many IFNAME (at most %d)", CONFIG_MAX_IFNAMES);
+        return;
+    }
+    if (!c->ifname_line)
+        c->ifname_line = ps->line;
+    c->ifname[c->nifnames++] = dup(ps, v);
+}
+
+static void kw_time_stats(struct parser *ps, char *v)
+{
+    unsigned long n;
+    if (parse_uint(ps, "TIME_STATS", v, 0, 86400, &n) == 0)
+        ps->c->time_stats = (unsigned)n;
+}
+
+static void kw_pkt_ttl(struct parser *ps, char *v)
+{
+    unsigned long n;
+    if (parse_uint(ps, "PKT_TTL", v, 1, 1000000000, &n) == 0)
+        ps->c->pkt_ttl = (unsigned)n;
+}
+
+static void kw_max_flows(struct parser *ps, char *v)
+{
+    unsigned long n;
+    if (parse_uint(ps, "MAX_FLOWS", v, 1, 1ul << 30, &n) == 0)
+        ps->c->max_flows = (uint32_t)n;
+}
+
+static void kw_flow_table_size(struct parser *ps, char *v)
+{
+    unsigned long n;
+    if (parse_uint(ps, "FLOW_TABLE_SIZE", v, 1, 1ul << 30, &n) == 0)
+        ps->c->flow_table_size = (uint32_t)n;
+}
+
+static void kw_workers(struct parser *ps, char *v)
+{
+    unsigned long n;
+    if (parse_uint(ps, "WORKERS", v, 1, 64, &n) == 0)
+        ps->c->workers = (unsigned)n;
+}
+
+static void kw_output(struct parser *ps, char *v)
+{
+    free(ps->c->output);
+    ps->c->output = dup(ps, v);
+}
+
+static void set_redis_str(struct parser *ps, char **dst, char *v)
+{
+    if (!ps->c->redis_line)
+        ps->c->redis_line = ps->line;
+    free(*dst);
+    *dst = dup(ps, v);
+}
+
+static void kw_redis_sock(struct parser *ps, char *v)
+{
+    if (strlen(v) >= 108) {   /* sizeof sun_path */
+        perr(ps, v, "REDIS_SOCK path longer than a unix socket allows (107 bytes)");
+        return;
+    }
+    set_redis_str(ps, &ps->c->redis_sock, v);
+}
+
+static void kw_redis_host(struct parser *ps, char *v) { set_redis_str(ps, &ps->c->redis_host, v); }
+static void kw_redis_auth(struct parser *ps, char *v) { set_redis_str(ps, &ps->c->redis_auth, v); }
+
+static void kw_session_channel(struct parser *ps, char *v)
+{
+    if (strpbrk(v, " \t")) {
+        perr(ps, v, "a channel name has no spaces");
+        return;
+    }
+    set_redis_str(ps, &ps->c->session_channel, v);
+}
+
+static void kw_redis_port(struct parser *ps, char *v)
+{
+    unsigned long n;
+    if (parse_uint(ps, "REDIS_PORT", v, 1, 65535, &n) == 0)
+        ps->c->redis_port = (unsigned)n;
+}
+
+static void kw_redis_db(struct parser *ps, char *v)
+{
+    unsigned long n;
+    if (parse_uint(ps, "REDIS_DB", v, 0, 65535, &n) == 0)
+        ps->c->redis_db = (unsigned)n;
+}
+
+static void kw_redis_pipeline(struct parser *ps, char *v)
+{
+    unsigned long n;
+    if (parse_uint(ps, "REDIS_PIPELINE", v, 1, 100000, &n) == 0)
+        ps->c->redis_pipeline = (unsigned)n;
+}
+
+enum scope { GLOBAL, FILTER };
+
+static const struct keyword {
+    const char *name;
+    enum scope scope;
+    void (*handle)(struct parser *ps, char *value);
+} keywords[] = {
+    {"FILTER_NAME", GLOBAL, kw_filter_name},
+    {"BPF", FILTER, kw_bpf},
+    {"FIELDS", FILTER, kw_fields},
+    {"TAP_IF", FILTER, kw_tap_if},
+    {"REDIS_CHANNEL", FILTER, kw_redis_channel},
+    {"REDIS_EXPIRE", FILTER, kw_redis_expire},
+    {"IFNAME", GLOBAL, kw_ifname},
+    {"TIME_STATS", GLOBAL, kw_time_stats},
+    {"PKT_TTL", GLOBAL, kw_pkt_ttl},
+    {"MAX_FLOWS", GLOBAL, kw_max_flows},
+    {"FLOW_TABLE_SIZE", GLOBAL, kw_flow_table_size},
+    {"WORKERS", GLOBAL, kw_workers},
+    {"OUTPUT", GLOBAL, kw_output},
+    {"REDIS_SOCK", GLOBAL, kw_redis_sock},
+    {"REDIS_HOST", GLOBAL, kw_redis_host},
+    {"REDIS_PORT", GLOBAL, kw_redis_port},
+    {"REDIS_AUTH", GLOBAL, kw_redis_auth},
+    {"REDIS_DB", GLOBAL, kw_redis_db},
+    {"REDIS_PIPELINE", GLOBAL, kw_redis_pipeline},
+    {"SESSION_CHANNEL", GLOBAL, kw_session_channel},
+};
+
+static void parse_line(struct parser *ps, char *line)
+{
+    while (isspace((unsigned char)*line))
+        line++;
+    size_t n = strlen(line);
+    while (n > 0 && isspace((unsigned char)line[n - 1]))
+        line[--n] = 0;
+    if (n == 0 || line[0] == '#')
+        return;
+    char *value = line;
+    while (*value && !isspace((unsigned char)*value))
+        value++;
+    if (*value) {
+        *value++ = 0;
+        while (isspace((unsigned char)*value))
+            value++;
+    }
+    for (size_t i = 0; i < sizeof keywords / sizeof keywords[0]; i++) {
+        const struct keyword *k = &keywords[i];
+        if (strcmp(k->name, line) != 0)
+            continue;
+        if (*value == 0) {
+            perr(ps, line, "%s needs a value", k->name);
+            if (k->handle == kw_filter_name)
+                ps->filter = NULL;
+        } else if (k->scope == FILTER && !ps->filter) {
+            perr(ps, line, "%s belongs to a filter: put it after a FILTER_NAME line", k->name);
+        } else {
+            k->handle(ps, value);
+        }
+        return;
+    }
+    perr(ps, line, "unknown keyword");
+}
+
+/* Checks that need the whole file: every filter has an expression. */
+static void check_whole(struct parser *ps)
+{
+    struct config *c = ps->c;
+    for (int i = 0; i < c->nfilters; i++) {
+        struct filter_conf *f = &c->filter[i];
+        if (!f->bpf && f->name) {
+            ps->line = f->line;
+            perr(ps, f->name, "filter has no BPF line");
+        }
+        if (!f->redis_channel && f->name)
+            f->redis_channel = dup(ps, f->name);
+    }
+    if (c->redis_sock && c->redis_host) {
+        ps->line = c->redis_line;
+        perr(ps, c->redis_sock, "REDIS_SOCK and REDIS_HOST are exclusive: pick one");
+    }
+}
+
+struct config *config_parse(const char *name, const char *text, size_t len, FILE *errs,
+                            int *nerrors)
+{
+    struct config *c = calloc(1, sizeof *c);
+    char *buf = malloc(len + 1);
+    if (!c || !buf) {
+        free(c);
+        free(buf);
+        *nerrors = -1;
+        return NULL;
+    }
+    memcpy(buf, text, len);
+    buf[len] = 0;
+    c->time_stats = 10;
+    c->pkt_ttl = 30;
+    c->max_flows = 1u << 20;
+    c->redis_port = 6379;
+    c->redis_pipeline = 50;
+    struct parser ps = {.c = c, .name = name, .errs = errs};
+    c->path = dup(&ps, name);
+    char *line = buf;
+    for (size_t i = 0; i <= len; i++) {
+        if (i == len || buf[i] == '\n') {
+            buf[i] = 0;
+            ps.line++;
+            if (memchr(line, 0, (size_t)(buf + i - line)) != NULL)
+                perr(&ps, "\\0", "NUL byte in the line");
+            else
+                parse_line(&ps, line);
+            line = buf + i + 1;
+        }
+    }
+    free(buf);
+    check_whole(&ps);
+    if (c->nfilters == 0 && ps.nerrors == 0) {
+        ps.line = 0;
+        perr(&ps, name, "no FILTER_NAME: nothing would be classified");
+    }
+    if (ps.oom) {
+        *nerrors = -1;
+        config_free(c);
+        return NULL;
+    }
+    *nerrors = ps.nerrors;
+    if (ps.nerrors) {
+        config_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+struct config *config_load(const char *path, FILE *errs, int *nerrors)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        if (errs)
+            fprintf(errs, "%s: cannot open: %s\n", path, strerror(errno));
+        *nerrors = 1;
+        return NULL;
+    }
+    char *text = malloc(CONFIG_MAX_SIZE + 1);
+    size_t n = text ? fread(text, 1, CONFIG_MAX_SIZE + 1, f) : 0;
+    int bad = !text || ferror(f) || n > CONFIG_MAX_SIZE;
+    fclose(f);
+    if (bad) {
+        if (errs)
+            fprintf(errs, "%s: cannot read%s\n", path,
+                    n > CONFIG_MAX_SIZE ? ": larger than 16 MiB" : "");
+        free(text);
+        *nerrors = 1;
+        return NULL;
+    }
+    struct config *c = config_parse(path, text, n, errs, nerrors);
+    free(text);
+    return c;
+}
+
+void config_free(struct config *c)
+{
+    if (!c)
+        return;
+    for (int i = 0; i < c->nfilters; i++) {
+        struct filter_conf *f = &c->filter[i];
+        free(f->name);
+        free(f->bpf);
+        free(f->redis_channel);
+        for (int j = 0; j < f->nfields; j++)
+            free(f->field_key[j]);
+        for (int j = 0; j < f->ntaps; j++)
+            free(f->tap_if[j]);
+    }
+    for (int i = 0; i < c->nifnames; i++)
+        free(c->ifname[i]);
+    free(c->path);
+    free(c->output);
+    free(c->redis_sock);
+    free(c->redis_host);
+    free(c->redis_auth);
+    free(c->session_channel);
+    free(c);
+}

@@ -1,0 +1,68 @@
+/* config.h - the configuration file, in the seed's syntax: one "KEYWORD value"
+ * per line, '#' starts a comment line, FILTER_NAME opens a filter block that
+ * BPF, FIELDS, TAP_IF and REDIS_CHANNEL/REDIS_EXPIRE belong to.
+ * Loaded once by the main thread; read-only afterwards. */
+#ifndef DATI_CONFIG_H
+#define DATI_CONFIG_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#define CONFIG_MAX_FILTERS 64
+#define CONFIG_MAX_FIELDS 64
+#define CONFIG_MAX_TAPS 64
+#define CONFIG_MAX_IFNAMES 16
+#define CONFIG_MAX_SIZE (16u << 20)   /* bytes: a config file is not a data set */
+
+struct filter_conf {
+    char *name;
+    char *bpf;
+    int line;                          /* of FILTER_NAME, for messages */
+    int nfields;
+    int field_id[CONFIG_MAX_FIELDS];   /* enum field_id */
+    char *field_key[CONFIG_MAX_FIELDS];/* the name as written: the record's key */
+    int uses_http;                     /* some field needs the HTTP parser */
+    int ntaps;
+    char *tap_if[CONFIG_MAX_TAPS];
+    int tap_line;
+    char *redis_channel;               /* default: the filter name */
+    int redis_expire;                  /* seconds */
+};
+
+struct config {
+    char *path;
+    int nfilters;
+    struct filter_conf filter[CONFIG_MAX_FILTERS];
+    int nifnames;
+    char *ifname[CONFIG_MAX_IFNAMES];
+    int ifname_line;
+    unsigned time_stats;               /* seconds between statistics; 0: only at exit */
+    unsigned pkt_ttl;                  /* flow idle timeout, seconds */
+    uint32_t max_flows;                /* flows in the table, all workers together */
+    uint32_t flow_table_size;          /* hash buckets, all workers; 0: = max_flows */
+    unsigned workers;                  /* 0: not set (the command line decides) */
+    char *output;                      /* JSON lines destination, "-" for stdout */
+    /* Redis (parsed and validated; delivered by the Redis output) */
+    char *redis_sock, *redis_host, *redis_auth, *session_channel;
+    unsigned redis_port, redis_db, redis_pipeline;
+    int redis_line;
+};
+
+/* Parses text (len bytes, named `name` in messages). Every error is written to
+ * errs as "name:line: message: 'text'"; all of them, not just the first.
+ * Returns the config, or NULL when there was any error (*nerrors says how
+ * many; -1 for out of memory). */
+struct config *config_parse(const char *name, const char *text, size_t len, FILE *errs,
+                            int *nerrors);
+
+/* Reads and parses a file; I/O errors are reported like parse errors. */
+struct config *config_load(const char *path, FILE *errs, int *nerrors);
+
+/* The built-in configuration used without -c: HTTP requests, DNS queries,
+ * TLS ClientHello server names. */
+struct config *config_default(void);
+extern const char config_default_text[];
+
+void config_free(struct config *c);
+
+#endif

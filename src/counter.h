@@ -1,0 +1,12 @@
+/* counter.h - statistics counters: written by one thread, read by the stats
+ * reporter while they change. Relaxed atomics make that race well defined and
+ * still compile to a plain load/add/store (no locked instruction). */
+#ifndef DATI_COUNTER_H
+#define DATI_COUNTER_H
+
+#define COUNTER_ADD(c, n) \
+    __atomic_store_n(&(c), __atomic_load_n(&(c), __ATOMIC_RELAXED) + (n), __ATOMIC_RELAXED)
+#define COUNTER_INC(c) COUNTER_ADD(c, 1)
+#define COUNTER_GET(c) __atomic_load_n(&(c), __ATOMIC_RELAXED)
+
+#endif

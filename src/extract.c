@@ -1,0 +1,190 @@
+/* extract.c - the table of built-in fields and the per-packet dispatch that
+ * runs each protocol parser at most once. Per-worker state only. */
+#include "extract.h"
+
+#include <netinet/in.h>
+#include <string.h>
+
+static const struct field_def fields[FIELD_COUNT] = {
+    [FIELD_FRAME_TIME] = {"frame.time", "frame.time_epoch", LAYER_BASE},
+    [FIELD_FRAME_NUMBER] = {"frame.number", NULL, LAYER_BASE},
+    [FIELD_FRAME_LEN] = {"frame.len", NULL, LAYER_BASE},
+    [FIELD_IP_SRC] = {"ip.src", "ipv6.src", LAYER_BASE},
+    [FIELD_IP_DST] = {"ip.dst", "ipv6.dst", LAYER_BASE},
+    [FIELD_IP_PROTO] = {"ip.proto", "ipv6.nxt", LAYER_BASE},
+    [FIELD_IP_VERSION] = {"ip.version", NULL, LAYER_BASE},
+    [FIELD_TCP_SPORT] = {"tcp.sport", "tcp.srcport", LAYER_BASE},
+    [FIELD_TCP_DPORT] = {"tcp.dport", "tcp.dstport", LAYER_BASE},
+    [FIELD_UDP_SPORT] = {"udp.sport", "udp.srcport", LAYER_BASE},
+    [FIELD_UDP_DPORT] = {"udp.dport", "udp.dstport", LAYER_BASE},
+    [FIELD_HTTP_METHOD] = {"http.method", "http.request.method", LAYER_HTTP},
+    [FIELD_HTTP_URL] = {"http.url", "http.request.uri", LAYER_HTTP},
+    [FIELD_HTTP_VERSION] = {"http.version", "http.request.version", LAYER_HTTP},
+    [FIELD_HTTP_HOST] = {"http.host", NULL, LAYER_HTTP},
+    [FIELD_HTTP_USERAGENT] = {"http.useragent", "http.user_agent", LAYER_HTTP},
+    [FIELD_HTTP_REFERER] = {"http.referer", NULL, LAYER_HTTP},
+    [FIELD_HTTP_COOKIE] = {"http.cookie", NULL, LAYER_HTTP},
+    [FIELD_DNS_ID] = {"dns.id", NULL, LAYER_DNS},
+    [FIELD_DNS_QR] = {"dns.flags.response", NULL, LAYER_DNS},
+    [FIELD_DNS_QRY_NAME] = {"dns.qry.name", NULL, LAYER_DNS},
+    [FIELD_DNS_QRY_TYPE] = {"dns.qry.type", NULL, LAYER_DNS},
+    [FIELD_DNS_QRY_CLASS] = {"dns.qry.class", NULL, LAYER_DNS},
+    [FIELD_DNS_COUNT_QUERIES] = {"dns.count.queries", NULL, LAYER_DNS},
+    [FIELD_TLS_SNI] = {"tls.sni", "tls.handshake.extensions_server_name", LAYER_TLS},
+};
+
+int extract_field_lookup(const char *name)
+{
+    for (int i = 0; i < FIELD_COUNT; i++) {
+        if (strcmp(name, fields[i].name) == 0 ||
+            (fields[i].alias && strcmp(name, fields[i].alias) == 0))
+            return i;
+    }
+    return -1;
+}
+
+const struct field_def *extract_field_def(int id)
+{
+    return id >= 0 && id < FIELD_COUNT ? &fields[id] : NULL;
+}
+
+void extract_begin(struct extract_ctx *x, const struct packet *p)
+{
+    x->pkt = p;
+    x->parsed = 0;
+    x->found = 0;
+    x->http_off = 0;
+}
+
+/* Runs the layer's parser once per packet; returns whether it found its protocol. */
+static int ensure_layer(struct extract_ctx *x, enum field_layer layer)
+{
+    uint8_t bit = (uint8_t)(1u << layer);
+    if (x->parsed & bit)
+        return (x->found & bit) != 0;
+    x->parsed |= bit;
+    const struct packet *p = x->pkt;
+    const uint8_t *pl = packet_payload(p);
+    int ok = 0;
+    switch (layer) {
+    case LAYER_BASE:
+        ok = 1;
+        break;
+    case LAYER_HTTP:
+        ok = p->l4_proto == IPPROTO_TCP && (p->flags & PKT_HAS_KEY) &&
+             http_parse_request(pl, p->payload_len, x->http_off, &x->http);
+        break;
+    case LAYER_DNS:
+        ok = (p->flags & PKT_HAS_KEY) &&
+             (p->l4_proto == IPPROTO_UDP || p->l4_proto == IPPROTO_TCP) &&
+             dns_parse_query(pl, p->payload_len, p->l4_proto == IPPROTO_TCP, &x->dns);
+        break;
+    case LAYER_TLS:
+        ok = p->l4_proto == IPPROTO_TCP && (p->flags & PKT_HAS_KEY) &&
+             tls_parse_sni(pl, p->payload_len, &x->sni);
+        break;
+    }
+    if (ok)
+        x->found |= bit;
+    return ok;
+}
+
+int extract_http_next(struct extract_ctx *x)
+{
+    if (!ensure_layer(x, LAYER_HTTP) || x->http.next == 0)
+        return 0;
+    x->http_off = x->http.next;
+    x->parsed &= (uint8_t)~(1u << LAYER_HTTP);
+    x->found &= (uint8_t)~(1u << LAYER_HTTP);
+    return ensure_layer(x, LAYER_HTTP);
+}
+
+static int set_str(struct field_value *v, struct slice s)
+{
+    v->kind = VALUE_STR;
+    v->nparts = 1;
+    v->parts[0] = s;
+    return 1;
+}
+
+static int set_uint(struct field_value *v, uint64_t n)
+{
+    v->kind = VALUE_UINT;
+    v->num = n;
+    return 1;
+}
+
+static int set_header(struct field_value *v, const struct http_request *r, int h)
+{
+    if (r->nheader[h] == 0)
+        return 0;
+    v->kind = VALUE_STR;
+    v->nparts = r->nheader[h];
+    memcpy(v->parts, r->header[h], sizeof(struct slice) * v->nparts);
+    return 1;
+}
+
+static int base_field(const struct packet *p, int id, struct field_value *v)
+{
+    int is_ip = p->ip_version != 0;
+    int has_ports = (p->flags & PKT_HAS_KEY) != 0;
+    switch (id) {
+    case FIELD_FRAME_TIME:
+        v->kind = VALUE_TIME;
+        v->num = p->ts;
+        return 1;
+    case FIELD_FRAME_NUMBER: return set_uint(v, p->frame);
+    case FIELD_FRAME_LEN: return set_uint(v, p->wirelen);
+    case FIELD_IP_SRC:
+    case FIELD_IP_DST:
+        if (!is_ip)
+            return 0;
+        v->kind = VALUE_ADDR;
+        v->nparts = 1;
+        v->parts[0].ptr = id == FIELD_IP_SRC ? packet_src_addr(p) : packet_dst_addr(p);
+        v->parts[0].len = p->ip_version == 4 ? 4 : 16;
+        return 1;
+    case FIELD_IP_PROTO: return is_ip ? set_uint(v, p->l4_proto) : 0;
+    case FIELD_IP_VERSION: return is_ip ? set_uint(v, p->ip_version) : 0;
+    case FIELD_TCP_SPORT:
+    case FIELD_TCP_DPORT:
+        if (!has_ports || p->l4_proto != IPPROTO_TCP)
+            return 0;
+        return set_uint(v, id == FIELD_TCP_SPORT ? p->sport : p->dport);
+    case FIELD_UDP_SPORT:
+    case FIELD_UDP_DPORT:
+        if (!has_ports || p->l4_proto != IPPROTO_UDP)
+            return 0;
+        return set_uint(v, id == FIELD_UDP_SPORT ? p->sport : p->dport);
+    }
+    return 0;
+}
+
+int extract_field(struct extract_ctx *x, int id, struct field_value *v)
+{
+    const struct field_def *def = extract_field_def(id);
+    if (!def || !ensure_layer(x, def->layer))
+        return 0;
+    const struct http_request *r = &x->http;
+    const struct dns_query *q = &x->dns;
+    switch (id) {
+    case FIELD_HTTP_METHOD: return set_str(v, r->method);
+    case FIELD_HTTP_URL: return set_str(v, r->url);
+    case FIELD_HTTP_VERSION: return r->version.len ? set_str(v, r->version) : 0;
+    case FIELD_HTTP_HOST: return set_header(v, r, 0);
+    case FIELD_HTTP_USERAGENT: return set_header(v, r, 1);
+    case FIELD_HTTP_REFERER: return set_header(v, r, 2);
+    case FIELD_HTTP_COOKIE: return set_header(v, r, 3);
+    case FIELD_DNS_ID: return set_uint(v, q->id);
+    case FIELD_DNS_QR: return set_uint(v, q->qr);
+    case FIELD_DNS_COUNT_QUERIES: return set_uint(v, q->qdcount);
+    case FIELD_DNS_QRY_NAME:
+        if (!q->has_question)
+            return 0;
+        return set_str(v, (struct slice){(const uint8_t *)q->name, q->name_len});
+    case FIELD_DNS_QRY_TYPE: return q->has_question ? set_uint(v, q->qtype) : 0;
+    case FIELD_DNS_QRY_CLASS: return q->has_question ? set_uint(v, q->qclass) : 0;
+    case FIELD_TLS_SNI: return set_str(v, x->sni);
+    }
+    return base_field(x->pkt, id, v);
+}

@@ -1,0 +1,168 @@
+/* flow.c - hash chains over a preallocated array, plus an LRU list ordered by
+ * the reader clock: since the clock never goes backwards, the head is always
+ * the flow idle the longest, so expiry pops heads and never scans. */
+#include "flow.h"
+
+#include "counter.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define AT(t, i) (&(t)->flows[(i) - 1])
+
+static const char *const end_names[FLOW_END_COUNT] = {
+    [FLOW_END_IDLE] = "idle",
+    [FLOW_END_EOF] = "end_of_input",
+    [FLOW_END_EVICTED] = "evicted",
+    [FLOW_END_SHUTDOWN] = "shutdown",
+};
+
+const char *flow_end_name(enum flow_end why)
+{
+    return why < FLOW_END_COUNT ? end_names[why] : "?";
+}
+
+int flow_table_init(struct flow_table *t, uint32_t max_flows, uint32_t buckets,
+                    uint64_t idle_ns, flow_emit_fn emit, void *emit_ctx)
+{
+    memset(t, 0, sizeof *t);
+    uint32_t n = 1;
+    while (n < buckets && n < (1u << 31))
+        n <<= 1;
+    /* calloc of large blocks maps zero pages lazily: untouched flows cost nothing */
+    t->flows = calloc(max_flows ? max_flows : 1, sizeof *t->flows);
+    t->buckets = calloc(n, sizeof *t->buckets);
+    if (!t->flows || !t->buckets) {
+        free(t->flows);
+        free(t->buckets);
+        return -1;
+    }
+    t->bucket_mask = n - 1;
+    t->max_flows = max_flows;
+    t->idle_ns = idle_ns;
+    t->emit = emit;
+    t->emit_ctx = emit_ctx;
+    return 0;
+}
+
+void flow_table_fini(struct flow_table *t)
+{
+    free(t->flows);
+    free(t->buckets);
+    memset(t, 0, sizeof *t);
+}
+
+static void lru_unlink(struct flow_table *t, uint32_t i)
+{
+    struct flow *f = AT(t, i);
+    if (f->lru_prev)
+        AT(t, f->lru_prev)->lru_next = f->lru_next;
+    else
+        t->lru_head = f->lru_next;
+    if (f->lru_next)
+        AT(t, f->lru_next)->lru_prev = f->lru_prev;
+    else
+        t->lru_tail = f->lru_prev;
+}
+
+static void lru_append(struct flow_table *t, uint32_t i)
+{
+    struct flow *f = AT(t, i);
+    f->lru_prev = t->lru_tail;
+    f->lru_next = 0;
+    if (t->lru_tail)
+        AT(t, t->lru_tail)->lru_next = i;
+    else
+        t->lru_head = i;
+    t->lru_tail = i;
+}
+
+/* Emits the flow's record, then returns its entry to the free list. */
+static void end_flow(struct flow_table *t, uint32_t i, enum flow_end why)
+{
+    struct flow *f = AT(t, i);
+    t->emit(t->emit_ctx, f, why);
+    COUNTER_INC(t->ended[why]);
+    COUNTER_ADD(t->active, (uint64_t)-1);
+    lru_unlink(t, i);
+    uint32_t *link = &t->buckets[f->hash & t->bucket_mask];
+    while (*link != i)
+        link = &AT(t, *link)->chain;
+    *link = f->chain;
+    f->chain = t->free_head;
+    t->free_head = i;
+}
+
+void flow_table_advance(struct flow_table *t, uint64_t clock)
+{
+    while (t->lru_head) {
+        struct flow *f = AT(t, t->lru_head);
+        if (clock <= f->last_clock || clock - f->last_clock <= t->idle_ns)
+            break;
+        end_flow(t, t->lru_head, FLOW_END_IDLE);
+    }
+}
+
+struct flow *flow_lookup(struct flow_table *t, const struct packet *p)
+{
+    uint32_t i = t->buckets[p->hash & t->bucket_mask];
+    while (i) {
+        struct flow *f = AT(t, i);
+        if (f->hash == p->hash && memcmp(&f->key, &p->key, sizeof f->key) == 0)
+            return f;
+        i = f->chain;
+    }
+    return NULL;
+}
+
+struct flow *flow_create(struct flow_table *t, const struct packet *p)
+{
+    if (t->max_flows == 0)
+        return NULL;
+    uint32_t i;
+    if (t->free_head) {
+        i = t->free_head;
+        t->free_head = AT(t, i)->chain;
+    } else if (t->used < t->max_flows) {
+        i = ++t->used;
+    } else {
+        end_flow(t, t->lru_head, FLOW_END_EVICTED);
+        i = t->free_head;
+        t->free_head = AT(t, i)->chain;
+    }
+    struct flow *f = AT(t, i);
+    memset(f, 0, sizeof *f);
+    f->key = p->key;
+    f->hash = p->hash;
+    f->id = p->frame;
+    f->first_ts = p->ts;
+    f->client_is_lo = (p->flags & PKT_SRC_IS_LO) != 0;
+    uint32_t *head = &t->buckets[p->hash & t->bucket_mask];
+    f->chain = *head;
+    *head = i;
+    f->last_clock = p->clock;
+    lru_append(t, i);
+    COUNTER_INC(t->active);
+    COUNTER_INC(t->created);
+    return f;
+}
+
+void flow_update(struct flow_table *t, struct flow *f, const struct packet *p)
+{
+    int dir = flow_direction(f, p);
+    f->packets[dir]++;
+    f->bytes[dir] += p->wirelen;
+    f->last_ts = p->ts;
+    f->last_clock = p->clock;
+    uint32_t i = (uint32_t)(f - t->flows) + 1;
+    if (t->lru_tail != i) {
+        lru_unlink(t, i);
+        lru_append(t, i);
+    }
+}
+
+void flow_table_flush(struct flow_table *t, enum flow_end why)
+{
+    while (t->lru_head)
+        end_flow(t, t->lru_head, why);
+}

@@ -1,0 +1,87 @@
+/* flow.h - the flow table (the seed's BPA "sessions"): bidirectional 5-tuple
+ * flows, preallocated, expired by idle time in O(1) per packet.
+ * One table per worker; only its worker thread touches it. */
+#ifndef DATI_FLOW_H
+#define DATI_FLOW_H
+
+#include <stdint.h>
+
+#include "packet.h"
+
+enum flow_end {
+    FLOW_END_IDLE,       /* no packet for longer than the idle timeout */
+    FLOW_END_EOF,        /* still active when the input ended */
+    FLOW_END_EVICTED,    /* the table was full; the least recently seen flow made room */
+    FLOW_END_SHUTDOWN,   /* dati was stopped */
+    FLOW_END_COUNT
+};
+
+enum { FLOW_C2S = 0, FLOW_S2C = 1 };
+
+struct flow {
+    struct flow_key key;      /* hot: compared on lookup */
+    uint32_t hash;
+    uint32_t chain;           /* next flow in the bucket, 1-based index, 0 = none */
+    uint64_t last_clock;      /* reader clock at the last packet, ns: drives expiry */
+    uint64_t packets[2];      /* [FLOW_C2S], [FLOW_S2C] */
+    uint64_t bytes[2];        /* on-the-wire bytes per direction */
+    uint64_t filters;         /* bit i: filter i matched a packet of this flow */
+    uint64_t id;              /* frame number of the packet that created it */
+    uint64_t first_ts, last_ts; /* capture time of first and latest packet, ns */
+    uint32_t lru_prev, lru_next; /* 1-based; head is the flow idle the longest */
+    uint8_t client_is_lo;     /* the client (first sender) is key.lo_* */
+    uint8_t pad[7];
+};
+
+typedef void (*flow_emit_fn)(void *ctx, const struct flow *f, enum flow_end why);
+
+struct flow_table {
+    struct flow *flows;       /* max_flows entries, index i stored as i + 1 */
+    uint32_t *buckets;        /* heads of the hash chains */
+    uint32_t bucket_mask;
+    uint32_t max_flows;
+    uint32_t used;            /* entries ever handed out (high-water mark) */
+    uint32_t free_head;       /* recycled entries, chained through .chain */
+    uint32_t lru_head, lru_tail;
+    uint64_t idle_ns;
+    flow_emit_fn emit;
+    void *emit_ctx;
+    /* counters, read by the stats reporter */
+    uint64_t active, created;
+    uint64_t ended[FLOW_END_COUNT];
+};
+
+/* Allocates room for max_flows flows and at least `buckets` hash buckets
+ * (rounded up to a power of two). Memory is touched only as flows are used.
+ * Returns 0, or -1 with errno set when the allocation fails. */
+int flow_table_init(struct flow_table *t, uint32_t max_flows, uint32_t buckets,
+                    uint64_t idle_ns, flow_emit_fn emit, void *emit_ctx);
+void flow_table_fini(struct flow_table *t);
+
+/* Ends, with FLOW_END_IDLE, every flow whose last packet is more than the idle
+ * timeout older than clock. clock never goes backwards. */
+void flow_table_advance(struct flow_table *t, uint64_t clock);
+
+/* The flow of a keyed packet, or NULL. */
+struct flow *flow_lookup(struct flow_table *t, const struct packet *p);
+
+/* A new flow for p (not yet counted: call flow_update next). When the table is
+ * full the least recently seen flow is ended with FLOW_END_EVICTED first. */
+struct flow *flow_create(struct flow_table *t, const struct packet *p);
+
+/* Counts p in f and marks f as the most recently seen. */
+void flow_update(struct flow_table *t, struct flow *f, const struct packet *p);
+
+/* Ends every flow with the given reason, oldest first. */
+void flow_table_flush(struct flow_table *t, enum flow_end why);
+
+const char *flow_end_name(enum flow_end why);
+
+/* Direction of p within f: FLOW_C2S or FLOW_S2C. */
+static inline int flow_direction(const struct flow *f, const struct packet *p)
+{
+    int src_lo = (p->flags & PKT_SRC_IS_LO) != 0;
+    return src_lo == f->client_is_lo ? FLOW_C2S : FLOW_S2C;
+}
+
+#endif

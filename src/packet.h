@@ -1,0 +1,63 @@
+/* packet.h - one captured packet as it travels from the reader to a worker:
+ * where its bytes are, when it was seen, and what the decoder found in it.
+ * Written by the reader thread, read-only for the worker that receives it. */
+#ifndef DATI_PACKET_H
+#define DATI_PACKET_H
+
+#include <stdint.h>
+
+/* Flow identity, canonical so that both directions give the same key:
+ * the (address, port) pair that compares lower is always stored first. */
+struct flow_key {
+    uint8_t lo_addr[16];   /* IPv4 uses the first 4 bytes, the rest stay 0 */
+    uint8_t hi_addr[16];
+    uint16_t lo_port;      /* host order; 0 for protocols without ports */
+    uint16_t hi_port;
+    uint8_t proto;         /* IPPROTO_* */
+    uint8_t family;        /* 4 or 6 */
+    uint8_t pad[2];        /* always 0, so keys compare with memcmp */
+};
+
+enum {
+    PKT_HAS_KEY = 1 << 0,     /* key and hash are valid: the packet can join a flow */
+    PKT_SRC_IS_LO = 1 << 1,   /* the sender is key.lo_* */
+    PKT_FRAGMENT = 1 << 2,    /* an IPv4/IPv6 fragment (first or later) */
+};
+
+struct packet {
+    const uint8_t *data;      /* first byte of the link-layer header */
+    uint32_t caplen;          /* bytes available at data */
+    uint32_t wirelen;         /* length on the wire, bytes */
+    uint64_t ts;              /* capture time, ns since the epoch */
+    uint64_t clock;           /* reader's clock (latest ts so far), ns */
+    uint64_t frame;           /* 1-based position in the input */
+    uint32_t hash;            /* symmetric flow hash, valid with PKT_HAS_KEY */
+    uint16_t link_slot;       /* classifier's compiled-program set for the link type */
+    uint8_t flags;            /* PKT_* */
+    uint8_t ip_version;       /* 4, 6, or 0 when not IP */
+    uint8_t l4_proto;         /* IPPROTO_* of the innermost header decoded */
+    uint8_t pad[3];
+    uint32_t l3_off;          /* offset of the IP header */
+    uint32_t l4_off;          /* offset of the TCP/UDP/ICMP header */
+    uint32_t payload_off;     /* offset of the L4 payload */
+    uint32_t payload_len;     /* L4 payload bytes captured (padding excluded) */
+    uint16_t sport, dport;    /* host order */
+    struct flow_key key;
+};
+
+static inline const uint8_t *packet_src_addr(const struct packet *p)
+{
+    return p->data + p->l3_off + (p->ip_version == 4 ? 12 : 8);
+}
+
+static inline const uint8_t *packet_dst_addr(const struct packet *p)
+{
+    return p->data + p->l3_off + (p->ip_version == 4 ? 16 : 24);
+}
+
+static inline const uint8_t *packet_payload(const struct packet *p)
+{
+    return p->data + p->payload_off;
+}
+
+#endif

@@ -1,0 +1,139 @@
+/* stats.c - summing and printing the counters. Runs on the reader thread,
+ * reading the workers' counters with relaxed atomic loads. */
+#include "stats.h"
+
+#include <string.h>
+
+#include "counter.h"
+#include "output-json.h"
+
+void stats_sum(const struct stats_source *s, struct stats_totals *t)
+{
+    memset(t, 0, sizeof *t);
+    t->packets = COUNTER_GET(s->reader->packets);
+    t->bytes = COUNTER_GET(s->reader->bytes);
+    for (int i = 0; i < DECODE_RESULT_COUNT; i++) {
+        t->decode[i] = COUNTER_GET(s->reader->decode[i]);
+        if (decode_is_error((enum decode_result)i))
+            t->errors += t->decode[i];
+        else
+            t->decoded += t->decode[i];
+    }
+    for (int w = 0; w < s->nworkers; w++) {
+        const struct worker_counters *c = &s->workers[w].c;
+        const struct flow_table *ft = &s->workers[w].flows;
+        t->processed += COUNTER_GET(c->packets);
+        t->matched += COUNTER_GET(c->matched);
+        t->no_flow += COUNTER_GET(c->no_flow);
+        for (int i = 0; i < s->pl->classifier.nfilters; i++) {
+            t->matches[i] += COUNTER_GET(c->matches[i]);
+            t->records[i] += COUNTER_GET(c->records[i]);
+            t->records_total += COUNTER_GET(c->records[i]);
+        }
+        t->records_dropped += COUNTER_GET(c->records_dropped);
+        t->flow_records += COUNTER_GET(c->flow_records);
+        t->flow_records_dropped += COUNTER_GET(c->flow_records_dropped);
+        t->flows_active += COUNTER_GET(ft->active);
+        t->flows_created += COUNTER_GET(ft->created);
+        for (int i = 0; i < FLOW_END_COUNT; i++)
+            t->flows_ended[i] += COUNTER_GET(ft->ended[i]);
+    }
+}
+
+void stats_print(FILE *f, const struct stats_source *s, const struct stats_totals *t,
+                 double elapsed, int final)
+{
+    double rate = elapsed > 0 ? (double)t->packets / elapsed : 0;
+    fprintf(f, "dati: %s%llu packets, %llu bytes in %.2f s (%.0f packets/s)\n",
+            final ? "" : "[stats] ", (unsigned long long)t->packets,
+            (unsigned long long)t->bytes, elapsed, rate);
+    fprintf(f, "dati:   decoded %llu:", (unsigned long long)t->decoded);
+    for (int i = 0; i < DECODE_OK_COUNT; i++)
+        fprintf(f, " %s %llu", decode_result_name((enum decode_result)i),
+                (unsigned long long)t->decode[i]);
+    fprintf(f, "\ndati:   malformed %llu", (unsigned long long)t->errors);
+    for (int i = DECODE_OK_COUNT; i < DECODE_RESULT_COUNT; i++)
+        if (t->decode[i])
+            fprintf(f, " %s %llu", decode_result_name((enum decode_result)i),
+                    (unsigned long long)t->decode[i]);
+    fprintf(f, "\ndati:   filters:");
+    for (int i = 0; i < s->pl->classifier.nfilters; i++)
+        fprintf(f, " %s %llu matched %llu records;", s->pl->filter_name[i],
+                (unsigned long long)t->matches[i], (unsigned long long)t->records[i]);
+    fprintf(f, "\ndati:   flows: %llu created, %llu active, %llu idle, %llu end_of_input, "
+               "%llu evicted, %llu shutdown\n",
+            (unsigned long long)t->flows_created, (unsigned long long)t->flows_active,
+            (unsigned long long)t->flows_ended[FLOW_END_IDLE],
+            (unsigned long long)t->flows_ended[FLOW_END_EOF],
+            (unsigned long long)t->flows_ended[FLOW_END_EVICTED],
+            (unsigned long long)t->flows_ended[FLOW_END_SHUTDOWN]);
+    fprintf(f, "dati:   records: %llu field, %llu flow written; dropped %llu field, %llu flow\n",
+            (unsigned long long)t->records_total, (unsigned long long)t->flow_records,
+            (unsigned long long)t->records_dropped, (unsigned long long)t->flow_records_dropped);
+}
+
+static int member(struct outbuf *b, const char *name, uint64_t v, int *first)
+{
+    int rc = json_lit(b, *first ? "\"" : ",\"");
+    rc |= json_lit(b, name);
+    rc |= json_lit(b, "\":");
+    rc |= json_u64(b, v);
+    *first = 0;
+    return rc;
+}
+
+int stats_json(struct outbuf *b, const struct stats_source *s, const struct stats_totals *t,
+               double elapsed, int final, const char *input_error)
+{
+    size_t start = b->len;
+    char el[32];
+    snprintf(el, sizeof el, "%.6f", elapsed);
+    int first = 1;
+    int rc = json_lit(b, "{\"type\":\"stats\",\"final\":");
+    rc |= json_lit(b, final ? "true" : "false");
+    rc |= json_lit(b, ",\"elapsed\":");
+    rc |= json_lit(b, el);
+    rc |= json_lit(b, ",\"packets\":");
+    rc |= json_u64(b, t->packets);
+    rc |= json_lit(b, ",\"bytes\":");
+    rc |= json_u64(b, t->bytes);
+    rc |= json_lit(b, ",\"decoded\":{");
+    for (int i = 0; i < DECODE_OK_COUNT; i++)
+        rc |= member(b, decode_result_name((enum decode_result)i), t->decode[i], &first);
+    rc |= json_lit(b, "},\"malformed\":{");
+    first = 1;
+    for (int i = DECODE_OK_COUNT; i < DECODE_RESULT_COUNT; i++)
+        rc |= member(b, decode_result_name((enum decode_result)i), t->decode[i], &first);
+    rc |= json_lit(b, "},\"filters\":{");
+    for (int i = 0; i < s->pl->classifier.nfilters; i++) {
+        rc |= json_lit(b, i ? ",\"" : "\"");
+        rc |= json_lit(b, s->pl->filter_name[i]);
+        rc |= json_lit(b, "\":{");
+        first = 1;
+        rc |= member(b, "matches", t->matches[i], &first);
+        rc |= member(b, "records", t->records[i], &first);
+        rc |= json_lit(b, "}");
+    }
+    rc |= json_lit(b, "},\"flows\":{");
+    first = 1;
+    rc |= member(b, "active", t->flows_active, &first);
+    rc |= member(b, "created", t->flows_created, &first);
+    for (int i = 0; i < FLOW_END_COUNT; i++)
+        rc |= member(b, flow_end_name((enum flow_end)i), t->flows_ended[i], &first);
+    rc |= member(b, "matched_without_flow", t->no_flow, &first);
+    rc |= json_lit(b, "},\"records\":{");
+    first = 1;
+    rc |= member(b, "field", t->records_total, &first);
+    rc |= member(b, "flow", t->flow_records, &first);
+    rc |= member(b, "field_dropped", t->records_dropped, &first);
+    rc |= member(b, "flow_dropped", t->flow_records_dropped, &first);
+    rc |= json_lit(b, "}");
+    if (input_error) {
+        rc |= json_lit(b, ",\"input_error\":");
+        rc |= json_str(b, (const uint8_t *)input_error, strlen(input_error));
+    }
+    rc |= json_lit(b, "}\n");
+    if (rc)
+        b->len = start;
+    return rc ? -1 : 0;
+}

@@ -1,0 +1,63 @@
+/* worker.h - a worker owns a share of the flow table, its output buffer and
+ * its counters, and turns the packets it is given into field records and
+ * flow records. With one worker it runs inline in the reader's thread; with
+ * more, each runs in its own thread fed by a pktq. */
+#ifndef DATI_WORKER_H
+#define DATI_WORKER_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "classify.h"
+#include "config.h"
+#include "extract.h"
+#include "flow.h"
+#include "output.h"
+#include "pktq.h"
+
+/* What every worker reads and nobody changes while they run. */
+struct pipeline {
+    const struct config *conf;
+    struct classifier classifier;
+    const char *filter_name[CLASSIFY_MAX_FILTERS];
+    uint64_t record_filters;       /* filters with FIELDS */
+};
+
+struct worker_counters {
+    uint64_t packets;              /* given to this worker */
+    uint64_t matched;              /* packets matching at least one filter */
+    uint64_t matches[CLASSIFY_MAX_FILTERS];
+    uint64_t records[CLASSIFY_MAX_FILTERS];
+    uint64_t records_dropped;      /* no memory to format them */
+    uint64_t flow_records;
+    uint64_t flow_records_dropped;
+    uint64_t no_flow;              /* matched but not keyed (not TCP/UDP/ICMP, fragment) */
+};
+
+struct worker {
+    int index;
+    const struct pipeline *pl;
+    struct flow_table flows;
+    struct outbuf out;
+    struct extract_ctx x;
+    struct worker_counters c;
+    struct pktq *q;                /* NULL when running inline */
+    pthread_t thread;
+};
+
+/* Returns 0, or -1 when memory for the flow table or buffer is missing. */
+int worker_init(struct worker *w, int index, const struct pipeline *pl, uint32_t max_flows,
+                uint32_t buckets, struct output_sink *sink);
+void worker_fini(struct worker *w);
+
+/* One packet, decoded (not a decode error). */
+void worker_process(struct worker *w, const struct packet *p);
+
+/* End of input at reader clock `clock`: idle flows expire, the rest end with why. */
+void worker_finish(struct worker *w, uint64_t clock, enum flow_end why);
+
+/* Threaded mode: consume w->q until it is closed, then finish. */
+int worker_start(struct worker *w);
+void worker_join(struct worker *w);
+
+#endif
