@@ -19,6 +19,7 @@
 #define PCAPNG_BOM 0x1a2b3c4du
 #define PCAPNG_MAX_BLOCK (16u << 20)   /* libpcap's limit for one block */
 #define PCAPNG_MAX_IFACES 4096
+#define PREFETCH_AHEAD 4096    /* bytes streamed into the cache ahead of the reader */
 
 struct iface {
     int linktype;
@@ -31,6 +32,7 @@ struct file_reader {
     const uint8_t *map;
     uint64_t size;
     uint64_t off;
+    uint64_t prefetched;       /* bytes up to here have been prefetched */
     int swapped;               /* byte order differs from little-endian reading */
     /* pcap */
     int linktype;
@@ -68,6 +70,19 @@ static int fail(struct capture *c, uint64_t off, const char *fmt, ...)
     return -1;
 }
 
+/* Each record header is a load that depends on the one before, and packets
+ * are too far apart for the hardware prefetcher: without help the reader
+ * waits on memory for every packet. So stream the mapping into the cache a
+ * few KiB ahead of the reader, one prefetch per cache line. */
+static inline void prefetch_ahead(struct file_reader *r)
+{
+    uint64_t until = r->size - r->off > PREFETCH_AHEAD ? r->off + PREFETCH_AHEAD : r->size;
+    if (r->prefetched < r->off)
+        r->prefetched = r->off;
+    for (; r->prefetched < until; r->prefetched += 64)
+        __builtin_prefetch(r->map + r->prefetched);
+}
+
 /* ---- classic pcap ---- */
 
 static int pcap_next(struct capture *c, struct packet *p, int *linktype)
@@ -91,6 +106,7 @@ static int pcap_next(struct capture *c, struct packet *p, int *linktype)
     *linktype = r->linktype;
     r->off += 16 + (uint64_t)caplen;
     c->offset = r->off;
+    prefetch_ahead(r);
     return 1;
 }
 
@@ -276,6 +292,7 @@ static int ng_next(struct capture *c, struct packet *p, int *linktype)
             return -1;
         r->off += len;
         c->offset = r->off;
+        prefetch_ahead(r);
         if (rc == 1)
             return 1;
     }

@@ -71,15 +71,21 @@ uint32_t flow_key_hash(const struct flow_key *k)
 static void make_key(struct packet *p, const uint8_t *src, const uint8_t *dst, int alen)
 {
     struct flow_key *k = &p->key;
-    memset(k, 0, sizeof *k);
     int c = memcmp(src, dst, (size_t)alen);
     int src_lo = c < 0 || (c == 0 && p->sport <= p->dport);
-    memcpy(k->lo_addr, src_lo ? src : dst, (size_t)alen);
-    memcpy(k->hi_addr, src_lo ? dst : src, (size_t)alen);
+    if (alen == 4) {
+        memset(k, 0, sizeof *k);
+        memcpy(k->lo_addr, src_lo ? src : dst, 4);
+        memcpy(k->hi_addr, src_lo ? dst : src, 4);
+    } else {
+        memcpy(k->lo_addr, src_lo ? src : dst, 16);
+        memcpy(k->hi_addr, src_lo ? dst : src, 16);
+    }
     k->lo_port = src_lo ? p->sport : p->dport;
     k->hi_port = src_lo ? p->dport : p->sport;
     k->proto = p->l4_proto;
     k->family = p->ip_version;
+    k->pad[0] = k->pad[1] = 0;
     p->flags |= PKT_HAS_KEY | (src_lo ? PKT_SRC_IS_LO : 0);
     p->hash = flow_key_hash(k);
 }

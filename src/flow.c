@@ -108,7 +108,7 @@ struct flow *flow_lookup(struct flow_table *t, const struct packet *p)
     uint32_t i = t->buckets[p->hash & t->bucket_mask];
     while (i) {
         struct flow *f = AT(t, i);
-        if (f->hash == p->hash && memcmp(&f->key, &p->key, sizeof f->key) == 0)
+        if (f->hash == p->hash && flow_key_equal(&f->key, &p->key))
             return f;
         i = f->chain;
     }
