@@ -7,6 +7,21 @@
 #include "counter.h"
 #include "output-json.h"
 
+/* Anonymous resident memory in KiB (our heap: flows, buffers, queues; not
+ * the mapped capture file, which the page cache owns), or 0 if unknown. */
+static uint64_t rss_anon_kb(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[128];
+    unsigned long long kb = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "RssAnon: %llu kB", &kb) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kb;
+}
+
 void stats_sum(const struct stats_source *s, struct stats_totals *t)
 {
     memset(t, 0, sizeof *t);
@@ -38,6 +53,7 @@ void stats_sum(const struct stats_source *s, struct stats_totals *t)
         for (int i = 0; i < FLOW_END_COUNT; i++)
             t->flows_ended[i] += COUNTER_GET(ft->ended[i]);
     }
+    t->rss_anon_kb = rss_anon_kb();
 }
 
 void stats_print(FILE *f, const struct stats_source *s, const struct stats_totals *t,
@@ -70,6 +86,8 @@ void stats_print(FILE *f, const struct stats_source *s, const struct stats_total
     fprintf(f, "dati:   records: %llu field, %llu flow written; dropped %llu field, %llu flow\n",
             (unsigned long long)t->records_total, (unsigned long long)t->flow_records,
             (unsigned long long)t->records_dropped, (unsigned long long)t->flow_records_dropped);
+    fprintf(f, "dati:   memory: %llu KiB anonymous resident; %zu bytes per flow entry\n",
+            (unsigned long long)t->rss_anon_kb, sizeof(struct flow));
 }
 
 static int member(struct outbuf *b, const char *name, uint64_t v, int *first)
@@ -127,6 +145,10 @@ int stats_json(struct outbuf *b, const struct stats_source *s, const struct stat
     rc |= member(b, "flow", t->flow_records, &first);
     rc |= member(b, "field_dropped", t->records_dropped, &first);
     rc |= member(b, "flow_dropped", t->flow_records_dropped, &first);
+    rc |= json_lit(b, "},\"memory\":{");
+    first = 1;
+    rc |= member(b, "rss_anon_kb", t->rss_anon_kb, &first);
+    rc |= member(b, "flow_entry_bytes", sizeof(struct flow), &first);
     rc |= json_lit(b, "}");
     if (input_error) {
         rc |= json_lit(b, ",\"input_error\":");

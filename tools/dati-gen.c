@@ -49,8 +49,9 @@ struct options {
 	const char *output;
 	uint64_t count, seed, flows, http_flows, rate, start;
 	double http_share, dns_share, tls_share, ipv6_share, stop_early;
-	bool responses, ns;
+	bool responses, ns, round_robin;
 	unsigned vlan; /* 0 = untagged */
+	unsigned frame_size; /* background frame length; 0 = uniform 500..1518 */
 };
 
 /* Addresses are 198.<net>.<host> or 2001:2:0:<net-17>::<host>. */
@@ -561,9 +562,15 @@ static struct packet one_off_packet(struct gen *g, uint8_t proto,
 
 static void emit_background(struct gen *g)
 {
-	struct flow *f = pick_flow(g, &g->bg);
+	/* --round-robin visits every flow in turn: N flows are all live after
+	 * N background packets (the flow-table memory benchmark needs that). */
+	struct flow *f = g->opt.round_robin
+		? &g->bg.flows[g->n.background % g->opt.flows]
+		: pick_flow(g, &g->bg);
 	bool to_server = rng_next(g) & 1;
-	size_t frame_len = rng_range(g, BG_FRAME_MIN, BG_FRAME_MAX);
+	size_t frame_len = g->opt.frame_size
+		? g->opt.frame_size
+		: rng_range(g, BG_FRAME_MIN, BG_FRAME_MAX);
 	struct packet pk = flow_packet(g, f, to_server, frame_len);
 	uint8_t *payload = packet_payload(g, &pk);
 
@@ -797,6 +804,8 @@ static void usage(FILE *to)
 "      --responses        follow each HTTP request with a 200 OK response\n"
 "      --vlan ID          tag every frame with 802.1Q VID 1..4094\n"
 "      --ns               nanosecond pcap timestamps\n"
+"      --frame-size N     background frames of exactly N bytes (64..1518)\n"
+"      --round-robin      background packets visit the flows in turn\n"
 "  -h, --help             show this help\n"
 "\n"
 "Addresses: IPv4 198.18.0.0/15, IPv6 2001:2::/48. A JSON summary line is\n"
@@ -835,7 +844,7 @@ static double parse_percent(const char *opt, const char *arg)
 enum {
 	OPT_HTTP_SHARE = 256, OPT_DNS_SHARE, OPT_TLS_SHARE, OPT_IPV6_SHARE,
 	OPT_FLOWS, OPT_HTTP_FLOWS, OPT_RATE, OPT_START, OPT_STOP_EARLY,
-	OPT_RESPONSES, OPT_VLAN, OPT_NS,
+	OPT_RESPONSES, OPT_VLAN, OPT_NS, OPT_ROUND_ROBIN, OPT_FRAME_SIZE,
 };
 
 static const struct option long_options[] = {
@@ -855,6 +864,8 @@ static const struct option long_options[] = {
 	{ "responses", no_argument, NULL, OPT_RESPONSES },
 	{ "vlan", required_argument, NULL, OPT_VLAN },
 	{ "ns", no_argument, NULL, OPT_NS },
+	{ "round-robin", no_argument, NULL, OPT_ROUND_ROBIN },
+	{ "frame-size", required_argument, NULL, OPT_FRAME_SIZE },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -905,6 +916,13 @@ static void apply_option(struct options *o, int c, const char *arg)
 		break;
 	case OPT_NS:
 		o->ns = true;
+		break;
+	case OPT_ROUND_ROBIN:
+		o->round_robin = true;
+		break;
+	case OPT_FRAME_SIZE:
+		o->frame_size = (unsigned)parse_uint("--frame-size", arg, 64,
+						     BG_FRAME_MAX);
 		break;
 	}
 }

@@ -1,0 +1,100 @@
+#!/bin/bash
+# make bench: dati against its peers on files made by dati-gen, measured side
+# by side in one run. Prints figures; never passes or fails on speed.
+#   1. lab mix (2M packets), seed HTTP GET filter + flows + JSON to /dev/null:
+#      dati -t 1 / -t 2 against `tcpdump -r FILE -w /dev/null FILTER`
+#   2. all-HTTP file: field records/s against tshark -T fields
+#   3. 1M concurrent flows: anonymous memory and bytes per flow
+# Each timing is the best of RUNS runs (wall clock), files in page cache.
+set -euo pipefail
+build=${1:-build}
+dir="$build/bench"
+RUNS=${RUNS:-3}
+LAB_PACKETS=${LAB_PACKETS:-2000000}
+HTTP_PACKETS=${HTTP_PACKETS:-200000}
+FLOWS=${FLOWS:-1000000}
+mkdir -p "$dir"
+dati="$build/dati"
+gen="$build/dati-gen"
+SEED_BPF='tcp[(tcp[12] >> 4) * 4 : 4] = 0x47455420'
+
+# best wall time in seconds of RUNS runs of "$@"
+best_time() {
+    local best="" t
+    for _ in $(seq "$RUNS"); do
+        t=$( { /usr/bin/time -f "%e" "$@" >/dev/null 2>/dev/null; } 2>&1 | tail -1)
+        if [ -z "$best" ] || awk "BEGIN{exit !($t < $best)}"; then best=$t; fi
+    done
+    echo "$best"
+}
+rate() { awk "BEGIN{ if ($2 > 0) printf \"%.0f\", $1 / $2; else print \"inf\" }"; }
+ratio() { awk "BEGIN{ if ($2 > 0) printf \"%.2f\", $1 / $2; else print \"-\" }"; }
+
+make_file() {   # name, dati-gen args...
+    local f="$dir/$1"; shift
+    [ -s "$f" ] || "$gen" "$@" -o "$f" 2>/dev/null
+    cat "$f" > /dev/null   # into the page cache
+}
+
+echo "machine: $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+echo "tools: $(tcpdump --version 2>&1 | head -1), $(tshark --version 2>/dev/null | head -1)"
+echo
+
+# 1. lab mix
+make_file lab.pcap -n "$LAB_PACKETS" -s 1
+cat > "$dir/seed.conf" <<CONF
+TIME_STATS 0
+FILTER_NAME http
+BPF $SEED_BPF
+FIELDS ip.src ip.dst tcp.sport tcp.dport http.url http.referer http.host
+CONF
+t1=$(best_time "$dati" -q -c "$dir/seed.conf" -r "$dir/lab.pcap" -t 1 -w /dev/null)
+t2=$(best_time "$dati" -q -c "$dir/seed.conf" -r "$dir/lab.pcap" -t 2 -w /dev/null)
+td=$(best_time tcpdump -r "$dir/lab.pcap" -w /dev/null "$SEED_BPF")
+echo "1. lab mix, $LAB_PACKETS packets ($(du -m "$dir/lab.pcap" | cut -f1) MB), seed HTTP GET filter, flows, JSON to /dev/null"
+printf "   %-34s %8s s %12s packets/s\n" "dati -t 1" "$t1" "$(rate "$LAB_PACKETS" "$t1")"
+printf "   %-34s %8s s %12s packets/s\n" "dati -t 2" "$t2" "$(rate "$LAB_PACKETS" "$t2")"
+printf "   %-34s %8s s %12s packets/s\n" "tcpdump -r FILE -w /dev/null" "$td" "$(rate "$LAB_PACKETS" "$td")"
+echo "   dati -t 1 / tcpdump: $(ratio "$td" "$t1")x    dati -t 2 / tcpdump: $(ratio "$td" "$t2")x   (target for -t 2: >= 3x)"
+echo
+
+# 2. all-HTTP
+make_file http.pcap -n "$HTTP_PACKETS" -s 2 --http-share 100
+cat > "$dir/http.conf" <<CONF
+TIME_STATS 0
+FILTER_NAME http
+BPF $SEED_BPF
+FIELDS ip.src ip.dst tcp.sport tcp.dport http.method http.url http.host http.useragent http.referer
+CONF
+records=$("$dati" -q -c "$dir/http.conf" -r "$dir/http.pcap" | grep -c '"type":"record"')
+th=$(best_time "$dati" -q -c "$dir/http.conf" -r "$dir/http.pcap" -t 1 -w /dev/null)
+ts_runs=$RUNS; RUNS=1
+tt=$(best_time tshark -n -r "$dir/http.pcap" -Y http.request -T fields -e ip.src -e ip.dst \
+    -e tcp.srcport -e tcp.dstport -e http.request.method -e http.request.uri -e http.host \
+    -e http.user_agent -e http.referer)
+RUNS=$ts_runs
+tshark_records=$(tshark -n -r "$dir/http.pcap" -Y http.request -T fields -e http.host 2>/dev/null | wc -l)
+echo "2. all-HTTP file, $HTTP_PACKETS packets: field records to JSON"
+printf "   %-34s %8s s %12s records/s  (%s records)\n" "dati -t 1" "$th" "$(rate "$records" "$th")" "$records"
+printf "   %-34s %8s s %12s records/s  (%s records)\n" "tshark -Y http.request -T fields" "$tt" "$(rate "$tshark_records" "$tt")" "$tshark_records"
+echo "   dati / tshark: $(ratio "$tt" "$th")x   (target: >= 50x)"
+echo
+
+# 3. one million concurrent flows
+make_file flows.pcap -n "$FLOWS" -s 3 --flows "$FLOWS" --round-robin --frame-size 64 --http-share 0
+cat > "$dir/flows.conf" <<CONF
+TIME_STATS 0
+PKT_TTL 1000000
+MAX_FLOWS $FLOWS
+FILTER_NAME tcp
+BPF tcp
+CONF
+stats=$("$dati" -c "$dir/flows.conf" -r "$dir/flows.pcap" -w /dev/stdout -q | grep '"type":"stats"')
+created=$(echo "$stats" | sed 's/.*"created":\([0-9]*\).*/\1/')
+anon=$(echo "$stats" | sed 's/.*"rss_anon_kb":\([0-9]*\).*/\1/')
+entry=$(echo "$stats" | sed 's/.*"flow_entry_bytes":\([0-9]*\).*/\1/')
+make_file tiny.pcap -n 10 -s 3 --http-share 0
+base=$("$dati" -c "$dir/flows.conf" -r "$dir/tiny.pcap" -w /dev/stdout -q | grep '"type":"stats"' | sed 's/.*"rss_anon_kb":\([0-9]*\).*/\1/')
+echo "3. $created concurrent flows (all live at the end of the file)"
+echo "   anonymous resident memory at the end: $((anon / 1024)) MiB (target: <= 256 MiB)"
+echo "   flow entry: $entry bytes + 4 bytes of hash bucket; measured $(( (anon - ${base:-0}) * 1024 / (created > 0 ? created : 1) )) bytes per flow in all"

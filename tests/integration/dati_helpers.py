@@ -1,0 +1,253 @@
+"""Helpers for dati's integration tests: finding the binaries and the corpus,
+running dati (with sanitizer and crash checks), parsing its JSON lines and the
+tshark oracle TSV files, and pairing rows for comparison.
+
+Nothing here is specific to one test file; the tests import it directly
+(pytest puts this directory on sys.path)."""
+import decimal
+import ipaddress
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from collections import defaultdict
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+BUILD = REPO / os.environ.get("DATI_BUILD", "build")
+DATI = BUILD / "dati"
+DATI_GEN = BUILD / "dati-gen"
+CORPUS = (REPO / ".." / "shared" / "corpus").resolve()
+PCAP_DIR = CORPUS / "pcap"
+ORACLE_DIR = CORPUS / "oracle"
+
+# Generous: the suite may run under ASan/UBSan (build-san), 2-3x slower.
+RUN_TIMEOUT = 120
+
+SANITIZER_MARKERS = (
+    "AddressSanitizer",
+    "LeakSanitizer",
+    "UndefinedBehaviorSanitizer",
+    "ThreadSanitizer",
+    "MemorySanitizer",
+    "runtime error:",
+)
+
+
+def corpus_captures():
+    """Names of the corpus captures, sorted; [] when the corpus is absent."""
+    if not PCAP_DIR.is_dir():
+        return []
+    return sorted(p.name for p in PCAP_DIR.iterdir() if p.is_file())
+
+
+def oracle_path(capture, kind):
+    """oracle/<capture>.<kind>, e.g. kind='http-noreasm.tsv'."""
+    return ORACLE_DIR / f"{capture}.{kind}"
+
+
+def sanitizer_env():
+    """The environment for dati: a distinct exit code for sanitizer reports
+    (ASan's default, 1, would look like "damaged input")."""
+    env = dict(os.environ)
+    asan = env.get("ASAN_OPTIONS", "")
+    if "exitcode" not in asan:
+        env["ASAN_OPTIONS"] = (asan + ":" if asan else "") + "exitcode=99"
+    ubsan = env.get("UBSAN_OPTIONS", "")
+    if "print_stacktrace" not in ubsan:
+        env["UBSAN_OPTIONS"] = (ubsan + ":" if ubsan else "") + "print_stacktrace=1"
+    return env
+
+
+# ---------------------------------------------------------------- running
+
+
+def parse_json_lines(data, what):
+    """JSON lines (bytes) into objects; numbers with decimals as Decimal."""
+    objs = []
+    for n, line in enumerate(data.decode("utf-8", "strict").splitlines(), 1):
+        try:
+            objs.append(json.loads(line, parse_float=decimal.Decimal))
+        except ValueError as e:
+            raise AssertionError(f"{what}: output line {n} is not JSON ({e}): {line[:300]!r}")
+    return objs
+
+
+class Run:
+    """One finished dati run: exit status, raw output, parsed objects."""
+
+    def __init__(self, args, rc, stdout, stderr, elapsed):
+        self.args = args
+        self.rc = rc
+        self.stdout = stdout
+        self.stderr = stderr
+        self.elapsed = elapsed
+        self.what = " ".join(str(a) for a in args)
+        self.objs = parse_json_lines(stdout, self.what)
+        self.lines = stdout.decode("utf-8").splitlines()
+        self.records = [o for o in self.objs if o.get("type") == "record"]
+        self.flows = [o for o in self.objs if o.get("type") == "flow"]
+        stats = [o for o in self.objs if o.get("type") == "stats" and o.get("final")]
+        self.stats = stats[-1] if stats else None
+
+    def record_lines(self):
+        """Raw text of every line but the stats ones (for multiset checks)."""
+        return [l for l in self.lines if not l.startswith('{"type":"stats"')]
+
+
+def check_no_crash(what, rc, stderr):
+    """No signal, no sanitizer report. Returns nothing; raises AssertionError."""
+    if rc < 0:
+        raise AssertionError(
+            f"{what}: killed by signal {signal.Signals(-rc).name}\nstderr:\n{stderr[-3000:]}")
+    for m in SANITIZER_MARKERS:
+        if m in stderr:
+            raise AssertionError(f"{what}: sanitizer report ({m!r}), exit {rc}\n"
+                                 f"stderr:\n{stderr[-6000:]}")
+
+
+def run_dati(args, timeout=RUN_TIMEOUT, expect_rc=(0,), check_stats=True):
+    """Runs build/dati with args; checks no crash, no sanitizer output, the
+    exit status in expect_rc, and (unless check_stats is false) a final stats
+    line at the end. Returns a Run."""
+    cmd = [str(DATI)] + [str(a) for a in args]
+    t0 = time.monotonic()
+    try:
+        p = subprocess.run(cmd, capture_output=True, timeout=timeout, env=sanitizer_env(),
+                           stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired as e:
+        raise AssertionError(f"{' '.join(cmd)}: still running after {timeout} s "
+                             f"(stderr so far: {(e.stderr or b'')[-2000:]!r})")
+    elapsed = time.monotonic() - t0
+    stderr = p.stderr.decode("utf-8", "replace")
+    what = " ".join(cmd)
+    check_no_crash(what, p.returncode, stderr)
+    if expect_rc is not None and p.returncode not in expect_rc:
+        raise AssertionError(f"{what}: exit status {p.returncode}, expected {expect_rc}\n"
+                             f"stderr:\n{stderr[-3000:]}")
+    r = Run(cmd, p.returncode, p.stdout, stderr, elapsed)
+    if check_stats and p.returncode in (0, 1):
+        assert r.objs and r.objs[-1].get("type") == "stats" and r.objs[-1].get("final"), \
+            f"{what}: the last output line is not the final stats record: " \
+            f"{r.lines[-1][:300] if r.lines else '(no output)'!r}"
+    return r
+
+
+def run_gen(args, out_path, timeout=RUN_TIMEOUT):
+    """Runs build/dati-gen -o out_path args...; returns its JSON summary."""
+    cmd = [str(DATI_GEN), "-o", str(out_path)] + [str(a) for a in args]
+    p = subprocess.run(cmd, capture_output=True, timeout=timeout, env=sanitizer_env())
+    stderr = p.stderr.decode("utf-8", "replace")
+    check_no_crash(" ".join(cmd), p.returncode, stderr)
+    assert p.returncode == 0, f"{' '.join(cmd)}: exit {p.returncode}\n{stderr}"
+    summary = [l for l in stderr.splitlines() if l.startswith("{")]
+    assert summary, f"{' '.join(cmd)}: no JSON summary line on stderr:\n{stderr}"
+    return json.loads(summary[-1])
+
+
+def write_config(directory, name, text):
+    path = Path(directory) / name
+    path.write_text(text)
+    return path
+
+
+# ---------------------------------------------------------------- oracles
+
+_TSV_ESC = re.compile(r"\\(.)")
+_TSV_MAP = {"\\": "\\", "t": "\t", "r": "\r", "n": "\n"}
+
+
+def tsv_unescape(cell):
+    """Undoes make_oracles.py's clean(): \\\\ \\t \\r \\n."""
+    return _TSV_ESC.sub(lambda m: _TSV_MAP.get(m.group(1), "\\" + m.group(1)), cell)
+
+
+def read_tsv(path):
+    """Rows of an oracle TSV as dicts keyed by header name; each row also has
+    '_line' (its line number in the file, header = 1)."""
+    rows = []
+    with open(path, encoding="utf-8", newline="\n") as f:
+        header = f.readline().rstrip("\n").split("\t")
+        for n, line in enumerate(f, 2):
+            line = line.rstrip("\n")
+            if not line:
+                continue
+            cells = line.split("\t")
+            assert len(cells) == len(header), f"{path}:{n}: {len(cells)} cells, header has {len(header)}"
+            row = {h: tsv_unescape(c) for h, c in zip(header, cells)}
+            row["_line"] = n
+            rows.append(row)
+    return rows
+
+
+def read_tshark_frames(capture):
+    """'tshark frames read: N' from oracle/<capture>.count.txt."""
+    text = oracle_path(capture, "count.txt").read_text()
+    m = re.search(r"^tshark frames read:\s*(\d+)", text, re.M)
+    assert m, f"{capture}.count.txt has no 'tshark frames read' line"
+    return int(m.group(1))
+
+
+# ---------------------------------------------------------------- values
+
+
+def as_tshark_text(value):
+    """dati string -> what tshark shows: raw bytes back (dati escapes bytes
+    that are not UTF-8 as U+DC80..U+DCFF), invalid UTF-8 as U+FFFD."""
+    if value is None:
+        return ""
+    raw = str(value).encode("utf-8", "surrogateescape")
+    return raw.decode("utf-8", "replace")
+
+
+def canon_addr(text):
+    """Canonical text of an IPv4/IPv6 address (RFC 5952 for IPv6); text
+    unchanged when it is not an address."""
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return text
+
+
+def pair_rows(expected, got, key, order):
+    """Multiset pairing: rows with the same key(row) are paired in order(row)
+    order. Returns (pairs, missing, extra): pairs of (expected, got), expected
+    rows with no partner, got rows with no partner."""
+    exp_groups, got_groups = defaultdict(list), defaultdict(list)
+    for r in expected:
+        exp_groups[key(r)].append(r)
+    for r in got:
+        got_groups[key(r)].append(r)
+    pairs, missing, extra = [], [], []
+    for k in set(exp_groups) | set(got_groups):
+        e = sorted(exp_groups.get(k, []), key=order)
+        g = sorted(got_groups.get(k, []), key=order)
+        pairs.extend(zip(e, g))
+        missing.extend(e[len(g):])
+        extra.extend(g[len(e):])
+    return pairs, missing, extra
+
+
+class Mismatches:
+    """Collects mismatch messages and fails once with all of them."""
+
+    def __init__(self, capture, what, limit=40):
+        self.capture = capture
+        self.what = what
+        self.msgs = []
+        self.limit = limit
+
+    def add(self, msg):
+        self.msgs.append(msg)
+
+    def check(self):
+        if not self.msgs:
+            return
+        shown = self.msgs[: self.limit]
+        more = len(self.msgs) - len(shown)
+        text = f"{self.capture}: {len(self.msgs)} {self.what} difference(s):\n  " + "\n  ".join(shown)
+        if more:
+            text += f"\n  ... and {more} more"
+        raise AssertionError(text)
