@@ -251,3 +251,59 @@ class Mismatches:
         if more:
             text += f"\n  ... and {more} more"
         raise AssertionError(text)
+
+
+# ---------------------------------------------------------------- corpus config
+
+# One configuration for every corpus comparison. Each purpose has a plain
+# filter and a VLAN one: libpcap's `tcp` does not look past 802.1Q tags, and
+# a `vlan` expression does not compile on raw-IP/SLL link types (dati then
+# disables just that filter, with a warning). The tls filters match every
+# TCP/UDP packet, so the first packet of any 5-tuple creates its flow; the
+# huge PKT_TTL keeps every flow alive to the end of the input.
+HTTP_FIELDS = ("ip.src ip.dst tcp.sport tcp.dport http.method http.url http.host "
+               "http.useragent http.referer http.cookie frame.number")
+DNS_FIELDS = ("ip.src ip.dst udp.sport udp.dport tcp.sport tcp.dport dns.id "
+              "dns.flags.response dns.qry.name dns.qry.type dns.qry.class "
+              "dns.count.queries frame.number")
+TLS_FIELDS = "ip.src ip.dst tcp.sport tcp.dport udp.sport udp.dport tls.sni frame.number"
+
+
+def _vlan(expr):
+    return f"vlan and (({expr}) or (vlan and ({expr})))"
+
+
+ORACLE_CONF = f"""\
+TIME_STATS 0
+PKT_TTL 1000000000
+FILTER_NAME http
+BPF tcp
+FIELDS {HTTP_FIELDS}
+FILTER_NAME http_vlan
+BPF {_vlan("tcp")}
+FIELDS {HTTP_FIELDS}
+FILTER_NAME dns
+BPF port 53
+FIELDS {DNS_FIELDS}
+FILTER_NAME dns_vlan
+BPF {_vlan("port 53")}
+FIELDS {DNS_FIELDS}
+FILTER_NAME tls
+BPF tcp or udp
+FIELDS {TLS_FIELDS}
+FILTER_NAME tls_vlan
+BPF {_vlan("tcp or udp")}
+FIELDS {TLS_FIELDS}
+"""
+
+FILTER_GROUPS = {
+    "http": {"http", "http_vlan"},
+    "dns": {"dns", "dns_vlan"},
+    "tls": {"tls", "tls_vlan"},
+}
+
+
+def records_of(run, group):
+    """Field records of one purpose ('http', 'dns', 'tls')."""
+    names = FILTER_GROUPS[group]
+    return [r for r in run.records if r["filter"] in names]

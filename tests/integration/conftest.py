@@ -1,0 +1,48 @@
+"""Fixtures for dati's integration tests.
+
+Binaries come from $DATI_BUILD (default build/) under the repository root;
+the real-traffic corpus from <repo>/../shared/corpus. Tests that take the
+`capture` argument are run once per corpus capture, and are skipped (with the
+reason) when the corpus is absent."""
+import pytest
+
+import dati_helpers as h
+
+
+def pytest_generate_tests(metafunc):
+    if "capture" in metafunc.fixturenames:
+        names = h.corpus_captures()
+        if names:
+            metafunc.parametrize("capture", names)
+        else:
+            metafunc.parametrize("capture", [pytest.param(
+                None, marks=pytest.mark.skip(reason=f"corpus not found at {h.PCAP_DIR}"))])
+
+
+@pytest.fixture(scope="session")
+def binaries():
+    for b in (h.DATI, h.DATI_GEN):
+        if not b.is_file():
+            pytest.fail(f"{b} not found: build it first (make, or DATI_BUILD=...)")
+    return h.DATI, h.DATI_GEN
+
+
+@pytest.fixture(scope="session")
+def oracle_conf(tmp_path_factory):
+    return h.write_config(tmp_path_factory.mktemp("conf"), "oracle.conf", h.ORACLE_CONF)
+
+
+@pytest.fixture(scope="session")
+def corpus_run(binaries, oracle_conf):
+    """corpus_run(capture, threads=1) -> Run of dati with ORACLE_CONF, cached
+    for the session. Damaged captures may exit 1; anything else fails."""
+    cache = {}
+
+    def run(capture, threads=1):
+        key = (capture, threads)
+        if key not in cache:
+            cache[key] = h.run_dati(["-r", h.PCAP_DIR / capture, "-c", oracle_conf,
+                                     "-t", threads, "--no-progress"], expect_rc=(0, 1))
+        return cache[key]
+
+    return run
