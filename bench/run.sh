@@ -20,9 +20,10 @@ SEED_BPF='tcp[(tcp[12] >> 4) * 4 : 4] = 0x47455420'
 
 # best wall time in seconds of RUNS runs of "$@"
 best_time() {
-    local best="" t
+    local best="" t out="$dir/.time"
     for _ in $(seq "$RUNS"); do
-        t=$( { /usr/bin/time -f "%e" "$@" >/dev/null 2>/dev/null; } 2>&1 | tail -1)
+        /usr/bin/time -f "%e" -o "$out" "$@" >/dev/null 2>&1
+        t=$(tail -1 "$out")
         if [ -z "$best" ] || awk "BEGIN{exit !($t < $best)}"; then best=$t; fi
     done
     echo "$best"
