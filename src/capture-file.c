@@ -1,13 +1,15 @@
-/* capture-file.c - pcap and pcapng files read in place through mmap: no
- * read() per packet and no copy, packets point into the mapping. Every
- * length in the file is checked against what remains before it is used;
- * damage stops the reading with a message naming the offset. */
+/* capture-file.c - pcap and pcapng read from any file descriptor in large
+ * chunks: one read() per 256 KiB, no copy per packet. Packets point into a
+ * ring of chunks; a chunk is refilled only after the reader's reuse hook has
+ * confirmed that no worker still holds a packet in it. Every length in the
+ * input is checked against what was read before it is used; damage stops
+ * the reading with a message naming the byte offset. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
+#include <unistd.h>
 
 #include "bytes.h"
 #include "capture.h"
@@ -17,9 +19,8 @@
 #define PCAP_MAGIC_NS 0xa1b23c4du
 #define PCAPNG_SHB 0x0a0d0d0au
 #define PCAPNG_BOM 0x1a2b3c4du
-#define PCAPNG_MAX_BLOCK (16u << 20)   /* libpcap's limit for one block */
+#define PCAPNG_MAX_BLOCK CAPTURE_CHUNK_SIZE   /* one block must fit in a chunk */
 #define PCAPNG_MAX_IFACES 4096
-#define PREFETCH_AHEAD 4096    /* bytes streamed into the cache ahead of the reader */
 
 struct iface {
     int linktype;
@@ -29,19 +30,24 @@ struct iface {
 };
 
 struct file_reader {
-    const uint8_t *map;
-    uint64_t size;
-    uint64_t off;
-    uint64_t prefetched;       /* bytes up to here have been prefetched */
+    int fd;
+    int owns_fd;
+    int eof;
+    uint8_t *chunk[CAPTURE_CHUNKS];
+    uint64_t seq;              /* number of the chunk being parsed */
+    uint8_t *cur;              /* chunk[seq % CAPTURE_CHUNKS] */
+    uint32_t pos, len;         /* parse position, bytes valid in cur */
+    uint64_t base;             /* input offset of cur[0] */
     int swapped;               /* byte order differs from little-endian reading */
     /* pcap */
     int linktype;
     uint32_t frac_per_ns;      /* 1 for ns files, 1000 for us files */
     /* pcapng */
-    int ng;
     struct iface *ifaces;
     uint32_t nifaces, cap_ifaces;
 };
+
+typedef unsigned long long ull;
 
 static uint32_t r32(const struct file_reader *r, const uint8_t *p)
 {
@@ -52,8 +58,6 @@ static uint16_t r16(const struct file_reader *r, const uint8_t *p)
 {
     return r->swapped ? rd16(p) : rd16le(p);
 }
-
-typedef unsigned long long ull;
 
 /* Writes "<message> at byte <off>" into errbuf; returns -1. */
 static int fail(struct capture *c, uint64_t off, const char *fmt, ...)
@@ -70,17 +74,58 @@ static int fail(struct capture *c, uint64_t off, const char *fmt, ...)
     return -1;
 }
 
-/* Each record header is a load that depends on the one before, and packets
- * are too far apart for the hardware prefetcher: without help the reader
- * waits on memory for every packet. So stream the mapping into the cache a
- * few KiB ahead of the reader, one prefetch per cache line. */
-static inline void prefetch_ahead(struct file_reader *r)
+static uint64_t here(const struct file_reader *r) { return r->base + r->pos; }
+
+/* Moves the unparsed tail of the current chunk to the start of the next one;
+ * packets already handed out stay where they are. */
+static int next_chunk(struct capture *c, struct file_reader *r)
 {
-    uint64_t until = r->size - r->off > PREFETCH_AHEAD ? r->off + PREFETCH_AHEAD : r->size;
-    if (r->prefetched < r->off)
-        r->prefetched = r->off;
-    for (; r->prefetched < until; r->prefetched += 64)
-        __builtin_prefetch(r->map + r->prefetched);
+    uint64_t seq = r->seq + 1;
+    unsigned slot = (unsigned)(seq % CAPTURE_CHUNKS);
+    if (seq >= CAPTURE_CHUNKS && c->reuse)
+        c->reuse(c->reuse_ctx, slot);   /* waits until no worker holds packets there */
+    if (!r->chunk[slot] && !(r->chunk[slot] = malloc(CAPTURE_CHUNK_SIZE)))
+        return fail(c, here(r), "out of memory for the read buffer");
+    uint32_t tail = r->len - r->pos;
+    memcpy(r->chunk[slot], r->cur + r->pos, tail);
+    r->base += r->pos;
+    r->cur = r->chunk[slot];
+    r->seq = seq;
+    r->pos = 0;
+    r->len = tail;
+    c->slot = slot;
+    return 0;
+}
+
+/* Reads of 256 KiB keep what the kernel copied in the cache until the
+ * record walk reaches it; whole-chunk reads are slower (measured). */
+#define READ_SIZE (256u << 10)
+
+static uint32_t read_size(const struct file_reader *r)
+{
+    uint32_t room = CAPTURE_CHUNK_SIZE - r->len;
+    return room < READ_SIZE ? room : READ_SIZE;
+}
+
+/* Makes `need` bytes available at cur + pos. Returns 1 when they are,
+ * 0 at the end of input (fewer bytes left), -1 on a read error. */
+static int ensure(struct capture *c, struct file_reader *r, uint32_t need)
+{
+    if (r->len - r->pos >= need)
+        return 1;
+    if (need > CAPTURE_CHUNK_SIZE - r->pos && next_chunk(c, r) < 0)
+        return -1;
+    while (r->len - r->pos < need && !r->eof) {
+        ssize_t n = read(r->fd, r->cur + r->len, read_size(r));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return fail(c, r->base + r->len, "read: %s", strerror(errno));
+        if (n == 0)
+            r->eof = 1;
+        r->len += (uint32_t)n;
+    }
+    return r->len - r->pos >= need;
 }
 
 /* ---- classic pcap ---- */
@@ -88,51 +133,60 @@ static inline void prefetch_ahead(struct file_reader *r)
 static int pcap_next(struct capture *c, struct packet *p, int *linktype)
 {
     struct file_reader *r = c->priv;
-    if (r->off == r->size)
-        return 0;
-    if (r->size - r->off < 16)
-        return fail(c, r->off, "truncated record header: %llu of %llu bytes", (ull)(r->size - r->off), (ull)(16));
-    const uint8_t *h = r->map + r->off;
-    uint32_t caplen = r32(r, h + 8);
-    uint32_t wirelen = r32(r, h + 12);
+    int rc = ensure(c, r, 16);
+    if (rc < 0)
+        return -1;
+    if (rc == 0) {
+        if (r->len == r->pos)
+            return 0;
+        return fail(c, here(r), "truncated record header: %u of 16 bytes", r->len - r->pos);
+    }
+    uint32_t caplen = r32(r, r->cur + r->pos + 8);
     if (caplen > CAPTURE_MAX_CAPLEN)
-        return fail(c, r->off, "record claims %llu captured bytes, more than the limit of %llu", (ull)(caplen), (ull)(CAPTURE_MAX_CAPLEN));
-    if (caplen > r->size - r->off - 16)
-        return fail(c, r->off, "truncated record: %llu bytes of data announced, %llu left in the file", (ull)(caplen), (ull)(r->size - r->off - 16));
+        return fail(c, here(r), "record claims %u captured bytes, more than the limit of %u",
+                    caplen, CAPTURE_MAX_CAPLEN);
+    rc = ensure(c, r, 16 + caplen);
+    if (rc < 0)
+        return -1;
+    if (rc == 0)
+        return fail(c, here(r), "truncated record: %u bytes of data announced, %u left",
+                    caplen, r->len - r->pos - 16);
+    const uint8_t *h = r->cur + r->pos;
+    uint32_t wirelen = r32(r, h + 12);
     p->data = h + 16;
     p->caplen = caplen;
     p->wirelen = wirelen < caplen ? caplen : wirelen;
     p->ts = (uint64_t)r32(r, h) * 1000000000u + (uint64_t)r32(r, h + 4) * r->frac_per_ns;
     *linktype = r->linktype;
-    r->off += 16 + (uint64_t)caplen;
-    c->offset = r->off;
-    prefetch_ahead(r);
+    r->pos += 16 + caplen;
+    c->offset = here(r);
     return 1;
 }
 
 static int pcap_open(struct capture *c, struct file_reader *r)
 {
-    if (r->size < 24)
-        return fail(c, 0, "truncated pcap file header: %llu of %llu bytes", (ull)(r->size), (ull)(24));
-    uint32_t magic = rd32le(r->map);
-    if (magic == PCAP_MAGIC_US || magic == PCAP_MAGIC_NS) {
-        r->swapped = 0;
-    } else {
-        r->swapped = 1;
-        magic = rd32(r->map);
-    }
+    int rc = ensure(c, r, 24);
+    if (rc <= 0)
+        return rc < 0 ? -1 : fail(c, 0, "truncated pcap file header: %u of 24 bytes", r->len);
+    const uint8_t *h = r->cur;
+    uint32_t magic = rd32le(h);
+    r->swapped = !(magic == PCAP_MAGIC_US || magic == PCAP_MAGIC_NS);
+    if (r->swapped)
+        magic = rd32(h);
     r->frac_per_ns = magic == PCAP_MAGIC_NS ? 1 : 1000;
-    uint16_t major = r16(r, r->map + 4);
+    uint16_t major = r16(r, h + 4);
     if (major != 2)
-        return fail(c, 4, "unsupported pcap version %llu", (ull)(major));
+        return fail(c, 4, "unsupported pcap version %u", major);
     /* the top bits carry FCS information (LT_FCS_DATABITS), not the type */
-    r->linktype = (int)(r32(r, r->map + 20) & 0x03ffffff);
+    r->linktype = (int)(r32(r, h + 20) & 0x03ffffff);
     if (!decode_linktype_supported(r->linktype))
-        return fail(c, 20, "unsupported link type %llu", (ull)((uint64_t)r->linktype));
-    r->off = 24;
+        return fail(c, 20, "unsupported link type %d", r->linktype);
+    r->pos = 24;
     c->kind = "pcap";
     return 0;
 }
+
+/* ---- pcapng ---- */
 
 /* ---- pcapng ---- */
 
@@ -162,14 +216,14 @@ static uint64_t ng_time(const struct iface *ifc, uint64_t ts)
 static int ng_idb(struct capture *c, struct file_reader *r, const uint8_t *b, uint32_t len)
 {
     if (len < 20)
-        return fail(c, r->off, "interface block too short (%llu bytes)", (ull)(len));
+        return fail(c, here(r), "interface block too short (%u bytes)", len);
     if (r->nifaces == PCAPNG_MAX_IFACES)
-        return fail(c, r->off, "more than %llu interfaces", (ull)(PCAPNG_MAX_IFACES));
+        return fail(c, here(r), "more than %u interfaces", PCAPNG_MAX_IFACES);
     if (r->nifaces == r->cap_ifaces) {
         uint32_t n = r->cap_ifaces ? r->cap_ifaces * 2 : 8;
         struct iface *ni = realloc(r->ifaces, n * sizeof *ni);
         if (!ni)
-            return fail(c, r->off, "out of memory");
+            return fail(c, here(r), "out of memory");
         r->ifaces = ni;
         r->cap_ifaces = n;
     }
@@ -188,7 +242,7 @@ static int ng_idb(struct capture *c, struct file_reader *r, const uint8_t *b, ui
         if (code == 9 && olen >= 1) {
             uint64_t u = tsresol_units(b[o]);
             if (u == 0)
-                return fail(c, r->off, "bad if_tsresol %llu", (ull)(b[o]));
+                return fail(c, here(r), "bad if_tsresol %u", b[o]);
             ifc->units = u;
         } else if (code == 14 && olen >= 8) {
             uint64_t v = r->swapped ? (uint64_t)rd32(b + o) << 32 | rd32(b + o + 4)
@@ -207,7 +261,7 @@ static int ng_packet(struct capture *c, struct file_reader *r, const uint8_t *b,
     uint64_t ts = 0;
     if (type == 6) {           /* enhanced packet block */
         if (len < 32)
-            return fail(c, r->off, "packet block too short (%llu bytes)", (ull)(len));
+            return fail(c, here(r), "packet block too short (%u bytes)", len);
         ifidx = r32(r, b + 8);
         ts = (uint64_t)r32(r, b + 12) << 32 | r32(r, b + 16);
         caplen = r32(r, b + 20);
@@ -215,7 +269,7 @@ static int ng_packet(struct capture *c, struct file_reader *r, const uint8_t *b,
         hdr = 28;
     } else if (type == 2) {    /* obsolete packet block */
         if (len < 32)
-            return fail(c, r->off, "packet block too short (%llu bytes)", (ull)(len));
+            return fail(c, here(r), "packet block too short (%u bytes)", len);
         ifidx = r16(r, b + 8);
         ts = (uint64_t)r32(r, b + 12) << 32 | r32(r, b + 16);
         caplen = r32(r, b + 20);
@@ -223,7 +277,7 @@ static int ng_packet(struct capture *c, struct file_reader *r, const uint8_t *b,
         hdr = 28;
     } else {                   /* simple packet block: interface 0, no time */
         if (len < 16)
-            return fail(c, r->off, "packet block too short (%llu bytes)", (ull)(len));
+            return fail(c, here(r), "packet block too short (%u bytes)", len);
         ifidx = 0;
         wirelen = r32(r, b + 8);
         hdr = 12;
@@ -234,11 +288,11 @@ static int ng_packet(struct capture *c, struct file_reader *r, const uint8_t *b,
             caplen = wirelen;
     }
     if (ifidx >= r->nifaces)
-        return fail(c, r->off, "packet for interface %llu, but only %llu are described", (ull)(ifidx), (ull)(r->nifaces));
+        return fail(c, here(r), "packet for interface %u, but only %u are described", ifidx, r->nifaces);
     if (caplen > len - hdr - 4)
-        return fail(c, r->off, "packet data (%llu bytes) overruns its block of %llu bytes", (ull)(caplen), (ull)(len));
+        return fail(c, here(r), "packet data (%u bytes) overruns its block of %u bytes", caplen, len);
     if (caplen > CAPTURE_MAX_CAPLEN)
-        return fail(c, r->off, "packet claims %llu captured bytes, more than the limit of %llu", (ull)(caplen), (ull)(CAPTURE_MAX_CAPLEN));
+        return fail(c, here(r), "packet claims %u captured bytes, more than the limit of %u", caplen, CAPTURE_MAX_CAPLEN);
     const struct iface *ifc = &r->ifaces[ifidx];
     p->data = b + hdr;
     p->caplen = caplen;
@@ -249,17 +303,15 @@ static int ng_packet(struct capture *c, struct file_reader *r, const uint8_t *b,
 }
 
 /* A section header: sets the byte order, forgets the interfaces. */
-static int ng_shb(struct capture *c, struct file_reader *r, const uint8_t *b, uint64_t avail)
+static int ng_shb(struct capture *c, struct file_reader *r, const uint8_t *b)
 {
-    if (avail < 28)
-        return fail(c, r->off, "truncated section header: %llu of %llu bytes", (ull)(avail), (ull)(28));
     uint32_t bom = rd32le(b + 8);
     if (bom == PCAPNG_BOM)
         r->swapped = 0;
     else if (rd32(b + 8) == PCAPNG_BOM)
         r->swapped = 1;
     else
-        return fail(c, r->off, "bad pcapng byte-order magic 0x%08llx", (ull)(bom));
+        return fail(c, here(r), "bad pcapng byte-order magic 0x%08x", bom);
     r->nifaces = 0;
     return 0;
 }
@@ -268,31 +320,41 @@ static int ng_next(struct capture *c, struct packet *p, int *linktype)
 {
     struct file_reader *r = c->priv;
     for (;;) {
-        if (r->off == r->size)
-            return 0;
-        uint64_t avail = r->size - r->off;
-        const uint8_t *b = r->map + r->off;
-        if (avail < 12)
-            return fail(c, r->off, "truncated block header: %llu bytes left, %llu needed", (ull)(avail), (ull)(12));
-        if (rd32le(b) == PCAPNG_SHB && ng_shb(c, r, b, avail) < 0)
+        int rc = ensure(c, r, 12);
+        if (rc < 0)
             return -1;
+        if (rc == 0) {
+            if (r->len == r->pos)
+                return 0;
+            return fail(c, here(r), "truncated block header: %u of 12 bytes", r->len - r->pos);
+        }
+        const uint8_t *b = r->cur + r->pos;
+        if (rd32le(b) == PCAPNG_SHB) {
+            if ((rc = ensure(c, r, 28)) <= 0)
+                return rc < 0 ? -1 : fail(c, here(r), "truncated section header");
+            b = r->cur + r->pos;
+            if (ng_shb(c, r, b) < 0)
+                return -1;
+        }
         uint32_t type = r32(r, b), len = r32(r, b + 4);
         if (len < 12 || len % 4 || len > PCAPNG_MAX_BLOCK)
-            return fail(c, r->off, "bad block length %llu (block type %llu)", (ull)(len), (ull)(type));
-        if (len > avail)
-            return fail(c, r->off, "truncated block: %llu bytes announced, %llu left in the file", (ull)(len), (ull)(avail));
+            return fail(c, here(r), "bad block length %u (block type %u)", len, type);
+        if ((rc = ensure(c, r, len)) <= 0)
+            return rc < 0 ? -1 : fail(c, here(r), "truncated block: %u bytes announced, %u left",
+                                      len, r->len - r->pos);
+        b = r->cur + r->pos;
         if (r32(r, b + len - 4) != len)
-            return fail(c, r->off, "block length %llu not repeated at its end (found %llu)", (ull)(len), (ull)(r32(r, b + len - 4)));
-        int rc = 0;
+            return fail(c, here(r), "block length %u not repeated at its end (found %u)", len,
+                        r32(r, b + len - 4));
+        rc = 0;
         if (type == 1)
             rc = ng_idb(c, r, b, len);
         else if (type == 6 || type == 2 || type == 3)
             rc = ng_packet(c, r, b, len, type, p, linktype);
         if (rc < 0)
             return -1;
-        r->off += len;
-        c->offset = r->off;
-        prefetch_ahead(r);
+        r->pos += len;
+        c->offset = here(r);
         if (rc == 1)
             return 1;
     }
@@ -301,8 +363,12 @@ static int ng_next(struct capture *c, struct packet *p, int *linktype)
 static void file_close(struct capture *c)
 {
     struct file_reader *r = c->priv;
-    if (r->size)
-        munmap((void *)r->map, r->size);
+    if (!r)
+        return;
+    for (int i = 0; i < CAPTURE_CHUNKS; i++)
+        free(r->chunk[i]);
+    if (r->owns_fd)
+        close(r->fd);
     free(r->ifaces);
     free(r);
     c->priv = NULL;
@@ -311,43 +377,40 @@ static void file_close(struct capture *c)
 static const struct capture_ops pcap_ops = {pcap_next, file_close};
 static const struct capture_ops pcapng_ops = {ng_next, file_close};
 
-int capture_file_open_mmap(struct capture *c, int fd, uint64_t size)
+int capture_file_open_fd(struct capture *c, int fd, int owns_fd)
 {
     struct file_reader *r = calloc(1, sizeof *r);
     if (!r) {
+        if (owns_fd)
+            close(fd);
         snprintf(c->errbuf, sizeof c->errbuf, "out of memory");
         return -1;
     }
     c->priv = r;
     c->ops = &pcap_ops;
-    c->size = size;
-    c->stable_data = 1;
-    if (size == 0) {
-        snprintf(c->errbuf, sizeof c->errbuf, "empty file: not a capture");
+    r->fd = fd;
+    r->owns_fd = owns_fd;
+    r->chunk[0] = malloc(CAPTURE_CHUNK_SIZE);
+    if (!r->chunk[0]) {
+        snprintf(c->errbuf, sizeof c->errbuf, "out of memory");
         goto err;
     }
-    r->size = size;
-    void *m = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (m == MAP_FAILED) {
-        r->size = 0;
-        snprintf(c->errbuf, sizeof c->errbuf, "mmap: %s", strerror(errno));
+    r->cur = r->chunk[0];
+    int rc = ensure(c, r, 4);
+    if (rc <= 0) {
+        if (rc == 0)
+            snprintf(c->errbuf, sizeof c->errbuf, "%s", r->len ? "too short for a capture file"
+                                                             : "empty file: not a capture");
         goto err;
     }
-    r->map = m;
-    madvise(m, size, MADV_SEQUENTIAL | MADV_WILLNEED);
-    uint32_t magic = size >= 4 ? rd32le(r->map) : 0;
+    uint32_t magic = rd32le(r->cur);
     if (magic == PCAPNG_SHB) {
-        r->ng = 1;
         c->ops = &pcapng_ops;
         c->kind = "pcapng";
-        if (size < 12 || (rd32le(r->map + 8) != PCAPNG_BOM && rd32(r->map + 8) != PCAPNG_BOM)) {
-            snprintf(c->errbuf, sizeof c->errbuf, "not a pcapng file (bad byte-order magic)");
-            goto err;
-        }
         return 0;
     }
-    if (magic != PCAP_MAGIC_US && magic != PCAP_MAGIC_NS && rd32(r->map) != PCAP_MAGIC_US &&
-        rd32(r->map) != PCAP_MAGIC_NS) {
+    if (magic != PCAP_MAGIC_US && magic != PCAP_MAGIC_NS && rd32(r->cur) != PCAP_MAGIC_US &&
+        rd32(r->cur) != PCAP_MAGIC_NS) {
         snprintf(c->errbuf, sizeof c->errbuf, "not a pcap or pcapng file (magic 0x%08x)", magic);
         goto err;
     }

@@ -1,5 +1,4 @@
-/* capture.c - picks the back-end for an input: a regular file is mapped,
- * anything else (a pipe, "-") goes through libpcap's reader. */
+/* capture.c - opening an input by name: a file, or "-" for standard input. */
 #include "capture.h"
 
 #include <errno.h>
@@ -13,23 +12,16 @@ int capture_open_file(struct capture *c, const char *path)
 {
     memset(c, 0, sizeof *c);
     if (strcmp(path, "-") == 0)
-        return capture_pcap_open(c, path);
+        return capture_file_open_fd(c, STDIN_FILENO, 0);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         snprintf(c->errbuf, sizeof c->errbuf, "%s", strerror(errno));
         return -1;
     }
     struct stat st;
-    if (fstat(fd, &st) < 0) {
-        snprintf(c->errbuf, sizeof c->errbuf, "%s", strerror(errno));
-        close(fd);
-        return -1;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+        c->size = (uint64_t)st.st_size;
+        posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     }
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        return capture_pcap_open(c, path);
-    }
-    int rc = capture_file_open_mmap(c, fd, (uint64_t)st.st_size);
-    close(fd);   /* the mapping keeps the file */
-    return rc;
+    return capture_file_open_fd(c, fd, 1);
 }

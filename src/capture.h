@@ -1,6 +1,6 @@
-/* capture.h - where packets come from, behind one ops table: capture files
- * read through mmap (capture-file.c) or libpcap's reader for pipes and
- * anything else (capture-pcap.c). Used by the reader thread only. */
+/* capture.h - where packets come from, behind one ops table (today: pcap
+ * and pcapng from a file or pipe, capture-file.c; live back-ends later).
+ * Used by the reader thread only. */
 #ifndef DATI_CAPTURE_H
 #define DATI_CAPTURE_H
 
@@ -10,22 +10,28 @@
 #include "packet.h"
 
 #define CAPTURE_MAX_CAPLEN 262144u   /* libpcap's largest snapshot length */
+#define CAPTURE_CHUNK_SIZE (512u << 10) /* bytes per read buffer: holds any record */
+#define CAPTURE_CHUNKS 32              /* read buffers in the ring */
 
 struct capture;
 
 struct capture_ops {
     /* Fills p->data, caplen, wirelen, ts and *linktype. Returns 1 for a
      * packet, 0 at the clean end of input, -1 on damage (message in errbuf).
-     * p->data stays valid until the capture is closed (mmap) or, for
-     * copying back-ends, until the next call. */
+     * p->data lies in read buffer c->slot and stays valid until the back-end
+     * calls c->reuse for that slot. */
     int (*next)(struct capture *c, struct packet *p, int *linktype);
     void (*close)(struct capture *c);
 };
 
 struct capture {
     const struct capture_ops *ops;
-    const char *kind;          /* "pcap", "pcapng", "libpcap" */
-    int stable_data;           /* packet bytes outlive the next call (mmap) */
+    const char *kind;          /* "pcap", "pcapng" */
+    unsigned slot;             /* read buffer holding the last packet returned */
+    /* Called before buffer `slot` is refilled; returns once nothing still
+     * points into it. NULL when packets are done with before the next call. */
+    void (*reuse)(void *ctx, unsigned slot);
+    void *reuse_ctx;
     uint64_t size;             /* bytes of input when known, else 0 */
     uint64_t offset;           /* bytes consumed so far, for progress */
     char errbuf[256];
@@ -36,8 +42,8 @@ struct capture {
  * reason in c->errbuf (without the path: the caller names the input). */
 int capture_open_file(struct capture *c, const char *path);
 
-int capture_file_open_mmap(struct capture *c, int fd, uint64_t size);
-int capture_pcap_open(struct capture *c, const char *path);
+/* Reads pcap or pcapng from fd (closed by capture_close when owns_fd). */
+int capture_file_open_fd(struct capture *c, int fd, int owns_fd);
 
 static inline int capture_next(struct capture *c, struct packet *p, int *linktype)
 {

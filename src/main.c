@@ -11,7 +11,6 @@
 #include "reader.h"
 
 #define DATI_VERSION "0.1.0"
-#define MAX_WORKERS 64
 
 static void usage(FILE *f)
 {

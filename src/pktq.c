@@ -46,6 +46,22 @@ struct packet *pktq_reserve(struct pktq *q)
     return pktq_at(q, h);
 }
 
+void pktq_wait_consumed(struct pktq *q, uint32_t pos)
+{
+    /* (int32_t)(pos - tail) > 0: the consumer has not reached pos yet */
+    for (int spins = 0; (int32_t)(pos - __atomic_load_n(&q->tail, __ATOMIC_ACQUIRE)) > 0; spins++) {
+        if (spins < PKTQ_SPINS) {
+            sched_yield();
+            continue;
+        }
+        __atomic_store_n(&q->producer_sleeping, 1, __ATOMIC_SEQ_CST);
+        uint32_t t = __atomic_load_n(&q->tail, __ATOMIC_SEQ_CST);
+        if ((int32_t)(pos - t) > 0)
+            futex_wait(&q->tail, t);
+        __atomic_store_n(&q->producer_sleeping, 0, __ATOMIC_RELAXED);
+    }
+}
+
 void pktq_publish(struct pktq *q)
 {
     if (q->head_local == q->head)

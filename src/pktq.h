@@ -36,6 +36,9 @@ void pktq_publish(struct pktq *q);
 /* Producer: publishes the rest and tells the consumer nothing else comes. */
 void pktq_close(struct pktq *q, uint64_t final_clock);
 
+/* Producer: waits until the consumer's tail has reached pos (wrapping). */
+void pktq_wait_consumed(struct pktq *q, uint32_t pos);
+
 /* Consumer: number of packets ready from *first on, waiting while there are
  * none; 0 means the queue is closed and drained. */
 uint32_t pktq_wait(struct pktq *q, uint32_t *first);

@@ -46,6 +46,9 @@ struct run {
     struct pktq *queues;
     int nworkers;
     struct reader_counters rc;
+    /* per read buffer, per worker: queue position just after the last packet
+     * from that buffer; the buffer is free once the worker's tail passes it */
+    uint32_t fence[CAPTURE_CHUNKS][MAX_WORKERS];
     struct stats_source src;
     double started, last_stats, last_progress;
 };
@@ -143,11 +146,23 @@ static int read_loop(struct run *r, uint64_t *clock_out)
         int w = (pkt.flags & PKT_HAS_KEY) ? (int)(pkt.hash % (uint32_t)r->nworkers) : 0;
         *pktq_reserve(&r->queues[w]) = pkt;
         pktq_commit(&r->queues[w]);
+        r->fence[r->cap.slot][w] = r->queues[w].head_local;
     }
     *clock_out = clock;
     if (rc < 0)
         return -1;
     return rc == 0 && !stop_requested && !r->sink.error ? 1 : 0;
+}
+
+/* The capture is about to refill a read buffer: wait until every worker has
+ * finished with the packets that point into it. */
+static void wait_buffer_free(void *ctx, unsigned slot)
+{
+    struct run *r = ctx;
+    for (int w = 0; w < r->nworkers; w++) {
+        pktq_publish(&r->queues[w]);
+        pktq_wait_consumed(&r->queues[w], r->fence[slot][w]);
+    }
 }
 
 static int setup(struct run *r)
@@ -163,10 +178,6 @@ static int setup(struct run *r)
         return -1;
     }
     r->nworkers = (int)r->opt->workers;
-    if (r->nworkers > 1 && !r->cap.stable_data) {
-        log_warn("input %s is not a regular file: using one worker", r->opt->input);
-        r->nworkers = 1;
-    }
     if (output_sink_open(&r->sink, r->opt->output, err, sizeof err) < 0) {
         log_error("%s", err);
         return -1;
@@ -188,6 +199,8 @@ static int setup(struct run *r)
     }
     r->src = (struct stats_source){&r->rc, r->workers, r->nworkers, &r->pl};
     if (r->nworkers > 1) {
+        r->cap.reuse = wait_buffer_free;
+        r->cap.reuse_ctx = r;
         r->queues = aligned_alloc(64, sizeof *r->queues * (size_t)r->nworkers);
         if (!r->queues)
             return -1;

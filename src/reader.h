@@ -6,6 +6,8 @@
 
 #include "config.h"
 
+#define MAX_WORKERS 64
+
 struct run_options {
     const char *input;         /* capture file, "-" for stdin */
     const char *output;        /* JSON lines, "-" for stdout */
