@@ -3,6 +3,7 @@
 #include "classify.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "decode.h"
@@ -39,6 +40,20 @@ int classify_dlt(int linktype)
     return linktype == LINKTYPE_RAW ? DLT_RAW : linktype;
 }
 
+/* On Ethernet, a filter also looks inside one or two VLAN tags (802.1Q,
+ * QinQ): probes sit on trunk ports, and libpcap's tcp[]/ip[] offsets stop at
+ * the first tag. "vlan" must come after the untagged test, because libpcap
+ * shifts every offset that follows it. An expression that handles tags
+ * itself (it names vlan, mpls or pppoes) is used as written. */
+static const char *link_expr(int linktype, const char *expr, char *buf, size_t len)
+{
+    if (linktype != LINKTYPE_ETHERNET || strstr(expr, "vlan") || strstr(expr, "mpls") ||
+        strstr(expr, "pppoes"))
+        return expr;
+    int n = snprintf(buf, len, "(%s) or (vlan and ((%s) or (vlan and (%s))))", expr, expr, expr);
+    return n > 0 && (size_t)n < len ? buf : expr;
+}
+
 int classify_link_slot(struct classifier *c, int linktype)
 {
     for (int l = 0; l < c->nlinks; l++)
@@ -53,7 +68,12 @@ int classify_link_slot(struct classifier *c, int linktype)
     if (!dead)
         return -1;
     for (int i = 0; i < c->nfilters; i++) {
-        if (pcap_compile(dead, &link->prog[i], c->expr[i], 1, PCAP_NETMASK_UNKNOWN) == 0)
+        size_t len = strlen(c->expr[i]) * 3 + 64;
+        char *buf = malloc(len);
+        const char *expr = buf ? link_expr(linktype, c->expr[i], buf, len) : c->expr[i];
+        int rc = pcap_compile(dead, &link->prog[i], expr, 1, PCAP_NETMASK_UNKNOWN);
+        free(buf);
+        if (rc == 0)
             link->usable |= 1ull << i;
         else
             log_warn("filter %s: cannot be used on link type %d (%s): %s", c->name[i],

@@ -104,6 +104,7 @@ static enum decode_result decode_l4(struct packet *p, uint32_t off, uint32_t end
             return DECODE_ERR_TCP_OFFSET;
         p->sport = rd16(d + off);
         p->dport = rd16(d + off + 2);
+        p->tcp_seq = rd32(d + off + 4);
         p->payload_off = off + hlen;
         p->payload_len = end - off - hlen;
         return DECODE_TCP;

@@ -62,12 +62,13 @@ static uint64_t parse_decimal(struct slice s)
     return n;
 }
 
-static void parse_header(struct http_request *r, const uint8_t *line, uint32_t n,
-                         struct slice *content_length)
+/* Returns 0, or -1 for a line that is not a header (Wireshark stops there). */
+static int parse_header(struct http_request *r, const uint8_t *line, uint32_t n,
+                        struct slice *content_length)
 {
     const uint8_t *colon = memchr(line, ':', n);
     if (!colon)
-        return;
+        return -1;
     uint32_t name_len = (uint32_t)(colon - line);
     uint32_t v = name_len + 1;
     while (v < n && (line[v] == ' ' || line[v] == '\t'))
@@ -77,11 +78,12 @@ static void parse_header(struct http_request *r, const uint8_t *line, uint32_t n
         if (strlen(header_names[h]) == name_len && bytes_iprefix(line, name_len, header_names[h])) {
             if (r->nheader[h] < VALUE_MAX_PARTS)
                 r->header[h][r->nheader[h]++] = value;
-            return;
+            return 0;
         }
     }
     if (name_len == 14 && bytes_iprefix(line, name_len, "content-length"))
         *content_length = value;
+    return 0;
 }
 
 int http_parse_request(const uint8_t *p, uint32_t len, uint32_t off, struct http_request *r)
@@ -103,7 +105,9 @@ int http_parse_request(const uint8_t *p, uint32_t len, uint32_t off, struct http
     uint32_t u = ml < ll ? ml + 1 : ml;
     uint32_t ul = token_len(s + u, ll - u);
     r->url = (struct slice){s + u, ul};
-    uint32_t vpos = u + ul + (u + ul < ll);
+    uint32_t vpos = u + ul;
+    while (vpos < ll && s[vpos] == ' ')
+        vpos++;
     if (bytes_iprefix(s + vpos, ll - vpos, "http/"))
         r->version = (struct slice){s + vpos, ll - vpos};
 
@@ -119,7 +123,8 @@ int http_parse_request(const uint8_t *p, uint32_t len, uint32_t off, struct http
                 r->next = off + (uint32_t)end;
             break;
         }
-        parse_header(r, s + pos, hl, &content_length);
+        if (parse_header(r, s + pos, hl, &content_length) < 0)
+            break;
         pos += after;
     }
     return 1;

@@ -5,6 +5,7 @@
 
 #include "counter.h"
 
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -147,7 +148,21 @@ struct flow *flow_create(struct flow_table *t, const struct packet *p)
     return f;
 }
 
-void flow_update(struct flow_table *t, struct flow *f, const struct packet *p)
+/* Sequence numbers compare modulo 2^32 (RFC 1982 serial arithmetic). */
+static int tcp_retransmitted(struct flow *f, const struct packet *p, int dir)
+{
+    if (p->l4_proto != IPPROTO_TCP || p->payload_len == 0)
+        return 0;
+    uint32_t end = p->tcp_seq + p->payload_len;
+    uint8_t bit = (uint8_t)(1u << dir);
+    if ((f->tcp_seen & bit) && (int32_t)(end - f->tcp_end[dir]) <= 0)
+        return 1;
+    f->tcp_seen |= bit;
+    f->tcp_end[dir] = end;
+    return 0;
+}
+
+int flow_update(struct flow_table *t, struct flow *f, const struct packet *p)
 {
     int dir = flow_direction(f, p);
     f->packets[dir]++;
@@ -159,6 +174,7 @@ void flow_update(struct flow_table *t, struct flow *f, const struct packet *p)
         lru_unlink(t, i);
         lru_append(t, i);
     }
+    return tcp_retransmitted(f, p, dir);
 }
 
 void flow_table_flush(struct flow_table *t, enum flow_end why)

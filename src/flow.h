@@ -29,8 +29,10 @@ struct flow {
     uint64_t id;              /* frame number of the packet that created it */
     uint64_t first_ts, last_ts; /* capture time of first and latest packet, ns */
     uint32_t lru_prev, lru_next; /* 1-based; head is the flow idle the longest */
+    uint32_t tcp_end[2];      /* per direction: highest sequence number + payload seen */
     uint8_t client_is_lo;     /* the client (first sender) is key.lo_* */
-    uint8_t pad[7];
+    uint8_t tcp_seen;         /* bit per direction: tcp_end[] is valid */
+    uint8_t pad[6];
 };
 
 typedef void (*flow_emit_fn)(void *ctx, const struct flow *f, enum flow_end why);
@@ -69,8 +71,10 @@ struct flow *flow_lookup(struct flow_table *t, const struct packet *p);
  * full the least recently seen flow is ended with FLOW_END_EVICTED first. */
 struct flow *flow_create(struct flow_table *t, const struct packet *p);
 
-/* Counts p in f and marks f as the most recently seen. */
-void flow_update(struct flow_table *t, struct flow *f, const struct packet *p);
+/* Counts p in f and marks f as the most recently seen. Returns 1 when p is a
+ * TCP segment whose payload this direction has already carried (a
+ * retransmission, which gives no field records), else 0. */
+int flow_update(struct flow_table *t, struct flow *f, const struct packet *p);
 
 /* Ends every flow with the given reason, oldest first. */
 void flow_table_flush(struct flow_table *t, enum flow_end why);

@@ -44,6 +44,7 @@ struct packet {
     uint8_t ip_version;       /* 4, 6, or 0 when not IP */
     uint8_t l4_proto;         /* IPPROTO_* of the innermost header decoded */
     uint8_t pad[3];
+    uint32_t tcp_seq;         /* TCP sequence number, host order */
     uint32_t l3_off;          /* offset of the IP header */
     uint32_t l4_off;          /* offset of the TCP/UDP/ICMP header */
     uint32_t payload_off;     /* offset of the L4 payload */

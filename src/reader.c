@@ -173,10 +173,6 @@ static int setup(struct run *r)
         log_error("too many filters");
         return -1;
     }
-    if (capture_open_file(&r->cap, r->opt->input) < 0) {
-        log_error("%s: %s", r->opt->input, r->cap.errbuf);
-        return -1;
-    }
     r->nworkers = (int)r->opt->workers;
     if (output_sink_open(&r->sink, r->opt->output, err, sizeof err) < 0) {
         log_error("%s", err);
@@ -199,8 +195,6 @@ static int setup(struct run *r)
     }
     r->src = (struct stats_source){&r->rc, r->workers, r->nworkers, &r->pl};
     if (r->nworkers > 1) {
-        r->cap.reuse = wait_buffer_free;
-        r->cap.reuse_ctx = r;
         r->queues = aligned_alloc(64, sizeof *r->queues * (size_t)r->nworkers);
         if (!r->queues)
             return -1;
@@ -251,8 +245,15 @@ int reader_run(const struct config *conf, const struct run_options *opt)
     signal(SIGTERM, on_stop_signal);
     r.started = r.last_stats = r.last_progress = now_s();
 
-    uint64_t clock;
-    int done = read_loop(&r, &clock);
+    uint64_t clock = 0;
+    int done = -1;
+    if (capture_open_file(&r.cap, opt->input) == 0) {
+        if (r.nworkers > 1) {
+            r.cap.reuse = wait_buffer_free;
+            r.cap.reuse_ctx = &r;
+        }
+        done = read_loop(&r, &clock);
+    }
     enum flow_end why = done == 0 && stop_requested ? FLOW_END_SHUTDOWN : FLOW_END_EOF;
     if (r.nworkers > 1) {
         for (int i = 0; i < r.nworkers; i++)
@@ -267,7 +268,8 @@ int reader_run(const struct config *conf, const struct run_options *opt)
     report(&r, 1, input_error);
     int status = 0;
     if (done < 0) {
-        log_error("%s: %s (everything before it was processed)", opt->input, r.cap.errbuf);
+        log_error("%s: %s%s", opt->input, r.cap.errbuf,
+                  r.rc.packets ? " (the packets before it were processed)" : "");
         status = 1;
     }
     if (r.sink.error) {

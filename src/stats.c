@@ -40,9 +40,12 @@ void stats_sum(const struct stats_source *s, struct stats_totals *t)
         t->processed += COUNTER_GET(c->packets);
         t->matched += COUNTER_GET(c->matched);
         t->no_flow += COUNTER_GET(c->no_flow);
+
         for (int i = 0; i < s->pl->classifier.nfilters; i++) {
             t->matches[i] += COUNTER_GET(c->matches[i]);
             t->records[i] += COUNTER_GET(c->records[i]);
+            t->skipped[i] += COUNTER_GET(c->retransmitted[i]);
+            t->retransmitted += COUNTER_GET(c->retransmitted[i]);
             t->records_total += COUNTER_GET(c->records[i]);
         }
         t->records_dropped += COUNTER_GET(c->records_dropped);
@@ -83,9 +86,11 @@ void stats_print(FILE *f, const struct stats_source *s, const struct stats_total
             (unsigned long long)t->flows_ended[FLOW_END_EOF],
             (unsigned long long)t->flows_ended[FLOW_END_EVICTED],
             (unsigned long long)t->flows_ended[FLOW_END_SHUTDOWN]);
-    fprintf(f, "dati:   records: %llu field, %llu flow written; dropped %llu field, %llu flow\n",
+    fprintf(f, "dati:   records: %llu field, %llu flow written; dropped %llu field, %llu flow; "
+               "%llu retransmitted segments skipped\n",
             (unsigned long long)t->records_total, (unsigned long long)t->flow_records,
-            (unsigned long long)t->records_dropped, (unsigned long long)t->flow_records_dropped);
+            (unsigned long long)t->records_dropped, (unsigned long long)t->flow_records_dropped,
+            (unsigned long long)t->retransmitted);
     fprintf(f, "dati:   memory: %llu KiB anonymous resident; %zu bytes per flow entry\n",
             (unsigned long long)t->rss_anon_kb, sizeof(struct flow));
 }
@@ -130,6 +135,7 @@ int stats_json(struct outbuf *b, const struct stats_source *s, const struct stat
         first = 1;
         rc |= member(b, "matches", t->matches[i], &first);
         rc |= member(b, "records", t->records[i], &first);
+        rc |= member(b, "skipped_retransmissions", t->skipped[i], &first);
         rc |= json_lit(b, "}");
     }
     rc |= json_lit(b, "},\"flows\":{");

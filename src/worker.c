@@ -82,8 +82,13 @@ void worker_process(struct worker *w, const struct packet *p)
             COUNTER_INC(w->c.no_flow);
     }
     if (f) {
-        flow_update(&w->flows, f, p);
         f->filters |= mask;
+        if (flow_update(&w->flows, f, p) && (mask & w->pl->record_filters)) {
+            for (int i = 0; i < w->pl->classifier.nfilters; i++)
+                if ((mask >> i) & 1)
+                    COUNTER_INC(w->c.retransmitted[i]);
+            return;
+        }
     }
     mask &= w->pl->record_filters;
     if (mask)

@@ -32,6 +32,7 @@ struct worker_counters {
     uint64_t flow_records;
     uint64_t flow_records_dropped;
     uint64_t no_flow;              /* matched but not keyed (not TCP/UDP/ICMP, fragment) */
+    uint64_t retransmitted[CLASSIFY_MAX_FILTERS]; /* matches skipped: payload seen before */
 };
 
 struct worker {

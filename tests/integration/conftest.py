@@ -16,7 +16,7 @@ def pytest_generate_tests(metafunc):
             metafunc.parametrize("capture", names)
         else:
             metafunc.parametrize("capture", [pytest.param(
-                None, marks=pytest.mark.skip(reason=f"corpus not found at {h.PCAP_DIR}"))])
+                None, marks=pytest.mark.skip(reason=h.CORPUS_MISSING))])
 
 
 @pytest.fixture(scope="session")
@@ -46,3 +46,13 @@ def corpus_run(binaries, oracle_conf):
         return cache[key]
 
     return run
+
+
+GEN_ARGS = ["-n", 20000, "-s", 7, "--http-share", 5, "--dns-share", 2, "--tls-share", 2]
+
+
+@pytest.fixture(scope="session")
+def generated(tmp_path_factory, binaries):
+    """The generated capture of the brief: {'path', 'summary', 'args'}."""
+    path = tmp_path_factory.mktemp("gen") / "gen.pcap"
+    return {"path": path, "summary": h.run_gen(GEN_ARGS, path), "args": GEN_ARGS}

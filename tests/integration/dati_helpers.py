@@ -12,6 +12,7 @@ import re
 import signal
 import subprocess
 import time
+import unicodedata
 from collections import defaultdict
 from pathlib import Path
 
@@ -34,6 +35,8 @@ SANITIZER_MARKERS = (
     "MemorySanitizer",
     "runtime error:",
 )
+
+CORPUS_MISSING = f"corpus not found at {CORPUS}"
 
 
 def corpus_captures():
@@ -78,15 +81,15 @@ def parse_json_lines(data, what):
 class Run:
     """One finished dati run: exit status, raw output, parsed objects."""
 
-    def __init__(self, args, rc, stdout, stderr, elapsed):
+    def __init__(self, args, rc, stdout, stderr, elapsed, parse=True):
         self.args = args
         self.rc = rc
         self.stdout = stdout
         self.stderr = stderr
         self.elapsed = elapsed
         self.what = " ".join(str(a) for a in args)
-        self.objs = parse_json_lines(stdout, self.what)
-        self.lines = stdout.decode("utf-8").splitlines()
+        self.objs = parse_json_lines(stdout, self.what) if parse else []
+        self.lines = stdout.decode("utf-8", "replace").splitlines()
         self.records = [o for o in self.objs if o.get("type") == "record"]
         self.flows = [o for o in self.objs if o.get("type") == "flow"]
         stats = [o for o in self.objs if o.get("type") == "stats" and o.get("final")]
@@ -108,15 +111,23 @@ def check_no_crash(what, rc, stderr):
                                  f"stderr:\n{stderr[-6000:]}")
 
 
-def run_dati(args, timeout=RUN_TIMEOUT, expect_rc=(0,), check_stats=True):
-    """Runs build/dati with args; checks no crash, no sanitizer output, the
-    exit status in expect_rc, and (unless check_stats is false) a final stats
-    line at the end. Returns a Run."""
+def run_dati(args, timeout=RUN_TIMEOUT, expect_rc=(0,), check_stats=True, stdin_path=None,
+             parse=True):
+    """Runs build/dati with args (standard input from stdin_path, if given);
+    checks no crash, no sanitizer output, the exit status in expect_rc, and
+    (unless check_stats is false) a final stats line at the end of the output
+    when the exit status is 0 or 1. parse=False: the output is not JSON lines.
+    Returns a Run."""
     cmd = [str(DATI)] + [str(a) for a in args]
     t0 = time.monotonic()
     try:
-        p = subprocess.run(cmd, capture_output=True, timeout=timeout, env=sanitizer_env(),
-                           stdin=subprocess.DEVNULL)
+        if stdin_path is None:
+            p = subprocess.run(cmd, capture_output=True, timeout=timeout, env=sanitizer_env(),
+                               stdin=subprocess.DEVNULL)
+        else:
+            with open(stdin_path, "rb") as f:
+                p = subprocess.run(cmd, capture_output=True, timeout=timeout,
+                                   env=sanitizer_env(), stdin=f)
     except subprocess.TimeoutExpired as e:
         raise AssertionError(f"{' '.join(cmd)}: still running after {timeout} s "
                              f"(stderr so far: {(e.stderr or b'')[-2000:]!r})")
@@ -127,8 +138,8 @@ def run_dati(args, timeout=RUN_TIMEOUT, expect_rc=(0,), check_stats=True):
     if expect_rc is not None and p.returncode not in expect_rc:
         raise AssertionError(f"{what}: exit status {p.returncode}, expected {expect_rc}\n"
                              f"stderr:\n{stderr[-3000:]}")
-    r = Run(cmd, p.returncode, p.stdout, stderr, elapsed)
-    if check_stats and p.returncode in (0, 1):
+    r = Run(cmd, p.returncode, p.stdout, stderr, elapsed, parse)
+    if parse and check_stats and p.returncode in (0, 1):
         assert r.objs and r.objs[-1].get("type") == "stats" and r.objs[-1].get("final"), \
             f"{what}: the last output line is not the final stats record: " \
             f"{r.lines[-1][:300] if r.lines else '(no output)'!r}"
@@ -175,7 +186,8 @@ def read_tsv(path):
             if not line:
                 continue
             cells = line.split("\t")
-            assert len(cells) == len(header), f"{path}:{n}: {len(cells)} cells, header has {len(header)}"
+            assert len(cells) == len(header), \
+                f"{path}:{n}: {len(cells)} cells, header has {len(header)}"
             row = {h: tsv_unescape(c) for h, c in zip(header, cells)}
             row["_line"] = n
             rows.append(row)
@@ -193,13 +205,85 @@ def read_tshark_frames(capture):
 # ---------------------------------------------------------------- values
 
 
-def as_tshark_text(value):
-    """dati string -> what tshark shows: raw bytes back (dati escapes bytes
-    that are not UTF-8 as U+DC80..U+DCFF), invalid UTF-8 as U+FFFD."""
+def raw_bytes(value):
+    """The bytes dati saw: its JSON strings escape bytes that are not UTF-8
+    as U+DC80..U+DCFF, which surrogateescape turns back into those bytes."""
+    return str(value).encode("utf-8", "surrogateescape")
+
+
+def tshark_ascii_view(value):
+    """What tshark 4.0 shows for an ENC_ASCII string field (HTTP request
+    line and headers, TLS SNI): the value is a C string, so it ends at the
+    first NUL byte, and every byte >= 0x80 is one U+FFFD (even when it is
+    valid UTF-8); control characters are kept as they are."""
     if value is None:
         return ""
-    raw = str(value).encode("utf-8", "surrogateescape")
-    return raw.decode("utf-8", "replace")
+    raw = raw_bytes(value).split(b"\0", 1)[0]
+    return "".join(chr(b) if b < 0x80 else "\ufffd" for b in raw)
+
+
+_C_ESCAPES = {0x07: "a", 0x08: "b", 0x0C: "f", 0x0A: "n", 0x0D: "r", 0x09: "t", 0x0B: "v"}
+
+
+def _c_escape(c):
+    return "\\" + (_C_ESCAPES.get(c) or format(c, "03o"))
+
+
+def _unichar_isprint(uc):
+    # GLib's g_unichar_isprint: not Control, Format, Unassigned or Surrogate.
+    return unicodedata.category(chr(uc)) not in ("Cc", "Cf", "Cn", "Cs")
+
+
+def tshark_format_text(raw):
+    """Python port of Wireshark 4.0's format_text() (wsutil/str_util.c),
+    which makes the text of DNS names: printable ASCII as is, other ASCII as
+    C escapes (\\t, \\001; a backslash itself is not escaped), UTF-8 decoded
+    permissively (overlong forms accepted, 5/6-byte forms decoded), broken
+    sequences as U+FFFD, non-printable non-ASCII as \\uXXXX/\\UXXXXXXXX."""
+    out = []
+    i, n = 0, len(raw)
+    while i < n:
+        c = raw[i]
+        i += 1
+        if 0x20 <= c <= 0x7E:
+            out.append(chr(c))
+            continue
+        if c < 0x80:
+            out.append(_c_escape(c))
+            continue
+        for lead, mask, more in ((0xE0, 0xC0, 1), (0xF0, 0xE0, 2), (0xF8, 0xF0, 3),
+                                 (0xFC, 0xF8, 4), (0xFE, 0xFC, 5)):
+            if c & lead == mask:
+                uc = c & (0xFF >> (more + 2))
+                for _ in range(more):
+                    if i >= n:
+                        uc = 0xFFFD
+                        break
+                    c = raw[i]
+                    if c & 0xC0 != 0x80:
+                        uc = 0xFFFD
+                        break
+                    i += 1
+                    uc = (uc << 6) | (c & 0x3F)
+                if not (uc < 0x110000 and (uc & 0xFFFFF800) != 0xD800):
+                    uc = 0xFFFD
+                break
+        else:
+            uc = 0xFFFD      # 0xfe, 0xff or a stray continuation byte
+        if _unichar_isprint(uc):
+            out.append(chr(uc))
+        elif c < 0x80:       # sic: c is the last byte read (Wireshark's quirk)
+            out.append(_c_escape(c))
+        elif uc <= 0xFFFF:
+            out.append("\\u%04x" % uc)
+        else:
+            out.append("\\U%08x" % uc)
+    return "".join(out)
+
+
+def tshark_dns_view(value):
+    """What tshark 4.0 shows for a DNS name dati reports (None -> '')."""
+    return "" if value is None else tshark_format_text(raw_bytes(value))
 
 
 def canon_addr(text):
@@ -227,6 +311,9 @@ def pair_rows(expected, got, key, order):
         pairs.extend(zip(e, g))
         missing.extend(e[len(g):])
         extra.extend(g[len(e):])
+    pairs.sort(key=lambda p: order(p[0]))
+    missing.sort(key=order)
+    extra.sort(key=order)
     return pairs, missing, extra
 
 
@@ -247,7 +334,8 @@ class Mismatches:
             return
         shown = self.msgs[: self.limit]
         more = len(self.msgs) - len(shown)
-        text = f"{self.capture}: {len(self.msgs)} {self.what} difference(s):\n  " + "\n  ".join(shown)
+        text = f"{self.capture}: {len(self.msgs)} {self.what} difference(s):\n  " \
+            + "\n  ".join(shown)
         if more:
             text += f"\n  ... and {more} more"
         raise AssertionError(text)
@@ -255,12 +343,11 @@ class Mismatches:
 
 # ---------------------------------------------------------------- corpus config
 
-# One configuration for every corpus comparison. Each purpose has a plain
-# filter and a VLAN one: libpcap's `tcp` does not look past 802.1Q tags, and
-# a `vlan` expression does not compile on raw-IP/SLL link types (dati then
-# disables just that filter, with a warning). The tls filters match every
-# TCP/UDP packet, so the first packet of any 5-tuple creates its flow; the
-# huge PKT_TTL keeps every flow alive to the end of the input.
+# One configuration for every corpus comparison. dati makes every filter
+# look inside 802.1Q/QinQ tags on Ethernet by itself, so each purpose has one
+# filter. The tls filter matches every TCP/UDP packet, so the first packet of
+# any 5-tuple creates its flow; the huge PKT_TTL keeps every flow alive to the
+# end of the input.
 HTTP_FIELDS = ("ip.src ip.dst tcp.sport tcp.dport http.method http.url http.host "
                "http.useragent http.referer http.cookie frame.number")
 DNS_FIELDS = ("ip.src ip.dst udp.sport udp.dport tcp.sport tcp.dport dns.id "
@@ -268,39 +355,21 @@ DNS_FIELDS = ("ip.src ip.dst udp.sport udp.dport tcp.sport tcp.dport dns.id "
               "dns.count.queries frame.number")
 TLS_FIELDS = "ip.src ip.dst tcp.sport tcp.dport udp.sport udp.dport tls.sni frame.number"
 
-
-def _vlan(expr):
-    return f"vlan and (({expr}) or (vlan and ({expr})))"
-
-
 ORACLE_CONF = f"""\
 TIME_STATS 0
 PKT_TTL 1000000000
 FILTER_NAME http
 BPF tcp
 FIELDS {HTTP_FIELDS}
-FILTER_NAME http_vlan
-BPF {_vlan("tcp")}
-FIELDS {HTTP_FIELDS}
 FILTER_NAME dns
 BPF port 53
-FIELDS {DNS_FIELDS}
-FILTER_NAME dns_vlan
-BPF {_vlan("port 53")}
 FIELDS {DNS_FIELDS}
 FILTER_NAME tls
 BPF tcp or udp
 FIELDS {TLS_FIELDS}
-FILTER_NAME tls_vlan
-BPF {_vlan("tcp or udp")}
-FIELDS {TLS_FIELDS}
 """
 
-FILTER_GROUPS = {
-    "http": {"http", "http_vlan"},
-    "dns": {"dns", "dns_vlan"},
-    "tls": {"tls", "tls_vlan"},
-}
+FILTER_GROUPS = {"http": {"http"}, "dns": {"dns"}, "tls": {"tls"}}
 
 
 def records_of(run, group):

@@ -1,0 +1,160 @@
+/* test-pktq.c - the reader-to-worker queue: close semantics and wrap-around
+ * on one thread; then a producer thread and a consumer thread passing
+ * 1,000,000 packets (checked for order, count and contents), a slow
+ * consumer (the producer waits on a full queue) and a trickling producer
+ * (the consumer waits on an empty one). */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "pktq.h"
+#include "test.h"
+
+static struct pktq *queue_new(void)
+{
+    struct pktq *q = aligned_alloc(64, sizeof *q);
+    if (q)
+        pktq_init(q);
+    return q;
+}
+
+static void push(struct pktq *q, uint64_t frame)
+{
+    struct packet *p = pktq_reserve(q);
+    p->frame = frame;
+    p->clock = frame * 3;
+    p->caplen = (uint32_t)frame;
+    pktq_commit(q);
+}
+
+static void test_close_semantics(void)
+{
+    struct pktq *q = queue_new();
+    uint32_t first = 99;
+    /* fewer than a batch, then close: close publishes them */
+    push(q, 1);
+    push(q, 2);
+    push(q, 3);
+    pktq_close(q, 12345);
+    CHECK_EQ_U64(pktq_wait(q, &first), 3);
+    CHECK_EQ_U64(first, 0);
+    CHECK_EQ_U64(pktq_at(q, first)->frame, 1);
+    CHECK_EQ_U64(pktq_at(q, first + 2)->frame, 3);
+    /* not released yet: the same packets again */
+    CHECK_EQ_U64(pktq_wait(q, &first), 3);
+    pktq_release(q, 2);
+    CHECK_EQ_U64(pktq_wait(q, &first), 1);
+    CHECK_EQ_U64(first, 2);
+    pktq_release(q, 1);
+    /* closed and drained: 0, every time */
+    CHECK_EQ_U64(pktq_wait(q, &first), 0);
+    CHECK_EQ_U64(pktq_wait(q, &first), 0);
+    CHECK_EQ_U64(q->final_clock, 12345);
+    /* closing an empty queue */
+    pktq_init(q);
+    pktq_close(q, 7);
+    CHECK_EQ_U64(pktq_wait(q, &first), 0);
+    CHECK_EQ_U64(q->final_clock, 7);
+    /* an explicit publish makes a packet visible before a batch is full */
+    pktq_init(q);
+    push(q, 1);
+    pktq_publish(q);
+    CHECK_EQ_U64(pktq_wait(q, &first), 1);
+    pktq_release(q, 1);
+    /* wrap-around on one thread: fill, drain, several times over */
+    unsigned bad = 0;
+    uint64_t next_in = 2, next_out = 2;
+    for (int round = 0; round < 5; round++) {
+        for (uint32_t i = 0; i < PKTQ_SIZE - (uint32_t)round; i++)
+            push(q, next_in++);
+        pktq_publish(q);
+        uint32_t n;
+        while (next_out < next_in && (n = pktq_wait(q, &first)) != 0) {
+            for (uint32_t i = 0; i < n; i++)
+                bad += pktq_at(q, first + i)->frame != next_out++;
+            pktq_release(q, n);
+        }
+    }
+    CHECK_EQ_U64(bad, 0);
+    CHECK_EQ_U64(next_out, next_in);
+    free(q);
+}
+
+struct run {
+    struct pktq *q;
+    uint64_t count;
+    unsigned producer_pause_every;   /* usleep after this many packets, 0: never */
+    unsigned consumer_pause_every;
+    /* consumer results */
+    uint64_t received, out_of_order, bad_contents;
+};
+
+static void *producer(void *arg)
+{
+    struct run *r = arg;
+    for (uint64_t f = 1; f <= r->count; f++) {
+        push(r->q, f);
+        if (r->producer_pause_every && f % r->producer_pause_every == 0) {
+            pktq_publish(r->q);
+            usleep(200);
+        }
+    }
+    pktq_close(r->q, r->count * 3);
+    return NULL;
+}
+
+static void *consumer(void *arg)
+{
+    struct run *r = arg;
+    uint64_t expect = 1;
+    for (;;) {
+        uint32_t first;
+        uint32_t n = pktq_wait(r->q, &first);
+        if (n == 0)
+            break;
+        if (n > PKTQ_SIZE)
+            r->out_of_order++;
+        for (uint32_t i = 0; i < n && i < PKTQ_SIZE; i++) {
+            const struct packet *p = pktq_at(r->q, first + i);
+            if (p->frame != expect)
+                r->out_of_order++;
+            if (p->clock != p->frame * 3 || p->caplen != (uint32_t)p->frame)
+                r->bad_contents++;
+            expect = p->frame + 1;
+            r->received++;
+            if (r->consumer_pause_every && r->received % r->consumer_pause_every == 0)
+                usleep(1000);
+        }
+        pktq_release(r->q, n);
+    }
+    return NULL;
+}
+
+static void run_threads(uint64_t count, unsigned producer_pause, unsigned consumer_pause)
+{
+    struct run r = {.q = queue_new(), .count = count, .producer_pause_every = producer_pause,
+                    .consumer_pause_every = consumer_pause};
+    pthread_t pt, ct;
+    CHECK_EQ_INT(pthread_create(&ct, NULL, consumer, &r), 0);
+    CHECK_EQ_INT(pthread_create(&pt, NULL, producer, &r), 0);
+    pthread_join(pt, NULL);
+    pthread_join(ct, NULL);
+    CHECK_EQ_U64(r.received, count);
+    CHECK_EQ_U64(r.out_of_order, 0);
+    CHECK_EQ_U64(r.bad_contents, 0);
+    CHECK_EQ_U64(r.q->final_clock, count * 3);
+    uint32_t first;
+    CHECK_EQ_U64(pktq_wait(r.q, &first), 0);
+    free(r.q);
+}
+
+int main(int argc, char **argv)
+{
+    (void)argc;
+    test_close_semantics();
+    run_threads(1000000, 0, 0);          /* as fast as both go */
+    run_threads(50000, 0, 5000);         /* slow consumer: the producer waits when full */
+    run_threads(300, 1, 0);              /* trickle: the consumer waits when empty */
+    return test_summary(argv[0]);
+}
