@@ -85,13 +85,14 @@ bench: deps all
 fuzz: $(BUILD)/libdati-fuzz.a
 	@mkdir -p $(BUILD)/fuzz
 	@for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
-	  clang -std=gnu11 -g -O1 -Isrc -fsanitize=fuzzer,address,undefined $$f \
+	  clang -std=gnu11 -g -O1 -Isrc -fsanitize=fuzzer,address,undefined \
+	    -fno-sanitize-recover=all $$f \
 	    $(BUILD)/libdati-fuzz.a $(LDLIBS) -o $(BUILD)/fuzz/$$n || exit 1; done
 
 $(BUILD)/libdati-fuzz.a: $(LIB_SRC)
 	@mkdir -p $(BUILD)/fuzz-obj
 	@for f in $(LIB_SRC); do clang -std=gnu11 -g -O1 $(WARN) -pthread \
-	  -fsanitize=fuzzer-no-link,address,undefined -c $$f \
+	  -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all -c $$f \
 	  -o $(BUILD)/fuzz-obj/$$(basename $$f .c).o || exit 1; done
 	$(AR) rcs $@ $(BUILD)/fuzz-obj/*.o
 

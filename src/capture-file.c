@@ -1,9 +1,7 @@
-/* capture-file.c - pcap and pcapng read from any file descriptor in large
- * chunks: one read() per 256 KiB, no copy per packet. Packets point into a
- * ring of chunks; a chunk is refilled only after the reader's reuse hook has
- * confirmed that no worker still holds a packet in it. Every length in the
- * input is checked against what was read before it is used; damage stops
- * the reading with a message naming the byte offset. */
+/* capture-file.c - pcap and pcapng from any file descriptor, parsed in
+ * place in the read-ahead buffers (readahead.c): no copy per packet. Every
+ * length in the input is checked against what was read before it is used;
+ * damage stops the reading with a message naming the byte offset. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -14,12 +12,13 @@
 #include "bytes.h"
 #include "capture.h"
 #include "decode.h"
+#include "readahead.h"
 
 #define PCAP_MAGIC_US 0xa1b2c3d4u
 #define PCAP_MAGIC_NS 0xa1b23c4du
 #define PCAPNG_SHB 0x0a0d0d0au
 #define PCAPNG_BOM 0x1a2b3c4du
-#define PCAPNG_MAX_BLOCK CAPTURE_CHUNK_SIZE   /* one block must fit in a chunk */
+#define PCAPNG_MAX_BLOCK READAHEAD_GAP   /* a block must fit where a straddling one is copied */
 #define PCAPNG_MAX_IFACES 4096
 
 struct iface {
@@ -30,14 +29,8 @@ struct iface {
 };
 
 struct file_reader {
-    int fd;
+    struct readahead ra;
     int owns_fd;
-    int eof;
-    uint8_t *chunk[CAPTURE_CHUNKS];
-    uint64_t seq;              /* number of the chunk being parsed */
-    uint8_t *cur;              /* chunk[seq % CAPTURE_CHUNKS] */
-    uint32_t pos, len;         /* parse position, bytes valid in cur */
-    uint64_t base;             /* input offset of cur[0] */
     int swapped;               /* byte order differs from little-endian reading */
     /* pcap */
     int linktype;
@@ -74,58 +67,17 @@ static int fail(struct capture *c, uint64_t off, const char *fmt, ...)
     return -1;
 }
 
-static uint64_t here(const struct file_reader *r) { return r->base + r->pos; }
+static uint64_t here(const struct file_reader *r) { return r->ra.pos; }
 
-/* Moves the unparsed tail of the current chunk to the start of the next one;
- * packets already handed out stay where they are. */
-static int next_chunk(struct capture *c, struct file_reader *r)
+/* need bytes at the cursor into *p: 1, or 0 when the input ends first
+ * (*left says how many bytes remain), or -1 on a read error (reported). */
+static int peek(struct capture *c, struct file_reader *r, uint32_t need, const uint8_t **p,
+                uint32_t *left)
 {
-    uint64_t seq = r->seq + 1;
-    unsigned slot = (unsigned)(seq % CAPTURE_CHUNKS);
-    if (seq >= CAPTURE_CHUNKS && c->reuse)
-        c->reuse(c->reuse_ctx, slot);   /* waits until no worker holds packets there */
-    if (!r->chunk[slot] && !(r->chunk[slot] = malloc(CAPTURE_CHUNK_SIZE)))
-        return fail(c, here(r), "out of memory for the read buffer");
-    uint32_t tail = r->len - r->pos;
-    memcpy(r->chunk[slot], r->cur + r->pos, tail);
-    r->base += r->pos;
-    r->cur = r->chunk[slot];
-    r->seq = seq;
-    r->pos = 0;
-    r->len = tail;
-    c->slot = slot;
-    return 0;
-}
-
-/* Reads of 256 KiB keep what the kernel copied in the cache until the
- * record walk reaches it; whole-chunk reads are slower (measured). */
-#define READ_SIZE (256u << 10)
-
-static uint32_t read_size(const struct file_reader *r)
-{
-    uint32_t room = CAPTURE_CHUNK_SIZE - r->len;
-    return room < READ_SIZE ? room : READ_SIZE;
-}
-
-/* Makes `need` bytes available at cur + pos. Returns 1 when they are,
- * 0 at the end of input (fewer bytes left), -1 on a read error. */
-static int ensure(struct capture *c, struct file_reader *r, uint32_t need)
-{
-    if (r->len - r->pos >= need)
-        return 1;
-    if (need > CAPTURE_CHUNK_SIZE - r->pos && next_chunk(c, r) < 0)
-        return -1;
-    while (r->len - r->pos < need && !r->eof) {
-        ssize_t n = read(r->fd, r->cur + r->len, read_size(r));
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return fail(c, r->base + r->len, "read: %s", strerror(errno));
-        if (n == 0)
-            r->eof = 1;
-        r->len += (uint32_t)n;
-    }
-    return r->len - r->pos >= need;
+    int rc = readahead_peek(&r->ra, need, p, &c->slot, left);
+    if (rc < 0)
+        return fail(c, here(r), "read: %s", strerror(r->ra.error ? r->ra.error : EIO));
+    return rc;
 }
 
 /* ---- classic pcap ---- */
@@ -133,42 +85,40 @@ static int ensure(struct capture *c, struct file_reader *r, uint32_t need)
 static int pcap_next(struct capture *c, struct packet *p, int *linktype)
 {
     struct file_reader *r = c->priv;
-    int rc = ensure(c, r, 16);
-    if (rc < 0)
-        return -1;
-    if (rc == 0) {
-        if (r->len == r->pos)
-            return 0;
-        return fail(c, here(r), "truncated record header: %u of 16 bytes", r->len - r->pos);
+    const uint8_t *h;
+    uint32_t left;
+    int rc = peek(c, r, 16, &h, &left);
+    if (rc <= 0) {
+        if (rc == 0 && left)
+            return fail(c, here(r), "truncated record header: %u of 16 bytes", left);
+        return rc;
     }
-    uint32_t caplen = r32(r, r->cur + r->pos + 8);
+    uint32_t caplen = r32(r, h + 8);
     if (caplen > CAPTURE_MAX_CAPLEN)
         return fail(c, here(r), "record claims %u captured bytes, more than the limit of %u",
                     caplen, CAPTURE_MAX_CAPLEN);
-    rc = ensure(c, r, 16 + caplen);
-    if (rc < 0)
-        return -1;
-    if (rc == 0)
-        return fail(c, here(r), "truncated record: %u bytes of data announced, %u left",
-                    caplen, r->len - r->pos - 16);
-    const uint8_t *h = r->cur + r->pos;
+    rc = peek(c, r, 16 + caplen, &h, &left);
+    if (rc <= 0)
+        return rc < 0 ? -1 : fail(c, here(r), "truncated record: %u bytes of data announced, "
+                                  "%u left", caplen, left - 16);
     uint32_t wirelen = r32(r, h + 12);
     p->data = h + 16;
     p->caplen = caplen;
     p->wirelen = wirelen < caplen ? caplen : wirelen;
     p->ts = (uint64_t)r32(r, h) * 1000000000u + (uint64_t)r32(r, h + 4) * r->frac_per_ns;
     *linktype = r->linktype;
-    r->pos += 16 + caplen;
+    readahead_advance(&r->ra, 16 + caplen);
     c->offset = here(r);
     return 1;
 }
 
 static int pcap_open(struct capture *c, struct file_reader *r)
 {
-    int rc = ensure(c, r, 24);
+    const uint8_t *h;
+    uint32_t left;
+    int rc = peek(c, r, 24, &h, &left);
     if (rc <= 0)
-        return rc < 0 ? -1 : fail(c, 0, "truncated pcap file header: %u of 24 bytes", r->len);
-    const uint8_t *h = r->cur;
+        return rc < 0 ? -1 : fail(c, 0, "truncated pcap file header: %u of 24 bytes", left);
     uint32_t magic = rd32le(h);
     r->swapped = !(magic == PCAP_MAGIC_US || magic == PCAP_MAGIC_NS);
     if (r->swapped)
@@ -181,7 +131,7 @@ static int pcap_open(struct capture *c, struct file_reader *r)
     r->linktype = (int)(r32(r, h + 20) & 0x03ffffff);
     if (!decode_linktype_supported(r->linktype))
         return fail(c, 20, "unsupported link type %d", r->linktype);
-    r->pos = 24;
+    readahead_advance(&r->ra, 24);
     c->kind = "pcap";
     return 0;
 }
@@ -320,29 +270,26 @@ static int ng_next(struct capture *c, struct packet *p, int *linktype)
 {
     struct file_reader *r = c->priv;
     for (;;) {
-        int rc = ensure(c, r, 12);
-        if (rc < 0)
-            return -1;
-        if (rc == 0) {
-            if (r->len == r->pos)
-                return 0;
-            return fail(c, here(r), "truncated block header: %u of 12 bytes", r->len - r->pos);
+        const uint8_t *b;
+        uint32_t left;
+        int rc = peek(c, r, 12, &b, &left);
+        if (rc <= 0) {
+            if (rc == 0 && left)
+                return fail(c, here(r), "truncated block header: %u of 12 bytes", left);
+            return rc;
         }
-        const uint8_t *b = r->cur + r->pos;
         if (rd32le(b) == PCAPNG_SHB) {
-            if ((rc = ensure(c, r, 28)) <= 0)
+            if ((rc = peek(c, r, 28, &b, &left)) <= 0)
                 return rc < 0 ? -1 : fail(c, here(r), "truncated section header");
-            b = r->cur + r->pos;
             if (ng_shb(c, r, b) < 0)
                 return -1;
         }
         uint32_t type = r32(r, b), len = r32(r, b + 4);
         if (len < 12 || len % 4 || len > PCAPNG_MAX_BLOCK)
             return fail(c, here(r), "bad block length %u (block type %u)", len, type);
-        if ((rc = ensure(c, r, len)) <= 0)
+        if ((rc = peek(c, r, len, &b, &left)) <= 0)
             return rc < 0 ? -1 : fail(c, here(r), "truncated block: %u bytes announced, %u left",
-                                      len, r->len - r->pos);
-        b = r->cur + r->pos;
+                                      len, left);
         if (r32(r, b + len - 4) != len)
             return fail(c, here(r), "block length %u not repeated at its end (found %u)", len,
                         r32(r, b + len - 4));
@@ -353,7 +300,7 @@ static int ng_next(struct capture *c, struct packet *p, int *linktype)
             rc = ng_packet(c, r, b, len, type, p, linktype);
         if (rc < 0)
             return -1;
-        r->pos += len;
+        readahead_advance(&r->ra, len);
         c->offset = here(r);
         if (rc == 1)
             return 1;
@@ -365,10 +312,9 @@ static void file_close(struct capture *c)
     struct file_reader *r = c->priv;
     if (!r)
         return;
-    for (int i = 0; i < CAPTURE_CHUNKS; i++)
-        free(r->chunk[i]);
+    readahead_stop(&r->ra);
     if (r->owns_fd)
-        close(r->fd);
+        close(r->ra.fd);
     free(r->ifaces);
     free(r);
     c->priv = NULL;
@@ -377,7 +323,7 @@ static void file_close(struct capture *c)
 static const struct capture_ops pcap_ops = {pcap_next, file_close};
 static const struct capture_ops pcapng_ops = {ng_next, file_close};
 
-int capture_file_open_fd(struct capture *c, int fd, int owns_fd)
+int capture_file_open_fd(struct capture *c, int fd, int owns_fd, const struct capture_options *opt)
 {
     struct file_reader *r = calloc(1, sizeof *r);
     if (!r) {
@@ -388,29 +334,29 @@ int capture_file_open_fd(struct capture *c, int fd, int owns_fd)
     }
     c->priv = r;
     c->ops = &pcap_ops;
-    r->fd = fd;
     r->owns_fd = owns_fd;
-    r->chunk[0] = malloc(CAPTURE_CHUNK_SIZE);
-    if (!r->chunk[0]) {
-        snprintf(c->errbuf, sizeof c->errbuf, "out of memory");
+    if (readahead_start(&r->ra, fd, opt) < 0) {
+        r->ra.fd = fd;
+        snprintf(c->errbuf, sizeof c->errbuf, "cannot start reading: %s", strerror(errno));
         goto err;
     }
-    r->cur = r->chunk[0];
-    int rc = ensure(c, r, 4);
+    const uint8_t *h;
+    uint32_t left;
+    int rc = peek(c, r, 4, &h, &left);
     if (rc <= 0) {
         if (rc == 0)
-            snprintf(c->errbuf, sizeof c->errbuf, "%s", r->len ? "too short for a capture file"
-                                                             : "empty file: not a capture");
+            snprintf(c->errbuf, sizeof c->errbuf, "%s",
+                     left ? "too short for a capture file" : "empty file: not a capture");
         goto err;
     }
-    uint32_t magic = rd32le(r->cur);
+    uint32_t magic = rd32le(h);
     if (magic == PCAPNG_SHB) {
         c->ops = &pcapng_ops;
         c->kind = "pcapng";
         return 0;
     }
-    if (magic != PCAP_MAGIC_US && magic != PCAP_MAGIC_NS && rd32(r->cur) != PCAP_MAGIC_US &&
-        rd32(r->cur) != PCAP_MAGIC_NS) {
+    if (magic != PCAP_MAGIC_US && magic != PCAP_MAGIC_NS && rd32(h) != PCAP_MAGIC_US &&
+        rd32(h) != PCAP_MAGIC_NS) {
         snprintf(c->errbuf, sizeof c->errbuf, "not a pcap or pcapng file (magic 0x%08x)", magic);
         goto err;
     }

@@ -8,11 +8,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-int capture_open_file(struct capture *c, const char *path)
+int capture_open_file(struct capture *c, const char *path, const struct capture_options *opt)
 {
     memset(c, 0, sizeof *c);
     if (strcmp(path, "-") == 0)
-        return capture_file_open_fd(c, STDIN_FILENO, 0);
+        return capture_file_open_fd(c, STDIN_FILENO, 0, opt);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         snprintf(c->errbuf, sizeof c->errbuf, "%s", strerror(errno));
@@ -23,5 +23,5 @@ int capture_open_file(struct capture *c, const char *path)
         c->size = (uint64_t)st.st_size;
         posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     }
-    return capture_file_open_fd(c, fd, 1);
+    return capture_file_open_fd(c, fd, 1, opt);
 }

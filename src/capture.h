@@ -10,16 +10,25 @@
 #include "packet.h"
 
 #define CAPTURE_MAX_CAPLEN 262144u   /* libpcap's largest snapshot length */
-#define CAPTURE_CHUNK_SIZE (512u << 10) /* bytes per read buffer: holds any record */
-#define CAPTURE_CHUNKS 32              /* read buffers in the ring */
 
 struct capture;
+
+/* How a back-end may use threads, and how it learns when the packets it
+ * handed out are done with. Without slot_free, a packet is done with when
+ * the next one is asked for. */
+struct capture_options {
+    int (*slot_free)(void *ctx, unsigned slot);   /* nothing points into buffer slot */
+    void (*idle)(void *ctx);                       /* the back-end is about to wait */
+    void *ctx;
+    int read_thread;           /* read ahead in a thread of its own */
+    int spins;                 /* pause loops before a wait sleeps */
+};
 
 struct capture_ops {
     /* Fills p->data, caplen, wirelen, ts and *linktype. Returns 1 for a
      * packet, 0 at the clean end of input, -1 on damage (message in errbuf).
-     * p->data lies in read buffer c->slot and stays valid until the back-end
-     * calls c->reuse for that slot. */
+     * p->data lies in input buffer c->slot and stays valid until
+     * opt->slot_free says that buffer is free. */
     int (*next)(struct capture *c, struct packet *p, int *linktype);
     void (*close)(struct capture *c);
 };
@@ -27,11 +36,7 @@ struct capture_ops {
 struct capture {
     const struct capture_ops *ops;
     const char *kind;          /* "pcap", "pcapng" */
-    unsigned slot;             /* read buffer holding the last packet returned */
-    /* Called before buffer `slot` is refilled; returns once nothing still
-     * points into it. NULL when packets are done with before the next call. */
-    void (*reuse)(void *ctx, unsigned slot);
-    void *reuse_ctx;
+    unsigned slot;             /* input buffer holding the last packet returned */
     uint64_t size;             /* bytes of input when known, else 0 */
     uint64_t offset;           /* bytes consumed so far, for progress */
     char errbuf[256];
@@ -40,10 +45,10 @@ struct capture {
 
 /* Opens a capture file ("-" for standard input). Returns 0, or -1 with the
  * reason in c->errbuf (without the path: the caller names the input). */
-int capture_open_file(struct capture *c, const char *path);
+int capture_open_file(struct capture *c, const char *path, const struct capture_options *opt);
 
 /* Reads pcap or pcapng from fd (closed by capture_close when owns_fd). */
-int capture_file_open_fd(struct capture *c, int fd, int owns_fd);
+int capture_file_open_fd(struct capture *c, int fd, int owns_fd, const struct capture_options *opt);
 
 static inline int capture_next(struct capture *c, struct packet *p, int *linktype)
 {

@@ -22,6 +22,7 @@ struct parser {
     int nerrors;
     int oom;
     struct filter_conf *filter;   /* the open FILTER_NAME block, or NULL */
+    int skip_block;               /* its FILTER_NAME was rejected: ignore the block */
 };
 
 static void perr(struct parser *ps, const char *text, const char *fmt, ...)
@@ -85,6 +86,7 @@ static void kw_filter_name(struct parser *ps, char *v)
 {
     struct config *c = ps->c;
     ps->filter = NULL;
+    ps->skip_block = 1;   /* until the name is accepted */
     if (!valid_name(v)) {
         perr(ps, v, "a filter name uses letters, digits and _ - . : only");
         return;
@@ -104,16 +106,18 @@ static void kw_filter_name(struct parser *ps, char *v)
     f->line = ps->line;
     f->redis_expire = 300;
     ps->filter = f;
+    ps->skip_block = 0;
 }
 
 static void kw_bpf(struct parser *ps, char *v)
 {
     struct filter_conf *f = ps->filter;
     char err[PCAP_ERRBUF_SIZE + 64];
-    if (f->bpf) {
+    if (f->bpf_line) {
         perr(ps, v, "filter %s already has a BPF expression", f->name);
         return;
     }
+    f->bpf_line = ps->line;
     if (classify_check(v, err, sizeof err) < 0) {
         perr(ps, v, "filter %s: bad BPF expression: %s", f->name, err);
         return;
@@ -339,10 +343,14 @@ static void parse_line(struct parser *ps, char *line)
         const struct keyword *k = &keywords[i];
         if (strcmp(k->name, line) != 0)
             continue;
-        if (*value == 0) {
+        if (k->scope == FILTER && !ps->filter && ps->skip_block) {
+            /* the block's FILTER_NAME was rejected and reported already */
+        } else if (*value == 0) {
             perr(ps, line, "%s needs a value", k->name);
-            if (k->handle == kw_filter_name)
+            if (k->handle == kw_filter_name) {
                 ps->filter = NULL;
+                ps->skip_block = 1;
+            }
         } else if (k->scope == FILTER && !ps->filter) {
             perr(ps, line, "%s belongs to a filter: put it after a FILTER_NAME line", k->name);
         } else {
@@ -359,7 +367,7 @@ static void check_whole(struct parser *ps)
     struct config *c = ps->c;
     for (int i = 0; i < c->nfilters; i++) {
         struct filter_conf *f = &c->filter[i];
-        if (!f->bpf && f->name) {
+        if (!f->bpf_line && f->name) {
             ps->line = f->line;
             perr(ps, f->name, "filter has no BPF line");
         }

@@ -18,6 +18,7 @@ struct filter_conf {
     char *name;
     char *bpf;
     int line;                          /* of FILTER_NAME, for messages */
+    int bpf_line;                      /* of BPF, 0 when there is none */
     int nfields;
     int field_id[CONFIG_MAX_FIELDS];   /* enum field_id */
     char *field_key[CONFIG_MAX_FIELDS];/* the name as written: the record's key */

@@ -35,7 +35,8 @@ static int read_name(const uint8_t *m, uint32_t len, uint32_t off, struct dns_qu
                 *end = off + 1;
             break;
         }
-        if (!BYTES_FITS(off + 1, l, len) || (wire += l + 1u) > 255)
+        /* RFC 1035 3.1: 255 octets at most, length bytes and the root's included */
+        if (!BYTES_FITS(off + 1, l, len) || (wire += l + 1u) > 254)
             return -1;
         if (out)
             q->name[out++] = '.';

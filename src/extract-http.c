@@ -31,13 +31,14 @@ static int is_method(const uint8_t *p, uint32_t len)
     return 0;
 }
 
-/* Length of the line at p (up to, not including, LF or the end), and where
- * the next line starts (len when the line is not terminated). */
-static uint32_t line_len(const uint8_t *p, uint32_t len, uint32_t *next)
+/* Length of the line at p (up to, not including, LF or the end); where the
+ * next line starts (len when none); whether an LF ended the line. */
+static uint32_t line_len(const uint8_t *p, uint32_t len, uint32_t *next, int *ended)
 {
     const uint8_t *lf = memchr(p, '\n', len);
     uint32_t n = lf ? (uint32_t)(lf - p) : len;
     *next = lf ? n + 1 : len;
+    *ended = lf != NULL;
     if (n > 0 && p[n - 1] == '\r')
         n--;
     return n;
@@ -97,9 +98,10 @@ int http_parse_request(const uint8_t *p, uint32_t len, uint32_t off, struct http
     uint32_t n = len - off;
 
     uint32_t next;
-    uint32_t ll = line_len(s, n, &next);
+    int ended;
+    uint32_t ll = line_len(s, n, &next, &ended);
     uint32_t ml = token_len(s, ll);
-    if (ml == 0 || !is_method(s, ml) || (ml == ll && next == n))
+    if (ml == 0 || !is_method(s, ml) || (ml == ll && !ended))
         return 0;   /* no method, or a request line cut right after it */
     r->method = (struct slice){s, ml};
     uint32_t u = ml < ll ? ml + 1 : ml;
@@ -115,12 +117,12 @@ int http_parse_request(const uint8_t *p, uint32_t len, uint32_t off, struct http
     uint32_t pos = next;
     while (pos < n) {
         uint32_t after;
-        uint32_t hl = line_len(s + pos, n - pos, &after);
+        uint32_t hl = line_len(s + pos, n - pos, &after, &ended);
         if (hl == 0) {      /* the blank line: headers end, a body may follow */
             uint64_t body = content_length.ptr ? parse_decimal(content_length) : 0;
-            uint64_t end = (uint64_t)pos + after + body;
-            if (pos + after < n && end < n)
-                r->next = off + (uint32_t)end;
+            uint32_t start = pos + after;   /* of the body */
+            if (start < n && body < n - start)
+                r->next = off + start + (uint32_t)body;
             break;
         }
         if (parse_header(r, s + pos, hl, &content_length) < 0)

@@ -9,6 +9,9 @@ static int log_level = 1;
 void log_set_level(int level) { log_level = level; }
 
 static void log_emit(const char *kind, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
+
+static void log_emit(const char *kind, const char *fmt, va_list ap)
 {
     char msg[1024];
     vsnprintf(msg, sizeof msg, fmt, ap);

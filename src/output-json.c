@@ -2,7 +2,6 @@
  * memory into the worker's output buffer. */
 #include "output-json.h"
 
-#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <string.h>
 
@@ -134,25 +133,73 @@ int json_time(struct outbuf *b, uint64_t ns)
     return 0;
 }
 
+/* Dotted IPv4 into out; returns the length. */
+static size_t ipv4_text(const uint8_t *a, char *out)
+{
+    char *o = out;
+    for (int i = 0; i < 4; i++) {
+        char d[20];
+        int n = u64_digits(a[i], d);
+        memcpy(o, d + 20 - n, (size_t)n);
+        o += n;
+        if (i < 3)
+            *o++ = '.';
+    }
+    return (size_t)(o - out);
+}
+
+/* RFC 5952 text: lower-case hex without leading zeros, the longest run of
+ * two or more zero groups (the first of equals) as "::", and IPv4-mapped
+ * addresses as ::ffff:a.b.c.d. Not inet_ntop: glibc prints ::1:2 as
+ * ::0.1.0.2. Returns the length (at most 45). */
+static size_t ipv6_text(const uint8_t *a, char *out)
+{
+    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (memcmp(a, mapped, 12) == 0) {
+        memcpy(out, "::ffff:", 7);
+        return 7 + ipv4_text(a + 12, out + 7);
+    }
+    int best = -1, best_len = 1;
+    for (int i = 0; i < 8;) {
+        int j = i;
+        while (j < 8 && a[2 * j] == 0 && a[2 * j + 1] == 0)
+            j++;
+        if (j - i > best_len) {
+            best = i;
+            best_len = j - i;
+        }
+        i = j > i ? j : i + 1;
+    }
+    char *o = out;
+    for (int i = 0; i < 8; i++) {
+        if (i == best) {
+            *o++ = ':';
+            *o++ = ':';
+            i += best_len - 1;
+            continue;
+        }
+        if (i && i != best + best_len)
+            *o++ = ':';
+        unsigned g = (unsigned)a[2 * i] << 8 | a[2 * i + 1];
+        int started = 0;
+        for (int shift = 12; shift >= 0; shift -= 4) {
+            unsigned nib = (g >> shift) & 15;
+            if (nib || started || shift == 0) {
+                *o++ = hex[nib];
+                started = 1;
+            }
+        }
+    }
+    return (size_t)(o - out);
+}
+
 int json_addr(struct outbuf *b, const uint8_t *addr, int len)
 {
-    char text[INET6_ADDRSTRLEN + 2];
+    char text[48];
     text[0] = '"';
-    if (len == 4) {
-        char *o = text + 1;
-        for (int i = 0; i < 4; i++) {
-            char d[20];
-            int n = u64_digits(addr[i], d);
-            memcpy(o, d + 20 - n, (size_t)n);
-            o += n;
-            *o++ = i < 3 ? '.' : '"';
-        }
-        return json_raw(b, text, (size_t)(o - text));
-    }
-    inet_ntop(AF_INET6, addr, text + 1, INET6_ADDRSTRLEN);
-    size_t n = strlen(text);
-    text[n] = '"';
-    return json_raw(b, text, n + 1);
+    size_t n = len == 4 ? ipv4_text(addr, text + 1) : ipv6_text(addr, text + 1);
+    text[n + 1] = '"';
+    return json_raw(b, text, n + 2);
 }
 
 static int json_value(struct outbuf *b, const struct field_value *v)

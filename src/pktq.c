@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #define PKTQ_BATCH 32       /* publish after this many packets */
-#define PKTQ_SPINS 64
+#define PKTQ_YIELDS 64      /* sched_yield()s before sleeping */
 
 static void futex_wait(uint32_t *addr, uint32_t val)
 {
@@ -23,9 +23,24 @@ static void futex_wake(uint32_t *addr)
     syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
 
-void pktq_init(struct pktq *q)
+void pktq_init(struct pktq *q, int spins)
 {
     memset(q, 0, sizeof *q - sizeof q->slot);
+    q->spins = spins;
+}
+
+/* Before sleeping: spin when each thread has a core, else let others run. */
+static int keep_trying(const struct pktq *q, int round)
+{
+    if (round < q->spins) {
+        __builtin_ia32_pause();
+        return 1;
+    }
+    if (round < q->spins + PKTQ_YIELDS) {
+        sched_yield();
+        return 1;
+    }
+    return 0;
 }
 
 struct packet *pktq_reserve(struct pktq *q)
@@ -33,10 +48,8 @@ struct packet *pktq_reserve(struct pktq *q)
     uint32_t h = q->head_local;
     for (int spins = 0; h - __atomic_load_n(&q->tail, __ATOMIC_ACQUIRE) >= PKTQ_SIZE; spins++) {
         pktq_publish(q);   /* the consumer may be waiting for what we hold */
-        if (spins < PKTQ_SPINS) {
-            sched_yield();
+        if (keep_trying(q, spins))
             continue;
-        }
         __atomic_store_n(&q->producer_sleeping, 1, __ATOMIC_SEQ_CST);
         uint32_t t = __atomic_load_n(&q->tail, __ATOMIC_SEQ_CST);
         if (h - t >= PKTQ_SIZE)
@@ -44,22 +57,6 @@ struct packet *pktq_reserve(struct pktq *q)
         __atomic_store_n(&q->producer_sleeping, 0, __ATOMIC_RELAXED);
     }
     return pktq_at(q, h);
-}
-
-void pktq_wait_consumed(struct pktq *q, uint32_t pos)
-{
-    /* (int32_t)(pos - tail) > 0: the consumer has not reached pos yet */
-    for (int spins = 0; (int32_t)(pos - __atomic_load_n(&q->tail, __ATOMIC_ACQUIRE)) > 0; spins++) {
-        if (spins < PKTQ_SPINS) {
-            sched_yield();
-            continue;
-        }
-        __atomic_store_n(&q->producer_sleeping, 1, __ATOMIC_SEQ_CST);
-        uint32_t t = __atomic_load_n(&q->tail, __ATOMIC_SEQ_CST);
-        if ((int32_t)(pos - t) > 0)
-            futex_wait(&q->tail, t);
-        __atomic_store_n(&q->producer_sleeping, 0, __ATOMIC_RELAXED);
-    }
 }
 
 void pktq_publish(struct pktq *q)
@@ -97,10 +94,8 @@ uint32_t pktq_wait(struct pktq *q, uint32_t *first)
             h = __atomic_load_n(&q->head, __ATOMIC_ACQUIRE);
             return h - t;
         }
-        if (spins < PKTQ_SPINS) {
-            sched_yield();
+        if (keep_trying(q, spins))
             continue;
-        }
         __atomic_store_n(&q->consumer_sleeping, 1, __ATOMIC_SEQ_CST);
         if (__atomic_load_n(&q->head, __ATOMIC_SEQ_CST) == t &&
             !__atomic_load_n(&q->closed, __ATOMIC_SEQ_CST))

@@ -21,11 +21,13 @@ struct pktq {
     uint32_t tail __attribute__((aligned(64)));   /* next slot to consume */
     uint32_t producer_sleeping;
     uint32_t closed;                              /* no more packets will come */
+    int spins;
     uint64_t final_clock;                         /* reader clock at close, ns */
     struct packet slot[PKTQ_SIZE] __attribute__((aligned(64)));
 };
 
-void pktq_init(struct pktq *q);
+/* spins: pause loops before a wait sleeps; 0 yields the core instead. */
+void pktq_init(struct pktq *q, int spins);
 
 /* Producer: a slot to fill, waiting while the queue is full. */
 struct packet *pktq_reserve(struct pktq *q);
@@ -36,8 +38,11 @@ void pktq_publish(struct pktq *q);
 /* Producer: publishes the rest and tells the consumer nothing else comes. */
 void pktq_close(struct pktq *q, uint64_t final_clock);
 
-/* Producer: waits until the consumer's tail has reached pos (wrapping). */
-void pktq_wait_consumed(struct pktq *q, uint32_t pos);
+/* Producer: whether the consumer's tail has reached pos (wrapping). */
+static inline int pktq_consumed(struct pktq *q, uint32_t pos)
+{
+    return (int32_t)(pos - __atomic_load_n(&q->tail, __ATOMIC_ACQUIRE)) <= 0;
+}
 
 /* Consumer: number of packets ready from *first on, waiting while there are
  * none; 0 means the queue is closed and drained. */

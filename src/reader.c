@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "capture.h"
+#include "readahead.h"
 #include "counter.h"
 #include "log.h"
 #include "output-json.h"
@@ -19,6 +20,7 @@
 #include "worker.h"
 
 #define CHECK_EVERY 4096          /* packets between looks at the time and signals */
+#define WAIT_SPINS 20000          /* pause loops, some 100 us: waking a thread costs more */
 
 static volatile sig_atomic_t stop_requested;
 
@@ -45,10 +47,12 @@ struct run {
     struct worker *workers;
     struct pktq *queues;
     int nworkers;
+    int read_thread;               /* the capture reads ahead in its own thread */
+    int spins;                     /* pause loops before a wait sleeps */
     struct reader_counters rc;
     /* per read buffer, per worker: queue position just after the last packet
      * from that buffer; the buffer is free once the worker's tail passes it */
-    uint32_t fence[CAPTURE_CHUNKS][MAX_WORKERS];
+    uint32_t fence[READAHEAD_SLOTS][MAX_WORKERS];
     struct stats_source src;
     double started, last_stats, last_progress;
 };
@@ -154,15 +158,23 @@ static int read_loop(struct run *r, uint64_t *clock_out)
     return rc == 0 && !stop_requested && !r->sink.error ? 1 : 0;
 }
 
-/* The capture is about to refill a read buffer: wait until every worker has
- * finished with the packets that point into it. */
-static void wait_buffer_free(void *ctx, unsigned slot)
+/* Capture callbacks: an input buffer is free once every worker's queue tail has
+ * passed the last packet from it; before the capture waits for input, hand
+ * the workers everything queued so far. */
+static int buffer_free(void *ctx, unsigned slot)
 {
     struct run *r = ctx;
-    for (int w = 0; w < r->nworkers; w++) {
+    for (int w = 0; w < r->nworkers; w++)
+        if (!pktq_consumed(&r->queues[w], r->fence[slot][w]))
+            return 0;
+    return 1;
+}
+
+static void publish_all(void *ctx)
+{
+    struct run *r = ctx;
+    for (int w = 0; w < r->nworkers; w++)
         pktq_publish(&r->queues[w]);
-        pktq_wait_consumed(&r->queues[w], r->fence[slot][w]);
-    }
 }
 
 static int setup(struct run *r)
@@ -174,6 +186,15 @@ static int setup(struct run *r)
         return -1;
     }
     r->nworkers = (int)r->opt->workers;
+    /* Threads: this one, the workers when there are several, and a read-ahead
+     * thread when a core is left for it. Waits spin before they sleep only
+     * when every thread has a core: otherwise spinning steals the core from
+     * the thread being waited for. */
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    int threads = 1 + (r->nworkers > 1 ? r->nworkers : 0);
+    r->read_thread = cpus > threads;
+    threads += r->read_thread;
+    r->spins = cpus >= threads ? WAIT_SPINS : 0;
     if (output_sink_open(&r->sink, r->opt->output, err, sizeof err) < 0) {
         log_error("%s", err);
         return -1;
@@ -199,7 +220,7 @@ static int setup(struct run *r)
         if (!r->queues)
             return -1;
         for (int i = 0; i < r->nworkers; i++) {
-            pktq_init(&r->queues[i]);
+            pktq_init(&r->queues[i], r->spins);
             r->workers[i].q = &r->queues[i];
             if (worker_start(&r->workers[i]) < 0) {
                 log_error("cannot start worker thread %d", i);
@@ -247,13 +268,13 @@ int reader_run(const struct config *conf, const struct run_options *opt)
 
     uint64_t clock = 0;
     int done = -1;
-    if (capture_open_file(&r.cap, opt->input) == 0) {
-        if (r.nworkers > 1) {
-            r.cap.reuse = wait_buffer_free;
-            r.cap.reuse_ctx = &r;
-        }
-        done = read_loop(&r, &clock);
+    struct capture_options copt = {NULL, NULL, &r, r.read_thread, r.spins};
+    if (r.nworkers > 1) {
+        copt.slot_free = buffer_free;
+        copt.idle = publish_all;
     }
+    if (capture_open_file(&r.cap, opt->input, &copt) == 0)
+        done = read_loop(&r, &clock);
     enum flow_end why = done == 0 && stop_requested ? FLOW_END_SHUTDOWN : FLOW_END_EOF;
     if (r.nworkers > 1) {
         for (int i = 0; i < r.nworkers; i++)

@@ -9,7 +9,7 @@ failed=0
 for t in "$@"; do
     out=$("$t" 2>&1)
     rc=$?
-    printf '%s\n' "$out" | grep -v -E '^[^ ]+: [0-9]+ passed, [0-9]+ failed$'
+    printf '%s\n' "$out" | grep -v -E '^[^ ]+: [0-9]+ passed, [0-9]+ failed$|^$'
     line=$(printf '%s\n' "$out" | grep -E '^[^ ]+: [0-9]+ passed, [0-9]+ failed$' | tail -n 1)
     if [ -z "$line" ]; then
         echo "$t: no summary line (exit status $rc)"

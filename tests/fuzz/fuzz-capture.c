@@ -1,5 +1,5 @@
 /* fuzz-capture.c - the input as a capture file: written to a memfd, opened
- * with capture_open_file() (the mmap pcap/pcapng reader) and read to the
+ * with capture_open_file() (the pcap/pcapng reader, no hooks) and read to the
  * end. Each packet is copied to an exact-size buffer (a packet pointing
  * outside the file faults here) and decoded from there. */
 #define _GNU_SOURCE
@@ -31,7 +31,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char path[64];
     snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
     struct capture c;
-    if (capture_open_file(&c, path) == 0) {
+    if (capture_open_file(&c, path, NULL) == 0) {
         struct packet p;
         int linktype, rc;
         uint64_t last_offset = 0;

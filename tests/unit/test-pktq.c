@@ -2,8 +2,10 @@
  * on one thread; then a producer thread and a consumer thread passing
  * 1,000,000 packets (checked for order, count and contents), a slow
  * consumer (the producer waits on a full queue) and a trickling producer
- * (the consumer waits on an empty one). */
+ * (the consumer waits on an empty one); pktq_consumed() as a late consumer
+ * releases, also across the wrap of the 32-bit positions. */
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -15,7 +17,7 @@ static struct pktq *queue_new(void)
 {
     struct pktq *q = aligned_alloc(64, sizeof *q);
     if (q)
-        pktq_init(q);
+        pktq_init(q, 0);
     return q;
 }
 
@@ -52,12 +54,12 @@ static void test_close_semantics(void)
     CHECK_EQ_U64(pktq_wait(q, &first), 0);
     CHECK_EQ_U64(q->final_clock, 12345);
     /* closing an empty queue */
-    pktq_init(q);
+    pktq_init(q, 0);
     pktq_close(q, 7);
     CHECK_EQ_U64(pktq_wait(q, &first), 0);
     CHECK_EQ_U64(q->final_clock, 7);
     /* an explicit publish makes a packet visible before a batch is full */
-    pktq_init(q);
+    pktq_init(q, 0);
     push(q, 1);
     pktq_publish(q);
     CHECK_EQ_U64(pktq_wait(q, &first), 1);
@@ -149,6 +151,73 @@ static void run_threads(uint64_t count, unsigned producer_pause, unsigned consum
     free(r.q);
 }
 
+/* A consumer that starts late, releases what is there in halves and counts
+ * it; pktq_consumed() must not say yes before that. */
+struct late {
+    struct pktq *q;
+    uint32_t expect;
+    uint32_t released;   /* atomic */
+};
+
+static void *late_consumer(void *arg)
+{
+    struct late *l = arg;
+    usleep(20000);
+    uint32_t done = 0;
+    while (done < l->expect) {
+        uint32_t first;
+        uint32_t n = pktq_wait(l->q, &first);
+        if (n == 0)
+            break;
+        uint32_t half = n > 1 ? n / 2 : n;
+        __atomic_add_fetch(&l->released, half, __ATOMIC_SEQ_CST);
+        pktq_release(l->q, half);
+        usleep(2000);
+        done += half;
+    }
+    return NULL;
+}
+
+static void consumed_from(uint32_t start)
+{
+    struct pktq *q = queue_new();
+    q->head = q->head_local = q->tail = start;
+    /* positions already consumed, including just behind */
+    CHECK(pktq_consumed(q, start));
+    CHECK(pktq_consumed(q, start - 3));
+    for (uint64_t f = 1; f <= 40; f++)
+        push(q, f);
+    pktq_publish(q);
+    CHECK(!pktq_consumed(q, start + 1));
+    CHECK(!pktq_consumed(q, start + 40));
+    uint32_t first;
+    CHECK_EQ_U64(pktq_wait(q, &first), 40);
+    pktq_release(q, 10);
+    CHECK(pktq_consumed(q, start + 10));
+    CHECK(!pktq_consumed(q, start + 11));
+    pktq_release(q, 30);
+    CHECK(pktq_consumed(q, start + 40));
+    CHECK(pktq_consumed(q, q->head_local));
+
+    /* a producer polling while a late consumer releases */
+    struct late l = {.q = q, .expect = 40};
+    for (uint64_t f = 1; f <= l.expect; f++)
+        push(q, f);
+    pktq_publish(q);
+    pthread_t t;
+    CHECK_EQ_INT(pthread_create(&t, NULL, late_consumer, &l), 0);
+    unsigned early = 0;
+    for (uint32_t k = 1; k <= l.expect; k++) {
+        while (!pktq_consumed(q, start + 40 + k))
+            sched_yield();
+        early += __atomic_load_n(&l.released, __ATOMIC_SEQ_CST) < k;
+    }
+    CHECK_EQ_U64(early, 0);
+    pthread_join(t, NULL);
+    CHECK_EQ_U64(q->tail, (uint32_t)(start + 80));
+    free(q);
+}
+
 int main(int argc, char **argv)
 {
     (void)argc;
@@ -156,5 +225,7 @@ int main(int argc, char **argv)
     run_threads(1000000, 0, 0);          /* as fast as both go */
     run_threads(50000, 0, 5000);         /* slow consumer: the producer waits when full */
     run_threads(300, 1, 0);              /* trickle: the consumer waits when empty */
+    consumed_from(0);
+    consumed_from(0xffffffe0u);          /* positions wrap */
     return test_summary(argv[0]);
 }

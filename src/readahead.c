@@ -1,0 +1,232 @@
+/* readahead.c - the I/O thread and the consumer's side of the buffer ring. */
+#include "readahead.h"
+
+#include "capture.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <linux/futex.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#define READ_SIZE (256u << 10)   /* per read(): what the kernel copies stays in cache */
+
+static void futex_wait(uint32_t *addr, uint32_t val)
+{
+    struct timespec ts = {0, 1000 * 1000};
+    syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, val, &ts, NULL, 0);
+}
+
+static void futex_wake(uint32_t *addr)
+{
+    syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+static void bump(uint32_t *seq, uint32_t *waiting)
+{
+    __atomic_add_fetch(seq, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(waiting, __ATOMIC_SEQ_CST))
+        futex_wake(seq);
+}
+
+/* I/O thread: may fill chunk k once its buffer is released and the consumer
+ * is close enough that the data will still be in cache when it gets there. */
+static int io_may_fill(struct readahead *ra, uint64_t k)
+{
+    return k < __atomic_load_n(&ra->released, __ATOMIC_ACQUIRE) + READAHEAD_SLOTS &&
+           k <= __atomic_load_n(&ra->consumer_chunk, __ATOMIC_ACQUIRE) + READAHEAD_AHEAD;
+}
+
+/* One read() into the buffer of chunk io_k. Returns 1 after progress, 0 at
+ * the end of input or on an error (done is set), -1 when that buffer is not
+ * free yet. */
+static int read_step(struct readahead *ra)
+{
+    uint64_t k = ra->io_k;
+    if (!io_may_fill(ra, k))
+        return -1;
+    uint8_t *data = ra->mem[k % READAHEAD_SLOTS] + READAHEAD_GAP;
+    uint32_t want = READAHEAD_CHUNK - ra->io_len < READ_SIZE ? READAHEAD_CHUNK - ra->io_len
+                                                              : READ_SIZE;
+    ssize_t n;
+    do
+        n = read(ra->fd, data + ra->io_len, want);
+    while (n < 0 && errno == EINTR);
+    if (n <= 0) {
+        ra->error = n < 0 ? errno : 0;
+        __atomic_store_n(&ra->done, 1, __ATOMIC_RELEASE);
+        bump(&ra->io_seq, &ra->consumer_waiting);
+        return 0;
+    }
+    ra->io_len += (uint32_t)n;
+    __atomic_store_n(&ra->filled, k * READAHEAD_CHUNK + ra->io_len, __ATOMIC_RELEASE);
+    if (ra->io_len == READAHEAD_CHUNK) {
+        ra->io_k++;
+        ra->io_len = 0;
+    }
+    if (ra->threaded)
+        bump(&ra->io_seq, &ra->consumer_waiting);
+    return 1;
+}
+
+static void *io_main(void *arg)
+{
+    struct readahead *ra = arg;
+    for (;;) {
+        int rc = read_step(ra);
+        if (rc == 0)
+            return NULL;
+        if (rc > 0)
+            continue;
+        for (int i = 0; i < ra->spins && !io_may_fill(ra, ra->io_k); i++)
+            __builtin_ia32_pause();
+        while (!io_may_fill(ra, ra->io_k)) {
+            uint32_t seq = __atomic_load_n(&ra->rel_seq, __ATOMIC_SEQ_CST);
+            __atomic_store_n(&ra->io_waiting, 1, __ATOMIC_SEQ_CST);
+            if (!io_may_fill(ra, ra->io_k))
+                futex_wait(&ra->rel_seq, seq);
+            __atomic_store_n(&ra->io_waiting, 0, __ATOMIC_SEQ_CST);
+        }
+    }
+}
+
+int readahead_start(struct readahead *ra, int fd, const struct capture_options *opt)
+{
+    memset(ra, 0, sizeof *ra);
+    ra->fd = fd;
+    if (opt) {
+        ra->slot_free = opt->slot_free;
+        ra->idle = opt->idle;
+        ra->ctx = opt->ctx;
+        ra->threaded = opt->read_thread;
+        ra->spins = opt->spins;
+    }
+    for (int i = 0; i < READAHEAD_SLOTS; i++) {
+        ra->mem[i] = malloc(READAHEAD_GAP + READAHEAD_CHUNK);
+        if (!ra->mem[i]) {
+            readahead_stop(ra);
+            errno = ENOMEM;
+            return -1;
+        }
+    }
+    if (!ra->threaded)
+        return 0;
+    int rc = pthread_create(&ra->thread, NULL, io_main, ra);
+    if (rc) {
+        readahead_stop(ra);
+        errno = rc;
+        return -1;
+    }
+    ra->started = 1;
+    return 0;
+}
+
+void readahead_stop(struct readahead *ra)
+{
+    if (ra->started) {
+        pthread_cancel(ra->thread);   /* it may sit in read() on a pipe */
+        pthread_join(ra->thread, NULL);
+        ra->started = 0;
+    }
+    for (int i = 0; i < READAHEAD_SLOTS; i++) {
+        free(ra->mem[i]);
+        ra->mem[i] = NULL;
+    }
+}
+
+/* Releases, in order, the buffers of chunks before the cursor's that no
+ * worker points into any more. */
+static void release(struct readahead *ra)
+{
+    uint64_t r = ra->released, moved = 0;
+    uint64_t cur = ra->pos / READAHEAD_CHUNK;
+    while (r < cur && (!ra->slot_free || ra->slot_free(ra->ctx, (unsigned)(r % READAHEAD_SLOTS)))) {
+        r++;
+        moved = 1;
+    }
+    if (cur != ra->consumer_chunk) {
+        __atomic_store_n(&ra->consumer_chunk, cur, __ATOMIC_RELEASE);
+        moved = 1;
+    }
+    if (moved) {
+        __atomic_store_n(&ra->released, r, __ATOMIC_RELEASE);
+        bump(&ra->rel_seq, &ra->io_waiting);
+    }
+}
+
+static int has_filled(struct readahead *ra, uint64_t end)
+{
+    return __atomic_load_n(&ra->filled, __ATOMIC_ACQUIRE) >= end ||
+           __atomic_load_n(&ra->done, __ATOMIC_ACQUIRE);
+}
+
+/* Waits until the input holds `end` bytes or has ended. Spins a little
+ * first: the next read() usually completes within microseconds, while
+ * waking a sleeping thread can take far longer (on virtual machines an idle
+ * CPU must be woken too); sleeping at every hand-off halved the speed. */
+static void wait_filled(struct readahead *ra, uint64_t end)
+{
+    while (!ra->threaded && !has_filled(ra, end)) {
+        if (read_step(ra) >= 0)
+            continue;
+        release(ra);   /* a buffer is still held by the workers */
+        if (ra->idle)
+            ra->idle(ra->ctx);
+        if (read_step(ra) < 0)
+            sched_yield();
+    }
+    for (int i = 0; i < ra->spins; i++) {
+        if (has_filled(ra, end))
+            return;
+        __builtin_ia32_pause();
+    }
+    for (;;) {
+        uint32_t seq = __atomic_load_n(&ra->io_seq, __ATOMIC_SEQ_CST);
+        if (__atomic_load_n(&ra->filled, __ATOMIC_ACQUIRE) >= end ||
+            __atomic_load_n(&ra->done, __ATOMIC_ACQUIRE))
+            return;
+        release(ra);
+        if (ra->idle)
+            ra->idle(ra->ctx);   /* let the workers run dry, or nothing gets released */
+        __atomic_store_n(&ra->consumer_waiting, 1, __ATOMIC_SEQ_CST);
+        if (__atomic_load_n(&ra->filled, __ATOMIC_SEQ_CST) < end &&
+            !__atomic_load_n(&ra->done, __ATOMIC_SEQ_CST))
+            futex_wait(&ra->io_seq, seq);
+        __atomic_store_n(&ra->consumer_waiting, 0, __ATOMIC_SEQ_CST);
+    }
+}
+
+int readahead_peek(struct readahead *ra, uint32_t need, const uint8_t **out, unsigned *slot,
+                   uint32_t *avail)
+{
+    uint64_t k = ra->pos / READAHEAD_CHUNK;
+    uint32_t off = (uint32_t)(ra->pos % READAHEAD_CHUNK);
+    if (k != ra->consumer_chunk)
+        release(ra);
+    uint64_t filled = __atomic_load_n(&ra->filled, __ATOMIC_ACQUIRE);
+    if (filled < ra->pos + need) {
+        wait_filled(ra, ra->pos + need);
+        filled = __atomic_load_n(&ra->filled, __ATOMIC_ACQUIRE);
+        if (filled < ra->pos + need) {
+            *avail = (uint32_t)(filled - ra->pos);
+            return ra->error ? -1 : 0;
+        }
+    }
+    if (off + need <= READAHEAD_CHUNK) {
+        *slot = (unsigned)(k % READAHEAD_SLOTS);
+        *out = ra->mem[*slot] + READAHEAD_GAP + off;
+        return 1;
+    }
+    /* straddles chunks k and k+1: put the first part in front of the second */
+    uint32_t first = READAHEAD_CHUNK - off;
+    if (need - first > READAHEAD_CHUNK || first > READAHEAD_GAP)
+        return -1;   /* callers never ask for more than one record */
+    *slot = (unsigned)((k + 1) % READAHEAD_SLOTS);
+    uint8_t *dst = ra->mem[*slot] + READAHEAD_GAP - first;
+    memcpy(dst, ra->mem[k % READAHEAD_SLOTS] + READAHEAD_GAP + off, first);
+    *out = dst;
+    return 1;
+}

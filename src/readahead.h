@@ -1,0 +1,70 @@
+/* readahead.h - an input byte stream read by a thread of its own, ahead of
+ * its one consumer (the reader thread), into a ring of buffers. The consumer
+ * sees contiguous bytes without copying: only a record that straddles two
+ * buffers is copied, into the gap in front of the second. Bytes handed out
+ * stay valid until their buffer is released, which the consumer does once a
+ * callback says that no worker still points into it. */
+#ifndef DATI_READAHEAD_H
+#define DATI_READAHEAD_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#define READAHEAD_CHUNK (512u << 10)  /* bytes per buffer */
+#define READAHEAD_GAP (320u << 10)    /* room for one straddling record */
+#define READAHEAD_SLOTS 16            /* buffers in the ring */
+#define READAHEAD_AHEAD 15             /* buffers read ahead of the consumer: stay in cache */
+
+struct readahead {
+    int fd;
+    uint8_t *mem[READAHEAD_SLOTS];    /* each: gap, then a chunk of input */
+    pthread_t thread;
+    int started;
+    int threaded;                     /* an I/O thread reads; else the consumer does */
+    int spins;
+    uint64_t io_k;                    /* chunk being filled (I/O side) */
+    uint32_t io_len;                  /* bytes of it filled */
+    /* written by the I/O thread */
+    uint64_t filled;                  /* input bytes available */
+    uint32_t io_seq;                  /* futex word, bumped at each fill */
+    uint32_t done;                    /* end of input or error reached */
+    int error;                        /* errno of a failed read, or 0 */
+    uint32_t io_waiting;
+    /* written by the consumer */
+    uint64_t released;                /* chunks whose buffers may be refilled */
+    uint64_t consumer_chunk;          /* chunk under the cursor */
+    uint32_t rel_seq;                 /* futex word, bumped when the above move */
+    uint32_t consumer_waiting;
+    uint64_t pos;                     /* input offset of the cursor */
+    uint64_t prefetched;              /* input bytes before this are in the cache */
+    /* consumer callbacks (NULL: buffers are free as soon as the cursor passes) */
+    int (*slot_free)(void *ctx, unsigned slot);   /* no worker points into slot */
+    void (*idle)(void *ctx);                       /* about to wait for input */
+    void *ctx;
+};
+
+struct capture_options;
+
+/* Starts reading fd. opt (may be NULL): whether a thread reads ahead (else
+ * the consumer reads when it needs to), how long waits spin, and when
+ * buffers are free. Returns 0, or -1 with errno set. */
+int readahead_start(struct readahead *ra, int fd, const struct capture_options *opt);
+void readahead_stop(struct readahead *ra);
+
+/* need contiguous bytes at the cursor: 1 and *out, 0 when the input ends
+ * first (*avail says how many bytes are left), -1 on a read error
+ * (ra->error). *slot is the buffer the bytes are in. */
+int readahead_peek(struct readahead *ra, uint32_t need, const uint8_t **out, unsigned *slot,
+                   uint32_t *avail);
+
+#define READAHEAD_PREFETCH 4096   /* bytes brought into this core's cache ahead of the cursor */
+
+/* The bytes were written by the I/O thread, usually on another core: fetch
+ * them into this core's cache a few packets before the parser needs them,
+ * one prefetch per cache line, so that each record header is not a stall. */
+static inline void readahead_advance(struct readahead *ra, uint32_t n)
+{
+    ra->pos += n;
+}
+
+#endif
