@@ -5,7 +5,8 @@
 #      dati -t 1 / -t 2 against `tcpdump -r FILE -w /dev/null FILTER`
 #   2. all-HTTP file: field records/s against tshark -T fields
 #   3. 1M concurrent flows: anonymous memory and bytes per flow
-# Each timing is the best of RUNS runs (wall clock), files in page cache.
+# Each timing is the median of RUNS runs (wall clock) after a warm-up run,
+# files in page cache.
 set -euo pipefail
 build=${1:-build}
 dir="$build/bench"
@@ -18,15 +19,16 @@ dati="$build/dati"
 gen="$build/dati-gen"
 SEED_BPF='tcp[(tcp[12] >> 4) * 4 : 4] = 0x47455420'
 
-# best wall time in seconds of RUNS runs of "$@"
-best_time() {
-    local best="" t out="$dir/.time"
+# median wall time in seconds of RUNS runs of "$@", after one warm-up run
+# (the first run after the page cache was filled is often slow here)
+median_time() {
+    local out="$dir/.time" times=()
+    "$@" >/dev/null 2>&1 || true
     for _ in $(seq "$RUNS"); do
         /usr/bin/time -f "%e" -o "$out" "$@" >/dev/null 2>&1
-        t=$(tail -1 "$out")
-        if [ -z "$best" ] || awk "BEGIN{exit !($t < $best)}"; then best=$t; fi
+        times+=("$(tail -1 "$out")")
     done
-    echo "$best"
+    printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'
 }
 rate() { awk "BEGIN{ if ($2 > 0) printf \"%.0f\", $1 / $2; else print \"inf\" }"; }
 ratio() { awk "BEGIN{ if ($2 > 0) printf \"%.2f\", $1 / $2; else print \"-\" }"; }
@@ -49,9 +51,9 @@ FILTER_NAME http
 BPF $SEED_BPF
 FIELDS ip.src ip.dst tcp.sport tcp.dport http.url http.referer http.host
 CONF
-t1=$(best_time "$dati" -q -c "$dir/seed.conf" -r "$dir/lab.pcap" -t 1 -w /dev/null)
-t2=$(best_time "$dati" -q -c "$dir/seed.conf" -r "$dir/lab.pcap" -t 2 -w /dev/null)
-td=$(best_time tcpdump -r "$dir/lab.pcap" -w /dev/null "$SEED_BPF")
+t1=$(median_time "$dati" -q -c "$dir/seed.conf" -r "$dir/lab.pcap" -t 1 -w /dev/null)
+t2=$(median_time "$dati" -q -c "$dir/seed.conf" -r "$dir/lab.pcap" -t 2 -w /dev/null)
+td=$(median_time tcpdump -r "$dir/lab.pcap" -w /dev/null "$SEED_BPF")
 echo "1. lab mix, $LAB_PACKETS packets ($(du -m "$dir/lab.pcap" | cut -f1) MB), seed HTTP GET filter, flows, JSON to /dev/null"
 printf "   %-34s %8s s %12s packets/s\n" "dati -t 1" "$t1" "$(rate "$LAB_PACKETS" "$t1")"
 printf "   %-34s %8s s %12s packets/s\n" "dati -t 2" "$t2" "$(rate "$LAB_PACKETS" "$t2")"
@@ -68,9 +70,9 @@ BPF $SEED_BPF
 FIELDS ip.src ip.dst tcp.sport tcp.dport http.method http.url http.host http.useragent http.referer
 CONF
 records=$("$dati" -q -c "$dir/http.conf" -r "$dir/http.pcap" | grep -c '"type":"record"')
-th=$(best_time "$dati" -q -c "$dir/http.conf" -r "$dir/http.pcap" -t 1 -w /dev/null)
+th=$(median_time "$dati" -q -c "$dir/http.conf" -r "$dir/http.pcap" -t 1 -w /dev/null)
 ts_runs=$RUNS; RUNS=1
-tt=$(best_time tshark -n -r "$dir/http.pcap" -Y http.request -T fields -e ip.src -e ip.dst \
+tt=$(median_time tshark -n -r "$dir/http.pcap" -Y http.request -T fields -e ip.src -e ip.dst \
     -e tcp.srcport -e tcp.dstport -e http.request.method -e http.request.uri -e http.host \
     -e http.user_agent -e http.referer)
 RUNS=$ts_runs
@@ -90,12 +92,14 @@ MAX_FLOWS $FLOWS
 FILTER_NAME tcp
 BPF tcp
 CONF
-stats=$("$dati" -c "$dir/flows.conf" -r "$dir/flows.pcap" -w /dev/stdout -q | grep '"type":"stats"')
+stats=$(/usr/bin/time -f "%M" -o "$dir/.peak" "$dati" -c "$dir/flows.conf" -r "$dir/flows.pcap" -w /dev/stdout -q | grep '"type":"stats"')
+peak_kb=$(tail -1 "$dir/.peak")
 created=$(echo "$stats" | sed 's/.*"created":\([0-9]*\).*/\1/')
 anon=$(echo "$stats" | sed 's/.*"rss_anon_kb":\([0-9]*\).*/\1/')
 entry=$(echo "$stats" | sed 's/.*"flow_entry_bytes":\([0-9]*\).*/\1/')
 make_file tiny.pcap -n 10 -s 3 --http-share 0
 base=$("$dati" -c "$dir/flows.conf" -r "$dir/tiny.pcap" -w /dev/stdout -q | grep '"type":"stats"' | sed 's/.*"rss_anon_kb":\([0-9]*\).*/\1/')
 echo "3. $created concurrent flows (all live at the end of the file)"
-echo "   anonymous resident memory at the end: $((anon / 1024)) MiB (target: <= 256 MiB)"
+echo "   peak resident memory of the process: $((peak_kb / 1024)) MiB (target: <= 256 MiB)"
+echo "   anonymous resident memory at the end: $((anon / 1024)) MiB"
 echo "   flow entry: $entry bytes + 4 bytes of hash bucket; measured $(( (anon - ${base:-0}) * 1024 / (created > 0 ? created : 1) )) bytes per flow in all"
