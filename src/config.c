@@ -6,6 +6,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -202,41 +203,6 @@ static void kw_ifname(struct parser *ps, char *v)
     c->ifname[c->nifnames++] = dup(ps, v);
 }
 
-static void kw_time_stats(struct parser *ps, char *v)
-{
-    unsigned long n;
-    if (parse_uint(ps, "TIME_STATS", v, 0, 86400, &n) == 0)
-        ps->c->time_stats = (unsigned)n;
-}
-
-static void kw_pkt_ttl(struct parser *ps, char *v)
-{
-    unsigned long n;
-    if (parse_uint(ps, "PKT_TTL", v, 1, 1000000000, &n) == 0)
-        ps->c->pkt_ttl = (unsigned)n;
-}
-
-static void kw_max_flows(struct parser *ps, char *v)
-{
-    unsigned long n;
-    if (parse_uint(ps, "MAX_FLOWS", v, 1, 1ul << 30, &n) == 0)
-        ps->c->max_flows = (uint32_t)n;
-}
-
-static void kw_flow_table_size(struct parser *ps, char *v)
-{
-    unsigned long n;
-    if (parse_uint(ps, "FLOW_TABLE_SIZE", v, 1, 1ul << 30, &n) == 0)
-        ps->c->flow_table_size = (uint32_t)n;
-}
-
-static void kw_workers(struct parser *ps, char *v)
-{
-    unsigned long n;
-    if (parse_uint(ps, "WORKERS", v, 1, 64, &n) == 0)
-        ps->c->workers = (unsigned)n;
-}
-
 static void kw_output(struct parser *ps, char *v)
 {
     free(ps->c->output);
@@ -245,8 +211,6 @@ static void kw_output(struct parser *ps, char *v)
 
 static void set_redis_str(struct parser *ps, char **dst, char *v)
 {
-    if (!ps->c->redis_line)
-        ps->c->redis_line = ps->line;
     free(*dst);
     *dst = dup(ps, v);
 }
@@ -272,54 +236,39 @@ static void kw_session_channel(struct parser *ps, char *v)
     set_redis_str(ps, &ps->c->session_channel, v);
 }
 
-static void kw_redis_port(struct parser *ps, char *v)
-{
-    unsigned long n;
-    if (parse_uint(ps, "REDIS_PORT", v, 1, 65535, &n) == 0)
-        ps->c->redis_port = (unsigned)n;
-}
-
-static void kw_redis_db(struct parser *ps, char *v)
-{
-    unsigned long n;
-    if (parse_uint(ps, "REDIS_DB", v, 0, 65535, &n) == 0)
-        ps->c->redis_db = (unsigned)n;
-}
-
-static void kw_redis_pipeline(struct parser *ps, char *v)
-{
-    unsigned long n;
-    if (parse_uint(ps, "REDIS_PIPELINE", v, 1, 100000, &n) == 0)
-        ps->c->redis_pipeline = (unsigned)n;
-}
-
 enum scope { GLOBAL, FILTER };
 
+/* A keyword: either a handler, or (handle NULL) a whole number in
+ * [min, max] stored in the unsigned config member at `offset`. */
 static const struct keyword {
     const char *name;
     enum scope scope;
     void (*handle)(struct parser *ps, char *value);
+    unsigned long min, max;
+    size_t offset;
 } keywords[] = {
-    {"FILTER_NAME", GLOBAL, kw_filter_name},
-    {"BPF", FILTER, kw_bpf},
-    {"FIELDS", FILTER, kw_fields},
-    {"TAP_IF", FILTER, kw_tap_if},
-    {"REDIS_CHANNEL", FILTER, kw_redis_channel},
-    {"REDIS_EXPIRE", FILTER, kw_redis_expire},
-    {"IFNAME", GLOBAL, kw_ifname},
-    {"TIME_STATS", GLOBAL, kw_time_stats},
-    {"PKT_TTL", GLOBAL, kw_pkt_ttl},
-    {"MAX_FLOWS", GLOBAL, kw_max_flows},
-    {"FLOW_TABLE_SIZE", GLOBAL, kw_flow_table_size},
-    {"WORKERS", GLOBAL, kw_workers},
-    {"OUTPUT", GLOBAL, kw_output},
-    {"REDIS_SOCK", GLOBAL, kw_redis_sock},
-    {"REDIS_HOST", GLOBAL, kw_redis_host},
-    {"REDIS_PORT", GLOBAL, kw_redis_port},
-    {"REDIS_AUTH", GLOBAL, kw_redis_auth},
-    {"REDIS_DB", GLOBAL, kw_redis_db},
-    {"REDIS_PIPELINE", GLOBAL, kw_redis_pipeline},
-    {"SESSION_CHANNEL", GLOBAL, kw_session_channel},
+#define HANDLER(name, scope, fn) {name, scope, fn, 0, 0, 0}
+#define NUMBER(name, min, max, member) {name, GLOBAL, NULL, min, max, offsetof(struct config, member)}
+    HANDLER("FILTER_NAME", GLOBAL, kw_filter_name),
+    HANDLER("BPF", FILTER, kw_bpf),
+    HANDLER("FIELDS", FILTER, kw_fields),
+    HANDLER("TAP_IF", FILTER, kw_tap_if),
+    HANDLER("REDIS_CHANNEL", FILTER, kw_redis_channel),
+    HANDLER("REDIS_EXPIRE", FILTER, kw_redis_expire),
+    HANDLER("IFNAME", GLOBAL, kw_ifname),
+    NUMBER("TIME_STATS", 0, 86400, time_stats),
+    NUMBER("PKT_TTL", 1, 1000000000, pkt_ttl),
+    NUMBER("MAX_FLOWS", 1, 1ul << 30, max_flows),
+    NUMBER("FLOW_TABLE_SIZE", 1, 1ul << 30, flow_table_size),
+    NUMBER("WORKERS", 1, 64, workers),
+    HANDLER("OUTPUT", GLOBAL, kw_output),
+    HANDLER("REDIS_SOCK", GLOBAL, kw_redis_sock),
+    HANDLER("REDIS_HOST", GLOBAL, kw_redis_host),
+    NUMBER("REDIS_PORT", 1, 65535, redis_port),
+    HANDLER("REDIS_AUTH", GLOBAL, kw_redis_auth),
+    NUMBER("REDIS_DB", 0, 65535, redis_db),
+    NUMBER("REDIS_PIPELINE", 1, 100000, redis_pipeline),
+    HANDLER("SESSION_CHANNEL", GLOBAL, kw_session_channel),
 };
 
 static void parse_line(struct parser *ps, char *line)
@@ -353,9 +302,17 @@ static void parse_line(struct parser *ps, char *line)
             }
         } else if (k->scope == FILTER && !ps->filter) {
             perr(ps, line, "%s belongs to a filter: put it after a FILTER_NAME line", k->name);
-        } else {
+        } else if (k->handle) {
             k->handle(ps, value);
+        } else {
+            unsigned long number;
+            if (parse_uint(ps, k->name, value, k->min, k->max, &number) == 0)
+                *(unsigned *)(void *)((char *)ps->c + k->offset) = (unsigned)number;
         }
+        /* remembered so that dati can say where Redis was asked for */
+        if (k->scope == GLOBAL && !ps->c->redis_line &&
+            (strncmp(k->name, "REDIS_", 6) == 0 || strcmp(k->name, "SESSION_CHANNEL") == 0))
+            ps->c->redis_line = ps->line;
         return;
     }
     perr(ps, line, "unknown keyword");

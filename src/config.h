@@ -39,8 +39,8 @@ struct config {
     int ifname_line;
     unsigned time_stats;               /* seconds between statistics; 0: only at exit */
     unsigned pkt_ttl;                  /* flow idle timeout, seconds */
-    uint32_t max_flows;                /* flows in the table, all workers together */
-    uint32_t flow_table_size;          /* hash buckets, all workers; 0: = max_flows */
+    unsigned max_flows;                /* flows in the table, all workers together */
+    unsigned flow_table_size;          /* hash buckets, all workers; 0: = max_flows */
     unsigned workers;                  /* 0: not set (the command line decides) */
     char *output;                      /* JSON lines destination, "-" for stdout */
     /* Redis (parsed and validated; delivered by the Redis output) */
