@@ -84,6 +84,8 @@ static void *io_main(void *arg)
         for (int i = 0; i < ra->spins && !io_may_fill(ra, ra->io_k); i++)
             __builtin_ia32_pause();
         while (!io_may_fill(ra, ra->io_k)) {
+            if (__atomic_load_n(&ra->stop, __ATOMIC_ACQUIRE))
+                return NULL;
             uint32_t seq = __atomic_load_n(&ra->rel_seq, __ATOMIC_SEQ_CST);
             __atomic_store_n(&ra->io_waiting, 1, __ATOMIC_SEQ_CST);
             if (!io_may_fill(ra, ra->io_k))
@@ -127,7 +129,11 @@ int readahead_start(struct readahead *ra, int fd, const struct capture_options *
 void readahead_stop(struct readahead *ra)
 {
     if (ra->started) {
-        pthread_cancel(ra->thread);   /* it may sit in read() on a pipe */
+        /* It may wait for a buffer (the flag ends that) or sit in read() on a
+         * pipe (only cancellation ends that). */
+        __atomic_store_n(&ra->stop, 1, __ATOMIC_RELEASE);
+        bump(&ra->rel_seq, &ra->io_waiting);
+        pthread_cancel(ra->thread);
         pthread_join(ra->thread, NULL);
         ra->started = 0;
     }

@@ -35,6 +35,7 @@ struct readahead {
     uint64_t consumer_chunk;          /* chunk under the cursor */
     uint32_t rel_seq;                 /* futex word, bumped when the above move */
     uint32_t consumer_waiting;
+    uint32_t stop;                    /* the I/O thread must end */
     uint64_t pos;                     /* input offset of the cursor */
     uint64_t prefetched;              /* input bytes before this are in the cache */
     /* consumer callbacks (NULL: buffers are free as soon as the cursor passes) */

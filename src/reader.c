@@ -47,6 +47,8 @@ struct run {
     struct worker *workers;
     struct pktq *queues;
     int nworkers;
+    int ready_workers;             /* initialised, to be finalised */
+    int sink_open;
     int read_thread;               /* the capture reads ahead in its own thread */
     int spins;                     /* pause loops before a wait sleeps */
     struct reader_counters rc;
@@ -199,6 +201,7 @@ static int setup(struct run *r)
         log_error("%s", err);
         return -1;
     }
+    r->sink_open = 1;
     if (outbuf_init(&r->statbuf, &r->sink) < 0)
         return -1;
     r->workers = calloc((size_t)r->nworkers, sizeof *r->workers);
@@ -210,9 +213,9 @@ static int setup(struct run *r)
     for (int i = 0; i < r->nworkers; i++) {
         if (worker_init(&r->workers[i], i, &r->pl, max_flows, buckets, &r->sink) < 0) {
             log_error("out of memory for %u flows per worker", max_flows);
-            r->nworkers = i;
             return -1;
         }
+        r->ready_workers = i + 1;
     }
     r->src = (struct stats_source){&r->rc, r->workers, r->nworkers, &r->pl};
     if (r->nworkers > 1) {
@@ -239,12 +242,12 @@ static int setup(struct run *r)
 
 static void teardown(struct run *r)
 {
-    for (int i = 0; i < r->nworkers; i++)
+    for (int i = 0; i < r->ready_workers; i++)
         worker_fini(&r->workers[i]);
     free(r->workers);
     free(r->queues);
     outbuf_fini(&r->statbuf);
-    if (r->sink.fd || r->sink.owns_fd)
+    if (r->sink_open)
         output_sink_close(&r->sink);
     capture_close(&r->cap);
     classify_fini(&r->pl.classifier);
@@ -256,7 +259,6 @@ int reader_run(const struct config *conf, const struct run_options *opt)
     memset(&r, 0, sizeof r);
     r.conf = conf;
     r.opt = opt;
-    r.sink.fd = -1;
     if (setup(&r) < 0) {
         teardown(&r);
         return 2;

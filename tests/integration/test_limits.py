@@ -1,0 +1,54 @@
+"""A full flow table, output that cannot be written, and periodic statistics:
+each must give an exact count or a clear error, never a silent loss."""
+import dati_helpers as h
+
+
+def test_full_table_evicts_and_accounts_every_packet(tmp_path, binaries):
+    # 500 flows visited in turn through a table of 50: most flows are evicted
+    # several times; every packet still lands in exactly one flow record.
+    pcap = tmp_path / "flows.pcap"
+    summary = h.run_gen(["-n", 5000, "--flows", 500, "--round-robin", "--frame-size", 100,
+                         "--http-share", 0], pcap)
+    conf = h.write_config(tmp_path, "small.conf",
+                          "TIME_STATS 0\nPKT_TTL 1000\nMAX_FLOWS 50\nFILTER_NAME tcp\nBPF tcp\n")
+    for threads in (1, 2):
+        run = h.run_dati(["-r", pcap, "-c", conf, "-t", threads, "-q"])
+        flows = run.stats["flows"]
+        assert flows["evicted"] > 4000, flows
+        assert flows["created"] == len(run.flows) == flows["evicted"] + flows["end_of_input"]
+        assert flows["end_of_input"] <= 50 + threads
+        assert sum(f["c2s_packets"] + f["s2c_packets"] for f in run.flows) == summary["packets"]
+        assert {f["reason"] for f in run.flows} == {"evicted", "end_of_input"}
+
+
+def test_unwritable_output_is_an_error(tmp_path, binaries, generated):
+    run = h.run_dati(["-r", generated["path"], "-w", tmp_path / "no" / "such" / "dir.json"],
+                     expect_rc=(2,), parse=False)
+    assert "cannot open" in run.stderr and "No such file or directory" in run.stderr
+
+
+def test_full_disk_is_reported(binaries, generated):
+    run = h.run_dati(["-r", generated["path"], "-w", "/dev/full", "-q"], expect_rc=(1,),
+                     parse=False)
+    assert "No space left on device" in run.stderr
+
+
+def test_periodic_statistics(tmp_path, binaries):
+    # TIME_STATS 1 on an input that arrives slowly: at least one non-final stats
+    # record before the final one, with counts that never go backwards.
+    pcap = tmp_path / "slow.pcap"
+    h.run_gen(["-n", 20000, "--http-share", 5], pcap)
+    conf = h.write_config(tmp_path, "stats.conf",
+                          "TIME_STATS 1\nFILTER_NAME http\nBPF tcp port 80\n"
+                          "FIELDS http.host\n")
+    feeder = tmp_path / "feed.sh"
+    feeder.write_text(f"head -c 8000000 {pcap}; sleep 2.5; tail -c +8000001 {pcap}\n")
+    import subprocess
+    p = subprocess.run(f"sh {feeder} | {h.DATI} -r - -c {conf} -q", shell=True,
+                       capture_output=True, timeout=60, env=h.sanitizer_env())
+    run = h.Run(["dati", "-r", "-"], p.returncode, p.stdout, p.stderr.decode(), 0)
+    assert p.returncode == 0, run.stderr
+    stats = [o for o in run.objs if o.get("type") == "stats"]
+    assert len(stats) >= 2 and not stats[0]["final"] and stats[-1]["final"], stats
+    packets = [s["packets"] for s in stats]
+    assert packets == sorted(packets) and packets[-1] == 20000
