@@ -48,7 +48,14 @@ static int read_step(struct readahead *ra)
     uint64_t k = ra->io_k;
     if (!io_may_fill(ra, k))
         return -1;
-    uint8_t *data = ra->mem[k % READAHEAD_SLOTS] + READAHEAD_GAP;
+    uint8_t **mem = &ra->mem[k % READAHEAD_SLOTS];
+    if (!*mem && !(*mem = malloc(READAHEAD_GAP + READAHEAD_CHUNK))) {
+        ra->error = ENOMEM;   /* buffers are allocated as the input needs them */
+        __atomic_store_n(&ra->done, 1, __ATOMIC_RELEASE);
+        bump(&ra->io_seq, &ra->consumer_waiting);
+        return 0;
+    }
+    uint8_t *data = *mem + READAHEAD_GAP;
     uint32_t want = READAHEAD_CHUNK - ra->io_len < READ_SIZE ? READAHEAD_CHUNK - ra->io_len
                                                               : READ_SIZE;
     ssize_t n;
@@ -105,14 +112,6 @@ int readahead_start(struct readahead *ra, int fd, const struct capture_options *
         ra->ctx = opt->ctx;
         ra->threaded = opt->read_thread;
         ra->spins = opt->spins;
-    }
-    for (int i = 0; i < READAHEAD_SLOTS; i++) {
-        ra->mem[i] = malloc(READAHEAD_GAP + READAHEAD_CHUNK);
-        if (!ra->mem[i]) {
-            readahead_stop(ra);
-            errno = ENOMEM;
-            return -1;
-        }
     }
     if (!ra->threaded)
         return 0;
