@@ -120,7 +120,17 @@ static int read_loop(struct run *r, uint64_t *clock_out)
     uint64_t clock = 0, frame = 0;
     int rc;
     memset(&pkt, 0, sizeof pkt);
-    while ((rc = capture_next(&r->cap, &pkt, &linktype)) > 0) {
+    for (;;) {
+        /* between packets, so that a stop never leaves one half-counted */
+        if (frame % CHECK_EVERY == 0 && frame) {
+            tick(r);
+            if (stop_requested || r->sink.error) {
+                rc = 0;
+                break;
+            }
+        }
+        if ((rc = capture_next(&r->cap, &pkt, &linktype)) <= 0)
+            break;
         pkt.frame = ++frame;
         if (pkt.ts > clock)
             clock = pkt.ts;
@@ -137,11 +147,6 @@ static int read_loop(struct run *r, uint64_t *clock_out)
         enum decode_result res = linktype == last_linktype ? decode_packet(&pkt, linktype)
                                                            : DECODE_ERR_LINKTYPE;
         COUNTER_INC(r->rc.decode[res]);
-        if (frame % CHECK_EVERY == 0) {
-            tick(r);
-            if (stop_requested || r->sink.error)
-                break;
-        }
         if (decode_is_error(res))
             continue;
         pkt.link_slot = slot;

@@ -120,6 +120,8 @@ int stats_json(struct outbuf *b, const struct stats_source *s, const struct stat
     rc |= json_u64(b, t->packets);
     rc |= json_lit(b, ",\"bytes\":");
     rc |= json_u64(b, t->bytes);
+    rc |= json_lit(b, ",\"processed\":");
+    rc |= json_u64(b, t->processed);
     rc |= json_lit(b, ",\"decoded\":{");
     for (int i = 0; i < DECODE_OK_COUNT; i++)
         rc |= member(b, decode_result_name((enum decode_result)i), t->decode[i], &first);

@@ -44,6 +44,7 @@ def test_accounting_identity(capture, corpus_run):
     assert s["packets"] == decoded + malformed, \
         f"{capture}: packets {s['packets']} != decoded {decoded} + malformed {malformed} " \
         f"({s['decoded']}, {s['malformed']})"
+    assert s["processed"] == decoded, f"{capture}: processed {s['processed']} != decoded {decoded}"
     per_filter = {name: 0 for name in s["filters"]}
     for r in run.records:
         per_filter[r["filter"]] += 1
