@@ -30,6 +30,14 @@ for f in "$here"/good/*.conf; do
     fi
 done
 
+# The commented example shipped in examples/ is a valid file too.
+if "$dati" -c "$here/../../examples/dati.conf" --check >"$tmp/out" 2>&1; then
+    passed=$((passed + 1))
+else
+    fail "examples/dati.conf does not pass --check:"
+    sed 's/^/    /' "$tmp/out"
+fi
+
 # check_bad DIR NAME: runs dati on DIR/NAME and checks its expectations
 check_bad() {
     (cd "$1" && "$dati" -c "$2" --check) >"$tmp/stdout" 2>"$tmp/stderr"
