@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 int output_sink_open(struct output_sink *s, const char *path, char *err, size_t errlen)
@@ -30,6 +31,13 @@ void output_sink_close(struct output_sink *s)
     if (s->owns_fd && close(s->fd) < 0 && !s->error)
         s->error = errno;
     pthread_mutex_destroy(&s->lock);
+}
+
+uint64_t outbuf_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 int outbuf_init(struct outbuf *b, struct output_sink *sink)
@@ -83,5 +91,6 @@ int outbuf_flush(struct outbuf *b)
     int rc = s->error ? -1 : 0;
     pthread_mutex_unlock(&s->lock);
     b->len = 0;
+    b->since = 0;
     return rc;
 }

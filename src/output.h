@@ -27,7 +27,12 @@ struct outbuf {
     size_t len, cap;
     struct output_sink *sink;
     int oom;                  /* a record could not grow the buffer */
+    uint64_t since;           /* monotonic ns of the oldest unwritten line, 0: none */
 };
+
+#define OUTBUF_DRAIN_NS (100u * 1000 * 1000)   /* longest a line waits in a buffer */
+
+uint64_t outbuf_now(void);
 
 int outbuf_init(struct outbuf *b, struct output_sink *sink);
 void outbuf_fini(struct outbuf *b);
@@ -47,7 +52,16 @@ int outbuf_flush(struct outbuf *b);
 /* Called after each complete line: flushes when enough is buffered. */
 static inline int outbuf_end_line(struct outbuf *b)
 {
+    if (b->since == 0)
+        b->since = outbuf_now();
     return b->len >= OUTBUF_FLUSH_AT ? outbuf_flush(b) : 0;
+}
+
+/* The drain timer: writes what has waited OUTBUF_DRAIN_NS or more, so that
+ * a trickle of records is not held back for want of a full buffer. */
+static inline int outbuf_drain(struct outbuf *b, uint64_t now)
+{
+    return b->since && now - b->since >= OUTBUF_DRAIN_NS ? outbuf_flush(b) : 0;
 }
 
 #endif

@@ -101,6 +101,8 @@ uint32_t pktq_wait(struct pktq *q, uint32_t *first)
             !__atomic_load_n(&q->closed, __ATOMIC_SEQ_CST))
             futex_wait(&q->head, t);
         __atomic_store_n(&q->consumer_sleeping, 0, __ATOMIC_RELAXED);
+        h = __atomic_load_n(&q->head, __ATOMIC_ACQUIRE);
+        return h - t;   /* the caller may have timers to run */
     }
 }
 

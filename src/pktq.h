@@ -44,9 +44,16 @@ static inline int pktq_consumed(struct pktq *q, uint32_t pos)
     return (int32_t)(pos - __atomic_load_n(&q->tail, __ATOMIC_ACQUIRE)) <= 0;
 }
 
-/* Consumer: number of packets ready from *first on, waiting while there are
- * none; 0 means the queue is closed and drained. */
+/* Consumer: number of packets ready from *first on, waiting for some; 0 when
+ * a wait of some milliseconds brought none, or the queue is done. */
 uint32_t pktq_wait(struct pktq *q, uint32_t *first);
+
+/* Consumer: closed and drained: nothing will ever come. */
+static inline int pktq_done(struct pktq *q)
+{
+    return __atomic_load_n(&q->closed, __ATOMIC_ACQUIRE) &&
+           __atomic_load_n(&q->head, __ATOMIC_ACQUIRE) == q->tail;
+}
 /* Consumer: n packets from the front are done; their slots may be reused. */
 void pktq_release(struct pktq *q, uint32_t n);
 

@@ -101,6 +101,8 @@ static void progress(struct run *r, double now)
 static void tick(struct run *r)
 {
     double now = now_s();
+    if (r->nworkers == 1)
+        outbuf_drain(&r->workers[0].out, outbuf_now());
     if (r->conf->time_stats && now - r->last_stats >= r->conf->time_stats) {
         r->last_stats = now;
         report(r, 0, NULL);
@@ -177,11 +179,19 @@ static int buffer_free(void *ctx, unsigned slot)
     return 1;
 }
 
-static void publish_all(void *ctx)
+static void tick(struct run *r);
+
+/* The capture waits for input: hand the workers what is queued, write out
+ * records that have waited long enough, keep the statistics on time. */
+static void on_input_wait(void *ctx)
 {
     struct run *r = ctx;
-    for (int w = 0; w < r->nworkers; w++)
-        pktq_publish(&r->queues[w]);
+    if (r->nworkers > 1)
+        for (int w = 0; w < r->nworkers; w++)
+            pktq_publish(&r->queues[w]);
+    else
+        outbuf_drain(&r->workers[0].out, outbuf_now());
+    tick(r);
 }
 
 static int setup(struct run *r)
@@ -275,11 +285,9 @@ int reader_run(const struct config *conf, const struct run_options *opt)
 
     uint64_t clock = 0;
     int done = -1;
-    struct capture_options copt = {NULL, NULL, &r, r.read_thread, r.spins};
-    if (r.nworkers > 1) {
+    struct capture_options copt = {NULL, on_input_wait, &r, r.read_thread, r.spins};
+    if (r.nworkers > 1)
         copt.slot_free = buffer_free;
-        copt.idle = publish_all;
-    }
     if (capture_open_file(&r.cap, opt->input, &copt) == 0)
         done = read_loop(&r, &clock);
     enum flow_end why = done == 0 && stop_requested ? FLOW_END_SHUTDOWN : FLOW_END_EOF;

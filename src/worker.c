@@ -108,12 +108,16 @@ static void *worker_main(void *arg)
 {
     struct worker *w = arg;
     uint32_t first, n;
-    while ((n = pktq_wait(w->q, &first)) > 0) {
+    while (!pktq_done(w->q)) {
+        n = pktq_wait(w->q, &first);
         if (n > WORKER_CHUNK)
             n = WORKER_CHUNK;
         for (uint32_t i = 0; i < n; i++)
             worker_process(w, pktq_at(w->q, first + i));
-        pktq_release(w->q, n);
+        if (n)
+            pktq_release(w->q, n);
+        if (w->out.since)
+            outbuf_drain(&w->out, outbuf_now());
     }
     return NULL;
 }

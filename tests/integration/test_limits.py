@@ -52,3 +52,22 @@ def test_periodic_statistics(tmp_path, binaries):
     assert len(stats) >= 2 and not stats[0]["final"] and stats[-1]["final"], stats
     packets = [s["packets"] for s in stats]
     assert packets == sorted(packets) and packets[-1] == 20000
+
+
+def test_records_are_not_held_back_while_input_stalls(tmp_path, binaries):
+    # Half a capture, then a pause: the records of the first half must reach
+    # the output during the pause (drain timer), not only at the end.
+    import subprocess
+    import time
+    pcap = tmp_path / "trickle.pcap"
+    h.run_gen(["-n", 2000, "--http-share", 10], pcap)
+    out = tmp_path / "out.json"
+    for threads in (1, 3):
+        feeder = f"head -c 400000 {pcap}; sleep 4; tail -c +400001 {pcap}"
+        p = subprocess.Popen(f"({feeder}) | {h.DATI} -r - -q -t {threads} -w {out}", shell=True,
+                             env=h.sanitizer_env())
+        time.sleep(2.5)
+        early = out.read_bytes().count(b'"type":"record"') if out.exists() else 0
+        assert p.wait(timeout=60) == 0
+        final = out.read_bytes().count(b'"type":"record"')
+        assert 0 < early < final, (threads, early, final)
