@@ -32,12 +32,11 @@ static void bump(uint32_t *seq, uint32_t *waiting)
         futex_wake(seq);
 }
 
-/* I/O thread: may fill chunk k once its buffer is released and the consumer
- * is close enough that the data will still be in cache when it gets there. */
+/* I/O thread: chunk k may be filled once the chunk that used its buffer
+ * before has been released. */
 static int io_may_fill(struct readahead *ra, uint64_t k)
 {
-    return k < __atomic_load_n(&ra->released, __ATOMIC_ACQUIRE) + READAHEAD_SLOTS &&
-           k <= __atomic_load_n(&ra->consumer_chunk, __ATOMIC_ACQUIRE) + READAHEAD_AHEAD;
+    return k < __atomic_load_n(&ra->released, __ATOMIC_ACQUIRE) + READAHEAD_SLOTS;
 }
 
 /* One read() into the buffer of chunk io_k. Returns 1 after progress, 0 at
@@ -88,14 +87,17 @@ static void *io_main(void *arg)
             return NULL;
         if (rc > 0)
             continue;
-        for (int i = 0; i < ra->spins && !io_may_fill(ra, ra->io_k); i++)
-            __builtin_ia32_pause();
-        while (!io_may_fill(ra, ra->io_k)) {
+        /* The ring is full: sleep until half of it is free, so that a
+         * hand-off costs one wake-up per half ring rather than per buffer
+         * (waking a thread is slow, on virtual machines above all). */
+        uint64_t want = ra->io_k + 1 + READAHEAD_SLOTS / 2 - READAHEAD_SLOTS;
+        __atomic_store_n(&ra->io_wake_at, want, __ATOMIC_SEQ_CST);
+        while (__atomic_load_n(&ra->released, __ATOMIC_SEQ_CST) < want) {
             if (__atomic_load_n(&ra->stop, __ATOMIC_ACQUIRE))
                 return NULL;
             uint32_t seq = __atomic_load_n(&ra->rel_seq, __ATOMIC_SEQ_CST);
             __atomic_store_n(&ra->io_waiting, 1, __ATOMIC_SEQ_CST);
-            if (!io_may_fill(ra, ra->io_k))
+            if (__atomic_load_n(&ra->released, __ATOMIC_SEQ_CST) < want)
                 futex_wait(&ra->rel_seq, seq);
             __atomic_store_n(&ra->io_waiting, 0, __ATOMIC_SEQ_CST);
         }
@@ -146,20 +148,16 @@ void readahead_stop(struct readahead *ra)
  * worker points into any more. */
 static void release(struct readahead *ra)
 {
-    uint64_t r = ra->released, moved = 0;
+    uint64_t r = ra->released;
     uint64_t cur = ra->pos / READAHEAD_CHUNK;
-    while (r < cur && (!ra->slot_free || ra->slot_free(ra->ctx, (unsigned)(r % READAHEAD_SLOTS)))) {
+    ra->cursor_chunk = cur;
+    while (r < cur && (!ra->slot_free || ra->slot_free(ra->ctx, (unsigned)(r % READAHEAD_SLOTS))))
         r++;
-        moved = 1;
-    }
-    if (cur != ra->consumer_chunk) {
-        __atomic_store_n(&ra->consumer_chunk, cur, __ATOMIC_RELEASE);
-        moved = 1;
-    }
-    if (moved) {
-        __atomic_store_n(&ra->released, r, __ATOMIC_RELEASE);
+    if (r == ra->released)
+        return;
+    __atomic_store_n(&ra->released, r, __ATOMIC_SEQ_CST);
+    if (r >= __atomic_load_n(&ra->io_wake_at, __ATOMIC_SEQ_CST))
         bump(&ra->rel_seq, &ra->io_waiting);
-    }
 }
 
 static int has_filled(struct readahead *ra, uint64_t end)
@@ -209,7 +207,7 @@ int readahead_peek(struct readahead *ra, uint32_t need, const uint8_t **out, uns
 {
     uint64_t k = ra->pos / READAHEAD_CHUNK;
     uint32_t off = (uint32_t)(ra->pos % READAHEAD_CHUNK);
-    if (k != ra->consumer_chunk)
+    if (k != ra->cursor_chunk)
         release(ra);
     uint64_t filled = __atomic_load_n(&ra->filled, __ATOMIC_ACQUIRE);
     if (filled < ra->pos + need) {

@@ -13,7 +13,6 @@
 #define READAHEAD_CHUNK (512u << 10)  /* bytes per buffer */
 #define READAHEAD_GAP (320u << 10)    /* room for one straddling record */
 #define READAHEAD_SLOTS 16            /* buffers in the ring */
-#define READAHEAD_AHEAD 15             /* buffers read ahead of the consumer: stay in cache */
 
 struct readahead {
     int fd;
@@ -32,11 +31,12 @@ struct readahead {
     uint32_t io_waiting;
     /* written by the consumer */
     uint64_t released;                /* chunks whose buffers may be refilled */
-    uint64_t consumer_chunk;          /* chunk under the cursor */
-    uint32_t rel_seq;                 /* futex word, bumped when the above move */
+    uint64_t io_wake_at;              /* the I/O thread sleeps until released reaches it */
+    uint32_t rel_seq;                 /* futex word, bumped when released passes io_wake_at */
     uint32_t consumer_waiting;
     uint32_t stop;                    /* the I/O thread must end */
     uint64_t pos;                     /* input offset of the cursor */
+    uint64_t cursor_chunk;            /* chunk of pos when buffers were last released */
     uint64_t prefetched;              /* input bytes before this are in the cache */
     /* consumer callbacks (NULL: buffers are free as soon as the cursor passes) */
     int (*slot_free)(void *ctx, unsigned slot);   /* no worker points into slot */
