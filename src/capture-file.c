@@ -40,7 +40,6 @@ struct file_reader {
     uint32_t nifaces, cap_ifaces;
 };
 
-typedef unsigned long long ull;
 
 static uint32_t r32(const struct file_reader *r, const uint8_t *p)
 {
@@ -63,18 +62,22 @@ static int fail(struct capture *c, uint64_t off, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    snprintf(c->errbuf, sizeof c->errbuf, "%s at byte %llu", msg, (ull)off);
+    snprintf(c->errbuf, sizeof c->errbuf, "%s at byte %llu", msg, (unsigned long long)off);
     return -1;
 }
 
 static uint64_t here(const struct file_reader *r) { return r->ra.pos; }
 
 /* need bytes at the cursor into *p: 1, or 0 when the input ends first
- * (*left says how many bytes remain), or -1 on a read error (reported). */
+ * (*left says how many bytes remain), -1 on a read error (reported), or
+ * STOPPED when dati is being stopped (the parsers then end cleanly). */
+#define STOPPED (-2)
 static int peek(struct capture *c, struct file_reader *r, uint32_t need, const uint8_t **p,
                 uint32_t *left)
 {
     int rc = readahead_peek(&r->ra, need, p, &c->slot, left);
+    if (rc == READAHEAD_STOPPED)
+        return STOPPED;
     if (rc < 0)
         return fail(c, here(r), "read: %s", strerror(r->ra.error ? r->ra.error : EIO));
     return rc;
@@ -91,7 +94,7 @@ static int pcap_next(struct capture *c, struct packet *p, int *linktype)
     if (rc <= 0) {
         if (rc == 0 && left)
             return fail(c, here(r), "truncated record header: %u of 16 bytes", left);
-        return rc;
+        return rc == STOPPED ? 0 : rc;
     }
     uint32_t caplen = r32(r, h + 8);
     if (caplen > CAPTURE_MAX_CAPLEN)
@@ -99,8 +102,10 @@ static int pcap_next(struct capture *c, struct packet *p, int *linktype)
                     caplen, CAPTURE_MAX_CAPLEN);
     rc = peek(c, r, 16 + caplen, &h, &left);
     if (rc <= 0)
-        return rc < 0 ? -1 : fail(c, here(r), "truncated record: %u bytes of data announced, "
-                                  "%u left", caplen, left - 16);
+        return rc == STOPPED ? 0
+               : rc < 0      ? -1
+                             : fail(c, here(r), "truncated record: %u bytes of data announced, "
+                                    "%u left", caplen, left - 16);
     uint32_t wirelen = r32(r, h + 12);
     p->data = h + 16;
     p->caplen = caplen;
@@ -117,6 +122,8 @@ static int pcap_open(struct capture *c, struct file_reader *r)
     const uint8_t *h;
     uint32_t left;
     int rc = peek(c, r, 24, &h, &left);
+    if (rc == STOPPED)
+        return fail(c, 0, "stopped before the file header arrived");
     if (rc <= 0)
         return rc < 0 ? -1 : fail(c, 0, "truncated pcap file header: %u of 24 bytes", left);
     uint32_t magic = rd32le(h);
@@ -135,8 +142,6 @@ static int pcap_open(struct capture *c, struct file_reader *r)
     c->kind = "pcap";
     return 0;
 }
-
-/* ---- pcapng ---- */
 
 /* ---- pcapng ---- */
 
@@ -276,11 +281,11 @@ static int ng_next(struct capture *c, struct packet *p, int *linktype)
         if (rc <= 0) {
             if (rc == 0 && left)
                 return fail(c, here(r), "truncated block header: %u of 12 bytes", left);
-            return rc;
+            return rc == STOPPED ? 0 : rc;
         }
         if (rd32le(b) == PCAPNG_SHB) {
             if ((rc = peek(c, r, 28, &b, &left)) <= 0)
-                return rc < 0 ? -1 : fail(c, here(r), "truncated section header");
+                return rc == STOPPED ? 0 : rc < 0 ? -1 : fail(c, here(r), "truncated section header");
             if (ng_shb(c, r, b) < 0)
                 return -1;
         }
@@ -288,8 +293,10 @@ static int ng_next(struct capture *c, struct packet *p, int *linktype)
         if (len < 12 || len % 4 || len > PCAPNG_MAX_BLOCK)
             return fail(c, here(r), "bad block length %u (block type %u)", len, type);
         if ((rc = peek(c, r, len, &b, &left)) <= 0)
-            return rc < 0 ? -1 : fail(c, here(r), "truncated block: %u bytes announced, %u left",
-                                      len, left);
+            return rc == STOPPED ? 0
+                   : rc < 0      ? -1
+                                 : fail(c, here(r), "truncated block: %u bytes announced, %u left",
+                                        len, left);
         if (r32(r, b + len - 4) != len)
             return fail(c, here(r), "block length %u not repeated at its end (found %u)", len,
                         r32(r, b + len - 4));
@@ -344,7 +351,9 @@ int capture_file_open_fd(struct capture *c, int fd, int owns_fd, const struct ca
     uint32_t left;
     int rc = peek(c, r, 4, &h, &left);
     if (rc <= 0) {
-        if (rc == 0)
+        if (rc == STOPPED)
+            snprintf(c->errbuf, sizeof c->errbuf, "stopped before any input arrived");
+        else if (rc == 0)
             snprintf(c->errbuf, sizeof c->errbuf, "%s",
                      left ? "too short for a capture file" : "empty file: not a capture");
         goto err;

@@ -18,7 +18,7 @@ struct capture;
  * the next one is asked for. */
 struct capture_options {
     int (*slot_free)(void *ctx, unsigned slot);   /* nothing points into buffer slot */
-    void (*idle)(void *ctx);                       /* the back-end is about to wait */
+    int (*idle)(void *ctx);                        /* waiting for input; nonzero: stop */
     void *ctx;
     int read_thread;           /* read ahead in a thread of its own */
     int spins;                 /* pause loops before a wait sleeps */
@@ -26,7 +26,8 @@ struct capture_options {
 
 struct capture_ops {
     /* Fills p->data, caplen, wirelen, ts and *linktype. Returns 1 for a
-     * packet, 0 at the clean end of input, -1 on damage (message in errbuf).
+     * packet, 0 at the clean end of input or when opt->idle asked to stop,
+     * -1 on damage (message in errbuf).
      * p->data lies in input buffer c->slot and stays valid until
      * opt->slot_free says that buffer is free. */
     int (*next)(struct capture *c, struct packet *p, int *linktype);

@@ -90,6 +90,21 @@ static void make_key(struct packet *p, const uint8_t *src, const uint8_t *dst, i
     p->hash = flow_key_hash(k);
 }
 
+/* A transport header cut by the snapshot length (not by a short datagram):
+ * the ports are there, the payload is not. Such a packet still counts in its
+ * flow. */
+static enum decode_result snapped_ports(struct packet *p, uint32_t off, uint32_t end,
+                                        enum decode_result ok, enum decode_result bad)
+{
+    if (!(p->flags & PKT_SNAPPED) || !BYTES_FITS(off, 4, end))
+        return bad;
+    p->sport = rd16(p->data + off);
+    p->dport = rd16(p->data + off + 2);
+    p->payload_off = end;
+    p->payload_len = 0;
+    return ok;
+}
+
 /* Transport header at off, within an IP payload ending at end (captured). */
 static enum decode_result decode_l4(struct packet *p, uint32_t off, uint32_t end)
 {
@@ -98,20 +113,23 @@ static enum decode_result decode_l4(struct packet *p, uint32_t off, uint32_t end
     switch (p->l4_proto) {
     case IPPROTO_TCP: {
         if (!BYTES_FITS(off, 20, end))
-            return DECODE_ERR_TCP_SHORT;
+            return snapped_ports(p, off, end, DECODE_TCP, DECODE_ERR_TCP_SHORT);
         uint32_t hlen = (uint32_t)(d[off + 12] >> 4) * 4;
-        if (hlen < 20 || !BYTES_FITS(off, hlen, end))
+        if (hlen < 20)
             return DECODE_ERR_TCP_OFFSET;
+        if (!BYTES_FITS(off, hlen, end))
+            return snapped_ports(p, off, end, DECODE_TCP, DECODE_ERR_TCP_OFFSET);
         p->sport = rd16(d + off);
         p->dport = rd16(d + off + 2);
         p->tcp_seq = rd32(d + off + 4);
+        p->tcp_flags = d[off + 13];
         p->payload_off = off + hlen;
         p->payload_len = end - off - hlen;
         return DECODE_TCP;
     }
     case IPPROTO_UDP: {
         if (!BYTES_FITS(off, 8, end))
-            return DECODE_ERR_UDP_SHORT;
+            return snapped_ports(p, off, end, DECODE_UDP, DECODE_ERR_UDP_SHORT);
         uint32_t ulen = rd16(d + off + 4);
         if (ulen != 0 && ulen < 8)   /* 0 is legal for IPv6 jumbograms */
             return DECODE_ERR_UDP_LEN;
@@ -148,6 +166,8 @@ static int ip_end(struct packet *p, uint32_t off, uint32_t total, uint32_t *end)
         return -1;
     uint32_t cap_avail = p->caplen - off;
     *end = off + (total < cap_avail ? total : cap_avail);
+    if (total > cap_avail)
+        p->flags |= PKT_SNAPPED;
     return 0;
 }
 
@@ -292,6 +312,8 @@ enum decode_result decode_packet(struct packet *p, int linktype)
     p->l4_proto = 0;
     p->l3_off = p->l4_off = p->payload_off = p->payload_len = 0;
     p->sport = p->dport = 0;
+    p->tcp_seq = 0;
+    p->tcp_flags = 0;
     p->hash = 0;
     switch (linktype) {
     case LINKTYPE_ETHERNET:

@@ -62,15 +62,12 @@ int dns_parse_query(const uint8_t *p, uint32_t len, int over_tcp, struct dns_que
     }
     if (len < 12)
         return 0;
-    q->msg = p;
-    q->len = len;
     q->id = rd16(p);
     q->qr = p[2] >> 7;
     q->qdcount = rd16(p + 4);
     q->has_question = 0;
     uint32_t end;
     if (q->qdcount > 0 && read_name(p, len, 12, q, &end) == 0 && BYTES_FITS(end, 4, len)) {
-        q->name_off = 12;
         q->qtype = rd16(p + end);
         q->qclass = rd16(p + end + 2);
         q->has_question = 1;

@@ -76,11 +76,8 @@ struct http_request {
     uint32_t next;            /* payload offset of a pipelined next request, 0 = none */
 };
 
-#define DNS_NAME_TEXT 1024  /* 255 wire bytes, each label byte may need escaping */
+#define DNS_NAME_TEXT 256   /* a name is at most 255 octets on the wire, fewer as text */
 struct dns_query {
-    const uint8_t *msg;       /* DNS message (after the TCP length prefix) */
-    uint32_t len;
-    uint32_t name_off;        /* first question's name */
     uint16_t id, qtype, qclass, qdcount;
     uint8_t qr;
     uint8_t has_question;     /* the first question parsed whole */

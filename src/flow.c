@@ -149,9 +149,20 @@ struct flow *flow_create(struct flow_table *t, const struct packet *p)
 }
 
 /* Sequence numbers compare modulo 2^32 (RFC 1982 serial arithmetic). */
+#define TCP_SYN 0x02
+
 static int tcp_retransmitted(struct flow *f, const struct packet *p, int dir)
 {
-    if (p->l4_proto != IPPROTO_TCP || p->payload_len == 0)
+    if (p->l4_proto != IPPROTO_TCP)
+        return 0;
+    /* a SYN starts a new sequence space (the 5-tuple may be reused); data
+     * on a SYN (TCP Fast Open) starts at seq + 1 */
+    if (p->tcp_flags & TCP_SYN) {
+        f->tcp_seen |= (uint8_t)(1u << dir);
+        f->tcp_end[dir] = p->tcp_seq + 1 + p->payload_len;
+        return 0;
+    }
+    if (p->payload_len == 0)
         return 0;
     uint32_t end = p->tcp_seq + p->payload_len;
     uint8_t bit = (uint8_t)(1u << dir);

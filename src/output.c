@@ -61,10 +61,8 @@ int outbuf_grow(struct outbuf *b, size_t n)
     while (cap - b->len < n)
         cap *= 2;
     char *nb = realloc(b->buf, cap);
-    if (!nb) {
-        b->oom = 1;
+    if (!nb)
         return -1;
-    }
     b->buf = nb;
     b->cap = cap;
     return 0;
@@ -74,7 +72,7 @@ int outbuf_flush(struct outbuf *b)
 {
     struct output_sink *s = b->sink;
     if (b->len == 0)
-        return s->error ? -1 : 0;
+        return __atomic_load_n(&s->error, __ATOMIC_RELAXED) ? -1 : 0;
     pthread_mutex_lock(&s->lock);
     size_t off = 0;
     while (!s->error && off < b->len) {
@@ -90,7 +88,10 @@ int outbuf_flush(struct outbuf *b)
     s->bytes += off;
     int rc = s->error ? -1 : 0;
     pthread_mutex_unlock(&s->lock);
+    if (rc)   /* a line partly written counts as lost too */
+        __atomic_store_n(&b->lost, b->lost + b->lines, __ATOMIC_RELAXED);
     b->len = 0;
+    b->lines = 0;
     b->since = 0;
     return rc;
 }

@@ -26,8 +26,9 @@ struct outbuf {
     char *buf;
     size_t len, cap;
     struct output_sink *sink;
-    int oom;                  /* a record could not grow the buffer */
     uint64_t since;           /* monotonic ns of the oldest unwritten line, 0: none */
+    uint64_t lines;           /* complete lines in buf */
+    uint64_t lost;            /* lines the sink refused (a counter: read by the stats) */
 };
 
 #define OUTBUF_DRAIN_NS (100u * 1000 * 1000)   /* longest a line waits in a buffer */
@@ -54,6 +55,7 @@ static inline int outbuf_end_line(struct outbuf *b)
 {
     if (b->since == 0)
         b->since = outbuf_now();
+    b->lines++;
     return b->len >= OUTBUF_FLUSH_AT ? outbuf_flush(b) : 0;
 }
 

@@ -29,6 +29,7 @@ enum {
     PKT_HAS_KEY = 1 << 0,     /* key and hash are valid: the packet can join a flow */
     PKT_SRC_IS_LO = 1 << 1,   /* the sender is key.lo_* */
     PKT_FRAGMENT = 1 << 2,    /* an IPv4/IPv6 fragment (first or later) */
+    PKT_SNAPPED = 1 << 3,     /* the capture kept less of the datagram than was sent */
 };
 
 struct packet {
@@ -43,7 +44,8 @@ struct packet {
     uint8_t flags;            /* PKT_* */
     uint8_t ip_version;       /* 4, 6, or 0 when not IP */
     uint8_t l4_proto;         /* IPPROTO_* of the innermost header decoded */
-    uint8_t pad[3];
+    uint8_t tcp_flags;        /* TCP flags byte (FIN 0x01, SYN 0x02, ...) */
+    uint8_t pad[2];
     uint32_t tcp_seq;         /* TCP sequence number, host order */
     uint32_t l3_off;          /* offset of the IP header */
     uint32_t l4_off;          /* offset of the TCP/UDP/ICMP header */

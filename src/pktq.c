@@ -2,6 +2,8 @@
  * sleeps with a short timeout as a backstop against a missed wake-up. */
 #include "pktq.h"
 
+#include "counter.h"
+
 #include <linux/futex.h>
 #include <sched.h>
 #include <string.h>
@@ -33,7 +35,7 @@ void pktq_init(struct pktq *q, int spins)
 static int keep_trying(const struct pktq *q, int round)
 {
     if (round < q->spins) {
-        __builtin_ia32_pause();
+        cpu_relax();
         return 1;
     }
     if (round < q->spins + PKTQ_YIELDS) {
@@ -74,15 +76,14 @@ void pktq_commit(struct pktq *q)
         pktq_publish(q);
 }
 
-void pktq_close(struct pktq *q, uint64_t final_clock)
+void pktq_close(struct pktq *q)
 {
     pktq_publish(q);
-    q->final_clock = final_clock;
     __atomic_store_n(&q->closed, 1, __ATOMIC_SEQ_CST);
     futex_wake(&q->head);
 }
 
-uint32_t pktq_wait(struct pktq *q, uint32_t *first)
+uint32_t pktq_wait(struct pktq *q, uint32_t *first, int busy)
 {
     uint32_t t = q->tail;
     *first = t;
@@ -94,7 +95,7 @@ uint32_t pktq_wait(struct pktq *q, uint32_t *first)
             h = __atomic_load_n(&q->head, __ATOMIC_ACQUIRE);
             return h - t;
         }
-        if (keep_trying(q, spins))
+        if (busy && keep_trying(q, spins))
             continue;
         __atomic_store_n(&q->consumer_sleeping, 1, __ATOMIC_SEQ_CST);
         if (__atomic_load_n(&q->head, __ATOMIC_SEQ_CST) == t &&

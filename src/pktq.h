@@ -22,7 +22,6 @@ struct pktq {
     uint32_t producer_sleeping;
     uint32_t closed;                              /* no more packets will come */
     int spins;
-    uint64_t final_clock;                         /* reader clock at close, ns */
     struct packet slot[PKTQ_SIZE] __attribute__((aligned(64)));
 };
 
@@ -36,7 +35,7 @@ void pktq_commit(struct pktq *q);
 /* Producer: makes everything committed visible now. */
 void pktq_publish(struct pktq *q);
 /* Producer: publishes the rest and tells the consumer nothing else comes. */
-void pktq_close(struct pktq *q, uint64_t final_clock);
+void pktq_close(struct pktq *q);
 
 /* Producer: whether the consumer's tail has reached pos (wrapping). */
 static inline int pktq_consumed(struct pktq *q, uint32_t pos)
@@ -45,8 +44,10 @@ static inline int pktq_consumed(struct pktq *q, uint32_t pos)
 }
 
 /* Consumer: number of packets ready from *first on, waiting for some; 0 when
- * a wait of some milliseconds brought none, or the queue is done. */
-uint32_t pktq_wait(struct pktq *q, uint32_t *first);
+ * a wait of some milliseconds brought none, or the queue is done. busy: the
+ * consumer just had work, so spinning first is worth it; an idle consumer
+ * goes straight to sleep. */
+uint32_t pktq_wait(struct pktq *q, uint32_t *first, int busy);
 
 /* Consumer: closed and drained: nothing will ever come. */
 static inline int pktq_done(struct pktq *q)

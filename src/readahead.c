@@ -1,9 +1,12 @@
 /* readahead.c - the I/O thread and the consumer's side of the buffer ring. */
 #include "readahead.h"
 
+#include "counter.h"
+
 #include "capture.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <sched.h>
 #include <linux/futex.h>
 #include <stdlib.h>
@@ -13,6 +16,7 @@
 #include <unistd.h>
 
 #define READ_SIZE (256u << 10)   /* per read(): what the kernel copies stays in cache */
+#define READ_POLL_MS 100         /* longest wait for input before timers run */
 
 static void futex_wait(uint32_t *addr, uint32_t val)
 {
@@ -170,30 +174,55 @@ static int has_filled(struct readahead *ra, uint64_t end)
  * first: the next read() usually completes within microseconds, while
  * waking a sleeping thread can take far longer (on virtual machines an idle
  * CPU must be woken too); sleeping at every hand-off halved the speed. */
-static void wait_filled(struct readahead *ra, uint64_t end)
+/* The consumer's callback: run timers, hand work over; nonzero means stop. */
+static int idle(struct readahead *ra)
+{
+    if (ra->idle && ra->idle(ra->ctx)) {
+        ra->stopped = 1;
+        return 1;
+    }
+    return 0;
+}
+
+/* Whether fd has input within READ_POLL_MS: a pipe may trickle, and the
+ * consumer must not sit in read() while records wait or a stop is asked. */
+static int input_ready(int fd)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    int n = poll(&p, 1, READ_POLL_MS);
+    if (n < 0 && errno == EINTR)
+        return 0;   /* a signal: perhaps a stop, which the caller checks first */
+    return n != 0;  /* other errors and hang-ups: read() will say */
+}
+
+/* Waits until the input holds `end` bytes or has ended. Returns 0, or -1
+ * when the consumer asked to stop. */
+static int wait_filled(struct readahead *ra, uint64_t end)
 {
     while (!ra->threaded && !has_filled(ra, end)) {
+        if (idle(ra))
+            return -1;
+        if (!input_ready(ra->fd))
+            continue;
         if (read_step(ra) >= 0)
             continue;
         release(ra);   /* a buffer is still held by the workers */
-        if (ra->idle)
-            ra->idle(ra->ctx);
         if (read_step(ra) < 0)
             sched_yield();
     }
     for (int i = 0; i < ra->spins; i++) {
         if (has_filled(ra, end))
-            return;
-        __builtin_ia32_pause();
+            return 0;
+        cpu_relax();
     }
     for (;;) {
         uint32_t seq = __atomic_load_n(&ra->io_seq, __ATOMIC_SEQ_CST);
         if (__atomic_load_n(&ra->filled, __ATOMIC_ACQUIRE) >= end ||
             __atomic_load_n(&ra->done, __ATOMIC_ACQUIRE))
-            return;
+            return 0;
         release(ra);
-        if (ra->idle)
-            ra->idle(ra->ctx);   /* let the workers run dry, or nothing gets released */
+        if (idle(ra))   /* also lets the workers run dry, or nothing gets released */
+            return -1;
         __atomic_store_n(&ra->consumer_waiting, 1, __ATOMIC_SEQ_CST);
         if (__atomic_load_n(&ra->filled, __ATOMIC_SEQ_CST) < end &&
             !__atomic_load_n(&ra->done, __ATOMIC_SEQ_CST))
@@ -211,7 +240,8 @@ int readahead_peek(struct readahead *ra, uint32_t need, const uint8_t **out, uns
         release(ra);
     uint64_t filled = __atomic_load_n(&ra->filled, __ATOMIC_ACQUIRE);
     if (filled < ra->pos + need) {
-        wait_filled(ra, ra->pos + need);
+        if (wait_filled(ra, ra->pos + need) < 0)
+            return READAHEAD_STOPPED;
         filled = __atomic_load_n(&ra->filled, __ATOMIC_ACQUIRE);
         if (filled < ra->pos + need) {
             *avail = (uint32_t)(filled - ra->pos);

@@ -37,10 +37,10 @@ struct readahead {
     uint32_t stop;                    /* the I/O thread must end */
     uint64_t pos;                     /* input offset of the cursor */
     uint64_t cursor_chunk;            /* chunk of pos when buffers were last released */
-    uint64_t prefetched;              /* input bytes before this are in the cache */
     /* consumer callbacks (NULL: buffers are free as soon as the cursor passes) */
     int (*slot_free)(void *ctx, unsigned slot);   /* no worker points into slot */
-    void (*idle)(void *ctx);                       /* about to wait for input */
+    int (*idle)(void *ctx);                        /* waiting for input; nonzero: stop */
+    int stopped;                                   /* idle asked to stop */
     void *ctx;
 };
 
@@ -52,17 +52,15 @@ struct capture_options;
 int readahead_start(struct readahead *ra, int fd, const struct capture_options *opt);
 void readahead_stop(struct readahead *ra);
 
+#define READAHEAD_STOPPED (-2)
+
 /* need contiguous bytes at the cursor: 1 and *out, 0 when the input ends
  * first (*avail says how many bytes are left), -1 on a read error
- * (ra->error). *slot is the buffer the bytes are in. */
+ * (ra->error), READAHEAD_STOPPED when the idle callback asked to stop. *slot
+ * is the buffer the bytes are in. */
 int readahead_peek(struct readahead *ra, uint32_t need, const uint8_t **out, unsigned *slot,
                    uint32_t *avail);
 
-#define READAHEAD_PREFETCH 4096   /* bytes brought into this core's cache ahead of the cursor */
-
-/* The bytes were written by the I/O thread, usually on another core: fetch
- * them into this core's cache a few packets before the parser needs them,
- * one prefetch per cache line, so that each record header is not a stall. */
 static inline void readahead_advance(struct readahead *ra, uint32_t n)
 {
     ra->pos += n;

@@ -156,7 +156,9 @@ static int read_loop(struct run *r, uint64_t *clock_out)
             worker_process(&r->workers[0], &pkt);
             continue;
         }
-        int w = (pkt.flags & PKT_HAS_KEY) ? (int)(pkt.hash % (uint32_t)r->nworkers) : 0;
+        /* the high bits pick the worker: the flow table uses the low ones */
+        int w = (pkt.flags & PKT_HAS_KEY)
+                    ? (int)(((uint64_t)pkt.hash * (uint32_t)r->nworkers) >> 32) : 0;
         *pktq_reserve(&r->queues[w]) = pkt;
         pktq_commit(&r->queues[w]);
         r->fence[r->cap.slot][w] = r->queues[w].head_local;
@@ -176,14 +178,18 @@ static int buffer_free(void *ctx, unsigned slot)
     for (int w = 0; w < r->nworkers; w++)
         if (!pktq_consumed(&r->queues[w], r->fence[slot][w]))
             return 0;
+    /* a fence left behind would compare wrongly after 2^31 more packets */
+    for (int w = 0; w < r->nworkers; w++)
+        r->fence[slot][w] = r->queues[w].head_local;
     return 1;
 }
 
 static void tick(struct run *r);
 
 /* The capture waits for input: hand the workers what is queued, write out
- * records that have waited long enough, keep the statistics on time. */
-static void on_input_wait(void *ctx)
+ * records that have waited long enough, keep the statistics on time, and
+ * tell it to give up when dati is being stopped. */
+static int on_input_wait(void *ctx)
 {
     struct run *r = ctx;
     if (r->nworkers > 1)
@@ -192,6 +198,7 @@ static void on_input_wait(void *ctx)
     else
         outbuf_drain(&r->workers[0].out, outbuf_now());
     tick(r);
+    return stop_requested || __atomic_load_n(&r->sink.error, __ATOMIC_RELAXED);
 }
 
 static int setup(struct run *r)
@@ -243,8 +250,8 @@ static int setup(struct run *r)
             if (worker_start(&r->workers[i]) < 0) {
                 log_error("cannot start worker thread %d", i);
                 for (int j = 0; j < i; j++) {
-                    pktq_close(&r->queues[j], 0);
-                    worker_join(&r->workers[j]);
+                    pktq_close(&r->queues[j]);
+                    worker_stop(&r->workers[j]);
                 }
                 free(r->queues);
                 r->queues = NULL;
@@ -290,12 +297,13 @@ int reader_run(const struct config *conf, const struct run_options *opt)
         copt.slot_free = buffer_free;
     if (capture_open_file(&r.cap, opt->input, &copt) == 0)
         done = read_loop(&r, &clock);
-    enum flow_end why = done == 0 && stop_requested ? FLOW_END_SHUTDOWN : FLOW_END_EOF;
+    enum flow_end why = done == 0 && (stop_requested || r.sink.error) ? FLOW_END_SHUTDOWN
+                                                                     : FLOW_END_EOF;
     if (r.nworkers > 1) {
         for (int i = 0; i < r.nworkers; i++)
-            pktq_close(&r.queues[i], clock);
+            pktq_close(&r.queues[i]);
         for (int i = 0; i < r.nworkers; i++)
-            worker_join(&r.workers[i]);
+            worker_stop(&r.workers[i]);
     }
     for (int i = 0; i < r.nworkers; i++)
         worker_finish(&r.workers[i], clock, why);

@@ -51,6 +51,7 @@ void stats_sum(const struct stats_source *s, struct stats_totals *t)
         t->records_dropped += COUNTER_GET(c->records_dropped);
         t->flow_records += COUNTER_GET(c->flow_records);
         t->flow_records_dropped += COUNTER_GET(c->flow_records_dropped);
+        t->output_lost += COUNTER_GET(s->workers[w].out.lost);
         t->flows_active += COUNTER_GET(ft->active);
         t->flows_created += COUNTER_GET(ft->created);
         for (int i = 0; i < FLOW_END_COUNT; i++)
@@ -86,11 +87,11 @@ void stats_print(FILE *f, const struct stats_source *s, const struct stats_total
             (unsigned long long)t->flows_ended[FLOW_END_EOF],
             (unsigned long long)t->flows_ended[FLOW_END_EVICTED],
             (unsigned long long)t->flows_ended[FLOW_END_SHUTDOWN]);
-    fprintf(f, "dati:   records: %llu field, %llu flow written; dropped %llu field, %llu flow; "
-               "%llu retransmitted segments skipped\n",
+    fprintf(f, "dati:   records: %llu field, %llu flow; dropped %llu field, %llu flow; "
+               "%llu lost by the output; %llu retransmitted segments skipped\n",
             (unsigned long long)t->records_total, (unsigned long long)t->flow_records,
             (unsigned long long)t->records_dropped, (unsigned long long)t->flow_records_dropped,
-            (unsigned long long)t->retransmitted);
+            (unsigned long long)t->output_lost, (unsigned long long)t->retransmitted);
     fprintf(f, "dati:   memory: %llu KiB anonymous resident; %zu bytes per flow entry\n",
             (unsigned long long)t->rss_anon_kb, sizeof(struct flow));
 }
@@ -153,6 +154,7 @@ int stats_json(struct outbuf *b, const struct stats_source *s, const struct stat
     rc |= member(b, "flow", t->flow_records, &first);
     rc |= member(b, "field_dropped", t->records_dropped, &first);
     rc |= member(b, "flow_dropped", t->flow_records_dropped, &first);
+    rc |= member(b, "output_lost", t->output_lost, &first);
     rc |= json_lit(b, "},\"memory\":{");
     first = 1;
     rc |= member(b, "rss_anon_kb", t->rss_anon_kb, &first);

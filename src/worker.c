@@ -1,6 +1,7 @@
 /* worker.c - the per-packet path: advance the clock, find or create the
- * flow, run the filters, write records. Nothing here allocates or locks;
- * the output buffer reaches the shared sink once per 64 KiB. */
+ * flow, run the filters, write records. Nothing here allocates per packet
+ * (the output buffer grows only for a record larger than any before) and
+ * the sink's lock is taken once per 64 KiB of records or per drain. */
 #include "worker.h"
 
 #include <string.h>
@@ -83,9 +84,10 @@ void worker_process(struct worker *w, const struct packet *p)
     }
     if (f) {
         f->filters |= mask;
-        if (flow_update(&w->flows, f, p) && (mask & w->pl->record_filters)) {
+        uint64_t recorded = mask & w->pl->record_filters;
+        if (flow_update(&w->flows, f, p) && recorded) {
             for (int i = 0; i < w->pl->classifier.nfilters; i++)
-                if ((mask >> i) & 1)
+                if ((recorded >> i) & 1)
                     COUNTER_INC(w->c.retransmitted[i]);
             return;
         }
@@ -107,9 +109,9 @@ void worker_finish(struct worker *w, uint64_t clock, enum flow_end why)
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
-    uint32_t first, n;
+    uint32_t first, n = 1;
     while (!pktq_done(w->q)) {
-        n = pktq_wait(w->q, &first);
+        n = pktq_wait(w->q, &first, n != 0);
         if (n > WORKER_CHUNK)
             n = WORKER_CHUNK;
         for (uint32_t i = 0; i < n; i++)
@@ -127,7 +129,7 @@ int worker_start(struct worker *w)
     return pthread_create(&w->thread, NULL, worker_main, w) == 0 ? 0 : -1;
 }
 
-void worker_join(struct worker *w)
+void worker_stop(struct worker *w)
 {
     pthread_join(w->thread, NULL);
 }

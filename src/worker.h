@@ -59,6 +59,7 @@ void worker_finish(struct worker *w, uint64_t clock, enum flow_end why);
 
 /* Threaded mode: consume w->q until it is closed, then finish. */
 int worker_start(struct worker *w);
-void worker_join(struct worker *w);
+/* Waits for the thread to end: after its queue was closed and drained. */
+void worker_stop(struct worker *w);
 
 #endif

@@ -1,5 +1,6 @@
 """A full flow table, output that cannot be written, and periodic statistics:
 each must give an exact count or a clear error, never a silent loss."""
+import os
 import dati_helpers as h
 
 
@@ -71,3 +72,32 @@ def test_records_are_not_held_back_while_input_stalls(tmp_path, binaries):
         assert p.wait(timeout=60) == 0
         final = out.read_bytes().count(b'"type":"record"')
         assert 0 < early < final, (threads, early, final)
+
+
+def test_stop_signal_while_input_stalls(tmp_path, binaries):
+    # SIGTERM while the input pipe is quiet: dati ends at once (not when the
+    # pipe closes), every flow ends with reason shutdown, nothing half-counted.
+    import signal
+    import subprocess
+    import time
+    pcap = tmp_path / "stall.pcap"
+    h.run_gen(["-n", 2000, "--http-share", 10], pcap)
+    out = tmp_path / "out.json"
+    for threads in (1, 3):
+        feeder = f"head -c 400000 {pcap}; sleep 20"
+        p = subprocess.Popen(["sh", "-c", f"({feeder}) | exec {h.DATI} -r - -q -t {threads} -w {out}"],
+                             env=h.sanitizer_env(), start_new_session=True)
+        time.sleep(1.5)
+        t0 = time.monotonic()
+        subprocess.run(["pkill", "-TERM", "-f", f"{h.DATI} -r - -q -t {threads}"])
+        try:
+            p.wait(timeout=10)
+        finally:
+            os.killpg(p.pid, signal.SIGKILL)
+        assert time.monotonic() - t0 < 5, "dati did not stop while its input was quiet"
+        run = h.Run(["dati"], 0, out.read_bytes(), "", 0)
+        s = run.stats
+        assert s and s["final"], "no final statistics"
+        assert s["flows"]["shutdown"] == len(run.flows) > 0
+        assert {f["reason"] for f in run.flows} == {"shutdown"}
+        assert s["processed"] == sum(s["decoded"].values())

@@ -186,11 +186,12 @@ static int slot_free(void *ctx, unsigned slot)
     return 1;
 }
 
-static void idle(void *ctx)
+static int idle(void *ctx)
 {
     (void)ctx;
     idle_calls++;
     finish_oldest(nheld);
+    return 0;
 }
 
 static const struct capture_options hooks = {slot_free, idle, NULL, 0, 0};

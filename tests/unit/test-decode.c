@@ -494,8 +494,13 @@ static void test_ipv4_malformed(void)
     CHECK_EQ_U64(p.payload_off, 54);
     CHECK_EQ_U64(p.payload_len, 6);   /* what was captured of the 10 */
     CHECK(p.flags & PKT_HAS_KEY);
-    /* a snaplen cut inside the TCP header */
-    CHECK_RESULT(dec_cut(&p, &b, LINKTYPE_ETHERNET, 14 + 20 + 19, full), DECODE_ERR_TCP_SHORT);
+    /* a snaplen cut inside the TCP header: the ports count, the payload is gone */
+    CHECK_RESULT(dec_cut(&p, &b, LINKTYPE_ETHERNET, 14 + 20 + 19, full), DECODE_TCP);
+    CHECK_EQ_U64(p.payload_len, 0);
+    CHECK(p.flags & PKT_HAS_KEY);
+    CHECK(p.flags & PKT_SNAPPED);
+    /* ... fewer than the 4 bytes of ports: nothing to count it by */
+    CHECK_RESULT(dec_cut(&p, &b, LINKTYPE_ETHERNET, 14 + 20 + 3, full), DECODE_ERR_TCP_SHORT);
     /* total length 0 (TSO capture): the frame decides */
     set16(&b, 16, 0);
     CHECK_RESULT(dec(&p, &b, LINKTYPE_ETHERNET), DECODE_TCP);

@@ -341,10 +341,50 @@ static void test_model(uint32_t buckets)
     flow_table_fini(&t);
 }
 
+/* flow_update's answer: 1 for a TCP segment whose payload this direction has
+ * carried already; a SYN starts the count again (a reused 5-tuple). */
+static void test_retransmissions(void)
+{
+    struct flow_table t;
+    CHECK_EQ_INT(flow_table_init(&t, 4, 8, 30 * NS, emit, NULL), 0);
+    struct packet p = pkt(40000, 1, 1, 100, 100);
+    p.l4_proto = 6;
+    p.tcp_flags = 0x02;   /* SYN, seq 1000 */
+    p.tcp_seq = 1000;
+    struct flow *f = flow_create(&t, &p);
+    CHECK_EQ_INT(flow_update(&t, f, &p), 0);
+    p.tcp_flags = 0x18;   /* data 1001..1100 */
+    p.tcp_seq = 1001;
+    p.payload_len = 100;
+    CHECK_EQ_INT(flow_update(&t, f, &p), 0);
+    CHECK_EQ_INT(flow_update(&t, f, &p), 1);   /* the same again */
+    p.tcp_seq = 1051;                            /* half old, half new */
+    CHECK_EQ_INT(flow_update(&t, f, &p), 0);
+    struct packet back = pkt(40000, 0, 2, 101, 100);  /* the other direction counts apart */
+    back.l4_proto = 6;
+    back.tcp_seq = 1001;
+    back.payload_len = 100;
+    CHECK_EQ_INT(flow_update(&t, f, &back), 0);
+    p.tcp_flags = 0x02;   /* a new connection on the same 5-tuple, lower ISN */
+    p.tcp_seq = 10;
+    p.payload_len = 0;
+    CHECK_EQ_INT(flow_update(&t, f, &p), 0);
+    p.tcp_flags = 0x18;
+    p.tcp_seq = 11;
+    p.payload_len = 50;
+    CHECK_EQ_INT(flow_update(&t, f, &p), 0);
+    p.tcp_seq = 0xfffffff0u;   /* sequence numbers wrap: still older than 61 */
+    p.payload_len = 16;
+    CHECK_EQ_INT(flow_update(&t, f, &p), 1);
+    CHECK_EQ_U64(f->packets[FLOW_C2S], 7);
+    flow_table_fini(&t);
+}
+
 int main(int argc, char **argv)
 {
     (void)argc;
     test_directions();
+    test_retransmissions();
     test_expiry_boundary();
     test_lru_and_eviction();
     test_edges();
