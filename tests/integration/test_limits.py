@@ -84,16 +84,20 @@ def test_stop_signal_while_input_stalls(tmp_path, binaries):
     h.run_gen(["-n", 2000, "--http-share", 10], pcap)
     out = tmp_path / "out.json"
     for threads in (1, 3):
-        feeder = f"head -c 400000 {pcap}; sleep 20"
-        p = subprocess.Popen(["sh", "-c", f"({feeder}) | exec {h.DATI} -r - -q -t {threads} -w {out}"],
-                             env=h.sanitizer_env(), start_new_session=True)
+        feeder = subprocess.Popen(["sh", "-c", f"head -c 400000 {pcap}; sleep 20"],
+                                  stdout=subprocess.PIPE, start_new_session=True)
+        dati = subprocess.Popen([str(h.DATI), "-r", "-", "-q", "-t", str(threads), "-w", str(out)],
+                                stdin=feeder.stdout, env=h.sanitizer_env())
+        feeder.stdout.close()
         time.sleep(1.5)
         t0 = time.monotonic()
-        subprocess.run(["pkill", "-TERM", "-f", f"{h.DATI} -r - -q -t {threads}"])
+        dati.send_signal(signal.SIGTERM)
         try:
-            p.wait(timeout=10)
+            rc = dati.wait(timeout=10)
         finally:
-            os.killpg(p.pid, signal.SIGKILL)
+            os.killpg(feeder.pid, signal.SIGKILL)
+            dati.kill()
+        assert rc == 0, rc
         assert time.monotonic() - t0 < 5, "dati did not stop while its input was quiet"
         run = h.Run(["dati"], 0, out.read_bytes(), "", 0)
         s = run.stats
