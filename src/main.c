@@ -21,6 +21,7 @@ static void usage(FILE *f)
           "  -c, --config FILE   configuration (default: built-in HTTP, DNS, TLS filters)\n"
           "  -t, --threads N     worker threads (default: WORKERS in the config, else 1)\n"
           "  -w, --write FILE    JSON lines to FILE (default: OUTPUT in the config, else stdout)\n"
+          "      --cpus N        plan threads for N CPUs (default: those dati may run on)\n"
           "      --check         check the configuration and exit (0 when valid)\n"
           "      --dump-config   print the built-in configuration and exit\n"
           "  -q, --quiet         no statistics on stderr\n"
@@ -29,6 +30,18 @@ static void usage(FILE *f)
           "  -V, --version       print the version and exit\n"
           "  -h, --help          this help\n",
           f);
+}
+
+/* A whole number from 1 to max, or -1 after saying what is wrong. */
+static int count_arg(const char *opt, const char *arg, long max)
+{
+    char *end;
+    long n = strtol(arg, &end, 10);
+    if (*end || end == arg || n < 1 || n > max) {
+        log_error("%s needs a number from 1 to %ld, not '%s'", opt, max, arg);
+        return -1;
+    }
+    return (int)n;
 }
 
 /* Keywords that later parts of dati implement: accepted, but say so. */
@@ -52,7 +65,7 @@ static int check_unsupported(const struct config *c, int reading_file)
 
 int main(int argc, char **argv)
 {
-    enum { OPT_CHECK = 256, OPT_NO_PROGRESS, OPT_DUMP };
+    enum { OPT_CHECK = 256, OPT_NO_PROGRESS, OPT_DUMP, OPT_CPUS };
     static const struct option longopts[] = {
         {"read", required_argument, NULL, 'r'},
         {"config", required_argument, NULL, 'c'},
@@ -60,6 +73,7 @@ int main(int argc, char **argv)
         {"write", required_argument, NULL, 'w'},
         {"check", no_argument, NULL, OPT_CHECK},
         {"dump-config", no_argument, NULL, OPT_DUMP},
+        {"cpus", required_argument, NULL, OPT_CPUS},
         {"quiet", no_argument, NULL, 'q'},
         {"verbose", no_argument, NULL, 'v'},
         {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
@@ -68,23 +82,20 @@ int main(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     const char *conf_path = NULL, *input = NULL, *output = NULL;
-    int threads = 0, check = 0, quiet = 0, no_progress = 0, opt;
+    int threads = 0, cpus = 0, check = 0, quiet = 0, no_progress = 0, opt;
     while ((opt = getopt_long(argc, argv, "r:c:t:w:qvVh", longopts, NULL)) != -1) {
         switch (opt) {
         case 'r': input = optarg; break;
         case 'c': conf_path = optarg; break;
         case 'w': output = optarg; break;
-        case 't': {
-            char *end;
-            long n = strtol(optarg, &end, 10);
-            if (*end || n < 1 || n > MAX_WORKERS) {
-                log_error("-t needs a number of threads from 1 to %d, not '%s'", MAX_WORKERS,
-                          optarg);
+        case 't':
+            if ((threads = count_arg("-t", optarg, MAX_WORKERS)) < 0)
                 return 2;
-            }
-            threads = (int)n;
             break;
-        }
+        case OPT_CPUS:
+            if ((cpus = count_arg("--cpus", optarg, 1024)) < 0)
+                return 2;
+            break;
         case OPT_CHECK: check = 1; break;
         case OPT_DUMP: fputs(config_default_text, stdout); return 0;
         case 'q': quiet = 1; log_set_level(0); break;
@@ -127,6 +138,7 @@ int main(int argc, char **argv)
         .input = input,
         .output = output ? output : conf->output ? conf->output : "-",
         .workers = (unsigned)(threads ? threads : conf->workers ? (int)conf->workers : 1),
+        .cpus = (unsigned)cpus,
         .progress = !quiet && !no_progress && isatty(STDERR_FILENO),
         .quiet = quiet,
     };

@@ -3,8 +3,10 @@
  * (symmetric hash, so both directions meet). Every packet's clock stamp is
  * the reader's clock, which is why flow expiry gives the same records for
  * any number of workers. */
+#define _GNU_SOURCE   /* sched_getaffinity, CPU_COUNT */
 #include "reader.h"
 
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -201,6 +203,15 @@ static int on_input_wait(void *ctx)
     return stop_requested || __atomic_load_n(&r->sink.error, __ATOMIC_RELAXED);
 }
 
+/* CPUs this process may run on (its affinity mask: cpusets, taskset). */
+static long usable_cpus(void)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0)
+        return CPU_COUNT(&set);
+    return sysconf(_SC_NPROCESSORS_ONLN);
+}
+
 static int setup(struct run *r)
 {
     const struct config *conf = r->conf;
@@ -214,7 +225,7 @@ static int setup(struct run *r)
      * thread when a core is left for it. Waits spin before they sleep only
      * when every thread has a core: otherwise spinning steals the core from
      * the thread being waited for. */
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    long cpus = r->opt->cpus ? (long)r->opt->cpus : usable_cpus();
     int threads = 1 + (r->nworkers > 1 ? r->nworkers : 0);
     r->read_thread = cpus > threads;
     threads += r->read_thread;

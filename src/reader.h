@@ -12,6 +12,7 @@ struct run_options {
     const char *input;         /* capture file, "-" for stdin */
     const char *output;        /* JSON lines, "-" for stdout */
     unsigned workers;
+    unsigned cpus;             /* CPUs to plan threads for; 0: those this process may use */
     int progress;              /* draw a progress line on stderr */
     int quiet;                 /* no statistics on stderr */
 };

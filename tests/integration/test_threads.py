@@ -43,3 +43,15 @@ def test_threads_generated(generated, binaries):
         diff_lines(one, runs[t].record_lines(), f"generated -t {t}")
         assert runs[t].stats["packets"] == runs[1].stats["packets"]
         assert runs[t].stats["filters"] == runs[1].stats["filters"]
+
+
+@pytest.mark.parametrize("cpus", (1, 8))
+def test_threads_every_reading_mode(generated, binaries, cpus):
+    """--cpus chooses how dati reads: with 8 CPUs planned, 3 workers get a
+    read-ahead thread and spinning waits; with 1, the reader reads itself and
+    waits yield. Neither may change the output; also from a pipe."""
+    one = h.run_dati(["-r", generated["path"], "-t", 1, "-q"]).record_lines()
+    for args in (["-r", generated["path"]], ["-r", "-"]):
+        run = h.run_dati(args + ["-t", 3, "--cpus", cpus, "-q"],
+                         stdin_path=generated["path"] if args[1] == "-" else None)
+        diff_lines(one, run.record_lines(), f"-t 3 --cpus {cpus} {args[1]}")
