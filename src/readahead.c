@@ -1,4 +1,10 @@
-/* readahead.c - the I/O thread and the consumer's side of the buffer ring. */
+/* readahead.c - the I/O thread and the consumer's side of the buffer ring.
+ * Threads: the I/O thread (when there is one) alone writes io_k, io_len,
+ * filled, done, error and io_wake_at; the consumer (the reader thread) alone
+ * writes pos, cursor_chunk and released. Each publishes with a release store
+ * and a bump of the futex word the other may sleep on (io_seq, rel_seq);
+ * sleeps have a short timeout only as a backstop. Without an I/O thread the
+ * consumer calls read_step() itself and nothing is shared. */
 #include "readahead.h"
 
 #include "counter.h"
