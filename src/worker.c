@@ -64,6 +64,13 @@ static void write_records(struct worker *w, const struct packet *p, uint64_t mas
     }
 }
 
+/* counter[i]++ for every bit i set in mask */
+static void count_bits(uint64_t *counter, uint64_t mask)
+{
+    for (; mask; mask &= mask - 1)
+        COUNTER_INC(counter[__builtin_ctzll(mask)]);
+}
+
 void worker_process(struct worker *w, const struct packet *p)
 {
     COUNTER_INC(w->c.packets);
@@ -74,27 +81,22 @@ void worker_process(struct worker *w, const struct packet *p)
     uint64_t mask = classify_packet(&w->pl->classifier, p);
     if (mask) {
         COUNTER_INC(w->c.matched);
-        for (int i = 0; i < w->pl->classifier.nfilters; i++)
-            if ((mask >> i) & 1)
-                COUNTER_INC(w->c.matches[i]);
+        count_bits(w->c.matches, mask);
         if (!f && (p->flags & PKT_HAS_KEY))
             f = flow_create(&w->flows, p);
         if (!f)
             COUNTER_INC(w->c.no_flow);
     }
+    uint64_t recorded = mask & w->pl->record_filters;
     if (f) {
         f->filters |= mask;
-        uint64_t recorded = mask & w->pl->record_filters;
         if (flow_update(&w->flows, f, p) && recorded) {
-            for (int i = 0; i < w->pl->classifier.nfilters; i++)
-                if ((recorded >> i) & 1)
-                    COUNTER_INC(w->c.retransmitted[i]);
+            count_bits(w->c.retransmitted, recorded);   /* seen before: no records */
             return;
         }
     }
-    mask &= w->pl->record_filters;
-    if (mask)
-        write_records(w, p, mask, f ? f->id : 0);
+    if (recorded)
+        write_records(w, p, recorded, f ? f->id : 0);
 }
 
 void worker_finish(struct worker *w, uint64_t clock, enum flow_end why)
