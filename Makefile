@@ -5,13 +5,13 @@
 CC ?= cc
 BUILD ?= build
 SANITIZE ?=
-PKGS := libpcap
+PKGS := libpcap hiredis
 PYTHON ?= /usr/bin/python3   # Debian's, where python3-pytest installs
 
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wformat=2 -Werror
 CFLAGS ?= -O2 -g
 CFLAGS += -std=gnu11 $(WARN) -pthread -MMD -MP $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS += $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lpcap) -pthread
+LDLIBS += $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lpcap -lhiredis) -pthread
 ifneq ($(SANITIZE),)
 CFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
 LDFLAGS += -fsanitize=$(SANITIZE)

@@ -53,9 +53,6 @@ static int check_unsupported(const struct config *c, int reading_file)
                   c->path, c->ifname_line, c->ifname[0]);
         fatal = 1;
     }
-    if (c->redis_line)
-        log_warn("%s:%d: Redis output is not supported yet: records go to JSON lines", c->path,
-                 c->redis_line);
     for (int i = 0; i < c->nfilters; i++)
         if (c->filter[i].ntaps)
             log_warn("%s:%d: TAP_IF %s: forwarding to tun/tap is not supported yet; ignored",

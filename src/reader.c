@@ -104,7 +104,7 @@ static void tick(struct run *r)
 {
     double now = now_s();
     if (r->nworkers == 1)
-        outbuf_drain(&r->workers[0].out, outbuf_now());
+        worker_drain(&r->workers[0], outbuf_now());
     if (r->conf->time_stats && now - r->last_stats >= r->conf->time_stats) {
         r->last_stats = now;
         report(r, 0, NULL);
@@ -198,7 +198,7 @@ static int on_input_wait(void *ctx)
         for (int w = 0; w < r->nworkers; w++)
             pktq_publish(&r->queues[w]);
     else
-        outbuf_drain(&r->workers[0].out, outbuf_now());
+        worker_drain(&r->workers[0], outbuf_now());
     tick(r);
     return stop_requested || __atomic_load_n(&r->sink.error, __ATOMIC_RELAXED);
 }
@@ -244,8 +244,9 @@ static int setup(struct run *r)
     uint32_t max_flows = (conf->max_flows + n - 1) / n;
     uint32_t buckets = ((conf->flow_table_size ? conf->flow_table_size : conf->max_flows) + n - 1) / n;
     for (int i = 0; i < r->nworkers; i++) {
-        if (worker_init(&r->workers[i], i, &r->pl, max_flows, buckets, &r->sink) < 0) {
-            log_error("out of memory for %u flows per worker", max_flows);
+        if (worker_init(&r->workers[i], i, &r->pl, max_flows, buckets, &r->sink, err,
+                        sizeof err) < 0) {
+            log_error("%s", err);
             return -1;
         }
         r->ready_workers = i + 1;

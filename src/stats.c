@@ -52,6 +52,16 @@ void stats_sum(const struct stats_source *s, struct stats_totals *t)
         t->flow_records += COUNTER_GET(c->flow_records);
         t->flow_records_dropped += COUNTER_GET(c->flow_records_dropped);
         t->output_lost += COUNTER_GET(s->workers[w].out.lost);
+        if (s->workers[w].redis) {
+            const struct redis_counters *rc = redis_out_counters(s->workers[w].redis);
+            t->redis = 1;
+            t->rd.records += COUNTER_GET(rc->records);
+            t->rd.flows += COUNTER_GET(rc->flows);
+            t->rd.commands += COUNTER_GET(rc->commands);
+            t->rd.errors += COUNTER_GET(rc->errors);
+            t->rd.lost += COUNTER_GET(rc->lost);
+            t->rd.reconnects += COUNTER_GET(rc->reconnects);
+        }
         t->flows_active += COUNTER_GET(ft->active);
         t->flows_created += COUNTER_GET(ft->created);
         for (int i = 0; i < FLOW_END_COUNT; i++)
@@ -92,6 +102,12 @@ void stats_print(FILE *f, const struct stats_source *s, const struct stats_total
             (unsigned long long)t->records_total, (unsigned long long)t->flow_records,
             (unsigned long long)t->records_dropped, (unsigned long long)t->flow_records_dropped,
             (unsigned long long)t->output_lost, (unsigned long long)t->retransmitted);
+    if (t->redis)
+        fprintf(f, "dati:   redis: %llu records and %llu flow records delivered, %llu lost; "
+                   "%llu commands, %llu error replies, %llu reconnects\n",
+                (unsigned long long)t->rd.records, (unsigned long long)t->rd.flows,
+                (unsigned long long)t->rd.lost, (unsigned long long)t->rd.commands,
+                (unsigned long long)t->rd.errors, (unsigned long long)t->rd.reconnects);
     fprintf(f, "dati:   memory: %llu KiB anonymous resident; %zu bytes per flow entry\n",
             (unsigned long long)t->rss_anon_kb, sizeof(struct flow));
 }
@@ -160,6 +176,17 @@ int stats_json(struct outbuf *b, const struct stats_source *s, const struct stat
     rc |= member(b, "rss_anon_kb", t->rss_anon_kb, &first);
     rc |= member(b, "flow_entry_bytes", sizeof(struct flow), &first);
     rc |= json_lit(b, "}");
+    if (t->redis) {
+        rc |= json_lit(b, ",\"redis\":{");
+        first = 1;
+        rc |= member(b, "records", t->rd.records, &first);
+        rc |= member(b, "flows", t->rd.flows, &first);
+        rc |= member(b, "lost", t->rd.lost, &first);
+        rc |= member(b, "commands", t->rd.commands, &first);
+        rc |= member(b, "errors", t->rd.errors, &first);
+        rc |= member(b, "reconnects", t->rd.reconnects, &first);
+        rc |= json_lit(b, "}");
+    }
     if (input_error) {
         rc |= json_lit(b, ",\"input_error\":");
         rc |= json_str(b, (const uint8_t *)input_error, strlen(input_error));

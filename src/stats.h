@@ -26,6 +26,8 @@ struct stats_totals {
     uint64_t records_total, records_dropped, flow_records, flow_records_dropped, output_lost;
     uint64_t flows_active, flows_created, flows_ended[FLOW_END_COUNT];
     uint64_t rss_anon_kb;
+    int redis;                     /* the Redis output is in use */
+    struct redis_counters rd;
 };
 
 struct stats_source {

@@ -4,6 +4,7 @@
  * the sink's lock is taken once per 64 KiB of records or per drain. */
 #include "worker.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "counter.h"
@@ -13,6 +14,13 @@
 static void emit_flow(void *ctx, const struct flow *f, enum flow_end why)
 {
     struct worker *w = ctx;
+    if (w->redis) {
+        if (redis_out_flow(w->redis, f, why, w->pl->filter_name) < 0)
+            COUNTER_INC(w->c.flow_records_dropped);
+        else
+            COUNTER_INC(w->c.flow_records);
+        return;
+    }
     if (json_flow(&w->out, f, why, w->pl->filter_name) < 0) {
         COUNTER_INC(w->c.flow_records_dropped);
         return;
@@ -22,25 +30,42 @@ static void emit_flow(void *ctx, const struct flow *f, enum flow_end why)
 }
 
 int worker_init(struct worker *w, int index, const struct pipeline *pl, uint32_t max_flows,
-                uint32_t buckets, struct output_sink *sink)
+                uint32_t buckets, struct output_sink *sink, char *err, size_t errlen)
 {
     memset(w, 0, sizeof *w);
     w->index = index;
     w->pl = pl;
     uint64_t idle_ns = (uint64_t)pl->conf->pkt_ttl * 1000000000u;
-    if (flow_table_init(&w->flows, max_flows, buckets, idle_ns, emit_flow, w) < 0)
-        return -1;
-    if (outbuf_init(&w->out, sink) < 0) {
-        flow_table_fini(&w->flows);
+    if (flow_table_init(&w->flows, max_flows, buckets, idle_ns, emit_flow, w) < 0) {
+        snprintf(err, errlen, "out of memory for %u flows per worker", max_flows);
         return -1;
     }
+    if (outbuf_init(&w->out, sink) < 0) {
+        snprintf(err, errlen, "out of memory");
+        goto err;
+    }
+    if (pl->conf->redis_line && !(w->redis = redis_out_open(pl->conf, err, errlen)))
+        goto err;
     return 0;
+err:
+    flow_table_fini(&w->flows);
+    outbuf_fini(&w->out);
+    return -1;
 }
 
 void worker_fini(struct worker *w)
 {
+    redis_out_close(w->redis);
     flow_table_fini(&w->flows);
     outbuf_fini(&w->out);
+}
+
+void worker_drain(struct worker *w, uint64_t now)
+{
+    if (w->redis)
+        redis_out_drain(w->redis, now);
+    else
+        outbuf_drain(&w->out, now);
 }
 
 static void write_records(struct worker *w, const struct packet *p, uint64_t mask,
@@ -54,7 +79,12 @@ static void write_records(struct worker *w, const struct packet *p, uint64_t mas
         extract_begin(&w->x, p);
         unsigned sub = 0;
         do {
-            if (json_record(&w->out, &w->x, f, i, flow_id, sub) == 0) {
+            if (w->redis) {
+                if (redis_out_record(w->redis, &w->x, f, i, flow_id, sub) == 0)
+                    COUNTER_INC(w->c.records[i]);
+                else
+                    COUNTER_INC(w->c.records_dropped);
+            } else if (json_record(&w->out, &w->x, f, i, flow_id, sub) == 0) {
                 COUNTER_INC(w->c.records[i]);
                 outbuf_end_line(&w->out);
             } else {
@@ -104,6 +134,8 @@ void worker_finish(struct worker *w, uint64_t clock, enum flow_end why)
     flow_table_advance(&w->flows, clock);
     flow_table_flush(&w->flows, why);
     outbuf_flush(&w->out);
+    if (w->redis)
+        redis_out_flush(w->redis);
 }
 
 #define WORKER_CHUNK 256   /* packets processed between releases of queue slots */
@@ -120,8 +152,7 @@ static void *worker_main(void *arg)
             worker_process(w, pktq_at(w->q, first + i));
         if (n)
             pktq_release(w->q, n);
-        if (w->out.since)
-            outbuf_drain(&w->out, outbuf_now());
+        worker_drain(w, outbuf_now());
     }
     return NULL;
 }

@@ -13,6 +13,7 @@
 #include "extract.h"
 #include "flow.h"
 #include "output.h"
+#include "output-redis.h"
 #include "pktq.h"
 
 /* What every worker reads and nobody changes while they run. */
@@ -43,12 +44,17 @@ struct worker {
     struct extract_ctx x;
     struct worker_counters c;
     struct pktq *q;                /* NULL when running inline */
+    struct redis_out *redis;       /* records go to Redis instead of JSON lines */
     pthread_t thread;
 };
 
-/* Returns 0, or -1 when memory for the flow table or buffer is missing. */
+/* Returns 0, or -1 with the reason in err: no memory for the flow table or
+ * buffer, or Redis (when configured) could not be reached. */
 int worker_init(struct worker *w, int index, const struct pipeline *pl, uint32_t max_flows,
-                uint32_t buckets, struct output_sink *sink);
+                uint32_t buckets, struct output_sink *sink, char *err, size_t errlen);
+
+/* The drain timer: writes out records that have waited long enough. */
+void worker_drain(struct worker *w, uint64_t now);
 void worker_fini(struct worker *w);
 
 /* One packet, decoded (not a decode error). */

@@ -1,0 +1,49 @@
+/* output-redis.h - records into Redis in the seed's layout: a unique id per
+ * record (ids reserved in blocks with INCRBY), a hash per record
+ * (HSET key Timestamp ts field value ...) with a TTL (EXPIRE), and the key
+ * PUBLISHed on the filter's channel; flow records PUBLISHed as JSON on the
+ * session channel. One connection per worker, commands pipelined; replies
+ * are read when a pipeline is flushed, which is also the back-pressure that
+ * makes reading a file lossless. Only its worker thread touches it. */
+#ifndef DATI_OUTPUT_REDIS_H
+#define DATI_OUTPUT_REDIS_H
+
+#include <stdint.h>
+
+#include "extract.h"
+#include "flow.h"
+#include "output.h"
+
+struct config;
+struct filter_conf;
+struct redis_out;
+
+struct redis_counters {
+    uint64_t records;          /* field records whose commands were acknowledged */
+    uint64_t flows;            /* flow records published */
+    uint64_t commands;         /* commands sent */
+    uint64_t errors;           /* error replies (OOM, NOAUTH, WRONGTYPE, ...) */
+    uint64_t lost;             /* records not delivered: connection lost, error reply */
+    uint64_t reconnects;
+};
+
+/* Connects as the configuration says. Returns the output, or NULL with the
+ * reason (naming the address) in err. */
+struct redis_out *redis_out_open(const struct config *conf, char *err, size_t errlen);
+void redis_out_close(struct redis_out *r);
+
+/* Queue one field record / one flow record; the pipeline is flushed when full.
+ * Return 0, or -1 when the record could not be queued (counted as lost). */
+int redis_out_record(struct redis_out *r, struct extract_ctx *x, const struct filter_conf *f,
+                     int filter_index, uint64_t flow_id, unsigned sub);
+int redis_out_flow(struct redis_out *r, const struct flow *fl, enum flow_end why,
+                   const char *const *names);
+
+/* Sends what is queued and reads every reply. */
+void redis_out_flush(struct redis_out *r);
+/* The drain timer: flushes what has waited OUTBUF_DRAIN_NS. */
+void redis_out_drain(struct redis_out *r, uint64_t now);
+
+const struct redis_counters *redis_out_counters(const struct redis_out *r);
+
+#endif
