@@ -1,0 +1,150 @@
+"""The Redis output against a real redis-server (started on a unix socket in
+a temporary directory, stopped by its pid): every record of the JSON output
+is a hash in Redis with the same fields and a TTL, its key is published on
+the filter's channel, and every flow record is published on the session
+channel, for every worker count."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections import Counter
+from decimal import Decimal
+
+import pytest
+
+import dati_helpers as h
+
+redis = pytest.importorskip("redis", reason="python3-redis is not installed (make deps)")
+if not shutil.which("redis-server"):
+    pytest.skip("redis-server is not installed (make deps)", allow_module_level=True)
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    sock = tmp_path / "redis.sock"
+    p = subprocess.Popen(["redis-server", "--port", "0", "--unixsocket", str(sock),
+                          "--save", "", "--appendonly", "no", "--requirepass", "s3cret"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(200):
+        if sock.exists():
+            break
+        time.sleep(0.02)
+    client = redis.Redis(unix_socket_path=str(sock), password="s3cret")
+    client.ping()
+    yield {"sock": sock, "client": client}
+    os.kill(p.pid, signal.SIGTERM)
+    p.wait(timeout=10)
+
+
+CONF = """\
+TIME_STATS 0
+PKT_TTL 1000000000
+REDIS_SOCK {sock}
+REDIS_AUTH s3cret
+SESSION_CHANNEL test:sessions
+FILTER_NAME http
+BPF tcp
+FIELDS ip.src ip.dst tcp.sport tcp.dport http.method http.url http.host http.useragent http.referer
+REDIS_CHANNEL http_GET
+REDIS_EXPIRE 300
+FILTER_NAME dns
+BPF port 53
+FIELDS ip.src ip.dst udp.sport udp.dport dns.id dns.qry.name dns.qry.type
+"""
+
+
+def json_value(v):
+    if isinstance(v, str):
+        return v.encode("utf-8", "surrogateescape")
+    return str(v).encode()
+
+
+def record_tuple(fields_bytes):
+    return tuple(sorted(fields_bytes.items()))
+
+
+def expected_from_json(run):
+    out = Counter()
+    for r in run.records:
+        d = {b"Timestamp": str(r["ts"]).encode(), b"filter": r["filter"].encode()}
+        if "flow" in r:
+            d[b"flow"] = str(r["flow"]).encode()
+        for k, v in r["fields"].items():
+            d[k.encode()] = json_value(v)
+        out[record_tuple(d)] += 1
+    return out
+
+
+def subscribe(client, channels):
+    """Collects every message published on channels until stopped."""
+    ps = client.pubsub()
+    ps.subscribe(*channels)
+    for _ in range(len(channels)):
+        ps.get_message(timeout=5)   # the subscribe confirmations
+    got, stop = [], threading.Event()
+
+    def loop():
+        while not stop.is_set():
+            m = ps.get_message(timeout=0.1)
+            if m and m["type"] == "message":
+                got.append((m["channel"], m["data"]))
+    t = threading.Thread(target=loop)
+    t.start()
+
+    def finish():
+        time.sleep(0.5)
+        stop.set()
+        t.join()
+        ps.close()
+        return got
+    return finish
+
+
+def parse_decimal(line):
+    return json.loads(line, parse_float=Decimal)
+
+
+@pytest.mark.parametrize("threads", (1, 3))
+def test_records_in_redis_equal_json(tmp_path, binaries, redis_server, threads, generated):
+    captures = [generated["path"]] + [h.PCAP_DIR / n for n in ("ndpi_1kxun.pcap", "zeek_wikipedia.pcap")
+                                      if (h.PCAP_DIR / n).exists()]
+    conf = h.write_config(tmp_path, "redis.conf", CONF.format(sock=redis_server["sock"]))
+    jconf = h.write_config(tmp_path, "json.conf",
+                           "\n".join(l for l in CONF.format(sock="x").splitlines()
+                                     if not l.startswith(("REDIS_SOCK", "REDIS_AUTH", "SESSION"))))
+    client = redis_server["client"]
+    for cap in captures:
+        client.flushall()
+        finish = subscribe(client, ["http_GET", "dns", "test:sessions"])
+        run = h.run_dati(["-r", cap, "-c", conf, "-t", threads, "-q"])
+        messages = finish()
+        want = h.run_dati(["-r", cap, "-c", jconf, "-t", threads, "-q"])
+        rd = run.stats["redis"]
+        assert rd["lost"] == 0 and rd["errors"] == 0, rd
+        assert rd["records"] == len(want.records) and rd["flows"] == len(want.flows), (cap, rd)
+        keys = [k for k in client.scan_iter("dati:rec:*")]
+        assert len(keys) == len(want.records), cap
+        got = Counter(record_tuple(client.hgetall(k)) for k in keys)
+        assert got == expected_from_json(want), f"{cap}: Redis hashes differ from the JSON records"
+        assert all(0 < client.ttl(k) <= 300 for k in keys[:50])
+        published = [d for c, d in messages if c != b"test:sessions"]
+        assert sorted(published) == sorted(keys), f"{cap}: published keys differ from the hashes"
+        sessions = Counter(d.decode() for c, d in messages if c == b"test:sessions")
+        flows = Counter(l for l in want.lines if l.startswith('{"type":"flow"'))
+        assert sessions == flows, f"{cap}: session messages differ from the flow records"
+
+
+def test_redis_unreachable_is_a_clear_error(tmp_path, binaries, generated):
+    conf = h.write_config(tmp_path, "r.conf", CONF.format(sock=tmp_path / "no.sock"))
+    run = h.run_dati(["-r", generated["path"], "-c", conf], expect_rc=(2,), parse=False)
+    assert "cannot connect to Redis at" in run.stderr and "no.sock" in run.stderr
+
+
+def test_redis_wrong_password(tmp_path, binaries, redis_server, generated):
+    text = CONF.format(sock=redis_server["sock"]).replace("REDIS_AUTH s3cret", "REDIS_AUTH wrong")
+    conf = h.write_config(tmp_path, "r.conf", text)
+    run = h.run_dati(["-r", generated["path"], "-c", conf], expect_rc=(2,), parse=False)
+    assert "refused AUTH" in run.stderr
