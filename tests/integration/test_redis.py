@@ -148,3 +148,26 @@ def test_redis_wrong_password(tmp_path, binaries, redis_server, generated):
     conf = h.write_config(tmp_path, "r.conf", text)
     run = h.run_dati(["-r", generated["path"], "-c", conf], expect_rc=(2,), parse=False)
     assert "refused AUTH" in run.stderr
+
+
+ANALYZERS = h.REPO / "examples" / "analyzers"
+
+
+def test_python_analyzer(tmp_path, binaries, redis_server, generated):
+    """examples/analyzers/python/top_hosts.py, started before dati, counts
+    every request and session and names the hosts the records carry."""
+    conf = h.write_config(tmp_path, "redis.conf", CONF.format(sock=redis_server["sock"]))
+    analyzer = subprocess.Popen(
+        ["/usr/bin/python3", str(ANALYZERS / "python" / "top_hosts.py"), "--socket",
+         str(redis_server["sock"]), "--password", "s3cret", "--channel", "http_GET",
+         "--sessions", "test:sessions", "--period", "0.5", "--idle-exit", "2", "--top", "10"],
+        stdout=subprocess.PIPE, text=True)
+    assert "subscribed" in analyzer.stdout.readline()
+    run = h.run_dati(["-r", generated["path"], "-c", conf, "-q"])
+    out, _ = analyzer.communicate(timeout=30)
+    http = run.stats["filters"]["http"]["records"]
+    flows = run.stats["redis"]["flows"]
+    assert f"total requests {http} sessions {flows}" in out, out
+    tops = {l.split()[3]: int(l.split()[2]) for l in out.splitlines() if l.startswith("top host")}
+    assert set(tops) == {"www.example.test", "search.example.test", "cdn.example.test"}, out
+    assert sum(tops.values()) == generated["summary"]["http_requests"], out
