@@ -171,3 +171,32 @@ def test_python_analyzer(tmp_path, binaries, redis_server, generated):
     tops = {l.split()[3]: int(l.split()[2]) for l in out.splitlines() if l.startswith("top host")}
     assert set(tops) == {"www.example.test", "search.example.test", "cdn.example.test"}, out
     assert sum(tops.values()) == generated["summary"]["http_requests"], out
+
+
+def test_node_analyzer(tmp_path, binaries, redis_server, generated):
+    """examples/analyzers/node/requests.js (the seed's analyzer, npm's redis
+    client), started before dati: counts every request and session."""
+    if not shutil.which("node") or not shutil.which("npm"):
+        pytest.skip("node and npm are not installed")
+    app = tmp_path / "node"
+    app.mkdir()
+    for name in ("package.json", "requests.js"):
+        shutil.copy(ANALYZERS / "node" / name, app / name)
+    npm = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"],
+                         cwd=app, capture_output=True, text=True, timeout=300)
+    assert npm.returncode == 0, f"npm install failed: {npm.stderr[-2000:]}"
+    conf = h.write_config(tmp_path, "redis.conf", CONF.format(sock=redis_server["sock"]))
+    analyzer = subprocess.Popen(
+        ["node", str(app / "requests.js"), "--socket", str(redis_server["sock"]), "--password",
+         "s3cret", "--channel", "http_GET", "--sessions", "test:sessions", "--period", "0.5",
+         "--idle-exit", "2"], stdout=subprocess.PIPE, text=True)
+    assert "subscribed" in analyzer.stdout.readline()
+    run = h.run_dati(["-r", generated["path"], "-c", conf, "-q"])
+    out, _ = analyzer.communicate(timeout=60)
+    http = run.stats["filters"]["http"]["records"]
+    flows = run.stats["redis"]["flows"]
+    assert f"total requests {http} sessions {flows}" in out, out
+    periods = [l for l in out.splitlines() if l.startswith("Requests:")]
+    assert periods, out
+    tops = {l.split()[3]: int(l.split()[2]) for l in out.splitlines() if l.startswith("top host")}
+    assert sum(tops.values()) == generated["summary"]["http_requests"], out
