@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "config.h"
 #include "counter.h"
@@ -16,16 +17,26 @@
 #define KEY_PREFIX "dati:rec:"           /* record hashes: dati:rec:<id> */
 #define MAX_ARGS (8 + 2 * CONFIG_MAX_FIELDS)
 
+/* What each queued command carries, to count what an error reply loses. */
+enum cmd_kind { CMD_RECORD, CMD_RECORD_MORE, CMD_FLOW };
+
 struct redis_out {
     redisContext *c;
     const struct config *conf;
     uint64_t next_id, ids_left;          /* the reserved block */
-    unsigned queued_records;             /* records in the pipeline */
-    unsigned queued_replies;             /* replies to read at the flush */
+    struct outbuf pipe;                  /* the pipeline, in RESP, kept until acknowledged */
+    uint8_t *kind;                       /* enum cmd_kind of each command in pipe */
+    unsigned ncmds, max_cmds;
+    unsigned nrecords, nflows;           /* in pipe */
     uint64_t since;                      /* monotonic ns of the oldest queued record */
+    uint64_t last_log;                   /* rate limit for error logs */
     struct outbuf scratch;               /* values that are not bytes of the packet */
     struct redis_counters n;
 };
+
+static const volatile int *stop_flag;
+
+void redis_out_set_stop(const volatile int *flag) { stop_flag = flag; }
 
 static redisContext *connect_to(const struct config *conf, char *err, size_t errlen)
 {
@@ -76,19 +87,27 @@ static redisContext *connect_to(const struct config *conf, char *err, size_t err
 struct redis_out *redis_out_open(const struct config *conf, char *err, size_t errlen)
 {
     struct redis_out *r = calloc(1, sizeof *r);
-    if (!r || outbuf_init(&r->scratch, NULL) < 0) {
-        snprintf(err, errlen, "out of memory");
-        free(r);
-        return NULL;
-    }
+    if (!r)
+        goto oom;
     r->conf = conf;
+    r->max_cmds = 3 * conf->redis_pipeline + 64;
+    r->kind = malloc(r->max_cmds);
+    if (!r->kind || outbuf_init(&r->scratch, NULL) < 0 || outbuf_init(&r->pipe, NULL) < 0)
+        goto oom;
     r->c = connect_to(conf, err, errlen);
-    if (!r->c) {
-        outbuf_fini(&r->scratch);
-        free(r);
-        return NULL;
-    }
+    if (!r->c)
+        goto fail;
     return r;
+oom:
+    snprintf(err, errlen, "out of memory");
+fail:
+    if (r) {
+        outbuf_fini(&r->scratch);
+        outbuf_fini(&r->pipe);
+        free(r->kind);
+    }
+    free(r);
+    return NULL;
 }
 
 void redis_out_close(struct redis_out *r)
@@ -98,45 +117,94 @@ void redis_out_close(struct redis_out *r)
     redis_out_flush(r);
     redisFree(r->c);
     outbuf_fini(&r->scratch);
+    outbuf_fini(&r->pipe);
+    free(r->kind);
     free(r);
 }
 
 const struct redis_counters *redis_out_counters(const struct redis_out *r) { return &r->n; }
 
-/* Reads the replies of everything queued; an error reply or a lost
- * connection makes the pipeline's records count as lost. */
-void redis_out_flush(struct redis_out *r)
+static void log_limited(struct redis_out *r, const char *what, const char *detail)
 {
-    if (r->queued_replies == 0)
+    uint64_t now = outbuf_now();
+    if (now - r->last_log < 1000000000u)
         return;
-    int failed = 0;
-    for (unsigned i = 0; i < r->queued_replies; i++) {
-        redisReply *rep = NULL;
-        if (!r->c || redisGetReply(r->c, (void **)&rep) != REDIS_OK) {
-            failed = 1;
-            break;
-        }
-        if (rep->type == REDIS_REPLY_ERROR) {
-            COUNTER_INC(r->n.errors);
-            log_warn("Redis error reply: %s", rep->str);
-            failed = 1;
-        }
-        freeReplyObject(rep);
-    }
-    if (failed)
-        COUNTER_ADD(r->n.lost, r->queued_records);
+    r->last_log = now;
+    log_warn("Redis %s: %s", what, detail);
+}
+
+/* Counts an error reply by its first word, and what the command carried. */
+static void error_reply(struct redis_out *r, const redisReply *rep, enum cmd_kind kind)
+{
+    if (strncmp(rep->str, "OOM", 3) == 0)
+        COUNTER_INC(r->n.errors_oom);
+    else if (strncmp(rep->str, "NOAUTH", 6) == 0 || strncmp(rep->str, "NOPERM", 6) == 0)
+        COUNTER_INC(r->n.errors_auth);
+    else if (strncmp(rep->str, "WRONGTYPE", 9) == 0)
+        COUNTER_INC(r->n.errors_wrongtype);
     else
-        COUNTER_ADD(r->n.records, r->queued_records);
-    if (failed && r->c && r->c->err) {
-        log_warn("Redis connection lost: %s", r->c->errstr);
+        COUNTER_INC(r->n.errors_other);
+    COUNTER_INC(r->n.errors);
+    if (kind == CMD_RECORD)
+        COUNTER_INC(r->n.lost);
+    else if (kind == CMD_FLOW)
+        COUNTER_INC(r->n.flows_lost);
+    log_limited(r, "error reply", rep->str);
+}
+
+/* Connects again, waiting with back-off (0.1 s doubling to 2 s) for as long
+ * as it takes: reading a file, waiting for Redis is the back-pressure that
+ * keeps delivery lossless. Gives up only when dati is being stopped. */
+static int reconnect(struct redis_out *r)
+{
+    unsigned delay_ms = 100;
+    while (!(stop_flag && *stop_flag)) {
         char err[256];
         redisFree(r->c);
         r->c = connect_to(r->conf, err, sizeof err);
-        if (r->c)
+        if (r->c) {
             COUNTER_INC(r->n.reconnects);
+            return 0;
+        }
+        log_limited(r, "unreachable, retrying", err);
+        struct timespec ts = {delay_ms / 1000, (long)(delay_ms % 1000) * 1000000};
+        nanosleep(&ts, NULL);
+        delay_ms = delay_ms < 1000 ? delay_ms * 2 : 2000;
     }
-    r->queued_records = 0;
-    r->queued_replies = 0;
+    return -1;
+}
+
+/* Sends the pipeline and reads every reply. When the connection fails, it
+ * reconnects and sends the whole pipeline again (HSET and EXPIRE repeat
+ * harmlessly; a PUBLISH may reach a subscriber twice). */
+void redis_out_flush(struct redis_out *r)
+{
+    if (r->ncmds == 0)
+        return;
+    for (;;) {
+        unsigned i = 0;
+        if (r->c && redisAppendFormattedCommand(r->c, r->pipe.buf, r->pipe.len) == REDIS_OK) {
+            for (; i < r->ncmds; i++) {
+                redisReply *rep = NULL;
+                if (redisGetReply(r->c, (void **)&rep) != REDIS_OK)
+                    break;
+                if (rep->type == REDIS_REPLY_ERROR)
+                    error_reply(r, rep, (enum cmd_kind)r->kind[i]);
+                freeReplyObject(rep);
+            }
+        }
+        if (i == r->ncmds)
+            break;
+        log_limited(r, "connection lost", r->c ? r->c->errstr : "not connected");
+        if (reconnect(r) < 0) {   /* being stopped: what is queued is lost */
+            COUNTER_ADD(r->n.lost, r->nrecords);
+            COUNTER_ADD(r->n.flows_lost, r->nflows);
+            break;
+        }
+    }
+    COUNTER_ADD(r->n.commands, r->ncmds);
+    r->pipe.len = 0;
+    r->ncmds = r->nrecords = r->nflows = 0;
     r->since = 0;
 }
 
@@ -146,12 +214,27 @@ void redis_out_drain(struct redis_out *r, uint64_t now)
         redis_out_flush(r);
 }
 
-static int append(struct redis_out *r, int argc, const char **argv, const size_t *len)
+static int resp_len(struct outbuf *b, char type, size_t n)
 {
-    if (!r->c || redisAppendCommandArgv(r->c, argc, argv, len) != REDIS_OK)
+    char d[24];
+    int l = snprintf(d, sizeof d, "%c%zu\r\n", type, n);
+    return json_raw(b, d, (size_t)l);
+}
+
+/* Adds one command to the pipeline in RESP; nothing is sent yet. */
+static int append(struct redis_out *r, int argc, const char **argv, const size_t *len,
+                  enum cmd_kind kind)
+{
+    size_t start = r->pipe.len;
+    int rc = resp_len(&r->pipe, '*', (size_t)argc);
+    for (int i = 0; i < argc && rc == 0; i++)
+        rc = resp_len(&r->pipe, '$', len[i]) | json_raw(&r->pipe, argv[i], len[i]) |
+             json_raw(&r->pipe, "\r\n", 2);
+    if (rc || r->ncmds == r->max_cmds) {
+        r->pipe.len = start;
         return -1;
-    r->queued_replies++;
-    COUNTER_INC(r->n.commands);
+    }
+    r->kind[r->ncmds++] = (uint8_t)kind;
     return 0;
 }
 
@@ -160,8 +243,12 @@ static int next_id(struct redis_out *r, uint64_t *id)
 {
     if (r->ids_left == 0) {
         redis_out_flush(r);   /* a synchronous round trip must not interleave replies */
-        redisReply *rep = r->c ? redisCommand(r->c, "INCRBY " ID_KEY " %d", ID_BLOCK) : NULL;
-        if (!rep || rep->type != REDIS_REPLY_INTEGER) {
+        redisReply *rep;
+        while (!(rep = r->c ? redisCommand(r->c, "INCRBY " ID_KEY " %d", ID_BLOCK) : NULL))
+            if (reconnect(r) < 0)
+                return -1;
+        if (rep->type != REDIS_REPLY_INTEGER) {
+            log_limited(r, "INCRBY " ID_KEY " failed", rep->type == REDIS_REPLY_ERROR ? rep->str : "?");
             freeReplyObject(rep);
             return -1;
         }
@@ -256,13 +343,19 @@ int redis_out_record(struct redis_out *r, struct extract_ctx *x, const struct fi
     size_t expl[] = {6, (size_t)keylen, (size_t)ttllen};
     const char *pub[] = {"PUBLISH", f->redis_channel, key};
     size_t publ[] = {7, strlen(f->redis_channel), (size_t)keylen};
-    if (append(r, n, argv, argl) < 0 || append(r, 3, exp, expl) < 0 || append(r, 3, pub, publ) < 0) {
+    size_t mark = r->pipe.len;
+    unsigned cmds = r->ncmds;
+    if (append(r, n, argv, argl, CMD_RECORD) < 0 || append(r, 3, exp, expl, CMD_RECORD_MORE) < 0 ||
+        append(r, 3, pub, publ, CMD_RECORD_MORE) < 0) {
+        r->pipe.len = mark;   /* all three or none */
+        r->ncmds = cmds;
         COUNTER_INC(r->n.lost);
         return -1;
     }
+    COUNTER_INC(r->n.records);
     if (r->since == 0)
         r->since = outbuf_now();
-    if (++r->queued_records >= r->conf->redis_pipeline)
+    if (++r->nrecords >= r->conf->redis_pipeline)
         redis_out_flush(r);
     return 0;
 }
@@ -279,14 +372,17 @@ int redis_out_flow(struct redis_out *r, const struct flow *fl, enum flow_end why
     const char *channel = r->conf->session_channel ? r->conf->session_channel : "dati:sessions";
     const char *pub[] = {"PUBLISH", channel, s->buf};
     size_t publ[] = {7, strlen(channel), s->len - 1};   /* without the newline */
-    if (append(r, 3, pub, publ) < 0) {
-        COUNTER_INC(r->n.lost);
+    if (r->ncmds + 1 >= r->max_cmds)
+        redis_out_flush(r);
+    if (append(r, 3, pub, publ, CMD_FLOW) < 0) {
+        COUNTER_INC(r->n.flows_lost);
         return -1;
     }
     COUNTER_INC(r->n.flows);
+    r->nflows++;
     if (r->since == 0)
         r->since = outbuf_now();
-    if (r->queued_replies >= 3 * r->conf->redis_pipeline)
+    if (r->ncmds >= 3 * r->conf->redis_pipeline)
         redis_out_flush(r);
     return 0;
 }

@@ -19,13 +19,18 @@ struct filter_conf;
 struct redis_out;
 
 struct redis_counters {
-    uint64_t records;          /* field records whose commands were acknowledged */
-    uint64_t flows;            /* flow records published */
-    uint64_t commands;         /* commands sent */
-    uint64_t errors;           /* error replies (OOM, NOAUTH, WRONGTYPE, ...) */
-    uint64_t lost;             /* records not delivered: connection lost, error reply */
+    uint64_t records;          /* field records queued; delivered = records - lost */
+    uint64_t flows;            /* flow records queued; delivered = flows - flows_lost */
+    uint64_t lost;             /* field records not stored: error reply, stopped while down */
+    uint64_t flows_lost;
+    uint64_t commands;         /* commands acknowledged */
+    uint64_t errors;           /* error replies, all kinds */
+    uint64_t errors_oom, errors_auth, errors_wrongtype, errors_other;
     uint64_t reconnects;
 };
+
+/* While Redis is down, the output waits and reconnects until *flag is set. */
+void redis_out_set_stop(const volatile int *flag);
 
 /* Connects as the configuration says. Returns the output, or NULL with the
  * reason (naming the address) in err. */

@@ -24,7 +24,7 @@
 #define CHECK_EVERY 4096          /* packets between looks at the time and signals */
 #define WAIT_SPINS 20000          /* pause loops, some 100 us: waking a thread costs more */
 
-static volatile sig_atomic_t stop_requested;
+static volatile int stop_requested;   /* sig_atomic_t is int on Linux; shared with output-redis */
 
 static void on_stop_signal(int sig)
 {
@@ -293,6 +293,7 @@ int reader_run(const struct config *conf, const struct run_options *opt)
     memset(&r, 0, sizeof r);
     r.conf = conf;
     r.opt = opt;
+    redis_out_set_stop(&stop_requested);
     if (setup(&r) < 0) {
         teardown(&r);
         return 2;

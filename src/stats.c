@@ -57,9 +57,14 @@ void stats_sum(const struct stats_source *s, struct stats_totals *t)
             t->redis = 1;
             t->rd.records += COUNTER_GET(rc->records);
             t->rd.flows += COUNTER_GET(rc->flows);
+            t->rd.lost += COUNTER_GET(rc->lost);
+            t->rd.flows_lost += COUNTER_GET(rc->flows_lost);
             t->rd.commands += COUNTER_GET(rc->commands);
             t->rd.errors += COUNTER_GET(rc->errors);
-            t->rd.lost += COUNTER_GET(rc->lost);
+            t->rd.errors_oom += COUNTER_GET(rc->errors_oom);
+            t->rd.errors_auth += COUNTER_GET(rc->errors_auth);
+            t->rd.errors_wrongtype += COUNTER_GET(rc->errors_wrongtype);
+            t->rd.errors_other += COUNTER_GET(rc->errors_other);
             t->rd.reconnects += COUNTER_GET(rc->reconnects);
         }
         t->flows_active += COUNTER_GET(ft->active);
@@ -103,11 +108,12 @@ void stats_print(FILE *f, const struct stats_source *s, const struct stats_total
             (unsigned long long)t->records_dropped, (unsigned long long)t->flow_records_dropped,
             (unsigned long long)t->output_lost, (unsigned long long)t->retransmitted);
     if (t->redis)
-        fprintf(f, "dati:   redis: %llu records and %llu flow records delivered, %llu lost; "
+        fprintf(f, "dati:   redis: %llu records (%llu lost), %llu flow records (%llu lost); "
                    "%llu commands, %llu error replies, %llu reconnects\n",
-                (unsigned long long)t->rd.records, (unsigned long long)t->rd.flows,
-                (unsigned long long)t->rd.lost, (unsigned long long)t->rd.commands,
-                (unsigned long long)t->rd.errors, (unsigned long long)t->rd.reconnects);
+                (unsigned long long)t->rd.records, (unsigned long long)t->rd.lost,
+                (unsigned long long)t->rd.flows, (unsigned long long)t->rd.flows_lost,
+                (unsigned long long)t->rd.commands, (unsigned long long)t->rd.errors,
+                (unsigned long long)t->rd.reconnects);
     fprintf(f, "dati:   memory: %llu KiB anonymous resident; %zu bytes per flow entry\n",
             (unsigned long long)t->rss_anon_kb, sizeof(struct flow));
 }
@@ -182,8 +188,13 @@ int stats_json(struct outbuf *b, const struct stats_source *s, const struct stat
         rc |= member(b, "records", t->rd.records, &first);
         rc |= member(b, "flows", t->rd.flows, &first);
         rc |= member(b, "lost", t->rd.lost, &first);
+        rc |= member(b, "flows_lost", t->rd.flows_lost, &first);
         rc |= member(b, "commands", t->rd.commands, &first);
         rc |= member(b, "errors", t->rd.errors, &first);
+        rc |= member(b, "errors_oom", t->rd.errors_oom, &first);
+        rc |= member(b, "errors_auth", t->rd.errors_auth, &first);
+        rc |= member(b, "errors_wrongtype", t->rd.errors_wrongtype, &first);
+        rc |= member(b, "errors_other", t->rd.errors_other, &first);
         rc |= member(b, "reconnects", t->rd.reconnects, &first);
         rc |= json_lit(b, "}");
     }

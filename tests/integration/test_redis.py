@@ -200,3 +200,52 @@ def test_node_analyzer(tmp_path, binaries, redis_server, generated):
     assert periods, out
     tops = {l.split()[3]: int(l.split()[2]) for l in out.splitlines() if l.startswith("top host")}
     assert sum(tops.values()) == generated["summary"]["http_requests"], out
+
+
+def start_redis(sock):
+    p = subprocess.Popen(["redis-server", "--port", "0", "--unixsocket", str(sock), "--save", "",
+                          "--appendonly", "no"], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    for _ in range(250):
+        if sock.exists():
+            try:
+                redis.Redis(unix_socket_path=str(sock)).ping()
+                return p
+            except redis.exceptions.ConnectionError:
+                pass
+        time.sleep(0.02)
+    raise AssertionError("redis-server did not start")
+
+
+@pytest.mark.parametrize("threads", (1, 3))
+def test_redis_restarted_mid_run(tmp_path, binaries, threads):
+    """Redis stopped while dati writes to it, and started again: dati waits,
+    reconnects, resends what was not acknowledged, and loses nothing."""
+    sock = tmp_path / "r.sock"
+    pcap = tmp_path / "gen.pcap"
+    h.run_gen(["-n", 6000, "--http-share", 30], pcap)
+    conf = h.write_config(tmp_path, "r.conf", CONF.format(sock=sock).replace(
+        "REDIS_AUTH s3cret\n", ""))
+    server = start_redis(sock)
+    feeder = subprocess.Popen(["sh", "-c", f"head -c 3000000 {pcap}; sleep 3; tail -c +3000001 {pcap}"],
+                              stdout=subprocess.PIPE)
+    dati = subprocess.Popen([str(h.DATI), "-r", "-", "-c", str(conf), "-t", str(threads), "-q"],
+                            stdin=feeder.stdout, stdout=subprocess.PIPE, env=h.sanitizer_env())
+    feeder.stdout.close()
+    try:
+        time.sleep(1)
+        os.kill(server.pid, signal.SIGKILL)   # mid-run, without a goodbye
+        server.wait()
+        time.sleep(1.5)
+        server = start_redis(sock)
+        out, _ = dati.communicate(timeout=60)
+    finally:
+        dati.kill()
+        os.kill(server.pid, signal.SIGTERM)
+        server.wait()
+    assert dati.returncode == 0
+    stats = json.loads(out.decode().splitlines()[-1])
+    rd = stats["redis"]
+    assert rd["reconnects"] >= 1, rd
+    assert rd["lost"] == 0 and rd["flows_lost"] == 0, rd
+    assert rd["records"] == stats["records"]["field"], (rd, stats["records"])
