@@ -249,3 +249,30 @@ def test_redis_restarted_mid_run(tmp_path, binaries, threads):
     assert rd["reconnects"] >= 1, rd
     assert rd["lost"] == 0 and rd["flows_lost"] == 0, rd
     assert rd["records"] == stats["records"]["field"], (rd, stats["records"])
+
+
+def test_redis_out_of_memory_is_counted(tmp_path, binaries, generated):
+    """A Redis with a tiny maxmemory answers OOM: dati counts each refused
+    record and the errors by kind, finishes, and does not crash."""
+    sock = tmp_path / "r.sock"
+    server = subprocess.Popen(["redis-server", "--port", "0", "--unixsocket", str(sock), "--save", "",
+                               "--appendonly", "no", "--maxmemory", "1mb",
+                               "--maxmemory-policy", "noeviction"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(250):
+            if sock.exists():
+                break
+            time.sleep(0.02)
+        time.sleep(0.1)
+        conf = h.write_config(tmp_path, "r.conf", CONF.format(sock=sock).replace(
+            "REDIS_AUTH s3cret\n", ""))
+        run = h.run_dati(["-r", generated["path"], "-c", conf, "-t", 2])
+        rd = run.stats["redis"]
+        assert rd["errors_oom"] > 0 and rd["lost"] > 0, rd
+        assert rd["errors"] == rd["errors_oom"], rd
+        assert rd["records"] == run.stats["records"]["field"]
+        assert "OOM" in run.stderr
+    finally:
+        server.terminate()
+        server.wait()
