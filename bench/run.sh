@@ -103,3 +103,32 @@ echo "3. $created concurrent flows (all live at the end of the file)"
 echo "   peak resident memory of the process: $((peak_kb / 1024)) MiB (target: <= 256 MiB)"
 echo "   anonymous resident memory at the end: $((anon / 1024)) MiB"
 echo "   flow entry: $entry bytes + 4 bytes of hash bucket; measured $(( (anon - ${base:-0}) * 1024 / (created > 0 ? created : 1) )) bytes per flow in all"
+echo
+
+# 4. records into Redis (seed layout) against redis-benchmark's ceiling
+if command -v redis-server >/dev/null && command -v redis-benchmark >/dev/null; then
+    sock="$dir/redis.sock"
+    redis-server --port 0 --unixsocket "$sock" --save '' --appendonly no \
+        --daemonize yes --pidfile "$dir/redis.pid" --logfile "$dir/redis.log"
+    for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.05; done
+    sed "s|^TIME_STATS 0|TIME_STATS 0\nREDIS_SOCK $sock|" "$dir/http.conf" > "$dir/redis.conf"
+    tr=$(median_time sh -c "redis-cli -s $sock flushall >/dev/null && exec $dati -q -c $dir/redis.conf -r $dir/http.pcap -t 1 -w /dev/null")
+    lost=$("$dati" -q -c "$dir/redis.conf" -r "$dir/http.pcap" | grep '"type":"stats"' | sed 's/.*"redis":{[^}]*"lost":\([0-9]*\).*/\1/')
+    # the same command mix, one command kind at a time, pipelined by 50
+    rps() { redis-benchmark -s "$sock" -P 50 -n 200000 -r 1000000 -q "$@" 2>/dev/null | tr '\r' '\n' |
+            grep -o '[0-9.]* requests per second' | tail -1 | cut -d' ' -f1; }
+    hset=$(rps hset dati:rec:__rand_int__ Timestamp 1700000000.000000000 filter http flow 123456 \
+        ip.src 198.18.1.2 ip.dst 198.19.0.1 tcp.sport 12345 tcp.dport 80 http.method GET \
+        http.url /index.html http.host www.example.test \
+        http.useragent 'Mozilla/5.0 (X11; Linux x86_64) dati-gen/1' http.referer http://www.example.test/)
+    expire=$(rps expire dati:rec:__rand_int__ 300)
+    publish=$(rps publish http dati:rec:__rand_int__)
+    ceiling=$(awk "BEGIN{printf \"%.0f\", 1 / (1/$hset + 1/$expire + 1/$publish)}")
+    kill "$(cat "$dir/redis.pid")"
+    echo "4. all-HTTP file into Redis over a unix socket, seed layout (HSET + EXPIRE + PUBLISH, ids by INCRBY)"
+    printf "   %-34s %8s s %12s records/s  (%s lost)\n" "dati -t 1" "$tr" "$(rate "$records" "$tr")" "$lost"
+    echo "   redis-benchmark -P 50, same commands: HSET $hset/s, EXPIRE $expire/s, PUBLISH $publish/s"
+    echo "   ceiling for the mix: $ceiling records/s; dati reaches $(awk "BEGIN{printf \"%.0f\", 100 * $(rate "$records" "$tr") / $ceiling}") % of it (target: >= 70 %)"
+else
+    echo "4. Redis: redis-server or redis-benchmark missing (make deps)"
+fi
