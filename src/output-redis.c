@@ -24,10 +24,16 @@ struct redis_out {
     redisContext *c;
     const struct config *conf;
     uint64_t next_id, ids_left;          /* the reserved block */
-    struct outbuf pipe;                  /* the pipeline, in RESP, kept until acknowledged */
-    uint8_t *kind;                       /* enum cmd_kind of each command in pipe */
-    unsigned ncmds, max_cmds;
-    unsigned nrecords, nflows;           /* in pipe */
+    /* Two pipelines: one being filled, one sent and waiting for its replies,
+     * so that Redis works on one while dati formats the next. Each is kept,
+     * in RESP, until Redis has answered all of it. */
+    struct pipe {
+        struct outbuf buf;
+        uint8_t *kind;                   /* enum cmd_kind of each command */
+        unsigned ncmds, nrecords, nflows;
+        unsigned counted;                /* replies already counted (across a resend) */
+    } pipes[2], *cur, *sent;             /* sent: NULL when nothing is in flight */
+    unsigned max_cmds;
     uint64_t since;                      /* monotonic ns of the oldest queued record */
     uint64_t last_log;                   /* rate limit for error logs */
     struct outbuf scratch;               /* values that are not bytes of the packet */
@@ -91,9 +97,12 @@ struct redis_out *redis_out_open(const struct config *conf, char *err, size_t er
         goto oom;
     r->conf = conf;
     r->max_cmds = 3 * conf->redis_pipeline + 64;
-    r->kind = malloc(r->max_cmds);
-    if (!r->kind || outbuf_init(&r->scratch, NULL) < 0 || outbuf_init(&r->pipe, NULL) < 0)
+    if (outbuf_init(&r->scratch, NULL) < 0)
         goto oom;
+    for (int i = 0; i < 2; i++)
+        if (!(r->pipes[i].kind = malloc(r->max_cmds)) || outbuf_init(&r->pipes[i].buf, NULL) < 0)
+            goto oom;
+    r->cur = &r->pipes[0];
     r->c = connect_to(conf, err, errlen);
     if (!r->c)
         goto fail;
@@ -103,8 +112,10 @@ oom:
 fail:
     if (r) {
         outbuf_fini(&r->scratch);
-        outbuf_fini(&r->pipe);
-        free(r->kind);
+        for (int i = 0; i < 2; i++) {
+            outbuf_fini(&r->pipes[i].buf);
+            free(r->pipes[i].kind);
+        }
     }
     free(r);
     return NULL;
@@ -117,8 +128,10 @@ void redis_out_close(struct redis_out *r)
     redis_out_flush(r);
     redisFree(r->c);
     outbuf_fini(&r->scratch);
-    outbuf_fini(&r->pipe);
-    free(r->kind);
+    for (int i = 0; i < 2; i++) {
+        outbuf_fini(&r->pipes[i].buf);
+        free(r->pipes[i].kind);
+    }
     free(r);
 }
 
@@ -174,38 +187,79 @@ static int reconnect(struct redis_out *r)
     return -1;
 }
 
-/* Sends the pipeline and reads every reply. When the connection fails, it
- * reconnects and sends the whole pipeline again (HSET and EXPIRE repeat
- * harmlessly; a PUBLISH may reach a subscriber twice). */
+/* Hands a pipeline to the socket now. Returns 0, or -1 on a broken connection. */
+static int send_pipe(struct redis_out *r, struct pipe *p)
+{
+    if (!r->c || redisAppendFormattedCommand(r->c, p->buf.buf, p->buf.len) != REDIS_OK)
+        return -1;
+    int done = 0;
+    while (!done)
+        if (redisBufferWrite(r->c, &done) != REDIS_OK)
+            return -1;
+    return 0;
+}
+
+/* Reads all the replies of a sent pipeline, counting the error replies not
+ * counted before. Returns 0, or -1 on a broken connection. */
+static int collect(struct redis_out *r, struct pipe *p)
+{
+    for (unsigned i = 0; i < p->ncmds; i++) {
+        redisReply *rep = NULL;
+        if (!r->c || redisGetReply(r->c, (void **)&rep) != REDIS_OK)
+            return -1;
+        if (rep->type == REDIS_REPLY_ERROR && i >= p->counted)
+            error_reply(r, rep, (enum cmd_kind)p->kind[i]);
+        if (i >= p->counted)
+            p->counted = i + 1;
+        freeReplyObject(rep);
+    }
+    return 0;
+}
+
+static void clear(struct pipe *p)
+{
+    p->buf.len = 0;
+    p->ncmds = p->nrecords = p->nflows = p->counted = 0;
+}
+
+/* Waits for the pipeline in flight to be answered. When the connection
+ * fails, reconnects and sends it again (HSET and EXPIRE repeat harmlessly; a
+ * PUBLISH may reach a subscriber twice). */
+static void settle(struct redis_out *r)
+{
+    struct pipe *p = r->sent;
+    if (!p)
+        return;
+    while (collect(r, p) < 0) {
+        log_limited(r, "connection lost", r->c ? r->c->errstr : "not connected");
+        if (reconnect(r) < 0) {   /* being stopped: what is in flight is lost */
+            COUNTER_ADD(r->n.lost, p->nrecords);
+            COUNTER_ADD(r->n.flows_lost, p->nflows);
+            break;
+        }
+        send_pipe(r, p);   /* a failure shows in collect() */
+    }
+    COUNTER_ADD(r->n.commands, p->ncmds);
+    clear(p);
+    r->sent = NULL;
+}
+
+/* Sends the pipeline being filled, after the one in flight is answered. */
+static void send_current(struct redis_out *r)
+{
+    settle(r);
+    if (r->cur->ncmds == 0)
+        return;
+    send_pipe(r, r->cur);   /* a failure shows, and is mended, in settle() */
+    r->sent = r->cur;
+    r->cur = r->cur == &r->pipes[0] ? &r->pipes[1] : &r->pipes[0];
+    r->since = 0;
+}
+
 void redis_out_flush(struct redis_out *r)
 {
-    if (r->ncmds == 0)
-        return;
-    for (;;) {
-        unsigned i = 0;
-        if (r->c && redisAppendFormattedCommand(r->c, r->pipe.buf, r->pipe.len) == REDIS_OK) {
-            for (; i < r->ncmds; i++) {
-                redisReply *rep = NULL;
-                if (redisGetReply(r->c, (void **)&rep) != REDIS_OK)
-                    break;
-                if (rep->type == REDIS_REPLY_ERROR)
-                    error_reply(r, rep, (enum cmd_kind)r->kind[i]);
-                freeReplyObject(rep);
-            }
-        }
-        if (i == r->ncmds)
-            break;
-        log_limited(r, "connection lost", r->c ? r->c->errstr : "not connected");
-        if (reconnect(r) < 0) {   /* being stopped: what is queued is lost */
-            COUNTER_ADD(r->n.lost, r->nrecords);
-            COUNTER_ADD(r->n.flows_lost, r->nflows);
-            break;
-        }
-    }
-    COUNTER_ADD(r->n.commands, r->ncmds);
-    r->pipe.len = 0;
-    r->ncmds = r->nrecords = r->nflows = 0;
-    r->since = 0;
+    send_current(r);
+    settle(r);
 }
 
 void redis_out_drain(struct redis_out *r, uint64_t now)
@@ -225,16 +279,17 @@ static int resp_len(struct outbuf *b, char type, size_t n)
 static int append(struct redis_out *r, int argc, const char **argv, const size_t *len,
                   enum cmd_kind kind)
 {
-    size_t start = r->pipe.len;
-    int rc = resp_len(&r->pipe, '*', (size_t)argc);
+    struct pipe *p = r->cur;
+    size_t start = p->buf.len;
+    int rc = resp_len(&p->buf, '*', (size_t)argc);
     for (int i = 0; i < argc && rc == 0; i++)
-        rc = resp_len(&r->pipe, '$', len[i]) | json_raw(&r->pipe, argv[i], len[i]) |
-             json_raw(&r->pipe, "\r\n", 2);
-    if (rc || r->ncmds == r->max_cmds) {
-        r->pipe.len = start;
+        rc = resp_len(&p->buf, '$', len[i]) | json_raw(&p->buf, argv[i], len[i]) |
+             json_raw(&p->buf, "\r\n", 2);
+    if (rc || p->ncmds == r->max_cmds) {
+        p->buf.len = start;
         return -1;
     }
-    r->kind[r->ncmds++] = (uint8_t)kind;
+    p->kind[p->ncmds++] = (uint8_t)kind;
     return 0;
 }
 
@@ -343,20 +398,21 @@ int redis_out_record(struct redis_out *r, struct extract_ctx *x, const struct fi
     size_t expl[] = {6, (size_t)keylen, (size_t)ttllen};
     const char *pub[] = {"PUBLISH", f->redis_channel, key};
     size_t publ[] = {7, strlen(f->redis_channel), (size_t)keylen};
-    size_t mark = r->pipe.len;
-    unsigned cmds = r->ncmds;
+    struct pipe *p = r->cur;
+    size_t mark = p->buf.len;
+    unsigned cmds = p->ncmds;
     if (append(r, n, argv, argl, CMD_RECORD) < 0 || append(r, 3, exp, expl, CMD_RECORD_MORE) < 0 ||
         append(r, 3, pub, publ, CMD_RECORD_MORE) < 0) {
-        r->pipe.len = mark;   /* all three or none */
-        r->ncmds = cmds;
+        p->buf.len = mark;   /* all three or none */
+        p->ncmds = cmds;
         COUNTER_INC(r->n.lost);
         return -1;
     }
     COUNTER_INC(r->n.records);
     if (r->since == 0)
         r->since = outbuf_now();
-    if (++r->nrecords >= r->conf->redis_pipeline)
-        redis_out_flush(r);
+    if (++p->nrecords >= r->conf->redis_pipeline)
+        send_current(r);
     return 0;
 }
 
@@ -372,17 +428,17 @@ int redis_out_flow(struct redis_out *r, const struct flow *fl, enum flow_end why
     const char *channel = r->conf->session_channel ? r->conf->session_channel : "dati:sessions";
     const char *pub[] = {"PUBLISH", channel, s->buf};
     size_t publ[] = {7, strlen(channel), s->len - 1};   /* without the newline */
-    if (r->ncmds + 1 >= r->max_cmds)
-        redis_out_flush(r);
+    if (r->cur->ncmds + 1 >= r->max_cmds)
+        send_current(r);
     if (append(r, 3, pub, publ, CMD_FLOW) < 0) {
         COUNTER_INC(r->n.flows_lost);
         return -1;
     }
     COUNTER_INC(r->n.flows);
-    r->nflows++;
+    r->cur->nflows++;
     if (r->since == 0)
         r->since = outbuf_now();
-    if (r->ncmds >= 3 * r->conf->redis_pipeline)
-        redis_out_flush(r);
+    if (r->cur->ncmds >= 3 * r->conf->redis_pipeline)
+        send_current(r);
     return 0;
 }
