@@ -262,6 +262,20 @@ void redis_out_flush(struct redis_out *r)
     settle(r);
 }
 
+int redis_out_stats(struct redis_out *r, const char *json, size_t len, int final)
+{
+    redis_out_flush(r);   /* nothing of ours in flight: the replies below are these */
+    redisReply *a = r->c ? redisCommand(r->c, "HSET " REDIS_STATS_KEY " json %b final %d", json,
+                                        len, final) : NULL;
+    redisReply *b = r->c ? redisCommand(r->c, "PUBLISH " REDIS_STATS_KEY " %b", json, len) : NULL;
+    int ok = a && b && a->type != REDIS_REPLY_ERROR && b->type != REDIS_REPLY_ERROR;
+    freeReplyObject(a);
+    freeReplyObject(b);
+    if (!ok)
+        log_limited(r, "statistics not stored", r->c && r->c->err ? r->c->errstr : "error reply");
+    return ok ? 0 : -1;
+}
+
 void redis_out_drain(struct redis_out *r, uint64_t now)
 {
     if (r->since && now - r->since >= OUTBUF_DRAIN_NS)

@@ -51,4 +51,11 @@ void redis_out_drain(struct redis_out *r, uint64_t now);
 
 const struct redis_counters *redis_out_counters(const struct redis_out *r);
 
+#define REDIS_STATS_KEY "dati:stats"   /* hash and channel of the statistics */
+
+/* Statistics on the bus: HSET dati:stats json <line> final <0|1> and PUBLISH
+ * dati:stats <line>, synchronously (every TIME_STATS seconds, not per packet).
+ * Returns 0, or -1 when Redis did not take them. */
+int redis_out_stats(struct redis_out *r, const char *json, size_t len, int final);
+
 #endif

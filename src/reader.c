@@ -46,6 +46,7 @@ struct run {
     struct capture cap;
     struct output_sink sink;
     struct outbuf statbuf;         /* stats records from this thread */
+    struct redis_out *stats_redis; /* this thread's connection, with the Redis output */
     struct worker *workers;
     struct pktq *queues;
     int nworkers;
@@ -86,8 +87,11 @@ static void report(struct run *r, int final, const char *input_error)
         fputs("\r\033[K", stderr);
     if (!r->opt->quiet)
         stats_print(stderr, &r->src, &t, elapsed, final);
-    if (stats_json(&r->statbuf, &r->src, &t, elapsed, final, input_error) == 0)
+    if (stats_json(&r->statbuf, &r->src, &t, elapsed, final, input_error) == 0) {
+        if (r->stats_redis)
+            redis_out_stats(r->stats_redis, r->statbuf.buf, r->statbuf.len - 1, final);
         outbuf_flush(&r->statbuf);
+    }
 }
 
 static void progress(struct run *r, double now)
@@ -237,6 +241,10 @@ static int setup(struct run *r)
     r->sink_open = 1;
     if (outbuf_init(&r->statbuf, &r->sink) < 0)
         return -1;
+    if (conf->redis_line && !(r->stats_redis = redis_out_open(conf, err, sizeof err))) {
+        log_error("%s", err);
+        return -1;
+    }
     r->workers = calloc((size_t)r->nworkers, sizeof *r->workers);
     if (!r->workers)
         return -1;
@@ -281,6 +289,7 @@ static void teardown(struct run *r)
     free(r->workers);
     free(r->queues);
     outbuf_fini(&r->statbuf);
+    redis_out_close(r->stats_redis);
     if (r->sink_open)
         output_sink_close(&r->sink);
     capture_close(&r->cap);

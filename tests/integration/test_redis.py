@@ -118,7 +118,7 @@ def test_records_in_redis_equal_json(tmp_path, binaries, redis_server, threads, 
     client = redis_server["client"]
     for cap in captures:
         client.flushall()
-        finish = subscribe(client, ["http_GET", "dns", "test:sessions"])
+        finish = subscribe(client, ["http_GET", "dns", "test:sessions", "dati:stats"])
         run = h.run_dati(["-r", cap, "-c", conf, "-t", threads, "-q"])
         messages = finish()
         want = h.run_dati(["-r", cap, "-c", jconf, "-t", threads, "-q"])
@@ -130,7 +130,12 @@ def test_records_in_redis_equal_json(tmp_path, binaries, redis_server, threads, 
         got = Counter(record_tuple(client.hgetall(k)) for k in keys)
         assert got == expected_from_json(want), f"{cap}: Redis hashes differ from the JSON records"
         assert all(0 < client.ttl(k) <= 300 for k in keys[:50])
-        published = [d for c, d in messages if c != b"test:sessions"]
+        # statistics on the bus: the final record, as a hash and on the channel
+        final = [l for l in run.lines if l.startswith('{"type":"stats"')][-1]
+        assert client.hget("dati:stats", "json").decode() == final
+        assert client.hget("dati:stats", "final") == b"1"
+        assert final.encode() in [d for c, d in messages if c == b"dati:stats"]
+        published = [d for c, d in messages if c not in (b"test:sessions", b"dati:stats")]
         assert sorted(published) == sorted(keys), f"{cap}: published keys differ from the hashes"
         sessions = Counter(d.decode() for c, d in messages if c == b"test:sessions")
         flows = Counter(l for l in want.lines if l.startswith('{"type":"flow"'))
