@@ -227,6 +227,16 @@ static void kw_redis_sock(struct parser *ps, char *v)
 static void kw_redis_host(struct parser *ps, char *v) { set_redis_str(ps, &ps->c->redis_host, v); }
 static void kw_redis_auth(struct parser *ps, char *v) { set_redis_str(ps, &ps->c->redis_auth, v); }
 
+static void kw_redis_mode(struct parser *ps, char *v)
+{
+    if (strcmp(v, "hash") == 0)
+        ps->c->redis_stream = 0;
+    else if (strcmp(v, "stream") == 0)
+        ps->c->redis_stream = 1;
+    else
+        perr(ps, v, "REDIS_MODE is hash (the seed's layout) or stream");
+}
+
 static void kw_session_channel(struct parser *ps, char *v)
 {
     if (strpbrk(v, " \t")) {
@@ -268,6 +278,8 @@ static const struct keyword {
     HANDLER("REDIS_AUTH", GLOBAL, kw_redis_auth),
     NUMBER("REDIS_DB", 0, 65535, redis_db),
     NUMBER("REDIS_PIPELINE", 1, 100000, redis_pipeline),
+    HANDLER("REDIS_MODE", GLOBAL, kw_redis_mode),
+    NUMBER("REDIS_MAXLEN", 1, 1u << 30, redis_maxlen),
     HANDLER("SESSION_CHANNEL", GLOBAL, kw_session_channel),
 };
 
@@ -355,6 +367,7 @@ struct config *config_parse(const char *name, const char *text, size_t len, FILE
     c->max_flows = 1u << 20;
     c->redis_port = 6379;
     c->redis_pipeline = 50;
+    c->redis_maxlen = 1000000;
     struct parser ps = {.c = c, .name = name, .errs = errs};
     c->path = dup(&ps, name);
     char *line = buf;

@@ -46,6 +46,8 @@ struct config {
     /* Redis (parsed and validated; delivered by the Redis output) */
     char *redis_sock, *redis_host, *redis_auth, *session_channel;
     unsigned redis_port, redis_db, redis_pipeline;
+    int redis_stream;                  /* REDIS_MODE stream: XADD instead of hash + PUBLISH */
+    unsigned redis_maxlen;             /* streams keep about this many entries */
     int redis_line;
 };
 

@@ -364,8 +364,9 @@ int redis_out_record(struct redis_out *r, struct extract_ctx *x, const struct fi
 {
     (void)filter_index;
     (void)sub;
-    uint64_t id;
-    if (next_id(r, &id) < 0) {
+    int stream = r->conf->redis_stream;
+    uint64_t id = 0;
+    if (!stream && next_id(r, &id) < 0) {
         COUNTER_INC(r->n.lost);
         return -1;
     }
@@ -373,10 +374,20 @@ int redis_out_record(struct redis_out *r, struct extract_ctx *x, const struct fi
     s->len = 0;
     struct arg args[MAX_ARGS];
     int n = 0, rc = 0;
-    char key[48];
+    char key[48], maxlen[24];
     int keylen = snprintf(key, sizeof key, KEY_PREFIX "%llu", (unsigned long long)id);
-    args[n++] = (struct arg){0, 4, (const uint8_t *)"HSET"};
-    args[n++] = (struct arg){0, (size_t)keylen, (const uint8_t *)key};
+    if (stream) {   /* XADD <channel> MAXLEN ~ <n> * <field> <value> ... */
+        int ml = snprintf(maxlen, sizeof maxlen, "%u", r->conf->redis_maxlen);
+        args[n++] = (struct arg){0, 4, (const uint8_t *)"XADD"};
+        args[n++] = (struct arg){0, strlen(f->redis_channel), (const uint8_t *)f->redis_channel};
+        args[n++] = (struct arg){0, 6, (const uint8_t *)"MAXLEN"};
+        args[n++] = (struct arg){0, 1, (const uint8_t *)"~"};
+        args[n++] = (struct arg){0, (size_t)ml, (const uint8_t *)maxlen};
+        args[n++] = (struct arg){0, 1, (const uint8_t *)"*"};
+    } else {
+        args[n++] = (struct arg){0, 4, (const uint8_t *)"HSET"};
+        args[n++] = (struct arg){0, (size_t)keylen, (const uint8_t *)key};
+    }
     args[n++] = (struct arg){0, 9, (const uint8_t *)"Timestamp"};
     size_t t0 = s->len;
     rc |= json_time(s, x->pkt->ts);
@@ -415,8 +426,9 @@ int redis_out_record(struct redis_out *r, struct extract_ctx *x, const struct fi
     struct pipe *p = r->cur;
     size_t mark = p->buf.len;
     unsigned cmds = p->ncmds;
-    if (append(r, n, argv, argl, CMD_RECORD) < 0 || append(r, 3, exp, expl, CMD_RECORD_MORE) < 0 ||
-        append(r, 3, pub, publ, CMD_RECORD_MORE) < 0) {
+    if (append(r, n, argv, argl, CMD_RECORD) < 0 ||
+        (!stream && (append(r, 3, exp, expl, CMD_RECORD_MORE) < 0 ||
+                     append(r, 3, pub, publ, CMD_RECORD_MORE) < 0))) {
         p->buf.len = mark;   /* all three or none */
         p->ncmds = cmds;
         COUNTER_INC(r->n.lost);
@@ -440,11 +452,16 @@ int redis_out_flow(struct redis_out *r, const struct flow *fl, enum flow_end why
         return -1;
     }
     const char *channel = r->conf->session_channel ? r->conf->session_channel : "dati:sessions";
+    char maxlen[24];
+    int ml = snprintf(maxlen, sizeof maxlen, "%u", r->conf->redis_maxlen);
     const char *pub[] = {"PUBLISH", channel, s->buf};
     size_t publ[] = {7, strlen(channel), s->len - 1};   /* without the newline */
+    const char *xadd[] = {"XADD", channel, "MAXLEN", "~", maxlen, "*", "flow", s->buf};
+    size_t xaddl[] = {4, strlen(channel), 6, 1, (size_t)ml, 1, 4, s->len - 1};
     if (r->cur->ncmds + 1 >= r->max_cmds)
         send_current(r);
-    if (append(r, 3, pub, publ, CMD_FLOW) < 0) {
+    if (r->conf->redis_stream ? append(r, 8, xadd, xaddl, CMD_FLOW) < 0
+                              : append(r, 3, pub, publ, CMD_FLOW) < 0) {
         COUNTER_INC(r->n.flows_lost);
         return -1;
     }

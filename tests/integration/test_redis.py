@@ -281,3 +281,35 @@ def test_redis_out_of_memory_is_counted(tmp_path, binaries, generated):
     finally:
         server.terminate()
         server.wait()
+
+
+def test_stream_mode(tmp_path, binaries, redis_server, generated):
+    """REDIS_MODE stream: one XADD per record on the filter's channel (and per
+    flow on the session channel); entries equal the JSON records, and a
+    consumer group reads every one of them."""
+    client = redis_server["client"]
+    client.flushall()
+    text = CONF.format(sock=redis_server["sock"]).replace("TIME_STATS 0", "TIME_STATS 0\nREDIS_MODE stream")
+    conf = h.write_config(tmp_path, "s.conf", text)
+    jconf = h.write_config(tmp_path, "json.conf",
+                           "\n".join(l for l in CONF.format(sock="x").splitlines()
+                                     if not l.startswith(("REDIS_SOCK", "REDIS_AUTH", "SESSION"))))
+    client.xgroup_create("http_GET", "analyzers", id="0", mkstream=True)
+    run = h.run_dati(["-r", generated["path"], "-c", conf, "-t", 2, "-q"])
+    want = h.run_dati(["-r", generated["path"], "-c", jconf, "-t", 2, "-q"])
+    assert run.stats["redis"]["lost"] == 0
+    entries = client.xrange("http_GET") + client.xrange("dns")
+    got = Counter(record_tuple(fields) for _, fields in entries)
+    assert got == expected_from_json(want)
+    assert client.keys("dati:rec:*") == [], "stream mode writes no hashes"
+    flows = Counter(f[b"flow"].decode() for _, f in client.xrange("test:sessions"))
+    assert flows == Counter(l for l in want.lines if l.startswith('{"type":"flow"'))
+    read = client.xreadgroup("analyzers", "a1", {"http_GET": ">"}, count=1000000)
+    n_http = sum(1 for r in want.records if r["filter"] == "http")
+    assert len(read[0][1]) == n_http
+
+
+def test_bad_redis_mode_is_a_config_error(tmp_path, binaries):
+    conf = h.write_config(tmp_path, "m.conf", "REDIS_MODE list\nFILTER_NAME a\nBPF tcp\n")
+    run = h.run_dati(["-c", conf, "--check"], expect_rc=(2,), parse=False)
+    assert "m.conf:1: REDIS_MODE is hash (the seed's layout) or stream: 'list'" in run.stderr
