@@ -124,11 +124,20 @@ if command -v redis-server >/dev/null && command -v redis-benchmark >/dev/null; 
     expire=$(rps expire dati:rec:__rand_int__ 300)
     publish=$(rps publish http dati:rec:__rand_int__)
     ceiling=$(awk "BEGIN{printf \"%.0f\", 1 / (1/$hset + 1/$expire + 1/$publish)}")
+    # stream mode against XADD with the same fields
+    sed "s|^TIME_STATS 0|TIME_STATS 0\nREDIS_MODE stream\nREDIS_MAXLEN 100000|" "$dir/redis.conf" > "$dir/stream.conf"
+    ts=$(median_time sh -c "redis-cli -s $sock flushall >/dev/null && exec $dati -q -c $dir/stream.conf -r $dir/http.pcap -t 1 -w /dev/null")
+    xadd=$(rps xadd http MAXLEN '~' 100000 '*' Timestamp 1700000000.000000000 filter http flow 123456 \
+        ip.src 198.18.1.2 ip.dst 198.19.0.1 tcp.sport 12345 tcp.dport 80 http.method GET \
+        http.url /index.html http.host www.example.test \
+        http.useragent 'Mozilla/5.0 (X11; Linux x86_64) dati-gen/1' http.referer http://www.example.test/)
     kill "$(cat "$dir/redis.pid")"
     echo "4. all-HTTP file into Redis over a unix socket, seed layout (HSET + EXPIRE + PUBLISH, ids by INCRBY)"
     printf "   %-34s %8s s %12s records/s  (%s lost)\n" "dati -t 1" "$tr" "$(rate "$records" "$tr")" "$lost"
     echo "   redis-benchmark -P 50, same commands: HSET $hset/s, EXPIRE $expire/s, PUBLISH $publish/s"
     echo "   ceiling for the mix: $ceiling records/s; dati reaches $(awk "BEGIN{printf \"%.0f\", 100 * $(rate "$records" "$tr") / $ceiling}") % of it (target: >= 70 %)"
+    printf "   %-34s %8s s %12s records/s\n" "dati -t 1, REDIS_MODE stream" "$ts" "$(rate "$records" "$ts")"
+    echo "   redis-benchmark -P 50 XADD, same fields: $xadd/s; dati reaches $(awk "BEGIN{printf \"%.0f\", 100 * $(rate "$records" "$ts") / $xadd}") % of it (target: >= 70 %)"
 else
     echo "4. Redis: redis-server or redis-benchmark missing (make deps)"
 fi
