@@ -315,3 +315,49 @@ def test_bad_redis_mode_is_a_config_error(tmp_path, binaries):
     conf = h.write_config(tmp_path, "m.conf", "REDIS_MODE list\nFILTER_NAME a\nBPF tcp\n")
     run = h.run_dati(["-c", conf, "--check"], expect_rc=(2,), parse=False)
     assert "m.conf:1: REDIS_MODE is hash (the seed's layout) or stream: 'list'" in run.stderr
+
+
+def test_c_analyzer(tmp_path, binaries, redis_server, generated):
+    """examples/analyzers/c/requests.c (hiredis), built and started before
+    dati: counts every request and session, and finds each record's hash."""
+    exe = tmp_path / "requests"
+    cc = subprocess.run(["cc", "-O2", "-Wall", "-Wextra", "-Werror",
+                         str(ANALYZERS / "c" / "requests.c"), "-lhiredis", "-o", str(exe)],
+                        capture_output=True, text=True)
+    assert cc.returncode == 0, cc.stderr
+    conf = h.write_config(tmp_path, "redis.conf", CONF.format(sock=redis_server["sock"]))
+    analyzer = subprocess.Popen([str(exe), "-s", str(redis_server["sock"]), "-a", "s3cret",
+                                 "-c", "http_GET", "-S", "test:sessions", "-p", "0.5", "-i", "2"],
+                                stdout=subprocess.PIPE, text=True)
+    assert "subscribed" in analyzer.stdout.readline()
+    run = h.run_dati(["-r", generated["path"], "-c", conf, "-q"])
+    out, _ = analyzer.communicate(timeout=30)
+    http = run.stats["filters"]["http"]["records"]
+    flows = run.stats["redis"]["flows"]
+    hosts = generated["summary"]["http_requests"]
+    assert f"total requests {http} sessions {flows} with host {hosts}" in out, out
+
+
+def test_shell_analyzer(tmp_path, binaries, redis_server, generated):
+    """examples/analyzers/shell/requests.sh (redis-cli and awk): its last
+    running total is every request and session of the run."""
+    if not shutil.which("redis-cli"):
+        pytest.skip("redis-cli is not installed (make deps)")
+    conf = h.write_config(tmp_path, "redis.conf", CONF.format(sock=redis_server["sock"]))
+    out = tmp_path / "shell.out"
+    with open(out, "w") as f:
+        analyzer = subprocess.Popen(["sh", str(ANALYZERS / "shell" / "requests.sh"),
+                                     str(redis_server["sock"]), "http_GET", "test:sessions"],
+                                    stdout=f, env=dict(os.environ, REDISCLI_AUTH="s3cret"),
+                                    start_new_session=True)
+    time.sleep(1)   # subscribed: nothing to print before the first message
+    run = h.run_dati(["-r", generated["path"], "-c", conf, "-q"])
+    want = f"Requests:{run.stats['filters']['http']['records']} Sessions:{run.stats['redis']['flows']}"
+    for _ in range(300):   # awk may still be catching up
+        lines = out.read_text().splitlines()
+        if lines and lines[-1] == want:
+            break
+        time.sleep(0.1)
+    os.killpg(analyzer.pid, signal.SIGTERM)
+    analyzer.wait()
+    assert lines and lines[-1] == want, (lines[-3:], want)
