@@ -180,6 +180,16 @@ static void kw_redis_channel(struct parser *ps, char *v)
     ps->filter->redis_channel = dup(ps, v);
 }
 
+static void kw_redis_prefix(struct parser *ps, char *v)
+{
+    if (strpbrk(v, " \t") || strlen(v) > 64) {
+        perr(ps, v, "REDIS_PREFIX is at most 64 characters, without spaces");
+        return;
+    }
+    free(ps->filter->redis_prefix);
+    ps->filter->redis_prefix = dup(ps, v);
+}
+
 static void kw_redis_expire(struct parser *ps, char *v)
 {
     unsigned long n;
@@ -265,6 +275,7 @@ static const struct keyword {
     HANDLER("TAP_IF", FILTER, kw_tap_if),
     HANDLER("REDIS_CHANNEL", FILTER, kw_redis_channel),
     HANDLER("REDIS_EXPIRE", FILTER, kw_redis_expire),
+    HANDLER("REDIS_PREFIX", FILTER, kw_redis_prefix),
     HANDLER("IFNAME", GLOBAL, kw_ifname),
     NUMBER("TIME_STATS", 0, 86400, time_stats),
     NUMBER("PKT_TTL", 1, 1000000000, pkt_ttl),
@@ -342,6 +353,8 @@ static void check_whole(struct parser *ps)
         }
         if (!f->redis_channel && f->name)
             f->redis_channel = dup(ps, f->name);
+        if (!f->redis_prefix && f->name)
+            f->redis_prefix = dup(ps, "dati:rec:");
     }
     if (c->redis_sock && c->redis_host) {
         ps->line = c->redis_line;
@@ -436,6 +449,7 @@ void config_free(struct config *c)
         free(f->name);
         free(f->bpf);
         free(f->redis_channel);
+        free(f->redis_prefix);
         for (int j = 0; j < f->nfields; j++)
             free(f->field_key[j]);
         for (int j = 0; j < f->ntaps; j++)

@@ -27,6 +27,7 @@ struct filter_conf {
     char *tap_if[CONFIG_MAX_TAPS];
     int tap_line;
     char *redis_channel;               /* default: the filter name */
+    char *redis_prefix;                /* record keys: <prefix><id>; default "dati:rec:" */
     int redis_expire;                  /* seconds */
 };
 

@@ -14,7 +14,6 @@
 
 #define ID_BLOCK 1024                    /* ids reserved per INCRBY */
 #define ID_KEY "dati:id"                 /* the counter the ids come from */
-#define KEY_PREFIX "dati:rec:"           /* record hashes: dati:rec:<id> */
 #define MAX_ARGS (8 + 2 * CONFIG_MAX_FIELDS)
 
 /* What each queued command carries, to count what an error reply loses. */
@@ -374,8 +373,8 @@ int redis_out_record(struct redis_out *r, struct extract_ctx *x, const struct fi
     s->len = 0;
     struct arg args[MAX_ARGS];
     int n = 0, rc = 0;
-    char key[48], maxlen[24];
-    int keylen = snprintf(key, sizeof key, KEY_PREFIX "%llu", (unsigned long long)id);
+    char key[96], maxlen[24];   /* REDIS_PREFIX is at most 64 characters */
+    int keylen = snprintf(key, sizeof key, "%s%llu", f->redis_prefix, (unsigned long long)id);
     if (stream) {   /* XADD <channel> MAXLEN ~ <n> * <field> <value> ... */
         int ml = snprintf(maxlen, sizeof maxlen, "%u", r->conf->redis_maxlen);
         args[n++] = (struct arg){0, 4, (const uint8_t *)"XADD"};

@@ -53,6 +53,7 @@ REDIS_EXPIRE 300
 FILTER_NAME dns
 BPF port 53
 FIELDS ip.src ip.dst udp.sport udp.dport dns.id dns.qry.name dns.qry.type
+REDIS_PREFIX dati:rec:dns:
 """
 
 
@@ -129,6 +130,8 @@ def test_records_in_redis_equal_json(tmp_path, binaries, redis_server, threads, 
         assert rd["records"] == len(want.records) and rd["flows"] == len(want.flows), (cap, rd)
         keys = [k for k in client.scan_iter("dati:rec:*")]
         assert len(keys) == len(want.records), cap
+        dns_keys = [k for k in keys if k.startswith(b"dati:rec:dns:")]   # REDIS_PREFIX
+        assert len(dns_keys) == sum(1 for r in want.records if r["filter"] == "dns"), cap
         got = Counter(record_tuple(client.hgetall(k)) for k in keys)
         assert got == expected_from_json(want), f"{cap}: Redis hashes differ from the JSON records"
         assert all(0 < client.ttl(k) <= 300 for k in keys[:50])
