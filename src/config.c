@@ -291,6 +291,7 @@ static const struct keyword {
     NUMBER("REDIS_PIPELINE", 1, 100000, redis_pipeline),
     HANDLER("REDIS_MODE", GLOBAL, kw_redis_mode),
     NUMBER("REDIS_MAXLEN", 1, 1u << 30, redis_maxlen),
+    NUMBER("REDIS_FLOW_EXPIRE", 0, 100000000, redis_flow_expire),
     HANDLER("SESSION_CHANNEL", GLOBAL, kw_session_channel),
 };
 

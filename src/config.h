@@ -49,6 +49,7 @@ struct config {
     unsigned redis_port, redis_db, redis_pipeline;
     int redis_stream;                  /* REDIS_MODE stream: XADD instead of hash + PUBLISH */
     unsigned redis_maxlen;             /* streams keep about this many entries */
+    unsigned redis_flow_expire;        /* > 0: flow records also as hashes with this TTL, s */
     int redis_line;
 };
 

@@ -441,13 +441,37 @@ int redis_out_record(struct redis_out *r, struct extract_ctx *x, const struct fi
     return 0;
 }
 
+/* REDIS_FLOW_EXPIRE: the flow record also as a hash dati:flow:<id> (json,
+ * reason, packets, bytes) that expires on its own. */
+static void flow_hash(struct redis_out *r, const struct flow *fl, enum flow_end why,
+                     const char *json, size_t len)
+{
+    char key[48], packets[24], bytes[24], ttl[24];
+    int kl = snprintf(key, sizeof key, "dati:flow:%llu", (unsigned long long)fl->id);
+    int pl = snprintf(packets, sizeof packets, "%llu",
+                      (unsigned long long)(fl->packets[0] + fl->packets[1]));
+    int bl = snprintf(bytes, sizeof bytes, "%llu", (unsigned long long)(fl->bytes[0] + fl->bytes[1]));
+    int tl = snprintf(ttl, sizeof ttl, "%u", r->conf->redis_flow_expire);
+    const char *reason = flow_end_name(why);
+    const char *hset[] = {"HSET", key, "json", json, "reason", reason, "packets", packets,
+                          "bytes", bytes};
+    size_t hsetl[] = {4, (size_t)kl, 4, len, 6, strlen(reason), 7, (size_t)pl, 5, (size_t)bl};
+    const char *exp[] = {"EXPIRE", key, ttl};
+    size_t expl[] = {6, (size_t)kl, (size_t)tl};
+    if (r->cur->ncmds + 2 >= r->max_cmds)
+        send_current(r);
+    if (append(r, 10, hset, hsetl, CMD_RECORD_MORE) < 0 ||
+        append(r, 3, exp, expl, CMD_RECORD_MORE) < 0)
+        log_limited(r, "flow hash not queued", key);
+}
+
 int redis_out_flow(struct redis_out *r, const struct flow *fl, enum flow_end why,
                    const char *const *names)
 {
     struct outbuf *s = &r->scratch;
     s->len = 0;
     if (json_flow(s, fl, why, names) < 0) {
-        COUNTER_INC(r->n.lost);
+        COUNTER_INC(r->n.flows_lost);
         return -1;
     }
     const char *channel = r->conf->session_channel ? r->conf->session_channel : "dati:sessions";
@@ -464,6 +488,8 @@ int redis_out_flow(struct redis_out *r, const struct flow *fl, enum flow_end why
         COUNTER_INC(r->n.flows_lost);
         return -1;
     }
+    if (r->conf->redis_flow_expire)
+        flow_hash(r, fl, why, s->buf, s->len - 1);
     COUNTER_INC(r->n.flows);
     r->cur->nflows++;
     if (r->since == 0)

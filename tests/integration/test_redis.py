@@ -364,3 +364,25 @@ def test_shell_analyzer(tmp_path, binaries, redis_server, generated):
     os.killpg(analyzer.pid, signal.SIGTERM)
     analyzer.wait()
     assert lines and lines[-1] == want, (lines[-3:], want)
+
+
+def test_flow_hashes(tmp_path, binaries, redis_server, generated):
+    """REDIS_FLOW_EXPIRE: each flow record is also a hash dati:flow:<id> with
+    its own TTL, holding the JSON flow record and its totals."""
+    client = redis_server["client"]
+    client.flushall()
+    text = CONF.format(sock=redis_server["sock"]).replace("TIME_STATS 0",
+                                                          "TIME_STATS 0\nREDIS_FLOW_EXPIRE 600")
+    conf = h.write_config(tmp_path, "f.conf", text)
+    run = h.run_dati(["-r", generated["path"], "-c", conf, "-t", 2, "-q"])
+    assert run.stats["redis"]["flows_lost"] == 0
+    keys = list(client.scan_iter("dati:flow:*"))
+    assert len(keys) == run.stats["redis"]["flows"]
+    for k in keys[:100]:
+        h_ = client.hgetall(k)
+        flow = json.loads(h_[b"json"])
+        assert k == f"dati:flow:{flow['flow']}".encode()
+        assert int(h_[b"packets"]) == flow["c2s_packets"] + flow["s2c_packets"]
+        assert int(h_[b"bytes"]) == flow["c2s_bytes"] + flow["s2c_bytes"]
+        assert h_[b"reason"].decode() == flow["reason"]
+        assert 500 < client.ttl(k) <= 600
