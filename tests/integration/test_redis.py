@@ -386,3 +386,31 @@ def test_flow_hashes(tmp_path, binaries, redis_server, generated):
         assert int(h_[b"bytes"]) == flow["c2s_bytes"] + flow["s2c_bytes"]
         assert h_[b"reason"].decode() == flow["reason"]
         assert 500 < client.ttl(k) <= 600
+
+
+def test_redis_over_tcp_loopback(tmp_path, binaries, generated):
+    """REDIS_HOST/REDIS_PORT: the same records over TCP to 127.0.0.1."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                               "--save", "", "--appendonly", "no"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        client = redis.Redis(host="127.0.0.1", port=port)
+        for _ in range(250):
+            try:
+                client.ping()
+                break
+            except redis.exceptions.ConnectionError:
+                time.sleep(0.02)
+        text = CONF.format(sock="x").replace("REDIS_SOCK x", f"REDIS_HOST 127.0.0.1\nREDIS_PORT {port}")
+        text = text.replace("REDIS_AUTH s3cret\n", "")
+        conf = h.write_config(tmp_path, "tcp.conf", text)
+        run = h.run_dati(["-r", generated["path"], "-c", conf, "-t", 2, "-q"])
+        assert run.stats["redis"]["lost"] == 0
+        assert len(list(client.scan_iter("dati:rec:*"))) == run.stats["records"]["field"] > 0
+    finally:
+        server.terminate()
+        server.wait()
