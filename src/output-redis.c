@@ -275,9 +275,9 @@ int redis_out_stats(struct redis_out *r, const char *json, size_t len, int final
     return ok ? 0 : -1;
 }
 
-void redis_out_drain(struct redis_out *r, uint64_t now)
+void redis_out_drain(struct redis_out *r)
 {
-    if (r->since && now - r->since >= OUTBUF_DRAIN_NS)
+    if (r->since && outbuf_now() - r->since >= OUTBUF_DRAIN_NS)
         redis_out_flush(r);
 }
 

@@ -47,7 +47,7 @@ int redis_out_flow(struct redis_out *r, const struct flow *fl, enum flow_end why
 /* Sends what is queued and reads every reply. */
 void redis_out_flush(struct redis_out *r);
 /* The drain timer: flushes what has waited OUTBUF_DRAIN_NS. */
-void redis_out_drain(struct redis_out *r, uint64_t now);
+void redis_out_drain(struct redis_out *r);
 
 const struct redis_counters *redis_out_counters(const struct redis_out *r);
 

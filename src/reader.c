@@ -108,7 +108,7 @@ static void tick(struct run *r)
 {
     double now = now_s();
     if (r->nworkers == 1)
-        worker_drain(&r->workers[0], outbuf_now());
+        worker_drain(&r->workers[0]);
     if (r->conf->time_stats && now - r->last_stats >= r->conf->time_stats) {
         r->last_stats = now;
         report(r, 0, NULL);
@@ -202,7 +202,7 @@ static int on_input_wait(void *ctx)
         for (int w = 0; w < r->nworkers; w++)
             pktq_publish(&r->queues[w]);
     else
-        worker_drain(&r->workers[0], outbuf_now());
+        worker_drain(&r->workers[0]);
     tick(r);
     return stop_requested || __atomic_load_n(&r->sink.error, __ATOMIC_RELAXED);
 }

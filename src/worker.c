@@ -60,12 +60,12 @@ void worker_fini(struct worker *w)
     outbuf_fini(&w->out);
 }
 
-void worker_drain(struct worker *w, uint64_t now)
+void worker_drain(struct worker *w)
 {
     if (w->redis)
-        redis_out_drain(w->redis, now);
-    else
-        outbuf_drain(&w->out, now);
+        redis_out_drain(w->redis);
+    else if (w->out.since)   /* read the clock only when a line waits */
+        outbuf_drain(&w->out, outbuf_now());
 }
 
 static void write_records(struct worker *w, const struct packet *p, uint64_t mask,
@@ -152,7 +152,7 @@ static void *worker_main(void *arg)
             worker_process(w, pktq_at(w->q, first + i));
         if (n)
             pktq_release(w->q, n);
-        worker_drain(w, outbuf_now());
+        worker_drain(w);
     }
     return NULL;
 }

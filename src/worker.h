@@ -54,7 +54,7 @@ int worker_init(struct worker *w, int index, const struct pipeline *pl, uint32_t
                 uint32_t buckets, struct output_sink *sink, char *err, size_t errlen);
 
 /* The drain timer: writes out records that have waited long enough. */
-void worker_drain(struct worker *w, uint64_t now);
+void worker_drain(struct worker *w);
 void worker_fini(struct worker *w);
 
 /* One packet, decoded (not a decode error). */
