@@ -22,21 +22,40 @@ if not shutil.which("redis-server"):
     pytest.skip("redis-server is not installed (make deps)", allow_module_level=True)
 
 
+def start_redis(*args, sock=None, port=0, password=None):
+    """A redis-server of the test's own, on a unix socket (or a loopback port),
+    with no persistence; returns (process, client) once it answers PING."""
+    cmd = ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no", *args]
+    if sock:
+        cmd += ["--unixsocket", str(sock)]
+    else:
+        cmd += ["--bind", "127.0.0.1"]
+    if password:
+        cmd += ["--requirepass", password]
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = (redis.Redis(unix_socket_path=str(sock), password=password) if sock
+              else redis.Redis(host="127.0.0.1", port=port, password=password))
+    for _ in range(250):
+        try:
+            client.ping()
+            return p, client
+        except (redis.exceptions.ConnectionError, FileNotFoundError):
+            time.sleep(0.02)
+    p.kill()
+    raise AssertionError("redis-server did not start")
+
+
+def stop_redis(p):
+    os.kill(p.pid, signal.SIGTERM)
+    p.wait(timeout=10)
+
+
 @pytest.fixture
 def redis_server(tmp_path):
     sock = tmp_path / "redis.sock"
-    p = subprocess.Popen(["redis-server", "--port", "0", "--unixsocket", str(sock),
-                          "--save", "", "--appendonly", "no", "--requirepass", "s3cret"],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(200):
-        if sock.exists():
-            break
-        time.sleep(0.02)
-    client = redis.Redis(unix_socket_path=str(sock), password="s3cret")
-    client.ping()
+    p, client = start_redis(sock=sock, password="s3cret")
     yield {"sock": sock, "client": client}
-    os.kill(p.pid, signal.SIGTERM)
-    p.wait(timeout=10)
+    stop_redis(p)
 
 
 CONF = """\
@@ -163,21 +182,29 @@ def test_redis_wrong_password(tmp_path, binaries, redis_server, generated):
 ANALYZERS = h.REPO / "examples" / "analyzers"
 
 
+def run_with_analyzer(cmd, redis_server, generated, tmp_path):
+    """Starts an analyzer, waits until it has subscribed, runs dati on the
+    generated capture, and returns (what the analyzer printed, dati's run);
+    the analyzer ends by itself when idle."""
+    conf = h.write_config(tmp_path, "redis.conf", CONF.format(sock=redis_server["sock"]))
+    analyzer = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.PIPE, text=True)
+    assert "subscribed" in analyzer.stdout.readline()
+    run = h.run_dati(["-r", generated["path"], "-c", conf, "-q"])
+    out, _ = analyzer.communicate(timeout=60)
+    want = (f"total requests {run.stats['filters']['http']['records']} "
+            f"sessions {run.stats['redis']['flows']}")
+    assert want in out, out
+    return out, run
+
+
 def test_python_analyzer(tmp_path, binaries, redis_server, generated):
     """examples/analyzers/python/top_hosts.py, started before dati, counts
     every request and session and names the hosts the records carry."""
-    conf = h.write_config(tmp_path, "redis.conf", CONF.format(sock=redis_server["sock"]))
-    analyzer = subprocess.Popen(
-        ["/usr/bin/python3", str(ANALYZERS / "python" / "top_hosts.py"), "--socket",
-         str(redis_server["sock"]), "--password", "s3cret", "--channel", "http_GET",
+    out, _ = run_with_analyzer(
+        ["/usr/bin/python3", ANALYZERS / "python" / "top_hosts.py", "--socket",
+         redis_server["sock"], "--password", "s3cret", "--channel", "http_GET",
          "--sessions", "test:sessions", "--period", "0.5", "--idle-exit", "2", "--top", "10"],
-        stdout=subprocess.PIPE, text=True)
-    assert "subscribed" in analyzer.stdout.readline()
-    run = h.run_dati(["-r", generated["path"], "-c", conf, "-q"])
-    out, _ = analyzer.communicate(timeout=30)
-    http = run.stats["filters"]["http"]["records"]
-    flows = run.stats["redis"]["flows"]
-    assert f"total requests {http} sessions {flows}" in out, out
+        redis_server, generated, tmp_path)
     tops = {l.split()[3]: int(l.split()[2]) for l in out.splitlines() if l.startswith("top host")}
     assert set(tops) == {"www.example.test", "search.example.test", "cdn.example.test"}, out
     assert sum(tops.values()) == generated["summary"]["http_requests"], out
@@ -195,36 +222,14 @@ def test_node_analyzer(tmp_path, binaries, redis_server, generated):
     npm = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"],
                          cwd=app, capture_output=True, text=True, timeout=300)
     assert npm.returncode == 0, f"npm install failed: {npm.stderr[-2000:]}"
-    conf = h.write_config(tmp_path, "redis.conf", CONF.format(sock=redis_server["sock"]))
-    analyzer = subprocess.Popen(
-        ["node", str(app / "requests.js"), "--socket", str(redis_server["sock"]), "--password",
-         "s3cret", "--channel", "http_GET", "--sessions", "test:sessions", "--period", "0.5",
-         "--idle-exit", "2"], stdout=subprocess.PIPE, text=True)
-    assert "subscribed" in analyzer.stdout.readline()
-    run = h.run_dati(["-r", generated["path"], "-c", conf, "-q"])
-    out, _ = analyzer.communicate(timeout=60)
-    http = run.stats["filters"]["http"]["records"]
-    flows = run.stats["redis"]["flows"]
-    assert f"total requests {http} sessions {flows}" in out, out
+    out, _ = run_with_analyzer(
+        ["node", app / "requests.js", "--socket", redis_server["sock"], "--password", "s3cret",
+         "--channel", "http_GET", "--sessions", "test:sessions", "--period", "0.5",
+         "--idle-exit", "2"], redis_server, generated, tmp_path)
     periods = [l for l in out.splitlines() if l.startswith("Requests:")]
     assert periods, out
     tops = {l.split()[3]: int(l.split()[2]) for l in out.splitlines() if l.startswith("top host")}
     assert sum(tops.values()) == generated["summary"]["http_requests"], out
-
-
-def start_redis(sock):
-    p = subprocess.Popen(["redis-server", "--port", "0", "--unixsocket", str(sock), "--save", "",
-                          "--appendonly", "no"], stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL)
-    for _ in range(250):
-        if sock.exists():
-            try:
-                redis.Redis(unix_socket_path=str(sock)).ping()
-                return p
-            except redis.exceptions.ConnectionError:
-                pass
-        time.sleep(0.02)
-    raise AssertionError("redis-server did not start")
 
 
 @pytest.mark.parametrize("threads", (1, 3))
@@ -236,7 +241,7 @@ def test_redis_restarted_mid_run(tmp_path, binaries, threads):
     h.run_gen(["-n", 6000, "--http-share", 30], pcap)
     conf = h.write_config(tmp_path, "r.conf", CONF.format(sock=sock).replace(
         "REDIS_AUTH s3cret\n", ""))
-    server = start_redis(sock)
+    server, _ = start_redis(sock=sock)
     feeder = subprocess.Popen(["sh", "-c", f"head -c 3000000 {pcap}; sleep 3; tail -c +3000001 {pcap}"],
                               stdout=subprocess.PIPE)
     dati = subprocess.Popen([str(h.DATI), "-r", "-", "-c", str(conf), "-t", str(threads), "-q"],
@@ -247,12 +252,11 @@ def test_redis_restarted_mid_run(tmp_path, binaries, threads):
         os.kill(server.pid, signal.SIGKILL)   # mid-run, without a goodbye
         server.wait()
         time.sleep(1.5)
-        server = start_redis(sock)
+        server, _ = start_redis(sock=sock)
         out, _ = dati.communicate(timeout=60)
     finally:
         dati.kill()
-        os.kill(server.pid, signal.SIGTERM)
-        server.wait()
+        stop_redis(server)
     assert dati.returncode == 0
     stats = json.loads(out.decode().splitlines()[-1])
     rd = stats["redis"]
@@ -265,16 +269,8 @@ def test_redis_out_of_memory_is_counted(tmp_path, binaries, generated):
     """A Redis with a tiny maxmemory answers OOM: dati counts each refused
     record and the errors by kind, finishes, and does not crash."""
     sock = tmp_path / "r.sock"
-    server = subprocess.Popen(["redis-server", "--port", "0", "--unixsocket", str(sock), "--save", "",
-                               "--appendonly", "no", "--maxmemory", "1mb",
-                               "--maxmemory-policy", "noeviction"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server, _ = start_redis("--maxmemory", "1mb", "--maxmemory-policy", "noeviction", sock=sock)
     try:
-        for _ in range(250):
-            if sock.exists():
-                break
-            time.sleep(0.02)
-        time.sleep(0.1)
         conf = h.write_config(tmp_path, "r.conf", CONF.format(sock=sock).replace(
             "REDIS_AUTH s3cret\n", ""))
         run = h.run_dati(["-r", generated["path"], "-c", conf, "-t", 2])
@@ -284,8 +280,7 @@ def test_redis_out_of_memory_is_counted(tmp_path, binaries, generated):
         assert rd["records"] == run.stats["records"]["field"]
         assert "OOM" in run.stderr
     finally:
-        server.terminate()
-        server.wait()
+        stop_redis(server)
 
 
 def test_stream_mode(tmp_path, binaries, redis_server, generated):
@@ -328,17 +323,10 @@ def test_c_analyzer(tmp_path, binaries, redis_server, generated):
                          str(ANALYZERS / "c" / "requests.c"), "-lhiredis", "-o", str(exe)],
                         capture_output=True, text=True)
     assert cc.returncode == 0, cc.stderr
-    conf = h.write_config(tmp_path, "redis.conf", CONF.format(sock=redis_server["sock"]))
-    analyzer = subprocess.Popen([str(exe), "-s", str(redis_server["sock"]), "-a", "s3cret",
-                                 "-c", "http_GET", "-S", "test:sessions", "-p", "0.5", "-i", "2"],
-                                stdout=subprocess.PIPE, text=True)
-    assert "subscribed" in analyzer.stdout.readline()
-    run = h.run_dati(["-r", generated["path"], "-c", conf, "-q"])
-    out, _ = analyzer.communicate(timeout=30)
-    http = run.stats["filters"]["http"]["records"]
-    flows = run.stats["redis"]["flows"]
-    hosts = generated["summary"]["http_requests"]
-    assert f"total requests {http} sessions {flows} with host {hosts}" in out, out
+    out, _ = run_with_analyzer([exe, "-s", redis_server["sock"], "-a", "s3cret", "-c", "http_GET",
+                                "-S", "test:sessions", "-p", "0.5", "-i", "2"],
+                               redis_server, generated, tmp_path)
+    assert f"with host {generated['summary']['http_requests']}" in out, out
 
 
 def test_shell_analyzer(tmp_path, binaries, redis_server, generated):
@@ -394,17 +382,8 @@ def test_redis_over_tcp_loopback(tmp_path, binaries, generated):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
-                               "--save", "", "--appendonly", "no"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server, client = start_redis(port=port)
     try:
-        client = redis.Redis(host="127.0.0.1", port=port)
-        for _ in range(250):
-            try:
-                client.ping()
-                break
-            except redis.exceptions.ConnectionError:
-                time.sleep(0.02)
         text = CONF.format(sock="x").replace("REDIS_SOCK x", f"REDIS_HOST 127.0.0.1\nREDIS_PORT {port}")
         text = text.replace("REDIS_AUTH s3cret\n", "")
         conf = h.write_config(tmp_path, "tcp.conf", text)
@@ -412,5 +391,4 @@ def test_redis_over_tcp_loopback(tmp_path, binaries, generated):
         assert run.stats["redis"]["lost"] == 0
         assert len(list(client.scan_iter("dati:rec:*"))) == run.stats["records"]["field"] > 0
     finally:
-        server.terminate()
-        server.wait()
+        stop_redis(server)
