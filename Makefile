@@ -5,13 +5,14 @@
 CC ?= cc
 BUILD ?= build
 SANITIZE ?=
-PKGS := libpcap hiredis
+PKGS := libpcap hiredis libxml-2.0 libpcre2-8
 PYTHON ?= /usr/bin/python3   # Debian's, where python3-pytest installs
 
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wformat=2 -Werror
 CFLAGS ?= -O2 -g
-CFLAGS += -std=gnu11 $(WARN) -pthread -MMD -MP $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS += $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lpcap -lhiredis) -pthread
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+CFLAGS += -std=gnu11 $(WARN) -pthread -MMD -MP $(PKG_CFLAGS)
+LDLIBS += $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lpcap -lhiredis -lxml2 -lpcre2-8) -pthread
 ifneq ($(SANITIZE),)
 CFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
 LDFLAGS += -fsanitize=$(SANITIZE)
@@ -91,7 +92,7 @@ fuzz: $(BUILD)/libdati-fuzz.a
 
 $(BUILD)/libdati-fuzz.a: $(LIB_SRC)
 	@mkdir -p $(BUILD)/fuzz-obj
-	@for f in $(LIB_SRC); do clang -std=gnu11 -g -O1 $(WARN) -pthread \
+	@for f in $(LIB_SRC); do clang -std=gnu11 -g -O1 $(WARN) -pthread $(PKG_CFLAGS) \
 	  -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all -c $$f \
 	  -o $(BUILD)/fuzz-obj/$$(basename $$f .c).o || exit 1; done
 	$(AR) rcs $@ $(BUILD)/fuzz-obj/*.o

@@ -9,9 +9,11 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "classify.h"
 #include "extract.h"
+#include "netpdl.h"
 
 #define IFNAME_MAX 15   /* IFNAMSIZ - 1 */
 
@@ -130,7 +132,9 @@ static void kw_fields(struct parser *ps, char *v)
 {
     struct filter_conf *f = ps->filter;
     for (char *save, *tok = strtok_r(v, " \t", &save); tok; tok = strtok_r(NULL, " \t", &save)) {
-        int id = extract_field_lookup(tok);
+        /* a description's names come first: it may redefine a built-in one */
+        int slot = netpdl_set_lookup(f->netpdl, tok);
+        int id = slot >= 0 ? FIELD_COUNT + slot : extract_field_lookup(tok);
         if (id < 0) {
             perr(ps, tok, "filter %s: unknown field", f->name);
             continue;
@@ -149,9 +153,41 @@ static void kw_fields(struct parser *ps, char *v)
         }
         f->field_id[f->nfields] = id;
         f->field_key[f->nfields++] = dup(ps, tok);
-        if (extract_field_def(id)->layer == LAYER_HTTP)
+        if (id < FIELD_COUNT && extract_field_def(id)->layer == LAYER_HTTP)
             f->uses_http = 1;
     }
+}
+
+/* Relative paths: against the config file's directory first, then the
+ * working directory. */
+static void kw_protocol_def(struct parser *ps, char *v)
+{
+    struct filter_conf *f = ps->filter;
+    if (f->nfields) {
+        perr(ps, v, "filter %s: PROTOCOL_DEF must come before FIELDS", f->name);
+        return;
+    }
+    char path[4096];
+    struct stat st;
+    const char *slash = strrchr(ps->name, '/');
+    path[0] = 0;
+    if (v[0] != '/' && slash &&
+        (size_t)snprintf(path, sizeof path, "%.*s/%s", (int)(slash - ps->name), ps->name, v) <
+            sizeof path &&
+        stat(path, &st) != 0)
+        path[0] = 0;
+    if (!path[0])
+        snprintf(path, sizeof path, "%s", v);
+    if (!f->netpdl && !(f->netpdl = netpdl_set_create())) {
+        ps->oom = 1;
+        return;
+    }
+    int n = netpdl_set_load(f->netpdl, path, path, ps->errs);
+    if (n < 0)
+        ps->oom = 1;
+    else if (n > 0)
+        perr(ps, v, "filter %s: protocol description refused (%d error%s above)", f->name, n,
+             n == 1 ? "" : "s");
 }
 
 static void kw_tap_if(struct parser *ps, char *v)
@@ -273,6 +309,7 @@ static const struct keyword {
     HANDLER("BPF", FILTER, kw_bpf),
     HANDLER("FIELDS", FILTER, kw_fields),
     HANDLER("TAP_IF", FILTER, kw_tap_if),
+    HANDLER("PROTOCOL_DEF", FILTER, kw_protocol_def),
     HANDLER("REDIS_CHANNEL", FILTER, kw_redis_channel),
     HANDLER("REDIS_EXPIRE", FILTER, kw_redis_expire),
     HANDLER("REDIS_PREFIX", FILTER, kw_redis_prefix),
@@ -455,6 +492,7 @@ void config_free(struct config *c)
             free(f->field_key[j]);
         for (int j = 0; j < f->ntaps; j++)
             free(f->tap_if[j]);
+        netpdl_set_destroy(f->netpdl);
     }
     for (int i = 0; i < c->nifnames; i++)
         free(c->ifname[i]);

@@ -1,12 +1,14 @@
 /* config.h - the configuration file, in the seed's syntax: one "KEYWORD value"
  * per line, '#' starts a comment line, FILTER_NAME opens a filter block that
- * BPF, FIELDS, TAP_IF and REDIS_CHANNEL/REDIS_EXPIRE belong to.
+ * BPF, FIELDS, TAP_IF, PROTOCOL_DEF and REDIS_CHANNEL/REDIS_EXPIRE belong to.
  * Loaded once by the main thread; read-only afterwards. */
 #ifndef DATI_CONFIG_H
 #define DATI_CONFIG_H
 
 #include <stdint.h>
 #include <stdio.h>
+
+struct netpdl_set;
 
 #define CONFIG_MAX_FILTERS 64
 #define CONFIG_MAX_FIELDS 64
@@ -29,6 +31,7 @@ struct filter_conf {
     char *redis_channel;               /* default: the filter name */
     char *redis_prefix;                /* record keys: <prefix><id>; default "dati:rec:" */
     int redis_expire;                  /* seconds */
+    struct netpdl_set *netpdl;         /* PROTOCOL_DEF descriptions, or NULL */
 };
 
 struct config {

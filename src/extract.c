@@ -54,6 +54,37 @@ void extract_begin(struct extract_ctx *x, const struct packet *p)
     x->parsed = 0;
     x->found = 0;
     x->http_off = 0;
+    x->pdl.set = NULL;
+}
+
+/* Descriptions start at the TCP or UDP payload; other packets have none. */
+void extract_use_netpdl(struct extract_ctx *x, const struct netpdl_set *set)
+{
+    const struct packet *p = x->pkt;
+    int l4 = (p->flags & PKT_HAS_KEY) &&
+             (p->l4_proto == IPPROTO_TCP || p->l4_proto == IPPROTO_UDP);
+    netpdl_run_begin(&x->pdl, l4 ? set : NULL, packet_payload(p), l4 ? p->payload_len : 0);
+}
+
+void extract_fini(struct extract_ctx *x)
+{
+    netpdl_run_fini(&x->pdl);
+}
+
+static int netpdl_value(struct extract_ctx *x, int slot, struct field_value *v)
+{
+    struct netpdl_span sp;
+    enum netpdl_show show;
+    if (!netpdl_field(&x->pdl, slot, &sp, &v->num, &show))
+        return 0;
+    if (show == NETPDL_SHOW_NUMBER) {
+        v->kind = VALUE_UINT;
+        return 1;
+    }
+    v->kind = VALUE_STR;
+    v->nparts = 1;
+    v->parts[0] = (struct slice){x->pdl.payload + sp.off, sp.len};
+    return 1;
 }
 
 /* Runs the layer's parser once per packet; returns whether it found its protocol. */
@@ -162,6 +193,8 @@ static int base_field(const struct packet *p, int id, struct field_value *v)
 
 int extract_field(struct extract_ctx *x, int id, struct field_value *v)
 {
+    if (id >= FIELD_COUNT)
+        return netpdl_value(x, id - FIELD_COUNT, v);
     const struct field_def *def = extract_field_def(id);
     if (!def || !ensure_layer(x, def->layer))
         return 0;

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "bytes.h"
+#include "netpdl.h"
 #include "packet.h"
 
 enum field_id {
@@ -36,7 +37,7 @@ enum field_id {
     FIELD_DNS_QRY_CLASS,
     FIELD_DNS_COUNT_QUERIES,
     FIELD_TLS_SNI,
-    FIELD_COUNT
+    FIELD_COUNT   /* ids from here on: field FIELD_COUNT + k of the filter's descriptions */
 };
 
 enum field_layer { LAYER_BASE, LAYER_HTTP, LAYER_DNS, LAYER_TLS };
@@ -94,9 +95,16 @@ struct extract_ctx {
     struct http_request http;
     struct dns_query dns;
     struct slice sni;
+    struct netpdl_run pdl;    /* the filter's NetPDL descriptions, if any */
 };
 
 void extract_begin(struct extract_ctx *x, const struct packet *p);
+
+/* After extract_begin: the descriptions (or NULL) whose fields ids from
+ * FIELD_COUNT on name. A context used with descriptions starts zeroed and
+ * ends with extract_fini. */
+void extract_use_netpdl(struct extract_ctx *x, const struct netpdl_set *set);
+void extract_fini(struct extract_ctx *x);
 
 /* Fills v with the field's value in the current packet (and, for HTTP, the
  * current request). Returns 1 when present, 0 when absent. */

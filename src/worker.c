@@ -58,6 +58,7 @@ void worker_fini(struct worker *w)
     redis_out_close(w->redis);
     flow_table_fini(&w->flows);
     outbuf_fini(&w->out);
+    extract_fini(&w->x);
 }
 
 void worker_drain(struct worker *w)
@@ -77,6 +78,7 @@ static void write_records(struct worker *w, const struct packet *p, uint64_t mas
             continue;
         const struct filter_conf *f = &conf->filter[i];
         extract_begin(&w->x, p);
+        extract_use_netpdl(&w->x, f->netpdl);
         unsigned sub = 0;
         do {
             if (w->redis) {
