@@ -214,7 +214,7 @@ static const struct {
 };
 
 /* The slot for field `name` of the current protocol: the same name used in
- * two branches (a switch's cases) is one field. */
+ * two branches (a switch's cases) is one field, shown one way. */
 static int field_slot(struct loader *ld, const xmlNode *n, const char *name, enum pdl_ftype t,
                       uint8_t show)
 {
@@ -229,9 +229,9 @@ static int field_slot(struct loader *ld, const xmlNode *n, const char *name, enu
         struct pdl_field *f = &s->field[i];
         if (strcmp(f->name, full) != 0)
             continue;
-        if (f->ftype != t || f->show != show) {
-            lerr(ld, n, "field %s already defined at %s:%d with another type or showtemplate",
-                 full, f->file, f->line);
+        if ((f->ftype == FT_BIT) != (t == FT_BIT) || f->show != show) {
+            lerr(ld, n, "field %s already defined at %s:%d as a %s", full, f->file, f->line,
+                 f->ftype == FT_BIT ? "bit field" : f->show ? "number" : "byte string");
             return -1;
         }
         return i;
