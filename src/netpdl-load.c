@@ -623,6 +623,23 @@ static void rollback(struct netpdl_set *s, const struct netpdl_set *m)
     s->nre = m->nre;
 }
 
+/* libxml2 reports errors as it goes; the first one is the cause. */
+struct xml_first_error {
+    int line, seen;
+    char msg[256];
+};
+
+static void keep_first_error(void *ctx, xmlErrorPtr e)
+{
+    struct xml_first_error *fe = ctx;
+    if (fe->seen || !e || e->level < XML_ERR_ERROR)
+        return;
+    fe->seen = 1;
+    fe->line = e->line;
+    snprintf(fe->msg, sizeof fe->msg, "%s", e->message ? e->message : "unreadable");
+    fe->msg[strcspn(fe->msg, "\n")] = 0;
+}
+
 int netpdl_set_load_mem(struct netpdl_set *s, const char *text, size_t len, const char *name,
                         FILE *errs)
 {
@@ -638,18 +655,15 @@ int netpdl_set_load_mem(struct netpdl_set *s, const char *text, size_t len, cons
         lerr(&ld, NULL, "larger than 16 MiB");
         goto done;
     }
+    struct xml_first_error fe = {0, 0, "unreadable"};
+    xmlSetStructuredErrorFunc(&fe, keep_first_error);
     xmlDoc *doc = xmlReadMemory(text, (int)len, name, NULL,
                                 XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING |
                                     XML_PARSE_BIG_LINES);
+    xmlSetStructuredErrorFunc(NULL, NULL);
     if (!doc) {
-        const xmlError *e = xmlGetLastError();
-        char msg[256] = "unreadable";
-        if (e && e->message) {
-            snprintf(msg, sizeof msg, "%s", e->message);
-            msg[strcspn(msg, "\n")] = 0;
-        }
         if (errs)
-            fprintf(errs, "%s:%d: malformed XML: %s\n", name, e ? e->line : 0, msg);
+            fprintf(errs, "%s:%d: malformed XML: %s\n", name, fe.line, fe.msg);
         ld.nerrors++;
         goto done;
     }
