@@ -141,3 +141,7 @@ if command -v redis-server >/dev/null && command -v redis-benchmark >/dev/null; 
 else
     echo "4. Redis: redis-server or redis-benchmark missing (make deps)"
 fi
+
+# 5. NetPDL descriptions against the built-in fields (bench/netpdl.sh)
+echo
+"$(dirname "$0")/netpdl.sh" "$build"

@@ -151,6 +151,7 @@ static void kw_fields(struct parser *ps, char *v)
             perr(ps, tok, "filter %s: too many fields (at most %d)", f->name, CONFIG_MAX_FIELDS);
             return;
         }
+        netpdl_set_want(f->netpdl, slot);
         f->field_id[f->nfields] = id;
         f->field_key[f->nfields++] = dup(ps, tok);
         if (id < FIELD_COUNT && extract_field_def(id)->layer == LAYER_HTTP)

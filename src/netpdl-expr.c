@@ -221,6 +221,7 @@ static int parse_primary(struct cparse *c)
         return T_ERR;
     }
     emit(c, OP_FIELD, slot, 1);
+    c->s->field[slot].referenced = 1;
     if (c->s->field[slot].ftype == FT_BIT)
         return T_NUM;   /* a bit field is its masked value */
     return T_BUF;

@@ -80,6 +80,7 @@ struct pdl_field {
     uint8_t show;           /* netpdl_show */
     uint64_t mask;          /* bit fields: value = (word & mask) >> shift */
     uint8_t shift;
+    uint8_t referenced;     /* named in an expression */
 };
 
 struct pdl_proto {
@@ -122,6 +123,8 @@ struct netpdl_set {
     char **files;           /* names of the files loaded, owned */
     int nfiles;
     pcre2_match_context *mctx; /* match limits, shared read-only */
+    int nwanted;            /* slots asked for by netpdl_set_want() */
+    uint8_t wanted[NETPDL_MAX_FIELDS];
 };
 
 /* Compiles text into the set's instructions. Field names resolve against

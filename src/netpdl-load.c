@@ -605,8 +605,12 @@ static void rollback(struct netpdl_set *s, const struct netpdl_set *m)
 {
     for (int i = m->nprotos; i < s->nprotos; i++)
         free(s->proto[i].name);
-    for (int i = m->nfields; i < s->nfields; i++)
+    for (int i = m->nfields; i < s->nfields; i++) {
         free(s->field[i].name);
+        if (s->wanted[i])
+            s->nwanted--;
+        s->wanted[i] = 0;
+    }
     for (uint32_t i = m->ntok; i < s->ntok; i++)
         free(s->tok[i].bytes);
     for (uint32_t i = m->nre; i < s->nre; i++) {
@@ -773,6 +777,14 @@ int netpdl_set_lookup(const struct netpdl_set *s, const char *name)
         if (strcmp(s->field[i].name, name) == 0)
             return i;
     return -1;
+}
+
+void netpdl_set_want(struct netpdl_set *s, int slot)
+{
+    if (s && slot >= 0 && slot < s->nfields && !s->wanted[slot]) {
+        s->wanted[slot] = 1;
+        s->nwanted++;
+    }
 }
 
 int netpdl_set_nfields(const struct netpdl_set *s)

@@ -130,6 +130,8 @@ static int run_field(struct netpdl_run *r, const struct pdl_step *st, uint32_t *
         return 0;
     }
     case FT_PATTERN:
+        if (r->set->nwanted && !r->set->wanted[st->slot] && !r->set->field[st->slot].referenced)
+            return 0;   /* nobody asked for it */
         if (re_find(r, st->end.re, at, len, &a, &b))
             set_val(r, st->slot, a, b - a);
         return 0;   /* searches: absent is not the end, and the offset stays */

@@ -51,6 +51,11 @@ int netpdl_set_load_mem(struct netpdl_set *s, const char *text, size_t len, cons
 int netpdl_set_lookup(const struct netpdl_set *s, const char *name);
 
 int netpdl_set_nfields(const struct netpdl_set *s);
+
+/* Marks a slot as one the filter's records use. Once any slot is marked,
+ * pattern fields that are neither marked nor named in an expression are not
+ * searched (they move no offset, so nothing else changes). */
+void netpdl_set_want(struct netpdl_set *s, int slot);
 /* "<protocol>.<field>" of a slot. */
 const char *netpdl_field_name(const struct netpdl_set *s, int slot);
 
