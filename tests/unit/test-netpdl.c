@@ -228,6 +228,27 @@ static void test_pattern(void)
     CHECK_EQ_INT(sp.len, 3);
 }
 
+/* Once a filter says which fields it uses, patterns nobody uses are not
+ * searched, unless an expression names them. */
+static void test_wanted(void)
+{
+    CHECK_EQ_INT(load_fields("<field type=\"pattern\" name=\"a\" pattern=\"a+\"/>"
+                             "<field type=\"pattern\" name=\"b\" pattern=\"b+\"/>"
+                             "<field type=\"pattern\" name=\"n\" pattern=\"[0-9]\"/>"
+                             "<field type=\"variable\" name=\"v\" expr=\"ascii2int(n)\"/>"
+                             "<field type=\"eatall\" name=\"rest\"/>", NULL), 0);
+    packet_str("2aabb");
+    CHECK_STR(val("p.b"), "bb");
+    netpdl_set_want(set, netpdl_set_lookup(set, "p.a"));
+    netpdl_set_want(set, netpdl_set_lookup(set, "p.v"));
+    packet_str("2aabb");
+    CHECK_STR(val("p.a"), "aa");
+    CHECK_STR(val("p.b"), "<absent>");   /* not wanted: not searched */
+    CHECK_STR(val("p.n"), "2");          /* named in v's expression */
+    CHECK_STR(val("p.v"), "2a");
+    CHECK_STR(val("p.rest"), "abb");
+}
+
 static void test_padding(void)
 {
     CHECK_EQ_INT(load_fields("<field type=\"fixed\" name=\"a\" size=\"3\"/>"
@@ -485,6 +506,7 @@ int main(int argc, char **argv)
     test_line();
     test_tokens();
     test_pattern();
+    test_wanted();
     test_padding();
     test_switch();
     test_expressions();
