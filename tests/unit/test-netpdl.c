@@ -4,9 +4,13 @@
  * expression language, several protocols in one set; and descriptions that
  * must be refused at load with file:line and the reason. Payloads are
  * exact-size heap copies so that the sanitizer build catches overreads. */
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "config.h"
+#include "extract.h"
 #include "netpdl.h"
 #include "test.h"
 
@@ -497,6 +501,88 @@ static void test_file(void)
     CHECK_STR(val("http.method"), "<absent>");
 }
 
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    fputs(text, f);
+    fclose(f);
+}
+
+/* PROTOCOL_DEF through the configuration and extract_field(), as workers
+ * use it; then a reload with a broken description: refused, and the
+ * configuration loaded before keeps working. */
+static void test_config(void)
+{
+    char dir[] = "/tmp/test-netpdl-XXXXXX";
+    if (!CHECK(mkdtemp(dir)))
+        return;
+    char xml[256], conf[256];
+    snprintf(xml, sizeof xml, "%s/t.xml", dir);
+    snprintf(conf, sizeof conf, "%s/t.conf", dir);
+    write_file(xml, "<protocol name=\"t\"><format><fields>"
+                    "<field type=\"fixed\" name=\"n\" size=\"2\" showtemplate=\"FieldDec\"/>"
+                    "<field type=\"line\" name=\"url\"/>"
+                    "</fields></format></protocol>");
+    write_file(conf, "FILTER_NAME f\nBPF tcp\nPROTOCOL_DEF t.xml\nFIELDS t.url ip.proto t.n\n");
+    int nerr;
+    struct config *c = config_load(conf, stderr, &nerr);
+    if (!CHECK(c != NULL))
+        return;
+    const struct filter_conf *f = &c->filter[0];
+    CHECK_EQ_INT(f->nfields, 3);
+    CHECK(f->field_id[0] >= FIELD_COUNT);
+    CHECK_EQ_INT(f->field_id[1], FIELD_IP_PROTO);
+    CHECK_STR(f->field_key[0], "t.url");
+
+    static uint8_t frame[64];
+    memcpy(frame + 40, "\x01\x02/index\r\nrest", 14);
+    struct packet p = {.data = frame, .caplen = 54, .flags = PKT_HAS_KEY, .ip_version = 4,
+                       .l4_proto = IPPROTO_TCP, .payload_off = 40, .payload_len = 14};
+    struct extract_ctx x;
+    memset(&x, 0, sizeof x);
+    extract_begin(&x, &p);
+    extract_use_netpdl(&x, f->netpdl);
+    struct field_value v;
+    CHECK(extract_field(&x, f->field_id[0], &v));
+    CHECK_EQ_INT(v.kind, VALUE_STR);
+    CHECK_EQ_INT(v.nparts, 1);
+    CHECK_SLICE(v.parts[0], "/index");
+    CHECK(extract_field(&x, f->field_id[2], &v));
+    CHECK_EQ_INT(v.kind, VALUE_UINT);
+    CHECK_EQ_U64(v.num, 0x0102);
+    p.l4_proto = IPPROTO_ICMP;   /* no TCP or UDP payload: absent */
+    extract_begin(&x, &p);
+    extract_use_netpdl(&x, f->netpdl);
+    CHECK(!extract_field(&x, f->field_id[0], &v));
+
+    /* reload with a broken description: refused with its error */
+    write_file(xml, "<protocol name=\"t\"><format><fields>\n"
+                    "<field type=\"line\" name=\"url\"/><field type=\"nope\" name=\"x\"/>"
+                    "</fields></format></protocol>");
+    char errs[1024] = "";
+    FILE *e = fmemopen(errs, sizeof errs, "w");
+    struct config *c2 = config_load(conf, e, &nerr);
+    fclose(e);
+    CHECK(c2 == NULL);
+    CHECK_EQ_INT(nerr, 3);   /* the description, its PROTOCOL_DEF line, t.n unknown */
+    char want[512];
+    snprintf(want, sizeof want, "%s:2: field x: unsupported field type 'nope'", xml);
+    CHECK(strstr(errs, want) != NULL);
+    snprintf(want, sizeof want, "%s:3: filter f: protocol description refused (1 error above)",
+             conf);
+    CHECK(strstr(errs, want) != NULL);
+    p.l4_proto = IPPROTO_TCP;    /* the configuration loaded before still works */
+    extract_begin(&x, &p);
+    extract_use_netpdl(&x, f->netpdl);
+    CHECK(extract_field(&x, f->field_id[0], &v));
+    CHECK_SLICE(v.parts[0], "/index");
+    extract_fini(&x);
+    config_free(c);
+    unlink(xml);
+    unlink(conf);
+    rmdir(dir);
+}
+
 int main(int argc, char **argv)
 {
     (void)argc;
@@ -513,6 +599,7 @@ int main(int argc, char **argv)
     test_protocols();
     test_bad();
     test_file();
+    test_config();
     netpdl_run_fini(&run);
     netpdl_set_destroy(set);
     free(payload);
