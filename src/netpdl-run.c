@@ -171,10 +171,10 @@ static void run_proto(struct netpdl_run *r, int proto)
             if (pdl_expr_eval(s, st->expr, r, cur, &v) < 0)
                 return;
             pc = st->target;
-            const struct pdl_case *c = s->cases + st->case0;
-            for (uint32_t i = 0; i < st->ncases; i++) {
-                if (v >= c[i].lo && v <= c[i].hi) {
-                    pc = c[i].target;
+            for (uint32_t i = 0; i < st->ncases; i++) {   /* none: cases may be NULL */
+                const struct pdl_case *c = &s->cases[st->case0 + i];
+                if (v >= c->lo && v <= c->hi) {
+                    pc = c->target;
                     break;
                 }
             }
