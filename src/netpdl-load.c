@@ -119,7 +119,11 @@ static int add_token(struct loader *ld, const xmlNode *n, const char *text)
             b[k++] = (uint8_t)strtoul(hex, NULL, 16);
             i += 2;
         } else if (e && strchr("rnt\\0", e)) {
-            b[k++] = (uint8_t)(e == 'r' ? '\r' : e == 'n' ? '\n' : e == 't' ? '\t' : e == '0' ? 0 : '\\');
+            b[k++] = (uint8_t)(e == 'r'   ? '\r'
+                               : e == 'n' ? '\n'
+                               : e == 't' ? '\t'
+                               : e == '0' ? 0
+                                          : '\\');
         } else {
             lerr(ld, n, "token '%s': unknown escape (dati knows \\xHH \\r \\n \\t \\\\ \\0)", text);
             free(b);

@@ -43,7 +43,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             int got = netpdl_field(&run, slot, &sp, &num, &show);
             if (got && (sp.off > plen || sp.len > plen - sp.off))
                 abort();
-            if (!netpdl_field_name(s, slot) || netpdl_set_lookup(s, netpdl_field_name(s, slot)) != slot)
+            const char *name = netpdl_field_name(s, slot);
+            if (!name || netpdl_set_lookup(s, name) != slot)
                 abort();
             if (pass == 0) {
                 present[slot] = got;

@@ -285,3 +285,30 @@ def test_issue_example_config(tmp_path, binaries):
                        capture_output=True, timeout=h.RUN_TIMEOUT)
     assert p.returncode == 2
     assert b"protocols/http.xml: cannot read: No such file or directory" in p.stderr
+
+
+def test_threads_give_the_same_records(tmp_path, binaries):
+    """Each worker runs the shared, read-only programs with its own match
+    data: the records do not depend on the number of workers."""
+    cap = h.PCAP_DIR / "ndpi_1kxun.pcap"
+    if not cap.exists():
+        pytest.skip(h.CORPUS_MISSING)
+    conf = h.write_config(tmp_path, "t.conf", f"""\
+TIME_STATS 0
+PKT_TTL 1000000000
+FILTER_NAME http
+BPF tcp
+PROTOCOL_DEF {PROTOCOLS / 'http.xml'}
+FIELDS {BASE} {HTTP_FIELDS} http.get
+FILTER_NAME udp
+BPF udp
+PROTOCOL_DEF {PROTOCOLS / 'dns.xml'}
+FIELDS dns.id dns.qname dns.qtype
+""")
+    one = h.run_dati(["-r", cap, "-c", conf, "-t", 1, "-q"])
+    urls = sum(1 for r in one.records if "http.url" in r["fields"])
+    names = sum(1 for r in one.records if "dns.qname" in r["fields"])
+    assert urls > 100 and names > 5, (urls, names)
+    for t in (2, 3):
+        run = h.run_dati(["-r", cap, "-c", conf, "-t", t, "-q"])
+        assert sorted(run.record_lines()) == sorted(one.record_lines()), f"-t {t}"

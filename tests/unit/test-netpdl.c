@@ -92,7 +92,8 @@ static long long expr(const char *e)
 static void test_fixed(void)
 {
     CHECK_EQ_INT(load_fields("<field type=\"fixed\" name=\"a\" size=\"3\"/>"
-                             "<field type=\"fixed\" name=\"n\" size=\"2\" showtemplate=\"FieldDec\"/>"
+                             "<field type=\"fixed\" name=\"n\" size=\"2\" "
+                             "showtemplate=\"FieldDec\"/>"
                              "<field type=\"fixed\" name=\"c\" size=\"4\"/>", NULL), 0);
     packet("abc\x01\x02wxyz", 9);
     CHECK_STR(val("p.a"), "abc");
@@ -210,7 +211,8 @@ static void test_pattern(void)
     /* the seed's style: look-behind; patterns search from the current
      * offset and do not move it */
     CHECK_EQ_INT(load_fields("<field type=\"line\" name=\"first\"/>"
-                             "<field type=\"pattern\" name=\"host\" pattern=\"(?&lt;=Host: )[^\\r\\n]*\"/>"
+                             "<field type=\"pattern\" name=\"host\" "
+                             "pattern=\"(?&lt;=Host: )[^\\r\\n]*\"/>"
                              "<field type=\"pattern\" name=\"none\" pattern=\"Nothing: .*\"/>"
                              "<field type=\"pattern\" name=\"k\" pattern=\"(?i)key=\\K\\w+\"/>"
                              "<field type=\"line\" name=\"second\"/>", NULL), 0);
@@ -222,7 +224,8 @@ static void test_pattern(void)
     packet_str("Host: before\nline");
     CHECK_STR(val("p.host"), "<absent>");    /* the search starts after "first" */
     /* binary bytes and NULs are data */
-    CHECK_EQ_INT(load_fields("<field type=\"pattern\" name=\"b\" pattern=\"\\x00\\xff+\"/>", NULL), 0);
+    CHECK_EQ_INT(load_fields("<field type=\"pattern\" name=\"b\" pattern=\"\\x00\\xff+\"/>",
+                             NULL), 0);
     packet("a\x00\xff\xff" "b", 5);
     struct netpdl_span sp;
     uint64_t num;
@@ -341,7 +344,8 @@ static void test_expressions(void)
     CHECK_EQ_INT(expr("buf2int($packet[1:2]) - 0x3100"), 0x32);
     CHECK_EQ_INT(expr("buf2int(two) == 0x3031"), 1);
     CHECK_EQ_INT(expr("ascii2int($packet[3:2]) + 1"), 35);
-    CHECK_EQ_INT(expr("(2 &lt; 3) + (3 &lt;= 3) + (4 &gt; 3) + (3 &gt;= 4) + (1 != 1) + (1 == 1)"), 4);
+    CHECK_EQ_INT(expr("(2 &lt; 3) + (3 &lt;= 3) + (4 &gt; 3) + (3 &gt;= 4) + (1 != 1) + "
+                      "(1 == 1)"), 4);
     CHECK_EQ_INT(expr("1 and 2"), 1);
     CHECK_EQ_INT(expr("0 or 0"), 0);
     CHECK_EQ_INT(expr("not 0 + !5"), 1);
