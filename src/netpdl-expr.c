@@ -18,6 +18,7 @@ struct cparse {
     const char *text, *p;
     uint32_t first;     /* of this expression in s->insn */
     int depth, max_depth;
+    int nest;           /* recursion of the parser: parentheses, unary operators */
     char *err;
     size_t errlen;
     int failed;
@@ -35,8 +36,9 @@ static void cerr(struct cparse *c, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    snprintf(c->err, c->errlen, "expression '%s': %s (at offset %d)", c->text, msg,
-             (int)(c->p - c->text));
+    int shown = strlen(c->text) > 80 ? 77 : 80;   /* a long expression is shortened */
+    snprintf(c->err, c->errlen, "expression '%.*s%s': %s (at offset %d)", shown, c->text,
+             strlen(c->text) > 80 ? "..." : "", msg, (int)(c->p - c->text));
 }
 
 int pdl_grow(void **arr, uint32_t *cap, uint32_t n, size_t elem)
@@ -143,7 +145,9 @@ static int parse_primary(struct cparse *c)
         return T_NUM;
     }
     if (accept(c, "(")) {
+        c->nest++;
         int t = parse_or(c);
+        c->nest--;
         if (t != T_ERR && !accept(c, ")")) {
             cerr(c, "')' expected");
             return T_ERR;
@@ -169,6 +173,7 @@ static int parse_primary(struct cparse *c)
                 cerr(c, "'[' expected after $packet");
                 return T_ERR;
             }
+            c->nest++;
             if (!need_num(c, parse_or(c), "an offset") || !accept(c, ":")) {
                 cerr(c, "':' expected in $packet[offset:length]");
                 return T_ERR;
@@ -177,6 +182,7 @@ static int parse_primary(struct cparse *c)
                 cerr(c, "']' expected in $packet[offset:length]");
                 return T_ERR;
             }
+            c->nest--;
             emit(c, OP_PACKET, 0, -1);
             return T_BUF;
         }
@@ -198,7 +204,9 @@ static int parse_primary(struct cparse *c)
             cerr(c, "'(' expected");
             return T_ERR;
         }
+        c->nest++;
         int t = parse_or(c);
+        c->nest--;
         if (t == T_NUM)
             cerr(c, "%.*s() needs a buffer", n, p);
         if (t != T_BUF || !accept(c, ")")) {
@@ -229,6 +237,10 @@ static int parse_primary(struct cparse *c)
 
 static int parse_unary(struct cparse *c)
 {
+    if (c->nest > PDL_STACK) {
+        cerr(c, "nested too deeply (at most %d levels)", PDL_STACK);
+        return T_ERR;
+    }
     enum pdl_op op;
     if (accept(c, "-"))
         op = OP_NEG;
@@ -238,7 +250,10 @@ static int parse_unary(struct cparse *c)
         op = OP_LNOT;
     else
         return parse_primary(c);
-    if (!need_num(c, parse_unary(c), "a unary operator"))
+    c->nest++;
+    int t = parse_unary(c);
+    c->nest--;
+    if (!need_num(c, t, "a unary operator"))
         return T_ERR;
     emit(c, op, 0, 0);
     return T_NUM;

@@ -152,7 +152,7 @@ static int add_regex(struct loader *ld, const xmlNode *n, const char *pat, uint3
     if (!re) {
         PCRE2_UCHAR msg[256];
         pcre2_get_error_message(code, msg, sizeof msg);
-        lerr(ld, n, "regex '%s' does not compile: %s at offset %zu", pat, (char *)msg,
+        lerr(ld, n, "regex '%.80s' does not compile: %s at offset %zu", pat, (char *)msg,
              (size_t)off);
         return -1;
     }

@@ -464,6 +464,13 @@ static void test_bad(void)
     bad("<field type=\"fixed\" name=\"a\" size=\"1\"/><field type=\"bit\" name=\"a\" size=\"1\" "
         "mask=\"1\"/>", NULL, "t.xml:5: field p.a already defined at t.xml:5 as a byte string");
     bad("<field type=\"fixed\" name=\"a.b\" size=\"1\"/>", NULL, "letters, digits, _ and - only");
+    /* the parser's recursion is bounded: no stack overflow on deep nesting */
+    char deep[4096] = "<field type=\"variable\" name=\"a\" expr=\"";
+    for (int i = 0; i < 1000; i++)
+        strcat(deep, i % 2 ? "(" : "-");
+    strcat(deep, "1\"/>");
+    bad(deep, NULL, "nested too deeply (at most 32 levels)");
+    CHECK_EQ_INT(expr("((((((((((((((((((((1)))))))))))))))))))) + - - 1"), 2);
     /* every error is reported, not just the first */
     CHECK(load_fields("<field type=\"x\" name=\"a\"/>\n<field type=\"y\" name=\"b\"/>", NULL) == 2);
     /* a block included from many places: too large, said once */
