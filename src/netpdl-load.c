@@ -516,6 +516,72 @@ out:
     return rc;
 }
 
+/* <if expr> with <if-true> and <if-false>: a switch on (expr != 0) whose
+ * one case is 1 and whose default is the false branch. */
+static int compile_if(struct loader *ld, const xmlNode *n)
+{
+    struct netpdl_set *s = ld->s;
+    char *expr = attr(n, "expr");
+    char err[512];
+    int rc = -1, has[2] = {0, 0};
+    uint32_t jumps[2];
+    int njumps = 0;
+    struct pdl_step st = {.kind = STEP_SWITCH, .end = {-1, -1}, .begin = {-1, -1}};
+    if (!expr) {
+        lerr(ld, n, "<if> needs an expr attribute");
+        return -1;
+    }
+    if ((st.expr = pdl_expr_compile(s, ld->proto, expr, 0, err, sizeof err)) < 0) {
+        lerr(ld, n, "if: %s", err);
+        goto out;
+    }
+    /* the expression is the last one compiled: make its value 0 or 1 */
+    if (pdl_grow((void **)&s->insn, &s->capinsn, s->ninsn, sizeof *s->insn) < 0) {
+        ld->oom = 1;
+        goto out;
+    }
+    s->insn[s->ninsn++] = (struct pdl_insn){OP_BOOL, 0};
+    s->expr[st.expr].n++;
+    int sw = add_step(ld, n, st);
+    if (sw < 0)
+        goto out;
+    uint32_t true_at = 0;
+    for (const xmlNode *c = n->children; c; c = c->next) {
+        if (c->type != XML_ELEMENT_NODE)
+            continue;
+        int which = is(c, "if-true") ? 1 : is(c, "if-false") ? 0 : -1;
+        if (which < 0 || has[which]++) {
+            lerr(ld, c, which < 0 ? "<%s> in an <if>: dati supports <if-true> and <if-false>"
+                                  : "<%s> twice in one <if>", c->name);
+            goto out;
+        }
+        if (which)
+            true_at = s->nsteps;
+        else
+            s->step[sw].target = s->nsteps;
+        if (compile_branch(ld, c, jumps, &njumps) < 0)
+            goto out;
+    }
+    uint32_t end = s->nsteps;
+    for (int i = 0; i < njumps; i++)
+        s->step[jumps[i]].target = end;
+    if (!has[0])
+        s->step[sw].target = end;
+    if (has[1]) {
+        if (pdl_grow((void **)&s->cases, &s->capcases, s->ncases, sizeof *s->cases) < 0) {
+            ld->oom = 1;
+            goto out;
+        }
+        s->cases[s->ncases] = (struct pdl_case){1, 1, true_at};
+        s->step[sw].case0 = s->ncases++;
+        s->step[sw].ncases = 1;
+    }
+    rc = 0;
+out:
+    xmlFree(expr);
+    return rc;
+}
+
 static int compile_node(struct loader *ld, const xmlNode *n)
 {
     if (ld->depth >= LOAD_MAX_DEPTH) {
@@ -532,9 +598,11 @@ static int compile_node(struct loader *ld, const xmlNode *n)
         rc = compile_include(ld, n);
     else if (is(n, "switch"))
         rc = compile_switch(ld, n);
+    else if (is(n, "if"))
+        rc = compile_if(ld, n);
     else {
-        lerr(ld, n, "unsupported element <%s> (dati supports field, block, includeblk, switch; "
-                    "see doc/netpdl.md)", n->name);
+        lerr(ld, n, "unsupported element <%s> (dati supports field, block, includeblk, switch, "
+                    "if; see doc/netpdl.md)", n->name);
         rc = -1;
     }
     ld->depth--;

@@ -324,6 +324,42 @@ static void test_switch(void)
     CHECK_STR(val("p.b"), "<absent>");
 }
 
+static void bad(const char *fields, const char *blocks, const char *want);
+
+static void test_if(void)
+{
+    const char *fields =
+        "<field type=\"fixed\" name=\"len\" size=\"1\" showtemplate=\"FieldDec\"/>"
+        "<if expr=\"buf2int(len) &gt; 2\">"
+        "  <if-true><field type=\"variable\" name=\"long\" expr=\"buf2int(len)\"/></if-true>"
+        "  <if-false><field type=\"fixed\" name=\"short\" size=\"1\"/></if-false>"
+        "</if>"
+        "<if expr=\"$payloadlength - $currentoffset\">"
+        "  <if-true><field type=\"eatall\" name=\"rest\"/></if-true>"
+        "</if>"
+        "<field type=\"fixed\" name=\"after\" size=\"1\"/>";
+    CHECK_EQ_INT(load_fields(fields, NULL), 0);
+    packet("\x03" "abcde", 6);
+    CHECK_STR(val("p.long"), "abc");
+    CHECK_STR(val("p.short"), "<absent>");
+    CHECK_STR(val("p.rest"), "de");
+    CHECK_STR(val("p.after"), "<absent>");
+    packet("\x01" "xy", 3);
+    CHECK_STR(val("p.long"), "<absent>");
+    CHECK_STR(val("p.short"), "x");
+    CHECK_STR(val("p.rest"), "y");
+    packet("\x01" "x", 2);
+    CHECK_STR(val("p.short"), "x");
+    CHECK_STR(val("p.rest"), "<absent>");   /* 0: no if-false, on after the if */
+    CHECK_STR(val("p.after"), "<absent>");
+    packet("\x00" "xz", 3);
+    CHECK_STR(val("p.rest"), "z");
+    bad("<if expr=\"1\"><if-true/><if-true/></if>", NULL, "<if-true> twice in one <if>");
+    bad("<if expr=\"1\"><field type=\"eatall\" name=\"x\"/></if>", NULL,
+        "<field> in an <if>: dati supports <if-true> and <if-false>");
+    bad("<if><if-true/></if>", NULL, "<if> needs an expr attribute");
+}
+
 static void test_expressions(void)
 {
     /* payload: "0123456789" repeated to 64 bytes; $currentoffset is 2 */
@@ -606,6 +642,7 @@ int main(int argc, char **argv)
     test_wanted();
     test_padding();
     test_switch();
+    test_if();
     test_expressions();
     test_protocols();
     test_bad();
