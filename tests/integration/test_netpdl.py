@@ -20,7 +20,7 @@ import pytest
 import dati_helpers as h
 
 PROTOCOLS = h.REPO / "protocols"
-HTTP_FIELDS = "http.method http.url http.host http.useragent http.referer http.cookie"
+HTTP_FIELDS = "http.method http.url http.version http.host http.useragent http.referer http.cookie"
 BASE = "ip.src ip.dst tcp.sport tcp.dport"
 
 
