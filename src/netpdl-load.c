@@ -288,6 +288,17 @@ static int compile_field(struct loader *ld, const xmlNode *n)
         goto out;
     }
     st.ftype = (uint8_t)ftypes[i].type;
+    /* NetPDL's other ways to place a token's end (endoffset, enddiscard, ...)
+     * would change values silently if ignored: refused */
+    for (const xmlAttr *a = n->properties; a; a = a->next) {
+        const char *an = (const char *)a->name;
+        if ((strncmp(an, "begin", 5) == 0 || strncmp(an, "end", 3) == 0) &&
+            strcmp(an, "begintoken") != 0 && strcmp(an, "beginregex") != 0 &&
+            strcmp(an, "endtoken") != 0 && strcmp(an, "endregex") != 0) {
+            lerr(ld, n, "field %s: attribute %s is not supported by dati", name, an);
+            goto out;
+        }
+    }
     int64_t v, mask = 0;
     uint8_t show = NETPDL_SHOW_BYTES;
     switch (ftypes[i].type) {

@@ -493,6 +493,8 @@ static void test_bad(void)
         "mask wider than size 1 bytes");
     bad("<field type=\"tokenended\" name=\"a\"/>", NULL, "needs either endtoken or endregex");
     bad("<field type=\"tokenended\" name=\"a\" endtoken=\"\\q\"/>", NULL, "unknown escape");
+    bad("<field type=\"tokenended\" name=\"a\" endtoken=\"x\" enddiscard=\"1\"/>", NULL,
+        "t.xml:5: field a: attribute enddiscard is not supported by dati");
     bad("<switch expr=\"1\"><case value=\"x\"/></switch>", NULL,
         "value='x' is not a number");
     bad("<switch expr=\"1\"><field type=\"eatall\" name=\"a\"/></switch>", NULL,
