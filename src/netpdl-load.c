@@ -147,8 +147,9 @@ static int add_regex(struct loader *ld, const xmlNode *n, const char *pat, uint3
             return (int)i;
     int code;
     PCRE2_SIZE off;
-    pcre2_code *re = pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, options, &code, &off,
-                                   NULL);
+    /* payloads are bytes: a (*UTF) in a pattern is refused */
+    pcre2_code *re = pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED,
+                                   options | PCRE2_NEVER_UTF, &code, &off, NULL);
     if (!re) {
         PCRE2_UCHAR msg[256];
         pcre2_get_error_message(code, msg, sizeof msg);

@@ -480,6 +480,8 @@ static void test_bad(void)
         "unexpected text after the expression");
     bad("<field type=\"pattern\" name=\"a\" pattern=\"(unclosed\"/>", NULL,
         "t.xml:5: regex '(unclosed' does not compile: missing closing parenthesis at offset 9");
+    bad("<field type=\"pattern\" name=\"a\" pattern=\"(*UTF)a\"/>", NULL,
+        "regex '(*UTF)a' does not compile: using UTF is disabled by the application");
     bad("<includeblk name=\"b1\"/>",
         "<block name=\"b1\"><includeblk name=\"b2\"/></block>\n"
         "<block name=\"b2\">\n<includeblk name=\"b1\"/></block>",
