@@ -170,6 +170,39 @@ static void kw_tap_if(struct parser *ps, char *v)
     f->tap_if[f->ntaps++] = dup(ps, v);
 }
 
+static int parse_yes_no(struct parser *ps, const char *kw, const char *v, int *out)
+{
+    if (strcmp(v, "yes") == 0 || strcmp(v, "no") == 0) {
+        *out = v[0] == 'y';
+        return 0;
+    }
+    perr(ps, v, "%s is yes or no", kw);
+    return -1;
+}
+
+static void kw_tap_balance(struct parser *ps, char *v)
+{
+    if (strcmp(v, "flow") == 0)
+        ps->filter->tap_round_robin = 0;
+    else if (strcmp(v, "roundrobin") == 0)
+        ps->filter->tap_round_robin = 1;
+    else
+        perr(ps, v, "TAP_BALANCE is flow (a flow stays on one device) or roundrobin");
+}
+
+static void kw_promisc(struct parser *ps, char *v) { parse_yes_no(ps, "PROMISC", v, &ps->c->promisc); }
+
+static void kw_ring_block_size(struct parser *ps, char *v)
+{
+    unsigned long n;
+    if (parse_uint(ps, "RING_BLOCK_SIZE", v, 4096, 1ul << 30, &n) < 0)
+        return;
+    if (n % 4096)
+        perr(ps, v, "RING_BLOCK_SIZE must be a multiple of 4096 (the page size)");
+    else
+        ps->c->ring_block_size = (unsigned)n;
+}
+
 static void kw_redis_channel(struct parser *ps, char *v)
 {
     if (strpbrk(v, " \t")) {
@@ -273,10 +306,16 @@ static const struct keyword {
     HANDLER("BPF", FILTER, kw_bpf),
     HANDLER("FIELDS", FILTER, kw_fields),
     HANDLER("TAP_IF", FILTER, kw_tap_if),
+    HANDLER("TAP_BALANCE", FILTER, kw_tap_balance),
     HANDLER("REDIS_CHANNEL", FILTER, kw_redis_channel),
     HANDLER("REDIS_EXPIRE", FILTER, kw_redis_expire),
     HANDLER("REDIS_PREFIX", FILTER, kw_redis_prefix),
     HANDLER("IFNAME", GLOBAL, kw_ifname),
+    HANDLER("PROMISC", GLOBAL, kw_promisc),
+    HANDLER("RING_BLOCK_SIZE", GLOBAL, kw_ring_block_size),
+    NUMBER("RING_BLOCKS", 2, 65536, ring_blocks),
+    NUMBER("RING_BLOCK_TIMEOUT", 1, 10000, ring_block_timeout_ms),
+    NUMBER("SNAPLEN", 0, 262144, snaplen),
     NUMBER("TIME_STATS", 0, 86400, time_stats),
     NUMBER("PKT_TTL", 1, 1000000000, pkt_ttl),
     NUMBER("MAX_FLOWS", 1, 1ul << 30, max_flows),
@@ -378,6 +417,10 @@ struct config *config_parse(const char *name, const char *text, size_t len, FILE
     buf[len] = 0;
     c->time_stats = 10;
     c->pkt_ttl = 30;
+    c->promisc = 1;
+    c->ring_block_size = 1u << 20;
+    c->ring_blocks = 32;
+    c->ring_block_timeout_ms = 10;
     c->max_flows = 1u << 20;
     c->redis_port = 6379;
     c->redis_pipeline = 50;

@@ -26,6 +26,7 @@ struct filter_conf {
     int ntaps;
     char *tap_if[CONFIG_MAX_TAPS];
     int tap_line;
+    int tap_round_robin;               /* TAP_BALANCE roundrobin (the seed's); default: by flow */
     char *redis_channel;               /* default: the filter name */
     char *redis_prefix;                /* record keys: <prefix><id>; default "dati:rec:" */
     int redis_expire;                  /* seconds */
@@ -38,6 +39,12 @@ struct config {
     int nifnames;
     char *ifname[CONFIG_MAX_IFNAMES];
     int ifname_line;
+    /* live capture (AF_PACKET TPACKET_V3), per worker and interface */
+    unsigned ring_block_size;          /* bytes */
+    unsigned ring_blocks;
+    unsigned ring_block_timeout_ms;
+    unsigned snaplen;                  /* 0: whole packets */
+    int promisc;
     unsigned time_stats;               /* seconds between statistics; 0: only at exit */
     unsigned pkt_ttl;                  /* flow idle timeout, seconds */
     unsigned max_flows;                /* flows in the table, all workers together */

@@ -35,6 +35,23 @@ void stats_sum(const struct stats_source *s, struct stats_totals *t)
             t->decoded += t->decode[i];
     }
     for (int w = 0; w < s->nworkers; w++) {
+        const struct reader_counters *in = &s->workers[w].in;
+        t->packets += COUNTER_GET(in->packets);
+        t->bytes += COUNTER_GET(in->bytes);
+        for (int i = 0; i < DECODE_RESULT_COUNT; i++) {
+            uint64_t n = COUNTER_GET(in->decode[i]);
+            t->decode[i] += n;
+            if (decode_is_error((enum decode_result)i))
+                t->errors += n;
+            else
+                t->decoded += n;
+        }
+    }
+    for (int i = 0; i < s->nifaces; i++) {
+        t->kernel_received += s->ifaces[i].received;
+        t->kernel_dropped += s->ifaces[i].dropped;
+    }
+    for (int w = 0; w < s->nworkers; w++) {
         const struct worker_counters *c = &s->workers[w].c;
         const struct flow_table *ft = &s->workers[w].flows;
         t->processed += COUNTER_GET(c->packets);
@@ -82,6 +99,10 @@ void stats_print(FILE *f, const struct stats_source *s, const struct stats_total
     fprintf(f, "dati: %s%llu packets, %llu bytes in %.2f s (%.0f packets/s)\n",
             final ? "" : "[stats] ", (unsigned long long)t->packets,
             (unsigned long long)t->bytes, elapsed, rate);
+    for (int i = 0; i < s->nifaces; i++)
+        fprintf(f, "dati:   %s: %llu received by the kernel, %llu dropped by the kernel\n",
+                s->ifaces[i].name, (unsigned long long)s->ifaces[i].received,
+                (unsigned long long)s->ifaces[i].dropped);
     fprintf(f, "dati:   decoded %llu:", (unsigned long long)t->decoded);
     for (int i = 0; i < DECODE_OK_COUNT; i++)
         fprintf(f, " %s %llu", decode_result_name((enum decode_result)i),
@@ -145,6 +166,20 @@ int stats_json(struct outbuf *b, const struct stats_source *s, const struct stat
     rc |= json_u64(b, t->bytes);
     rc |= json_lit(b, ",\"processed\":");
     rc |= json_u64(b, t->processed);
+    if (s->nifaces) {
+        rc |= json_lit(b, ",\"interfaces\":{");
+        for (int i = 0; i < s->nifaces; i++) {
+            rc |= json_lit(b, i ? ",\"" : "\"");
+            rc |= json_lit(b, s->ifaces[i].name);
+            rc |= json_lit(b, "\":{");
+            first = 1;
+            rc |= member(b, "received", s->ifaces[i].received, &first);
+            rc |= member(b, "kernel_drops", s->ifaces[i].dropped, &first);
+            rc |= json_lit(b, "}");
+        }
+        rc |= json_lit(b, "}");
+        first = 1;
+    }
     rc |= json_lit(b, ",\"decoded\":{");
     for (int i = 0; i < DECODE_OK_COUNT; i++)
         rc |= member(b, decode_result_name((enum decode_result)i), t->decode[i], &first);

@@ -8,7 +8,9 @@
 #include <pthread.h>
 #include <stdint.h>
 
+#include "capture.h"
 #include "classify.h"
+#include "decode.h"
 #include "config.h"
 #include "extract.h"
 #include "flow.h"
@@ -22,6 +24,19 @@ struct pipeline {
     struct classifier classifier;
     const char *filter_name[CLASSIFY_MAX_FILTERS];
     uint64_t record_filters;       /* filters with FIELDS */
+};
+
+/* Compiles conf's filters, and for each of linktypes up front (live
+ * capture, where workers never compile). Returns NULL on failure. */
+struct pipeline *pipeline_new(const struct config *conf, const int *linktypes, int nlinks);
+void pipeline_free(struct pipeline *pl);
+
+/* What came in: written by the reader thread reading a file, by each
+ * worker in live capture. Every packet lands in one decode bucket. */
+struct reader_counters {
+    uint64_t packets;              /* read from the input */
+    uint64_t bytes;                /* their on-the-wire length */
+    uint64_t decode[DECODE_RESULT_COUNT];
 };
 
 struct worker_counters {
@@ -46,6 +61,12 @@ struct worker {
     struct pktq *q;                /* NULL when running inline */
     struct redis_out *redis;       /* records go to Redis instead of JSON lines */
     pthread_t thread;
+    /* live capture: the worker reads its own rings */
+    struct capture cap;
+    struct reader_counters in;
+    uint64_t clock;                /* latest packet time or wall time, ns */
+    uint64_t frame;                /* frame numbers: index + 1, then + nworkers */
+    const struct pipeline *next_pl;/* set by a reload; taken at the next batch */
 };
 
 /* Returns 0, or -1 with the reason in err: no memory for the flow table or
