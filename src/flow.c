@@ -138,6 +138,7 @@ struct flow *flow_create(struct flow_table *t, const struct packet *p)
     f->id = p->frame;
     f->first_ts = p->ts;
     f->client_is_lo = (p->flags & PKT_SRC_IS_LO) != 0;
+    f->iface = p->iface;
     uint32_t *head = &t->buckets[p->hash & t->bucket_mask];
     f->chain = *head;
     *head = i;

@@ -32,7 +32,8 @@ struct flow {
     uint32_t tcp_end[2];      /* per direction: highest sequence number + payload seen */
     uint8_t client_is_lo;     /* the client (first sender) is key.lo_* */
     uint8_t tcp_seen;         /* bit per direction: tcp_end[] is valid */
-    uint8_t pad[6];
+    uint8_t iface;            /* packet.iface of the first packet */
+    uint8_t pad[5];
 };
 
 typedef void (*flow_emit_fn)(void *ctx, const struct flow *f, enum flow_end why);

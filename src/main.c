@@ -50,15 +50,6 @@ static int count_arg(const char *opt, const char *arg, long max)
     return (int)n;
 }
 
-/* Keywords that later parts of dati implement: accepted, but say so. */
-static void check_unsupported(const struct config *c)
-{
-    for (int i = 0; i < c->nfilters; i++)
-        if (c->filter[i].ntaps)
-            log_warn("%s:%d: TAP_IF %s: forwarding to tun/tap is not supported yet; ignored",
-                     c->path, c->filter[i].tap_line, c->filter[i].tap_if[0]);
-}
-
 int main(int argc, char **argv)
 {
     enum { OPT_CHECK = 256, OPT_NO_PROGRESS, OPT_DUMP, OPT_CPUS };
@@ -135,12 +126,10 @@ int main(int argc, char **argv)
         return 2;
     }
     if (check) {
-        check_unsupported(conf);
         printf("%s: ok, %d filter%s\n", conf->path, conf->nfilters, conf->nfilters == 1 ? "" : "s");
         config_free(conf);
         return 0;
     }
-    check_unsupported(conf);
     if (!input && !nifnames) {   /* the config's IFNAME lines, as in the seed */
         for (int i = 0; i < conf->nifnames && i < CAPTURE_MAX_IFACES; i++)
             ifnames[nifnames++] = conf->ifname[i];

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "capture.h"
 #include "config.h"
 #include "counter.h"
 #include "log.h"
@@ -393,6 +394,11 @@ int redis_out_record(struct redis_out *r, struct extract_ctx *x, const struct fi
     args[n++] = (struct arg){t0, s->len - t0, NULL};
     args[n++] = (struct arg){0, 6, (const uint8_t *)"filter"};
     args[n++] = (struct arg){0, strlen(f->name), (const uint8_t *)f->name};
+    const char *ifname = capture_iface_name(x->pkt->iface);
+    if (ifname) {
+        args[n++] = (struct arg){0, 9, (const uint8_t *)"interface"};
+        args[n++] = (struct arg){0, strlen(ifname), (const uint8_t *)ifname};
+    }
     if (flow_id) {
         args[n++] = (struct arg){0, 4, (const uint8_t *)"flow"};
         t0 = s->len;

@@ -31,30 +31,46 @@ double run_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-struct pipeline *pipeline_new(const struct config *conf, const int *linktypes, int nlinks)
+struct pipeline *pipeline_new(const struct config *conf, const int *linktypes, int nlinks,
+                              struct tap_pool *taps, char *err, size_t errlen)
 {
     struct pipeline *pl = calloc(1, sizeof *pl);
-    if (!pl)
+    if (!pl) {
+        snprintf(err, errlen, "out of memory");
         return NULL;
+    }
     pl->conf = conf;
+    pl->taps = taps;
     classify_init(&pl->classifier);
     for (int i = 0; i < conf->nfilters; i++) {
         const struct filter_conf *f = &conf->filter[i];
         if (classify_add(&pl->classifier, f->name, f->bpf) < 0) {
-            pipeline_free(pl);
-            return NULL;
+            snprintf(err, errlen, "too many filters");
+            goto fail;
         }
         pl->filter_name[i] = f->name;
         if (f->nfields)
             pl->record_filters |= 1ull << i;
+        for (int t = 0; t < f->ntaps; t++) {
+            int d = tap_pool_open(taps, f->tap_if[t], err, errlen);
+            if (d < 0)
+                goto fail;
+            pl->tap[i].dev[pl->tap[i].n++] = (uint16_t)d;
+        }
+        pl->tap[i].round_robin = f->tap_round_robin;
+        if (f->ntaps)
+            pl->tap_filters |= 1ull << i;
     }
     /* live capture compiles up front: workers never compile */
     for (int i = 0; i < nlinks; i++)
         if (classify_link_slot(&pl->classifier, linktypes[i]) < 0) {
-            pipeline_free(pl);
-            return NULL;
+            snprintf(err, errlen, "too many link types");
+            goto fail;
         }
     return pl;
+fail:
+    pipeline_free(pl);
+    return NULL;
 }
 
 void pipeline_free(struct pipeline *pl)
@@ -154,8 +170,8 @@ static int setup(struct run *r)
     int linktypes[CAPTURE_MAX_IFACES];
     for (int i = 0; i < r->nifaces; i++)
         linktypes[i] = r->ifaces[i].linktype;
-    if (!(r->pl = pipeline_new(conf, linktypes, r->nifaces))) {
-        log_error("cannot set up the filters");
+    if (!(r->pl = pipeline_new(conf, linktypes, r->nifaces, &r->taps, err, sizeof err))) {
+        log_error("%s", err);
         return -1;
     }
     for (int i = 0; i < r->nifaces; i++)
@@ -213,6 +229,7 @@ static void teardown(struct run *r)
         output_sink_close(&r->sink);
     capture_close(&r->cap);
     pipeline_free(r->pl);
+    tap_pool_close(&r->taps);
 }
 
 int run_main(const struct config *conf, const struct run_options *opt)

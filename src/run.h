@@ -54,6 +54,7 @@ struct run {
     struct iface_stats ifstats[CAPTURE_MAX_IFACES];
     uint16_t link_slot[CAPTURE_MAX_IFACES];
     int nifaces;
+    struct tap_pool taps;          /* TAP_IF devices of every pipeline so far */
     struct stats_source src;
     double started, last_stats, last_progress;
 };

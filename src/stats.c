@@ -65,6 +65,11 @@ void stats_sum(const struct stats_source *s, struct stats_totals *t)
             t->retransmitted += COUNTER_GET(c->retransmitted[i]);
             t->records_total += COUNTER_GET(c->records[i]);
         }
+        const struct tap_counters *tc = &s->workers[w].tapc;
+        t->tap.packets += COUNTER_GET(tc->packets);
+        t->tap.queue_full += COUNTER_GET(tc->queue_full);
+        t->tap.errors += COUNTER_GET(tc->errors);
+        t->tap.not_ip += COUNTER_GET(tc->not_ip);
         t->records_dropped += COUNTER_GET(c->records_dropped);
         t->flow_records += COUNTER_GET(c->flow_records);
         t->flow_records_dropped += COUNTER_GET(c->flow_records_dropped);
@@ -128,6 +133,11 @@ void stats_print(FILE *f, const struct stats_source *s, const struct stats_total
             (unsigned long long)t->records_total, (unsigned long long)t->flow_records,
             (unsigned long long)t->records_dropped, (unsigned long long)t->flow_records_dropped,
             (unsigned long long)t->output_lost, (unsigned long long)t->retransmitted);
+    if (s->pl->tap_filters)
+        fprintf(f, "dati:   tap: %llu packets forwarded; dropped %llu queue full, %llu errors, "
+                   "%llu not IP\n",
+                (unsigned long long)t->tap.packets, (unsigned long long)t->tap.queue_full,
+                (unsigned long long)t->tap.errors, (unsigned long long)t->tap.not_ip);
     if (t->redis)
         fprintf(f, "dati:   redis: %llu records (%llu lost), %llu flow records (%llu lost); "
                    "%llu commands, %llu error replies, %llu reconnects\n",
@@ -217,6 +227,15 @@ int stats_json(struct outbuf *b, const struct stats_source *s, const struct stat
     rc |= member(b, "rss_anon_kb", t->rss_anon_kb, &first);
     rc |= member(b, "flow_entry_bytes", sizeof(struct flow), &first);
     rc |= json_lit(b, "}");
+    if (s->pl->tap_filters) {
+        rc |= json_lit(b, ",\"tap\":{");
+        first = 1;
+        rc |= member(b, "forwarded", t->tap.packets, &first);
+        rc |= member(b, "queue_full", t->tap.queue_full, &first);
+        rc |= member(b, "errors", t->tap.errors, &first);
+        rc |= member(b, "not_ip", t->tap.not_ip, &first);
+        rc |= json_lit(b, "}");
+    }
     if (t->redis) {
         rc |= json_lit(b, ",\"redis\":{");
         first = 1;

@@ -28,6 +28,7 @@ struct stats_totals {
     uint64_t flows_active, flows_created, flows_ended[FLOW_END_COUNT];
     uint64_t rss_anon_kb;
     uint64_t kernel_received, kernel_dropped;
+    struct tap_counters tap;
     int redis;                     /* the Redis output is in use */
     struct redis_counters rd;
 };

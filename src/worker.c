@@ -101,6 +101,23 @@ static void count_bits(uint64_t *counter, uint64_t mask)
         COUNTER_INC(counter[__builtin_ctzll(mask)]);
 }
 
+/* Each matching filter's packet to one device of its pool: by flow (mixed,
+ * since the worker was chosen by the hash's high bits) or in turn. */
+static void forward_taps(struct worker *w, const struct packet *p, uint64_t mask)
+{
+    const struct pipeline *pl = w->pl;
+    int linktype = pl->classifier.link[p->link_slot].linktype;
+    for (; mask; mask &= mask - 1) {
+        int i = __builtin_ctzll(mask);
+        uint32_t n = (uint32_t)pl->tap[i].n, k;
+        if (pl->tap[i].round_robin || !(p->flags & PKT_HAS_KEY))
+            k = w->tap_turn[i]++ % n;
+        else
+            k = (uint32_t)(((uint64_t)(p->hash * 0x9e3779b1u) * n) >> 32);
+        tap_write(&pl->taps->dev[pl->tap[i].dev[k]], p, linktype, &w->tapc);
+    }
+}
+
 void worker_process(struct worker *w, const struct packet *p)
 {
     COUNTER_INC(w->c.packets);
@@ -116,6 +133,8 @@ void worker_process(struct worker *w, const struct packet *p)
             f = flow_create(&w->flows, p);
         if (!f)
             COUNTER_INC(w->c.no_flow);
+        if (mask & w->pl->tap_filters)
+            forward_taps(w, p, mask & w->pl->tap_filters);
     }
     uint64_t recorded = mask & w->pl->record_filters;
     if (f) {

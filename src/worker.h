@@ -17,6 +17,7 @@
 #include "output.h"
 #include "output-redis.h"
 #include "pktq.h"
+#include "tap.h"
 
 /* What every worker reads and nobody changes while they run. */
 struct pipeline {
@@ -24,11 +25,20 @@ struct pipeline {
     struct classifier classifier;
     const char *filter_name[CLASSIFY_MAX_FILTERS];
     uint64_t record_filters;       /* filters with FIELDS */
+    uint64_t tap_filters;          /* filters with TAP_IF */
+    struct tap_pool *taps;
+    struct {
+        int n;
+        int round_robin;
+        uint16_t dev[CONFIG_MAX_TAPS];   /* indexes into taps */
+    } tap[CLASSIFY_MAX_FILTERS];
 };
 
 /* Compiles conf's filters, and for each of linktypes up front (live
- * capture, where workers never compile). Returns NULL on failure. */
-struct pipeline *pipeline_new(const struct config *conf, const int *linktypes, int nlinks);
+ * capture, where workers never compile); opens the filters' TAP_IF devices
+ * in taps. Returns NULL with the reason in err. */
+struct pipeline *pipeline_new(const struct config *conf, const int *linktypes, int nlinks,
+                              struct tap_pool *taps, char *err, size_t errlen);
 void pipeline_free(struct pipeline *pl);
 
 /* What came in: written by the reader thread reading a file, by each
@@ -67,6 +77,8 @@ struct worker {
     uint64_t clock;                /* latest packet time or wall time, ns */
     uint64_t frame;                /* frame numbers: index + 1, then + nworkers */
     const struct pipeline *next_pl;/* set by a reload; taken at the next batch */
+    struct tap_counters tapc;
+    uint32_t tap_turn[CLASSIFY_MAX_FILTERS];   /* TAP_BALANCE roundrobin */
 };
 
 /* Returns 0, or -1 with the reason in err: no memory for the flow table or

@@ -1,0 +1,206 @@
+"""Live gen end to end: dati on one end of a veth pair inside a network
+namespace, a gen made by dati-gen replayed with tcpreplay into the other
+end. The records and flows must equal those of the same gen read as a
+file; nothing may be lost at a moderate rate; signals behave."""
+import collections
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+import dati_helpers as h
+import netns
+
+pytestmark = pytest.mark.skipif(not netns.available(), reason=netns.NEED)
+
+GEN = ["-n", 20000, "-s", 11, "--http-share", 5, "--dns-share", 3, "--tls-share", 2,
+       "--flows", 300, "--http-flows", 200]
+
+
+@pytest.fixture(scope="module")
+def gen(tmp_path_factory, binaries):
+    path = tmp_path_factory.mktemp("live") / "live.pcap"
+    summary = h.run_gen(GEN, path)
+    file_run = h.run_dati(["-r", path, "--no-progress"])
+    return {"path": path, "summary": summary, "file": file_run}
+
+
+def record_key(r):
+    return (r["filter"], tuple(sorted((k, str(v)) for k, v in r["fields"].items())))
+
+
+def flow_key(f):
+    return tuple(f.get(k) for k in ("proto", "client", "client_port", "server", "server_port",
+                                    "c2s_packets", "c2s_bytes", "s2c_packets", "s2c_bytes")) \
+        + (tuple(f["filters"]),)
+
+
+def split(objs):
+    recs = [o for o in objs if o["type"] == "record"]
+    flows = [o for o in objs if o["type"] == "flow"]
+    stats = [o for o in objs if o["type"] == "stats" and o["final"]]
+    assert stats, "no final stats record"
+    return recs, flows, stats[-1]
+
+
+def test_live_equals_file(tmp_path, gen):
+    """Two workers, fanout: every record and flow of the file run, no kernel drop."""
+    with netns.Netns() as ns:
+        d = netns.Dati(ns, tmp_path, ["-i", "c0", "-t", 2])
+        ns.replay(gen["path"], pps=20000)
+        time.sleep(0.5)
+        recs, flows, st = split(d.stop())
+    frecs, fflows = gen["file"].records, gen["file"].flows
+    assert st["interfaces"]["c0"]["kernel_drops"] == 0
+    assert st["packets"] == gen["summary"]["packets"]
+    assert st["interfaces"]["c0"]["received"] == st["packets"]
+    assert collections.Counter(map(record_key, recs)) == collections.Counter(map(record_key, frecs))
+    assert collections.Counter(map(flow_key, flows)) == collections.Counter(map(flow_key, fflows))
+    assert all(r["interface"] == "c0" for r in recs + flows)
+    assert {f["reason"] for f in flows} == {"shutdown"}   # PKT_TTL 30 s: all still live
+    # frame numbers (and so record and flow ids) stay unique across workers
+    assert len({r["id"] for r in recs}) == len(recs)
+    assert len({f["flow"] for f in flows}) == len(flows)
+    assert st["flows"]["created"] == len(flows) == st["records"]["flow"]
+
+
+def test_wall_clock_expiry(tmp_path, gen):
+    """With no packets arriving, idle flows still expire, on wall time."""
+    conf = h.write_config(tmp_path, "ttl.conf", "PKT_TTL 1\nFILTER_NAME any\nBPF ip\n")
+    expected = h.run_dati(["-r", gen["path"], "-c", conf, "--no-progress"]).flows
+    with netns.Netns() as ns:
+        d = netns.Dati(ns, tmp_path, ["-c", conf, "-i", "c0", "-t", 2])
+        ns.replay(gen["path"], pps=40000)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if sum(1 for o in d.lines() if o["type"] == "flow") == len(expected):
+                break
+            time.sleep(0.2)
+        before_stop = [o for o in d.lines() if o["type"] == "flow"]
+        recs, flows, st = split(d.stop())
+    assert collections.Counter(map(flow_key, before_stop)) == \
+        collections.Counter(map(flow_key, expected))
+    assert {f["reason"] for f in flows} == {"idle"} and len(flows) == len(expected)
+
+
+def test_sigterm_mid_run_flushes_every_flow(tmp_path, gen):
+    with netns.Netns() as ns:
+        d = netns.Dati(ns, tmp_path, ["-i", "c0", "-t", 2])
+        replay = ns.popen(["tcpreplay", "-q", "-i", "s0", "--pps", 5000, gen["path"]],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1.5)
+        recs, flows, st = split(d.stop())
+        replay.kill()
+    assert 0 < st["packets"] < gen["summary"]["packets"]
+    assert st["flows"]["created"] == len(flows) == st["flows"]["shutdown"]
+    assert st["flows"]["active"] == 0
+    assert sum(st["filters"][f]["records"] for f in st["filters"]) == len(recs)
+
+
+def test_tun_pool_gets_every_matching_packet(tmp_path, gen):
+    """TAP_IF: each HTTP request goes to one of the pool's tun devices; the
+    pool, read back with tcpdump, holds exactly the matching packets, and a
+    flow stays on one device."""
+    conf = h.write_config(tmp_path, "tap.conf", (
+        "FILTER_NAME http\n"
+        "BPF tcp dst port 80 and tcp[((tcp[12:1] & 0xf0) >> 2):4] = 0x47455420\n"
+        "FIELDS ip.src tcp.sport http.url\n"
+        "TAP_IF dtun0\nTAP_IF dtun1\n"))
+    with netns.Netns() as ns:
+        d = netns.Dati(ns, tmp_path, ["-c", conf, "-i", "c0", "-t", 2])
+        dumps = []
+        for t in ("dtun0", "dtun1"):
+            out = tmp_path / f"{t}.pcap"
+            err = open(tmp_path / f"{t}.err", "wb")
+            p = ns.popen(["tcpdump", "-U", "-n", "-i", t, "-w", out], stderr=err)
+            dumps.append((p, out, tmp_path / f"{t}.err"))
+        for p, out, errp in dumps:
+            deadline = time.monotonic() + 10
+            while "listening" not in errp.read_text() and time.monotonic() < deadline:
+                time.sleep(0.05)
+        ns.replay(gen["path"], pps=20000)
+        time.sleep(1)
+        for p, out, errp in dumps:   # before dati: its devices go with it
+            p.send_signal(signal.SIGINT)
+            p.wait(timeout=10)
+        recs, flows, st = split(d.stop())
+    expected = gen["summary"]["http_requests"]
+    assert len(recs) == expected
+    assert st["tap"] == {"forwarded": expected, "queue_full": 0, "errors": 0, "not_ip": 0}
+    per_dev = {}
+    for p, out, errp in dumps:
+        rd = h.run_dati(["-r", out, "-c", conf, "--no-progress"])
+        per_dev[out.stem] = rd.records
+    got = per_dev["dtun0"] + per_dev["dtun1"]
+    assert collections.Counter(map(record_key, got)) == collections.Counter(map(record_key, recs))
+    assert per_dev["dtun0"] and per_dev["dtun1"], "the flow hash should use both devices"
+    by_flow = collections.defaultdict(set)
+    for dev, rs in per_dev.items():
+        for r in rs:
+            by_flow[(r["fields"]["ip.src"], r["fields"]["tcp.sport"])].add(dev)
+    assert all(len(devs) == 1 for devs in by_flow.values())
+
+
+def test_two_interfaces_one_per_direction(tmp_path, gen):
+    """As behind an optical tap: clients' packets on c0, servers' on c1. The
+    two directions meet in one flow (the fanout hash is symmetric and every
+    interface's group has the workers in the same order): the records and
+    flows equal those of the whole capture read as a file."""
+    full = tmp_path / "full.pcap"
+    h.run_gen(GEN + ["--responses"], full)
+    halves = {}
+    for ifname, net in (("c0", "198.18.0.0/16"), ("c1", "198.19.0.0/16")):
+        halves[ifname] = tmp_path / f"{ifname}.pcap"
+        netns.sh("tcpdump", "-r", full, "-w", halves[ifname], f"src net {net}")
+    expected = h.run_dati(["-r", full, "--no-progress"])
+    with netns.Netns(pairs=2) as ns:
+        d = netns.Dati(ns, tmp_path, ["-i", "c0", "-i", "c1", "-t", 2])
+        ns.replay(halves["c0"], iface="s0", pps=20000)
+        ns.replay(halves["c1"], iface="s1", pps=20000)
+        time.sleep(0.5)
+        recs, flows, st = split(d.stop())
+    assert st["interfaces"]["c0"]["kernel_drops"] == st["interfaces"]["c1"]["kernel_drops"] == 0
+    assert st["packets"] == st["interfaces"]["c0"]["received"] \
+        + st["interfaces"]["c1"]["received"]
+    assert collections.Counter(map(record_key, recs)) == \
+        collections.Counter(map(record_key, expected.records))
+    assert collections.Counter(map(flow_key, flows)) == \
+        collections.Counter(map(flow_key, expected.flows))
+    assert {r["interface"] for r in recs} == {"c0"}   # requests come from clients
+    assert any(f["s2c_packets"] for f in flows)
+
+
+def test_missing_interface(tmp_path):
+    with netns.Netns() as ns:
+        p = ns.run(h.DATI, "-i", "nosuch0", check=False)
+    assert p.returncode == 2
+    assert "no interface nosuch0" in p.stderr
+
+
+def test_ring_the_kernel_refuses(tmp_path):
+    conf = h.write_config(tmp_path, "ring.conf", "RING_BLOCK_SIZE 1073741824\nRING_BLOCKS 65536\n"
+                          "FILTER_NAME any\nBPF ip\n")
+    with netns.Netns() as ns:
+        p = ns.run(h.DATI, "-c", conf, "-i", "c0", check=False)
+    assert p.returncode == 2
+    assert "c0: the kernel refused a ring of 65536 blocks of 1073741824 bytes" in p.stderr
+
+
+def test_interface_down_then_gone(tmp_path, gen):
+    """Down: a warning, gen resumes when it is up again. Deleted: a clear
+    error, exit 1, every flow flushed."""
+    with netns.Netns() as ns:
+        d = netns.Dati(ns, tmp_path, ["-i", "c0", "-t", 2])
+        ns.replay(gen["path"], pps=40000)
+        ns.run("ip", "link", "set", "c0", "down")
+        d.wait_for("c0: Network is down; waiting for it to come back")
+        ns.run("ip", "link", "set", "c0", "up")
+        ns.replay(gen["path"], pps=40000)
+        time.sleep(0.5)
+        ns.run("ip", "link", "del", "c0")
+        d.wait_for("c0: the interface is gone")
+        recs, flows, st = split(d.stop(expect_rc=(1,)))
+    assert st["packets"] == 2 * gen["summary"]["packets"]
+    assert st["flows"]["created"] == len(flows) and st["flows"]["active"] == 0
