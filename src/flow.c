@@ -194,3 +194,17 @@ void flow_table_flush(struct flow_table *t, enum flow_end why)
     while (t->lru_head)
         end_flow(t, t->lru_head, why);
 }
+
+void flow_table_remap_filters(struct flow_table *t, const int8_t map[64])
+{
+    for (uint32_t i = t->lru_head; i; i = AT(t, i)->lru_next) {
+        struct flow *f = AT(t, i);
+        uint64_t old = f->filters, mask = 0;
+        for (; old; old &= old - 1) {
+            int b = __builtin_ctzll(old);
+            if (map[b] >= 0)
+                mask |= 1ull << map[b];
+        }
+        f->filters = mask;
+    }
+}

@@ -80,6 +80,10 @@ int flow_update(struct flow_table *t, struct flow *f, const struct packet *p);
 /* Ends every flow with the given reason, oldest first. */
 void flow_table_flush(struct flow_table *t, enum flow_end why);
 
+/* After a configuration reload: filter bit i of every flow becomes bit
+ * map[i] (dropped when map[i] < 0), so flow records name the right filters. */
+void flow_table_remap_filters(struct flow_table *t, const int8_t map[64]);
+
 const char *flow_end_name(enum flow_end why);
 
 /* Direction of p within f: FLOW_C2S or FLOW_S2C. */

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "counter.h"
+#include "daemon.h"
 #include "log.h"
 #include "run.h"
 
@@ -40,6 +41,7 @@ static int live_timed(void *ctx)
         w->clock = now;
         flow_table_advance(&w->flows, now);
     }
+    worker_take_pipeline(w);
     worker_drain(w);
     return run_stop_requested || __atomic_load_n(&lw->r->sink.error, __ATOMIC_RELAXED);
 }
@@ -119,6 +121,13 @@ int live_run(struct run *r)
             goto out;
         }
     }
+    /* everything that needs root is open: detach, say who we are, give it up */
+    if ((r->opt->daemonize && daemon_detach() < 0) ||
+        (r->opt->pidfile && daemon_write_pidfile(r->opt->pidfile) < 0) ||
+        (r->opt->user && daemon_drop_privileges(r->opt->user) < 0)) {
+        status = 2;
+        goto out;
+    }
     for (; started < r->nworkers; started++)
         if (pthread_create(&r->workers[started].thread, NULL, live_worker_main, &lws[started])) {
             log_error("cannot start worker thread %d", started);
@@ -136,6 +145,10 @@ int live_run(struct run *r)
             failed |= __atomic_load_n(&lws[i].done, __ATOMIC_ACQUIRE);
         if (failed || __atomic_load_n(&r->sink.error, __ATOMIC_RELAXED))
             break;
+        if (run_reload_requested) {
+            run_reload_requested = 0;
+            run_reload(r);
+        }
         run_tick(r);
     }
     run_stop_requested = 1;   /* every worker, whatever ended the run */
@@ -155,6 +168,8 @@ int live_run(struct run *r)
         status = 1;
     }
 out:
+    if (r->opt->pidfile && status != 2)
+        daemon_remove_pidfile(r->opt->pidfile);
     free(lws);
     return status;
 }

@@ -138,6 +138,9 @@ int main(int argc, char **argv)
                         : !input && !nifnames ? "nothing to read: give a capture file with -r or "
                                                 "an interface with -i (see dati --help)"
                         : input && (daemonize || user) ? "-D and -u are for live capture"
+                        : daemonize && !conf->redis_line && !output && !conf->output
+                            ? "-D detaches from the terminal: give the records a place "
+                              "(-w FILE, OUTPUT or Redis)"
                         : NULL;
     if (problem) {
         log_error("%s", problem);

@@ -14,6 +14,10 @@
 
 static void tick(struct run *r)
 {
+    if (run_reload_requested) {
+        run_reload_requested = 0;
+        log_warn("SIGHUP: reloading applies to live capture; reading a file, it is ignored");
+    }
     if (r->nworkers == 1)
         worker_drain(&r->workers[0]);
     run_tick(r);

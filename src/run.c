@@ -17,11 +17,16 @@
 #define WAIT_SPINS 20000          /* pause loops, some 100 us: waking a thread costs more */
 
 volatile int run_stop_requested;   /* sig_atomic_t is int on Linux */
+volatile int run_reload_requested, run_stats_requested;
 
-static void on_stop_signal(int sig)
+static void on_signal(int sig)
 {
-    (void)sig;
-    run_stop_requested = 1;
+    if (sig == SIGHUP)
+        run_reload_requested = 1;
+    else if (sig == SIGUSR1)
+        run_stats_requested = 1;
+    else
+        run_stop_requested = 1;
 }
 
 double run_now(void)
@@ -78,6 +83,8 @@ void pipeline_free(struct pipeline *pl)
     if (!pl)
         return;
     classify_fini(&pl->classifier);
+    if (pl->owned_conf)
+        config_free(pl->owned_conf);
     free(pl);
 }
 
@@ -93,8 +100,24 @@ void run_report(struct run *r, int final, const char *input_error)
     double elapsed = run_now() - r->started;
     if (r->opt->progress)
         fputs("\r\033[K", stderr);
-    if (!r->opt->quiet)
+    if (!r->opt->quiet && log_is_syslog()) {
+        char *text = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&text, &len);
+        if (f) {
+            stats_print(f, &r->src, &t, elapsed, final);
+            fclose(f);
+            for (char *line = text, *nl; *line; line = nl + 1) {
+                if (!(nl = strchr(line, '\n')))
+                    break;
+                *nl = 0;
+                log_warn("%s", line + 6);   /* without stats_print's "dati: " */
+            }
+            free(text);
+        }
+    } else if (!r->opt->quiet) {
         stats_print(stderr, &r->src, &t, elapsed, final);
+    }
     if (stats_json(&r->statbuf, &r->src, &t, elapsed, final, input_error) == 0) {
         if (r->stats_redis)
             redis_out_stats(r->stats_redis, r->statbuf.buf, r->statbuf.len - 1, final);
@@ -114,6 +137,10 @@ static void progress(struct run *r, double now)
 void run_tick(struct run *r)
 {
     double now = run_now();
+    if (run_stats_requested) {
+        run_stats_requested = 0;
+        run_report(r, 0, NULL);
+    }
     if (r->conf->time_stats && now - r->last_stats >= r->conf->time_stats) {
         r->last_stats = now;
         run_report(r, 0, NULL);
@@ -229,6 +256,11 @@ static void teardown(struct run *r)
         output_sink_close(&r->sink);
     capture_close(&r->cap);
     pipeline_free(r->pl);
+    while (r->retired) {
+        struct pipeline *next = r->retired->retired;
+        pipeline_free(r->retired);
+        r->retired = next;
+    }
     tap_pool_close(&r->taps);
 }
 
@@ -246,9 +278,11 @@ int run_main(const struct config *conf, const struct run_options *opt)
     signal(SIGPIPE, SIG_IGN);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_stop_signal;   /* no SA_RESTART: waits wake up */
+    sa.sa_handler = on_signal;   /* no SA_RESTART: waits wake up */
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
     r.started = r.last_stats = r.last_progress = run_now();
     int status = opt->nifnames ? live_run(&r) : reader_run(&r);
     teardown(&r);

@@ -55,6 +55,8 @@ struct run {
     uint16_t link_slot[CAPTURE_MAX_IFACES];
     int nifaces;
     struct tap_pool taps;          /* TAP_IF devices of every pipeline so far */
+    struct pipeline *retired;      /* pipelines a worker may still use: freed at exit */
+    unsigned reloads;
     struct stats_source src;
     double started, last_stats, last_progress;
 };
@@ -75,6 +77,12 @@ void run_report(struct run *r, int final, const char *input_error);
 void run_tick(struct run *r);
 
 double run_now(void);
+
+/* SIGHUP: reload the filters from the configuration file (reload.c). */
+void run_reload(struct run *r);
+
+/* Set by SIGHUP and SIGUSR1. */
+extern volatile int run_reload_requested, run_stats_requested;
 
 /* The two ways in: each returns like run_main. */
 int reader_run(struct run *r);

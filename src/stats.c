@@ -70,6 +70,7 @@ void stats_sum(const struct stats_source *s, struct stats_totals *t)
         t->tap.queue_full += COUNTER_GET(tc->queue_full);
         t->tap.errors += COUNTER_GET(tc->errors);
         t->tap.not_ip += COUNTER_GET(tc->not_ip);
+        t->records_total += COUNTER_GET(c->records_retired);
         t->records_dropped += COUNTER_GET(c->records_dropped);
         t->flow_records += COUNTER_GET(c->flow_records);
         t->flow_records_dropped += COUNTER_GET(c->flow_records_dropped);

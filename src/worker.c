@@ -60,6 +60,44 @@ void worker_fini(struct worker *w)
     outbuf_fini(&w->out);
 }
 
+static void remap_counters(uint64_t *c, const int8_t *map, int n, uint64_t *retired)
+{
+    uint64_t old[CLASSIFY_MAX_FILTERS];
+    memcpy(old, c, sizeof old);
+    memset(c, 0, sizeof old);
+    for (int i = 0; i < n; i++) {
+        if (map[i] >= 0)
+            c[map[i]] = old[i];
+        else if (retired)
+            *retired += old[i];
+    }
+}
+
+void worker_take_pipeline(struct worker *w)
+{
+    const struct pipeline *np = __atomic_load_n(&w->next_pl, __ATOMIC_ACQUIRE);
+    if (!np)
+        return;
+    const struct pipeline *op = w->pl;
+    int8_t map[CLASSIFY_MAX_FILTERS];
+    int n = op->classifier.nfilters;
+    for (int i = 0; i < n; i++) {
+        map[i] = -1;
+        for (int j = 0; j < np->classifier.nfilters; j++)
+            if (strcmp(op->filter_name[i], np->filter_name[j]) == 0)
+                map[i] = (int8_t)j;
+    }
+    for (int i = n; i < CLASSIFY_MAX_FILTERS; i++)
+        map[i] = -1;
+    flow_table_remap_filters(&w->flows, map);
+    remap_counters(w->c.matches, map, n, NULL);
+    remap_counters(w->c.records, map, n, &w->c.records_retired);
+    remap_counters(w->c.retransmitted, map, n, NULL);
+    memset(w->tap_turn, 0, sizeof w->tap_turn);
+    w->pl = np;
+    __atomic_store_n(&w->next_pl, NULL, __ATOMIC_RELEASE);
+}
+
 void worker_drain(struct worker *w)
 {
     if (w->redis)

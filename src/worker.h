@@ -27,6 +27,8 @@ struct pipeline {
     uint64_t record_filters;       /* filters with FIELDS */
     uint64_t tap_filters;          /* filters with TAP_IF */
     struct tap_pool *taps;
+    struct pipeline *retired;      /* replaced by a reload, freed at exit */
+    struct config *owned_conf;     /* a reloaded configuration, freed with the pipeline */
     struct {
         int n;
         int round_robin;
@@ -59,6 +61,7 @@ struct worker_counters {
     uint64_t flow_records_dropped;
     uint64_t no_flow;              /* matched but not keyed (not TCP/UDP/ICMP, fragment) */
     uint64_t retransmitted[CLASSIFY_MAX_FILTERS]; /* matches skipped: payload seen before */
+    uint64_t records_retired;      /* records of filters a reload removed */
 };
 
 struct worker {
@@ -85,6 +88,10 @@ struct worker {
  * buffer, or Redis (when configured) could not be reached. */
 int worker_init(struct worker *w, int index, const struct pipeline *pl, uint32_t max_flows,
                 uint32_t buckets, struct output_sink *sink, char *err, size_t errlen);
+
+/* Takes a pipeline a reload handed over in w->next_pl, if any: flows and
+ * per-filter counters follow their filters by name. Called between packets. */
+void worker_take_pipeline(struct worker *w);
 
 /* The drain timer: writes out records that have waited long enough. */
 void worker_drain(struct worker *w);
