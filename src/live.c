@@ -115,6 +115,8 @@ int live_run(struct run *r)
         lw->w = &r->workers[i];
         lw->w->frame = (uint64_t)i + 1 - (uint64_t)r->nworkers;   /* first frame: i + 1 */
         lw->copt = (struct capture_options){.idle = live_timed, .ctx = lw, .notice = live_notice};
+        if (lw->w->redis)   /* capture never waits for Redis: drops are counted */
+            redis_out_set_live(lw->w->redis, 1);
         if (capture_open_live(&lw->w->cap, r->ifaces, r->nifaces, &lo, &lw->copt) < 0) {
             log_error("%s", lw->w->cap.errbuf);
             status = 2;

@@ -271,18 +271,18 @@ int run_main(const struct config *conf, const struct run_options *opt)
     r.conf = conf;
     r.opt = opt;
     redis_out_set_stop(&run_stop_requested);
-    if (setup(&r) < 0) {
-        teardown(&r);
-        return 2;
-    }
     signal(SIGPIPE, SIG_IGN);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;   /* no SA_RESTART: waits wake up */
-    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);   /* before setup: REDIS_RETRY waits there */
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
     sigaction(SIGUSR1, &sa, NULL);
+    if (setup(&r) < 0) {
+        teardown(&r);
+        return 2;
+    }
     r.started = r.last_stats = r.last_progress = run_now();
     int status = opt->nifnames ? live_run(&r) : reader_run(&r);
     teardown(&r);
