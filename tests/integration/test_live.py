@@ -292,3 +292,34 @@ def test_daemon_needs_a_place_for_records(tmp_path):
     with netns.Netns() as ns:
         p = ns.run(h.DATI, "-D", "-i", "c0", check=False)
     assert p.returncode == 2 and "give the records a place" in p.stderr
+
+
+def test_live_into_redis(tmp_path, gen):
+    """Live capture with the Redis output (never waiting): at a moderate
+    rate, every record reaches Redis, with the seed's layout."""
+    from test_redis import start_redis, stop_redis
+    sock = tmp_path / "redis.sock"
+    rp, client = start_redis(sock=sock)
+    try:
+        conf = h.write_config(tmp_path, "redis.conf", f"REDIS_SOCK {sock}\n" + DNS_TOO)
+        with netns.Netns() as ns:
+            d = netns.Dati(ns, tmp_path, ["-c", conf, "-i", "c0", "-t", 2])
+            ns.replay(gen["path"], pps=20000)
+            time.sleep(0.5)
+            _, _, st = split(d.stop())
+        expected = h.run_dati(["-r", gen["path"], "-c", h.write_config(tmp_path, "j.conf", DNS_TOO),
+                               "--no-progress"]).records
+        got = collections.Counter()
+        for key in client.scan_iter("dati:rec:*", count=1000):
+            hsh = {k.decode(): v.decode() for k, v in client.hgetall(key).items()}
+            assert hsh["interface"] == "c0" and client.ttl(key) > 0
+            fields = {k: v for k, v in hsh.items()
+                      if k not in ("Timestamp", "filter", "flow", "interface")}
+            got[(hsh["filter"], tuple(sorted(fields.items())))] += 1
+        want = collections.Counter((r["filter"], tuple(sorted((k, str(v)) for k, v in
+                                                              r["fields"].items())))
+                                   for r in expected)
+        assert got == want
+        assert st["redis"]["records"] == len(expected) and st["redis"]["lost"] == 0
+    finally:
+        stop_redis(rp)
