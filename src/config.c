@@ -446,8 +446,8 @@ struct config *config_parse(const char *name, const char *text, size_t len, FILE
     c->time_stats = 10;
     c->pkt_ttl = 30;
     c->promisc = 1;
-    c->ring_block_size = 1u << 20;
-    c->ring_blocks = 32;
+    c->ring_block_size = 256u << 10;
+    c->ring_blocks = 128;
     c->ring_block_timeout_ms = 10;
     c->max_flows = 1u << 20;
     c->redis_port = 6379;
