@@ -4,8 +4,10 @@ end. The records and flows must equal those of the same gen read as a
 file; nothing may be lost at a moderate rate; signals behave."""
 import collections
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 
 import pytest
@@ -323,3 +325,29 @@ def test_live_into_redis(tmp_path, gen):
         assert st["redis"]["records"] == len(expected) and st["redis"]["lost"] == 0
     finally:
         stop_redis(rp)
+
+
+def unprivileged(*args):
+    return ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
+            *[str(a) for a in args]]
+
+
+def test_no_permission_is_a_clear_error(tmp_path, gen):
+    with netns.Netns() as ns:
+        p = ns.run(*unprivileged(h.DATI, "-i", "c0"), check=False)
+    assert p.returncode == 2
+    assert "c0: socket: Operation not permitted (live capture needs root or CAP_NET_RAW)" \
+        in p.stderr
+    shared = tempfile.mkdtemp(prefix="dati-t")   # readable by nobody, unlike tmp_path
+    try:
+        os.chmod(shared, 0o755)
+        conf = h.write_config(shared, "tap.conf", HTTP_ONLY + "TAP_IF dtun0\n")
+        os.chmod(conf, 0o644)
+        p = subprocess.run(unprivileged(h.DATI, "-c", conf, "-r", "/dev/null"),
+                           capture_output=True, text=True, timeout=30)
+    finally:
+        shutil.rmtree(shared)
+    assert p.returncode == 2
+    # /dev/net/tun is 0666 on some systems (then TUNSETIFF fails), 0600 on others
+    assert p.stderr.startswith("dati: error: TAP_IF dtun0: ") and \
+        "(needs root or CAP_NET_ADMIN)" in p.stderr, p.stderr
