@@ -148,8 +148,8 @@ static int ring_open(struct capture *c, struct ring *r, const struct capture_ifa
             return fail(c, ifc->name, "promiscuous mode");
     }
     if (lo->fanout) {
-        int arg = (int)(((unsigned)ifc->fanout_id & 0xffff) |
-                        ((PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG) << 16));
+        unsigned mode = PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG;
+        int arg = (int)(((unsigned)ifc->fanout_id & 0xffff) | (mode << 16));
         if (setsockopt(r->fd, SOL_PACKET, PACKET_FANOUT, &arg, sizeof arg) < 0)
             return fail(c, ifc->name, "joining the fanout group");
     }
