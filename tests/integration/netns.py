@@ -13,11 +13,28 @@ import pytest
 
 import dati_helpers as h
 
-NEED = "live capture tests need root (network namespaces, AF_PACKET) and ip, tcpreplay, tcpdump"
+NEED = ("live capture tests need root, ip, tcpreplay and tcpdump, and a kernel that allows "
+        "network namespaces with veth pairs (make deps installs the tools)")
+
+
+_probe = None
 
 
 def available():
-    return os.geteuid() == 0 and all(shutil.which(t) for t in ("ip", "tcpreplay", "tcpdump"))
+    """Root, the tools, and a kernel that lets us make a namespace with a veth
+    pair (a container may not): tried once."""
+    global _probe
+    if _probe is None:
+        _probe = os.geteuid() == 0 and all(shutil.which(t) for t in ("ip", "tcpreplay", "tcpdump"))
+        if _probe:
+            name = f"dati-probe{os.getpid()}"
+            ok = subprocess.run(["ip", "netns", "add", name], capture_output=True).returncode == 0
+            ok = ok and subprocess.run(["ip", "netns", "exec", name, "ip", "link", "add", "p0",
+                                        "type", "veth", "peer", "name", "p1"],
+                                       capture_output=True).returncode == 0
+            subprocess.run(["ip", "netns", "del", name], capture_output=True)
+            _probe = ok
+    return _probe
 
 
 def skip_unless_available():
