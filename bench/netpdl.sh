@@ -57,7 +57,7 @@ conf pdl-regex "PROTOCOL_DEF $protocols/http.xml" "$regex"
 for k in plain regex; do
     if ! cmp -s <("$dati" -q -c "$dir/netpdl-builtin-$k.conf" -r "$f" | grep '"type":"record"') \
                 <("$dati" -q -c "$dir/netpdl-pdl-$k.conf" -r "$f" | grep '"type":"record"'); then
-        echo "5. NetPDL: records from http.xml differ from the built-in ones ($k fields): not timed"
+        echo "6. NetPDL: records from http.xml differ from the built-in ones ($k fields): not timed"
         exit 0
     fi
 done
@@ -66,7 +66,7 @@ declare -A t
 for c in base builtin-plain pdl-plain builtin-regex pdl-regex; do
     t[$c]=$(median_time "$dati" -q -c "$dir/netpdl-$c.conf" -r "$f" -t 1 -w /dev/null)
 done
-echo "5. NetPDL: all-HTTP file, $HTTP_PACKETS packets, $records records (identical JSON both ways), dati -t 1"
+echo "6. NetPDL: all-HTTP file, $HTTP_PACKETS packets, $records records (identical JSON both ways), dati -t 1"
 printf "   %-48s %8s s %12s records/s\n" "no HTTP field (ip, ports)" "${t[base]}" "$(rate "$records" "${t[base]}")"
 printf "   %-48s %8s s %12s records/s\n" "built-in  method url" "${t[builtin-plain]}" "$(rate "$records" "${t[builtin-plain]}")"
 printf "   %-48s %8s s %12s records/s\n" "http.xml  method url (no pattern field)" "${t[pdl-plain]}" "$(rate "$records" "${t[pdl-plain]}")"

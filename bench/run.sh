@@ -5,6 +5,9 @@
 #      dati -t 1 / -t 2 against `tcpdump -r FILE -w /dev/null FILTER`
 #   2. all-HTTP file: field records/s against tshark -T fields
 #   3. 1M concurrent flows: anonymous memory and bytes per flow
+#   4. records into Redis against redis-benchmark's ceiling
+#   5. live capture (bench/live.sh, as root): lossless rates, dati vs tcpdump
+#   6. NetPDL descriptions (bench/netpdl.sh): http.xml against the built-in fields
 # Each timing is the median of RUNS runs (wall clock) after a warm-up run,
 # files in page cache.
 set -euo pipefail
@@ -142,6 +145,10 @@ else
     echo "4. Redis: redis-server or redis-benchmark missing (make deps)"
 fi
 
-# 5. NetPDL descriptions against the built-in fields (bench/netpdl.sh)
+# 5. live capture: default rings, then small ones, where the consumer's speed shows
+bash "$(dirname "$0")/live.sh" "$build"
+RING_MIB=2 RATES=topspeed bash "$(dirname "$0")/live.sh" "$build" | tail -n +2
+
+# 6. NetPDL descriptions against the built-in fields (bench/netpdl.sh)
 echo
 "$(dirname "$0")/netpdl.sh" "$build"

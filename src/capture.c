@@ -1,4 +1,5 @@
-/* capture.c - opening an input by name: a file, or "-" for standard input. */
+/* capture.c - opening an input by name (a file, or "-" for standard input),
+ * and the names of live interfaces. */
 #include "capture.h"
 
 #include <errno.h>
@@ -24,4 +25,17 @@ int capture_open_file(struct capture *c, const char *path, const struct capture_
         posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     }
     return capture_file_open_fd(c, fd, 1, opt);
+}
+
+static const char *iface_names[CAPTURE_MAX_IFACES + 1];
+
+void capture_set_iface_name(int iface, const char *name)
+{
+    if (iface > 0 && iface <= CAPTURE_MAX_IFACES)
+        iface_names[iface] = name;
+}
+
+const char *capture_iface_name(int iface)
+{
+    return iface > 0 && iface <= CAPTURE_MAX_IFACES ? iface_names[iface] : NULL;
 }

@@ -1,6 +1,6 @@
-/* capture.h - where packets come from, behind one ops table (today: pcap
- * and pcapng from a file or pipe, capture-file.c; live back-ends later).
- * Used by the reader thread only. */
+/* capture.h - where packets come from, behind one ops table: pcap and pcapng
+ * from a file or pipe (capture-file.c, used by the reader thread), and live
+ * AF_PACKET rings (capture-afpacket.c, one capture per worker thread). */
 #ifndef DATI_CAPTURE_H
 #define DATI_CAPTURE_H
 
@@ -22,6 +22,7 @@ struct capture_options {
     void *ctx;
     int read_thread;           /* read ahead in a thread of its own */
     int spins;                 /* pause loops before a wait sleeps */
+    void (*notice)(void *ctx, const char *msg);    /* a live interface went down */
 };
 
 struct capture_ops {
@@ -50,6 +51,46 @@ int capture_open_file(struct capture *c, const char *path, const struct capture_
 
 /* Reads pcap or pcapng from fd (closed by capture_close when owns_fd). */
 int capture_file_open_fd(struct capture *c, int fd, int owns_fd, const struct capture_options *opt);
+
+#define CAPTURE_MAX_IFACES 16
+
+/* A live interface, resolved once by the main thread. */
+struct capture_iface {
+    const char *name;
+    int ifindex;
+    int linktype;              /* LINKTYPE_ETHERNET or LINKTYPE_RAW (tun) */
+    int fanout_id;             /* the fanout group all workers' rings join */
+};
+
+struct capture_live_options {
+    unsigned block_size;       /* bytes, a multiple of the page size */
+    unsigned block_count;
+    unsigned block_timeout_ms; /* a block is handed over at the latest after this */
+    unsigned snaplen;          /* 0: whole packets */
+    unsigned poll_ms;          /* longest wait before opt->idle runs */
+    int promisc;
+    int fanout;                /* join ifs[i].fanout_id (several workers) */
+};
+
+/* Looks an interface up by name: index and link type. Returns 0, or -1 with
+ * the reason in err. */
+int capture_iface_lookup(struct capture_iface *ifc, const char *name, char *err, size_t errlen);
+
+/* One TPACKET_V3 ring per interface. ifs must outlive the capture. Returns
+ * 0, or -1 with the reason, naming the interface, in c->errbuf. next()
+ * returns -1 when an interface disappears; while one is merely down, it
+ * says so through opt->notice and waits. */
+int capture_open_live(struct capture *c, const struct capture_iface *ifs, int nifs,
+                      const struct capture_live_options *lo, const struct capture_options *opt);
+
+/* Interface names by packet.iface (1-based), for records. Set before the
+ * workers start, read-only afterwards. */
+void capture_set_iface_name(int iface, const char *name);
+const char *capture_iface_name(int iface);
+
+/* Adds the kernel's counters for interface iface (index into ifs) since the
+ * last call. Returns 0 or -1. */
+int capture_live_stats(struct capture *c, int iface, uint64_t *received, uint64_t *dropped);
 
 static inline int capture_next(struct capture *c, struct packet *p, int *linktype)
 {

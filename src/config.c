@@ -207,6 +207,39 @@ static void kw_tap_if(struct parser *ps, char *v)
     f->tap_if[f->ntaps++] = dup(ps, v);
 }
 
+static int parse_yes_no(struct parser *ps, const char *kw, const char *v, int *out)
+{
+    if (strcmp(v, "yes") == 0 || strcmp(v, "no") == 0) {
+        *out = v[0] == 'y';
+        return 0;
+    }
+    perr(ps, v, "%s is yes or no", kw);
+    return -1;
+}
+
+static void kw_tap_balance(struct parser *ps, char *v)
+{
+    if (strcmp(v, "flow") == 0)
+        ps->filter->tap_round_robin = 0;
+    else if (strcmp(v, "roundrobin") == 0)
+        ps->filter->tap_round_robin = 1;
+    else
+        perr(ps, v, "TAP_BALANCE is flow (a flow stays on one device) or roundrobin");
+}
+
+static void kw_promisc(struct parser *ps, char *v) { parse_yes_no(ps, "PROMISC", v, &ps->c->promisc); }
+
+static void kw_ring_block_size(struct parser *ps, char *v)
+{
+    unsigned long n;
+    if (parse_uint(ps, "RING_BLOCK_SIZE", v, 4096, 1ul << 30, &n) < 0)
+        return;
+    if (n % 4096)
+        perr(ps, v, "RING_BLOCK_SIZE must be a multiple of 4096 (the page size)");
+    else
+        ps->c->ring_block_size = (unsigned)n;
+}
+
 static void kw_redis_channel(struct parser *ps, char *v)
 {
     if (strpbrk(v, " \t")) {
@@ -293,6 +326,25 @@ static void kw_session_channel(struct parser *ps, char *v)
     set_redis_str(ps, &ps->c->session_channel, v);
 }
 
+static void kw_feedback_channel(struct parser *ps, char *v)
+{
+    if (strpbrk(v, " \t")) {
+        perr(ps, v, "a channel name has no spaces");
+        return;
+    }
+    set_redis_str(ps, &ps->c->feedback_channel, v);
+    ps->c->feedback_line = ps->line;
+}
+
+static void kw_feedback_reply(struct parser *ps, char *v)
+{
+    if (strpbrk(v, " \t")) {
+        perr(ps, v, "a channel name has no spaces");
+        return;
+    }
+    set_redis_str(ps, &ps->c->feedback_reply, v);
+}
+
 enum scope { GLOBAL, FILTER };
 
 /* A keyword: either a handler, or (handle NULL) a whole number in
@@ -310,11 +362,17 @@ static const struct keyword {
     HANDLER("BPF", FILTER, kw_bpf),
     HANDLER("FIELDS", FILTER, kw_fields),
     HANDLER("TAP_IF", FILTER, kw_tap_if),
+    HANDLER("TAP_BALANCE", FILTER, kw_tap_balance),
     HANDLER("PROTOCOL_DEF", FILTER, kw_protocol_def),
     HANDLER("REDIS_CHANNEL", FILTER, kw_redis_channel),
     HANDLER("REDIS_EXPIRE", FILTER, kw_redis_expire),
     HANDLER("REDIS_PREFIX", FILTER, kw_redis_prefix),
     HANDLER("IFNAME", GLOBAL, kw_ifname),
+    HANDLER("PROMISC", GLOBAL, kw_promisc),
+    HANDLER("RING_BLOCK_SIZE", GLOBAL, kw_ring_block_size),
+    NUMBER("RING_BLOCKS", 2, 65536, ring_blocks),
+    NUMBER("RING_BLOCK_TIMEOUT", 1, 10000, ring_block_timeout_ms),
+    NUMBER("SNAPLEN", 0, 262144, snaplen),
     NUMBER("TIME_STATS", 0, 86400, time_stats),
     NUMBER("PKT_TTL", 1, 1000000000, pkt_ttl),
     NUMBER("MAX_FLOWS", 1, 1ul << 30, max_flows),
@@ -331,6 +389,11 @@ static const struct keyword {
     NUMBER("REDIS_MAXLEN", 1, 1u << 30, redis_maxlen),
     NUMBER("REDIS_FLOW_EXPIRE", 0, 100000000, redis_flow_expire),
     HANDLER("SESSION_CHANNEL", GLOBAL, kw_session_channel),
+    NUMBER("REDIS_RETRY", 0, 1000000000, redis_retry),
+    HANDLER("FEEDBACK_CHANNEL", GLOBAL, kw_feedback_channel),
+    HANDLER("FEEDBACK_REPLY", GLOBAL, kw_feedback_reply),
+    NUMBER("FLOW_STATE_INTERVAL", 0, 86400, flow_state_interval),
+    NUMBER("ACTIVE_TIMEOUT", 0, 1000000000, active_timeout),
 };
 
 static void parse_line(struct parser *ps, char *line)
@@ -399,6 +462,10 @@ static void check_whole(struct parser *ps)
         ps->line = c->redis_line;
         perr(ps, c->redis_sock, "REDIS_SOCK and REDIS_HOST are exclusive: pick one");
     }
+    if (c->feedback_channel && !c->redis_line) {
+        ps->line = c->feedback_line;
+        perr(ps, c->feedback_channel, "FEEDBACK_CHANNEL needs Redis (REDIS_SOCK or REDIS_HOST)");
+    }
 }
 
 struct config *config_parse(const char *name, const char *text, size_t len, FILE *errs,
@@ -416,6 +483,10 @@ struct config *config_parse(const char *name, const char *text, size_t len, FILE
     buf[len] = 0;
     c->time_stats = 10;
     c->pkt_ttl = 30;
+    c->promisc = 1;
+    c->ring_block_size = 256u << 10;
+    c->ring_blocks = 128;
+    c->ring_block_timeout_ms = 10;
     c->max_flows = 1u << 20;
     c->redis_port = 6379;
     c->redis_pipeline = 50;
@@ -503,5 +574,7 @@ void config_free(struct config *c)
     free(c->redis_host);
     free(c->redis_auth);
     free(c->session_channel);
+    free(c->feedback_channel);
+    free(c->feedback_reply);
     free(c);
 }

@@ -28,6 +28,7 @@ struct filter_conf {
     int ntaps;
     char *tap_if[CONFIG_MAX_TAPS];
     int tap_line;
+    int tap_round_robin;               /* TAP_BALANCE roundrobin (the seed's); default: by flow */
     char *redis_channel;               /* default: the filter name */
     char *redis_prefix;                /* record keys: <prefix><id>; default "dati:rec:" */
     int redis_expire;                  /* seconds */
@@ -41,6 +42,12 @@ struct config {
     int nifnames;
     char *ifname[CONFIG_MAX_IFNAMES];
     int ifname_line;
+    /* live capture (AF_PACKET TPACKET_V3), per worker and interface */
+    unsigned ring_block_size;          /* bytes */
+    unsigned ring_blocks;
+    unsigned ring_block_timeout_ms;
+    unsigned snaplen;                  /* 0: whole packets */
+    int promisc;
     unsigned time_stats;               /* seconds between statistics; 0: only at exit */
     unsigned pkt_ttl;                  /* flow idle timeout, seconds */
     unsigned max_flows;                /* flows in the table, all workers together */
@@ -53,6 +60,13 @@ struct config {
     int redis_stream;                  /* REDIS_MODE stream: XADD instead of hash + PUBLISH */
     unsigned redis_maxlen;             /* streams keep about this many entries */
     unsigned redis_flow_expire;        /* > 0: flow records also as hashes with this TTL, s */
+    unsigned redis_retry;              /* > 0: at start, retry an unreachable Redis this long, s */
+    /* Feedback channel (feedback.h): analyzers tag, watch and ignore flows */
+    char *feedback_channel;            /* NULL: no feedback subscriber */
+    char *feedback_reply;              /* acknowledgements; default <feedback_channel>:reply */
+    int feedback_line;
+    unsigned flow_state_interval;      /* > 0: live dati:flow:<id> hashes refreshed this often, s */
+    unsigned active_timeout;           /* > 0: interim flow records of long flows, s */
     int redis_line;
 };
 

@@ -138,6 +138,7 @@ struct flow *flow_create(struct flow_table *t, const struct packet *p)
     f->id = p->frame;
     f->first_ts = p->ts;
     f->client_is_lo = (p->flags & PKT_SRC_IS_LO) != 0;
+    f->iface = p->iface;
     uint32_t *head = &t->buckets[p->hash & t->bucket_mask];
     f->chain = *head;
     *head = i;
@@ -192,4 +193,18 @@ void flow_table_flush(struct flow_table *t, enum flow_end why)
 {
     while (t->lru_head)
         end_flow(t, t->lru_head, why);
+}
+
+void flow_table_remap_filters(struct flow_table *t, const int8_t map[64])
+{
+    for (uint32_t i = t->lru_head; i; i = AT(t, i)->lru_next) {
+        struct flow *f = AT(t, i);
+        uint64_t old = f->filters, mask = 0;
+        for (; old; old &= old - 1) {
+            int b = __builtin_ctzll(old);
+            if (map[b] >= 0)
+                mask |= 1ull << map[b];
+        }
+        f->filters = mask;
+    }
 }

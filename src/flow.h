@@ -32,7 +32,8 @@ struct flow {
     uint32_t tcp_end[2];      /* per direction: highest sequence number + payload seen */
     uint8_t client_is_lo;     /* the client (first sender) is key.lo_* */
     uint8_t tcp_seen;         /* bit per direction: tcp_end[] is valid */
-    uint8_t pad[6];
+    uint8_t iface;            /* packet.iface of the first packet */
+    uint8_t pad[5];
 };
 
 typedef void (*flow_emit_fn)(void *ctx, const struct flow *f, enum flow_end why);
@@ -78,6 +79,10 @@ int flow_update(struct flow_table *t, struct flow *f, const struct packet *p);
 
 /* Ends every flow with the given reason, oldest first. */
 void flow_table_flush(struct flow_table *t, enum flow_end why);
+
+/* After a configuration reload: filter bit i of every flow becomes bit
+ * map[i] (dropped when map[i] < 0), so flow records name the right filters. */
+void flow_table_remap_filters(struct flow_table *t, const int8_t map[64]);
 
 const char *flow_end_name(enum flow_end why);
 

@@ -1,5 +1,5 @@
 /* main.c - command line and wiring: load the configuration, check it or
- * hand it with the options to reader_run(). */
+ * hand it with the options to run_main(). */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,20 +8,26 @@
 
 #include "config.h"
 #include "log.h"
-#include "reader.h"
+#include "run.h"
 
 #define DATI_VERSION "0.1.0"
 
 static void usage(FILE *f)
 {
     fputs("Usage: dati [options] -r FILE\n"
+          "       dati [options] -i IFACE [-i IFACE ...]\n"
           "Deep application traffic inspection: named BPF filters, flows and fields,\n"
-          "written as JSON lines.\n\n"
+          "written as JSON lines or into Redis.\n\n"
           "  -r, --read FILE     read a pcap or pcapng capture (\"-\" for standard input)\n"
+          "  -i, --interface IF  capture live on IF (repeat for several; default: IFNAME\n"
+          "                      lines in the config)\n"
           "  -c, --config FILE   configuration (default: built-in HTTP, DNS, TLS filters)\n"
           "  -t, --threads N     worker threads (default: WORKERS in the config, else 1)\n"
           "  -w, --write FILE    JSON lines to FILE (default: OUTPUT in the config, else stdout)\n"
           "      --cpus N        plan threads for N CPUs (default: those dati may run on)\n"
+          "  -D, --daemon        detach and log to syslog (live capture)\n"
+          "  -p, --pidfile FILE  write the process id to FILE\n"
+          "  -u, --user USER     run as USER once interfaces and devices are open\n"
           "      --check         check the configuration and exit (0 when valid)\n"
           "      --dump-config   print the built-in configuration and exit\n"
           "  -q, --quiet         no statistics on stderr\n"
@@ -44,27 +50,15 @@ static int count_arg(const char *opt, const char *arg, long max)
     return (int)n;
 }
 
-/* Keywords that later parts of dati implement: accepted, but say so. */
-static int check_unsupported(const struct config *c, int reading_file)
-{
-    int fatal = 0;
-    if (c->nifnames && !reading_file) {
-        log_error("%s:%d: IFNAME %s: live capture is not supported yet; read a file with -r",
-                  c->path, c->ifname_line, c->ifname[0]);
-        fatal = 1;
-    }
-    for (int i = 0; i < c->nfilters; i++)
-        if (c->filter[i].ntaps)
-            log_warn("%s:%d: TAP_IF %s: forwarding to tun/tap is not supported yet; ignored",
-                     c->path, c->filter[i].tap_line, c->filter[i].tap_if[0]);
-    return fatal ? -1 : 0;
-}
-
 int main(int argc, char **argv)
 {
     enum { OPT_CHECK = 256, OPT_NO_PROGRESS, OPT_DUMP, OPT_CPUS };
     static const struct option longopts[] = {
         {"read", required_argument, NULL, 'r'},
+        {"interface", required_argument, NULL, 'i'},
+        {"daemon", no_argument, NULL, 'D'},
+        {"pidfile", required_argument, NULL, 'p'},
+        {"user", required_argument, NULL, 'u'},
         {"config", required_argument, NULL, 'c'},
         {"threads", required_argument, NULL, 't'},
         {"write", required_argument, NULL, 'w'},
@@ -78,11 +72,23 @@ int main(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *conf_path = NULL, *input = NULL, *output = NULL;
+    const char *conf_path = NULL, *input = NULL, *output = NULL, *pidfile = NULL, *user = NULL;
+    const char *ifnames[CAPTURE_MAX_IFACES];
+    int nifnames = 0, daemonize = 0;
     int threads = 0, cpus = 0, check = 0, quiet = 0, no_progress = 0, opt;
-    while ((opt = getopt_long(argc, argv, "r:c:t:w:qvVh", longopts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "r:i:c:t:w:Dp:u:qvVh", longopts, NULL)) != -1) {
         switch (opt) {
         case 'r': input = optarg; break;
+        case 'i':
+            if (nifnames == CAPTURE_MAX_IFACES) {
+                log_error("at most %d interfaces", CAPTURE_MAX_IFACES);
+                return 2;
+            }
+            ifnames[nifnames++] = optarg;
+            break;
+        case 'D': daemonize = 1; break;
+        case 'p': pidfile = optarg; break;
+        case 'u': user = optarg; break;
         case 'c': conf_path = optarg; break;
         case 'w': output = optarg; break;
         case 't':
@@ -120,26 +126,42 @@ int main(int argc, char **argv)
         return 2;
     }
     if (check) {
-        check_unsupported(conf, 1);
         printf("%s: ok, %d filter%s\n", conf->path, conf->nfilters, conf->nfilters == 1 ? "" : "s");
         config_free(conf);
         return 0;
     }
-    if (check_unsupported(conf, input != NULL) < 0 || !input) {
-        if (!input)
-            log_error("nothing to read: give a capture file with -r (see dati --help)");
+    if (!input && !nifnames) {   /* the config's IFNAME lines, as in the seed */
+        for (int i = 0; i < conf->nifnames && i < CAPTURE_MAX_IFACES; i++)
+            ifnames[nifnames++] = conf->ifname[i];
+    }
+    const char *problem = input && nifnames ? "read a file (-r) or capture live (-i), not both"
+                        : !input && !nifnames ? "nothing to read: give a capture file with -r or "
+                                                "an interface with -i (see dati --help)"
+                        : input && (daemonize || user) ? "-D and -u are for live capture"
+                        : daemonize && !conf->redis_line && !output && !conf->output
+                            ? "-D detaches from the terminal: give the records a place "
+                              "(-w FILE, OUTPUT or Redis)"
+                        : NULL;
+    if (problem) {
+        log_error("%s", problem);
         config_free(conf);
         return 2;
     }
     struct run_options ro = {
         .input = input,
+        .ifnames = ifnames,
+        .nifnames = input ? 0 : nifnames,
         .output = output ? output : conf->output ? conf->output : "-",
+        .config_path = conf_path,
         .workers = (unsigned)(threads ? threads : conf->workers ? (int)conf->workers : 1),
         .cpus = (unsigned)cpus,
-        .progress = !quiet && !no_progress && isatty(STDERR_FILENO),
+        .progress = !quiet && !no_progress && !nifnames && isatty(STDERR_FILENO),
         .quiet = quiet,
+        .daemonize = daemonize,
+        .pidfile = pidfile,
+        .user = user,
     };
-    int status = reader_run(conf, &ro);
+    int status = run_main(conf, &ro);
     config_free(conf);
     return status;
 }

@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <string.h>
 
+#include "capture.h"
 #include "config.h"
 
 int json_raw(struct outbuf *b, const char *s, size_t n)
@@ -224,6 +225,17 @@ static int json_value(struct outbuf *b, const struct field_value *v)
     return json_raw(b, "\"", 1);
 }
 
+/* ,"interface":"eth1" for live packets; nothing for a file */
+static int json_iface(struct outbuf *b, int iface)
+{
+    const char *name = capture_iface_name(iface);
+    if (!name)
+        return 0;
+    int rc = json_lit(b, ",\"interface\":\"");
+    rc |= json_lit(b, name);
+    return rc | json_lit(b, "\"");
+}
+
 int json_record(struct outbuf *b, struct extract_ctx *x, const struct filter_conf *f,
                 int filter_index, uint64_t flow_id, unsigned sub)
 {
@@ -238,6 +250,7 @@ int json_record(struct outbuf *b, struct extract_ctx *x, const struct filter_con
     rc |= json_lit(b, ",\"filter\":\"");
     rc |= json_lit(b, f->name);
     rc |= json_lit(b, "\"");
+    rc |= json_iface(b, p->iface);
     if (flow_id) {
         rc |= json_lit(b, ",\"flow\":");
         rc |= json_u64(b, flow_id);
@@ -285,6 +298,7 @@ int json_flow(struct outbuf *b, const struct flow *fl, enum flow_end why,
 
     int rc = json_lit(b, "{\"type\":\"flow\",\"flow\":");
     rc |= json_u64(b, fl->id);
+    rc |= json_iface(b, fl->iface);
     rc |= json_lit(b, ",\"proto\":");
     const char *pn = proto_name(k->proto);
     if (pn) {

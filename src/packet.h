@@ -45,7 +45,8 @@ struct packet {
     uint8_t ip_version;       /* 4, 6, or 0 when not IP */
     uint8_t l4_proto;         /* IPPROTO_* of the innermost header decoded */
     uint8_t tcp_flags;        /* TCP flags byte (FIN 0x01, SYN 0x02, ...) */
-    uint8_t pad[2];
+    uint8_t iface;            /* live capture: 1-based interface index; 0: a file */
+    uint8_t pad;
     uint32_t tcp_seq;         /* TCP sequence number, host order */
     uint32_t l3_off;          /* offset of the IP header */
     uint32_t l4_off;          /* offset of the TCP/UDP/ICMP header */

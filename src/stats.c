@@ -35,6 +35,23 @@ void stats_sum(const struct stats_source *s, struct stats_totals *t)
             t->decoded += t->decode[i];
     }
     for (int w = 0; w < s->nworkers; w++) {
+        const struct reader_counters *in = &s->workers[w].in;
+        t->packets += COUNTER_GET(in->packets);
+        t->bytes += COUNTER_GET(in->bytes);
+        for (int i = 0; i < DECODE_RESULT_COUNT; i++) {
+            uint64_t n = COUNTER_GET(in->decode[i]);
+            t->decode[i] += n;
+            if (decode_is_error((enum decode_result)i))
+                t->errors += n;
+            else
+                t->decoded += n;
+        }
+    }
+    for (int i = 0; i < s->nifaces; i++) {
+        t->kernel_received += s->ifaces[i].received;
+        t->kernel_dropped += s->ifaces[i].dropped;
+    }
+    for (int w = 0; w < s->nworkers; w++) {
         const struct worker_counters *c = &s->workers[w].c;
         const struct flow_table *ft = &s->workers[w].flows;
         t->processed += COUNTER_GET(c->packets);
@@ -48,6 +65,12 @@ void stats_sum(const struct stats_source *s, struct stats_totals *t)
             t->retransmitted += COUNTER_GET(c->retransmitted[i]);
             t->records_total += COUNTER_GET(c->records[i]);
         }
+        const struct tap_counters *tc = &s->workers[w].tapc;
+        t->tap.packets += COUNTER_GET(tc->packets);
+        t->tap.queue_full += COUNTER_GET(tc->queue_full);
+        t->tap.errors += COUNTER_GET(tc->errors);
+        t->tap.not_ip += COUNTER_GET(tc->not_ip);
+        t->records_total += COUNTER_GET(c->records_retired);
         t->records_dropped += COUNTER_GET(c->records_dropped);
         t->flow_records += COUNTER_GET(c->flow_records);
         t->flow_records_dropped += COUNTER_GET(c->flow_records_dropped);
@@ -66,6 +89,10 @@ void stats_sum(const struct stats_source *s, struct stats_totals *t)
             t->rd.errors_wrongtype += COUNTER_GET(rc->errors_wrongtype);
             t->rd.errors_other += COUNTER_GET(rc->errors_other);
             t->rd.reconnects += COUNTER_GET(rc->reconnects);
+            t->rd.queued += COUNTER_GET(rc->queued);
+            t->rd.queued_peak += COUNTER_GET(rc->queued_peak);
+            t->rd.dropped_queue_full += COUNTER_GET(rc->dropped_queue_full);
+            t->rd.dropped_disconnected += COUNTER_GET(rc->dropped_disconnected);
         }
         t->flows_active += COUNTER_GET(ft->active);
         t->flows_created += COUNTER_GET(ft->created);
@@ -82,6 +109,10 @@ void stats_print(FILE *f, const struct stats_source *s, const struct stats_total
     fprintf(f, "dati: %s%llu packets, %llu bytes in %.2f s (%.0f packets/s)\n",
             final ? "" : "[stats] ", (unsigned long long)t->packets,
             (unsigned long long)t->bytes, elapsed, rate);
+    for (int i = 0; i < s->nifaces; i++)
+        fprintf(f, "dati:   %s: %llu received by the kernel, %llu dropped by the kernel\n",
+                s->ifaces[i].name, (unsigned long long)s->ifaces[i].received,
+                (unsigned long long)s->ifaces[i].dropped);
     fprintf(f, "dati:   decoded %llu:", (unsigned long long)t->decoded);
     for (int i = 0; i < DECODE_OK_COUNT; i++)
         fprintf(f, " %s %llu", decode_result_name((enum decode_result)i),
@@ -107,13 +138,21 @@ void stats_print(FILE *f, const struct stats_source *s, const struct stats_total
             (unsigned long long)t->records_total, (unsigned long long)t->flow_records,
             (unsigned long long)t->records_dropped, (unsigned long long)t->flow_records_dropped,
             (unsigned long long)t->output_lost, (unsigned long long)t->retransmitted);
+    if (s->pl->tap_filters)
+        fprintf(f, "dati:   tap: %llu packets forwarded; dropped %llu queue full, %llu errors, "
+                   "%llu not IP\n",
+                (unsigned long long)t->tap.packets, (unsigned long long)t->tap.queue_full,
+                (unsigned long long)t->tap.errors, (unsigned long long)t->tap.not_ip);
     if (t->redis)
         fprintf(f, "dati:   redis: %llu records (%llu lost), %llu flow records (%llu lost); "
-                   "%llu commands, %llu error replies, %llu reconnects\n",
+                   "%llu commands, %llu error replies, %llu reconnects; queued %llu (peak %llu); "
+                   "live drops: %llu queue full, %llu disconnected\n",
                 (unsigned long long)t->rd.records, (unsigned long long)t->rd.lost,
                 (unsigned long long)t->rd.flows, (unsigned long long)t->rd.flows_lost,
                 (unsigned long long)t->rd.commands, (unsigned long long)t->rd.errors,
-                (unsigned long long)t->rd.reconnects);
+                (unsigned long long)t->rd.reconnects, (unsigned long long)t->rd.queued,
+                (unsigned long long)t->rd.queued_peak, (unsigned long long)t->rd.dropped_queue_full,
+                (unsigned long long)t->rd.dropped_disconnected);
     fprintf(f, "dati:   memory: %llu KiB anonymous resident; %zu bytes per flow entry\n",
             (unsigned long long)t->rss_anon_kb, sizeof(struct flow));
 }
@@ -145,6 +184,20 @@ int stats_json(struct outbuf *b, const struct stats_source *s, const struct stat
     rc |= json_u64(b, t->bytes);
     rc |= json_lit(b, ",\"processed\":");
     rc |= json_u64(b, t->processed);
+    if (s->nifaces) {
+        rc |= json_lit(b, ",\"interfaces\":{");
+        for (int i = 0; i < s->nifaces; i++) {
+            rc |= json_lit(b, i ? ",\"" : "\"");
+            rc |= json_lit(b, s->ifaces[i].name);
+            rc |= json_lit(b, "\":{");
+            first = 1;
+            rc |= member(b, "received", s->ifaces[i].received, &first);
+            rc |= member(b, "kernel_drops", s->ifaces[i].dropped, &first);
+            rc |= json_lit(b, "}");
+        }
+        rc |= json_lit(b, "}");
+        first = 1;
+    }
     rc |= json_lit(b, ",\"decoded\":{");
     for (int i = 0; i < DECODE_OK_COUNT; i++)
         rc |= member(b, decode_result_name((enum decode_result)i), t->decode[i], &first);
@@ -182,6 +235,15 @@ int stats_json(struct outbuf *b, const struct stats_source *s, const struct stat
     rc |= member(b, "rss_anon_kb", t->rss_anon_kb, &first);
     rc |= member(b, "flow_entry_bytes", sizeof(struct flow), &first);
     rc |= json_lit(b, "}");
+    if (s->pl->tap_filters) {
+        rc |= json_lit(b, ",\"tap\":{");
+        first = 1;
+        rc |= member(b, "forwarded", t->tap.packets, &first);
+        rc |= member(b, "queue_full", t->tap.queue_full, &first);
+        rc |= member(b, "errors", t->tap.errors, &first);
+        rc |= member(b, "not_ip", t->tap.not_ip, &first);
+        rc |= json_lit(b, "}");
+    }
     if (t->redis) {
         rc |= json_lit(b, ",\"redis\":{");
         first = 1;
@@ -196,6 +258,10 @@ int stats_json(struct outbuf *b, const struct stats_source *s, const struct stat
         rc |= member(b, "errors_wrongtype", t->rd.errors_wrongtype, &first);
         rc |= member(b, "errors_other", t->rd.errors_other, &first);
         rc |= member(b, "reconnects", t->rd.reconnects, &first);
+        rc |= member(b, "queued", t->rd.queued, &first);
+        rc |= member(b, "queued_peak", t->rd.queued_peak, &first);
+        rc |= member(b, "dropped_queue_full", t->rd.dropped_queue_full, &first);
+        rc |= member(b, "dropped_disconnected", t->rd.dropped_disconnected, &first);
         rc |= json_lit(b, "}");
     }
     if (input_error) {

@@ -11,10 +11,11 @@
 #include "output.h"
 #include "worker.h"
 
-struct reader_counters {
-    uint64_t packets;              /* read from the input */
-    uint64_t bytes;                /* their on-the-wire length */
-    uint64_t decode[DECODE_RESULT_COUNT];
+/* A live interface's kernel counters, as seen by PACKET_STATISTICS. */
+struct iface_stats {
+    const char *name;
+    uint64_t received;             /* handed to dati's rings, or dropped for want of room */
+    uint64_t dropped;              /* dropped by the kernel: the ring was full */
 };
 
 struct stats_totals {
@@ -26,6 +27,8 @@ struct stats_totals {
     uint64_t records_total, records_dropped, flow_records, flow_records_dropped, output_lost;
     uint64_t flows_active, flows_created, flows_ended[FLOW_END_COUNT];
     uint64_t rss_anon_kb;
+    uint64_t kernel_received, kernel_dropped;
+    struct tap_counters tap;
     int redis;                     /* the Redis output is in use */
     struct redis_counters rd;
 };
@@ -35,6 +38,8 @@ struct stats_source {
     const struct worker *workers;
     int nworkers;
     const struct pipeline *pl;
+    const struct iface_stats *ifaces;   /* live capture; NULL reading a file */
+    int nifaces;
 };
 
 void stats_sum(const struct stats_source *s, struct stats_totals *t);

@@ -5,6 +5,7 @@
 #include "worker.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "counter.h"
@@ -46,6 +47,11 @@ int worker_init(struct worker *w, int index, const struct pipeline *pl, uint32_t
     }
     if (pl->conf->redis_line && !(w->redis = redis_out_open(pl->conf, err, errlen)))
         goto err;
+    /* Test hook (doc/records.md): the live capture's never-waiting Redis
+     * output, exercised while reading a file. */
+    const char *live = getenv("DATI_TEST_REDIS_LIVE");
+    if (w->redis && live && strcmp(live, "1") == 0)
+        redis_out_set_live(w->redis, 1);
     return 0;
 err:
     flow_table_fini(&w->flows);
@@ -59,6 +65,44 @@ void worker_fini(struct worker *w)
     flow_table_fini(&w->flows);
     outbuf_fini(&w->out);
     extract_fini(&w->x);
+}
+
+static void remap_counters(uint64_t *c, const int8_t *map, int n, uint64_t *retired)
+{
+    uint64_t old[CLASSIFY_MAX_FILTERS];
+    memcpy(old, c, sizeof old);
+    memset(c, 0, sizeof old);
+    for (int i = 0; i < n; i++) {
+        if (map[i] >= 0)
+            c[map[i]] = old[i];
+        else if (retired)
+            *retired += old[i];
+    }
+}
+
+void worker_take_pipeline(struct worker *w)
+{
+    const struct pipeline *np = __atomic_load_n(&w->next_pl, __ATOMIC_ACQUIRE);
+    if (!np)
+        return;
+    const struct pipeline *op = w->pl;
+    int8_t map[CLASSIFY_MAX_FILTERS];
+    int n = op->classifier.nfilters;
+    for (int i = 0; i < n; i++) {
+        map[i] = -1;
+        for (int j = 0; j < np->classifier.nfilters; j++)
+            if (strcmp(op->filter_name[i], np->filter_name[j]) == 0)
+                map[i] = (int8_t)j;
+    }
+    for (int i = n; i < CLASSIFY_MAX_FILTERS; i++)
+        map[i] = -1;
+    flow_table_remap_filters(&w->flows, map);
+    remap_counters(w->c.matches, map, n, NULL);
+    remap_counters(w->c.records, map, n, &w->c.records_retired);
+    remap_counters(w->c.retransmitted, map, n, NULL);
+    memset(w->tap_turn, 0, sizeof w->tap_turn);
+    w->pl = np;
+    __atomic_store_n(&w->next_pl, NULL, __ATOMIC_RELEASE);
 }
 
 void worker_drain(struct worker *w)
@@ -103,6 +147,23 @@ static void count_bits(uint64_t *counter, uint64_t mask)
         COUNTER_INC(counter[__builtin_ctzll(mask)]);
 }
 
+/* Each matching filter's packet to one device of its pool: by flow (mixed,
+ * since the worker was chosen by the hash's high bits) or in turn. */
+static void forward_taps(struct worker *w, const struct packet *p, uint64_t mask)
+{
+    const struct pipeline *pl = w->pl;
+    int linktype = pl->classifier.link[p->link_slot].linktype;
+    for (; mask; mask &= mask - 1) {
+        int i = __builtin_ctzll(mask);
+        uint32_t n = (uint32_t)pl->tap[i].n, k;
+        if (pl->tap[i].round_robin || !(p->flags & PKT_HAS_KEY))
+            k = w->tap_turn[i]++ % n;
+        else
+            k = (uint32_t)(((uint64_t)(p->hash * 0x9e3779b1u) * n) >> 32);
+        tap_write(&pl->taps->dev[pl->tap[i].dev[k]], p, linktype, &w->tapc);
+    }
+}
+
 void worker_process(struct worker *w, const struct packet *p)
 {
     COUNTER_INC(w->c.packets);
@@ -118,6 +179,8 @@ void worker_process(struct worker *w, const struct packet *p)
             f = flow_create(&w->flows, p);
         if (!f)
             COUNTER_INC(w->c.no_flow);
+        if (mask & w->pl->tap_filters)
+            forward_taps(w, p, mask & w->pl->tap_filters);
     }
     uint64_t recorded = mask & w->pl->record_filters;
     if (f) {

@@ -8,13 +8,16 @@
 #include <pthread.h>
 #include <stdint.h>
 
+#include "capture.h"
 #include "classify.h"
+#include "decode.h"
 #include "config.h"
 #include "extract.h"
 #include "flow.h"
 #include "output.h"
 #include "output-redis.h"
 #include "pktq.h"
+#include "tap.h"
 
 /* What every worker reads and nobody changes while they run. */
 struct pipeline {
@@ -22,6 +25,30 @@ struct pipeline {
     struct classifier classifier;
     const char *filter_name[CLASSIFY_MAX_FILTERS];
     uint64_t record_filters;       /* filters with FIELDS */
+    uint64_t tap_filters;          /* filters with TAP_IF */
+    struct tap_pool *taps;
+    struct pipeline *retired;      /* replaced by a reload, freed at exit */
+    struct config *owned_conf;     /* a reloaded configuration, freed with the pipeline */
+    struct {
+        int n;
+        int round_robin;
+        uint16_t dev[CONFIG_MAX_TAPS];   /* indexes into taps */
+    } tap[CLASSIFY_MAX_FILTERS];
+};
+
+/* Compiles conf's filters, and for each of linktypes up front (live
+ * capture, where workers never compile); opens the filters' TAP_IF devices
+ * in taps. Returns NULL with the reason in err. */
+struct pipeline *pipeline_new(const struct config *conf, const int *linktypes, int nlinks,
+                              struct tap_pool *taps, char *err, size_t errlen);
+void pipeline_free(struct pipeline *pl);
+
+/* What came in: written by the reader thread reading a file, by each
+ * worker in live capture. Every packet lands in one decode bucket. */
+struct reader_counters {
+    uint64_t packets;              /* read from the input */
+    uint64_t bytes;                /* their on-the-wire length */
+    uint64_t decode[DECODE_RESULT_COUNT];
 };
 
 struct worker_counters {
@@ -34,6 +61,7 @@ struct worker_counters {
     uint64_t flow_records_dropped;
     uint64_t no_flow;              /* matched but not keyed (not TCP/UDP/ICMP, fragment) */
     uint64_t retransmitted[CLASSIFY_MAX_FILTERS]; /* matches skipped: payload seen before */
+    uint64_t records_retired;      /* records of filters a reload removed */
 };
 
 struct worker {
@@ -46,12 +74,24 @@ struct worker {
     struct pktq *q;                /* NULL when running inline */
     struct redis_out *redis;       /* records go to Redis instead of JSON lines */
     pthread_t thread;
+    /* live capture: the worker reads its own rings */
+    struct capture cap;
+    struct reader_counters in;
+    uint64_t clock;                /* latest packet time or wall time, ns */
+    uint64_t frame;                /* frame numbers: index + 1, then + nworkers */
+    const struct pipeline *next_pl;/* set by a reload; taken at the next batch */
+    struct tap_counters tapc;
+    uint32_t tap_turn[CLASSIFY_MAX_FILTERS];   /* TAP_BALANCE roundrobin */
 };
 
 /* Returns 0, or -1 with the reason in err: no memory for the flow table or
  * buffer, or Redis (when configured) could not be reached. */
 int worker_init(struct worker *w, int index, const struct pipeline *pl, uint32_t max_flows,
                 uint32_t buckets, struct output_sink *sink, char *err, size_t errlen);
+
+/* Takes a pipeline a reload handed over in w->next_pl, if any: flows and
+ * per-filter counters follow their filters by name. Called between packets. */
+void worker_take_pipeline(struct worker *w);
 
 /* The drain timer: writes out records that have waited long enough. */
 void worker_drain(struct worker *w);

@@ -11,8 +11,10 @@
 - Records with description fields are the same in Redis as in JSON.
 - A broken description stops dati at start with file:line and the reason."""
 import shutil
+import signal
 import struct
 import subprocess
+import time
 from collections import Counter
 
 import pytest
@@ -312,3 +314,50 @@ FIELDS dns.id dns.qname dns.qtype
     for t in (2, 3):
         run = h.run_dati(["-r", cap, "-c", conf, "-t", t, "-q"])
         assert sorted(run.record_lines()) == sorted(one.record_lines()), f"-t {t}"
+
+
+# ------------------------------------------------------------------ reload
+
+DESC_V1 = """<protocol name="s"><format><fields>
+<field type="tokenended" name="method" endtoken=" "/>
+</fields></format></protocol>
+"""
+DESC_V2 = DESC_V1.replace('endtoken=" "/>', 'endtoken=" "/>\n'
+                          '<field type="tokenended" name="uri" endtoken=" "/>')
+DESC_BROKEN = DESC_V1.replace('<field type', '<loop type="while" expr="1"/>\n<field type')
+RELOAD_CONF = "FILTER_NAME sip\nBPF udp port 5060\nPROTOCOL_DEF d.xml\nFIELDS {}\n"
+
+
+def test_sighup_reloads_descriptions(tmp_path, binaries, sip_capture):
+    """Live capture: SIGHUP reads the descriptions again with the
+    configuration; a broken description is refused with its file:line and
+    the running one stays."""
+    netns = pytest.importorskip("netns")
+    if not netns.available():
+        pytest.skip(netns.NEED)
+    (tmp_path / "d.xml").write_text(DESC_V1)
+    conf = h.write_config(tmp_path, "dati.conf", RELOAD_CONF.format("s.method"))
+    with netns.Netns() as ns:
+        d = netns.Dati(ns, tmp_path, ["-c", conf, "-i", "c0"])
+        ns.replay(sip_capture, pps=1000)
+        time.sleep(0.3)
+        (tmp_path / "d.xml").write_text(DESC_V2)
+        h.write_config(tmp_path, "dati.conf", RELOAD_CONF.format("s.method s.uri"))
+        d.signal(signal.SIGHUP)
+        d.wait_for("reloaded")
+        ns.replay(sip_capture, pps=1000)
+        time.sleep(0.3)
+        (tmp_path / "d.xml").write_text(DESC_BROKEN)
+        d.signal(signal.SIGHUP)
+        d.wait_for("reload refused")
+        ns.replay(sip_capture, pps=1000)
+        time.sleep(0.3)
+        objs = d.stop()
+        err = d.stderr()
+    assert f"{tmp_path}/d.xml:2: unsupported element <loop>" in err
+    recs = [o for o in objs if o["type"] == "record"]
+    methods = ["INVITE", "SIP/2.0", "REGISTER", "NOT"]
+    assert [r["fields"] for r in recs[:4]] == [{"s.method": m} for m in methods]
+    uris = ["sip:bob@b.example", "200", "sip:registrar.b.example", "SIP"]
+    after = [{"s.method": m, "s.uri": u} for m, u in zip(methods, uris)]
+    assert [r["fields"] for r in recs[4:]] == after * 2   # reloaded, then kept

@@ -194,7 +194,7 @@ static int idle(void *ctx)
     return 0;
 }
 
-static const struct capture_options hooks = {slot_free, idle, NULL, 0, 0};
+static const struct capture_options hooks = {.slot_free = slot_free, .idle = idle};
 
 /* Reads c to the end, checking every packet. Returns the packets read. */
 static uint32_t read_all(struct capture *c, int ng)

@@ -1,0 +1,177 @@
+/* live.c - live capture: every worker reads its own AF_PACKET rings (one per
+ * interface, fanned out by flow hash) and processes packets in place; this
+ * thread only watches signals, statistics and the workers' health. Flows
+ * expire on wall time even when no packet arrives. */
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "counter.h"
+#include "daemon.h"
+#include "log.h"
+#include "run.h"
+
+#define LIVE_CHECK_EVERY 1024      /* packets between timed work under load */
+
+struct live_worker {
+    struct run *r;
+    struct worker *w;
+    struct capture_options copt;
+    int failed;                    /* the capture gave up: an interface is gone */
+    int done;
+};
+
+static uint64_t wall_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Timed work of a worker: wall-clock expiry and the drain timer. Returns
+ * nonzero when the worker should stop. */
+static int live_timed(void *ctx)
+{
+    struct live_worker *lw = ctx;
+    struct worker *w = lw->w;
+    uint64_t now = wall_ns();
+    if (now > w->clock) {
+        w->clock = now;
+        flow_table_advance(&w->flows, now);
+    }
+    worker_take_pipeline(w);
+    worker_drain(w);
+    return run_stop_requested || __atomic_load_n(&lw->r->sink.error, __ATOMIC_RELAXED);
+}
+
+static void live_notice(void *ctx, const char *msg)
+{
+    (void)ctx;
+    log_warn("%s", msg);
+}
+
+static void *live_worker_main(void *arg)
+{
+    struct live_worker *lw = arg;
+    struct worker *w = lw->w;
+    struct run *r = lw->r;
+    struct packet p;
+    int linktype, rc;
+    uint32_t n = 0;
+    memset(&p, 0, sizeof p);
+    while ((rc = capture_next(&w->cap, &p, &linktype)) > 0) {
+        w->frame += (uint64_t)r->nworkers;
+        p.frame = w->frame;
+        if (p.ts > w->clock)
+            w->clock = p.ts;
+        p.clock = w->clock;
+        COUNTER_INC(w->in.packets);
+        COUNTER_ADD(w->in.bytes, p.wirelen);
+        enum decode_result res = decode_packet(&p, linktype);
+        COUNTER_INC(w->in.decode[res]);
+        if (!decode_is_error(res)) {
+            p.link_slot = r->link_slot[p.iface - 1];
+            worker_process(w, &p);
+        }
+        if (++n % LIVE_CHECK_EVERY == 0 && live_timed(lw))
+            break;
+    }
+    if (rc < 0) {
+        log_error("%s", w->cap.errbuf);
+        lw->failed = 1;
+    }
+    __atomic_store_n(&lw->done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+static const struct capture_live_options *live_options(const struct config *c,
+                                                       struct capture_live_options *lo, int fanout)
+{
+    memset(lo, 0, sizeof *lo);
+    lo->block_size = c->ring_block_size;
+    lo->block_count = c->ring_blocks;
+    lo->block_timeout_ms = c->ring_block_timeout_ms;
+    lo->snaplen = c->snaplen;
+    lo->promisc = c->promisc;
+    lo->poll_ms = 10;   /* the drain timer and expiry run at least this often */
+    lo->fanout = fanout;
+    return lo;
+}
+
+int live_run(struct run *r)
+{
+    struct capture_live_options lo;
+    live_options(r->conf, &lo, 1);
+    struct live_worker *lws = calloc((size_t)r->nworkers, sizeof *lws);
+    if (!lws)
+        return 2;
+    int status = 0, started = 0;
+    /* every ring first, so that a refusal stops the run before any thread runs */
+    for (int i = 0; i < r->nworkers; i++) {
+        struct live_worker *lw = &lws[i];
+        lw->r = r;
+        lw->w = &r->workers[i];
+        lw->w->frame = (uint64_t)i + 1 - (uint64_t)r->nworkers;   /* first frame: i + 1 */
+        lw->copt = (struct capture_options){.idle = live_timed, .ctx = lw, .notice = live_notice};
+        if (lw->w->redis)   /* capture never waits for Redis: drops are counted */
+            redis_out_set_live(lw->w->redis, 1);
+        if (capture_open_live(&lw->w->cap, r->ifaces, r->nifaces, &lo, &lw->copt) < 0) {
+            log_error("%s", lw->w->cap.errbuf);
+            status = 2;
+            goto out;
+        }
+    }
+    /* everything that needs root is open: detach, say who we are, give it up */
+    if ((r->opt->daemonize && daemon_detach() < 0) ||
+        (r->opt->pidfile && daemon_write_pidfile(r->opt->pidfile) < 0) ||
+        (r->opt->user && daemon_drop_privileges(r->opt->user) < 0)) {
+        status = 2;
+        goto out;
+    }
+    for (; started < r->nworkers; started++)
+        if (pthread_create(&r->workers[started].thread, NULL, live_worker_main, &lws[started])) {
+            log_error("cannot start worker thread %d", started);
+            run_stop_requested = 1;
+            status = 2;
+            break;
+        }
+    log_info("capturing on %d interface%s with %d worker%s", r->nifaces,
+             r->nifaces == 1 ? "" : "s", r->nworkers, r->nworkers == 1 ? "" : "s");
+    while (!run_stop_requested) {
+        struct timespec ts = {0, 100 * 1000 * 1000};
+        nanosleep(&ts, NULL);   /* a signal cuts it short */
+        int failed = 0;
+        for (int i = 0; i < started; i++)
+            failed |= __atomic_load_n(&lws[i].done, __ATOMIC_ACQUIRE);
+        if (failed || __atomic_load_n(&r->sink.error, __ATOMIC_RELAXED))
+            break;
+        if (run_reload_requested) {
+            run_reload_requested = 0;
+            run_reload(r);
+        }
+        run_tick(r);
+    }
+    run_stop_requested = 1;   /* every worker, whatever ended the run */
+    for (int i = 0; i < started; i++) {
+        pthread_join(r->workers[i].thread, NULL);
+        if (lws[i].failed)
+            status = 1;
+    }
+    /* what is still in flight ends now: idle flows as idle, the rest shutdown */
+    uint64_t now = wall_ns();
+    for (int i = 0; i < r->nworkers; i++)
+        worker_finish(&r->workers[i], now > r->workers[i].clock ? now : r->workers[i].clock,
+                      FLOW_END_SHUTDOWN);
+    run_report(r, 1, NULL);
+    if (r->sink.error) {
+        log_error("writing %s: %s", r->opt->output, strerror(r->sink.error));
+        status = 1;
+    }
+out:
+    if (r->opt->pidfile && status != 2)
+        daemon_remove_pidfile(r->opt->pidfile);
+    free(lws);
+    return status;
+}

@@ -1,0 +1,121 @@
+/* reload.c - SIGHUP in live capture: read the configuration file again and
+ * hand the workers new filters and fields without losing a flow. A file
+ * with errors is refused and the running configuration stays. Only the
+ * filter blocks change; settings fixed at start (interfaces, rings, flow
+ * table, output, Redis) need a restart, which the log says. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+#include "run.h"
+
+static int str_differs(const char *a, const char *b)
+{
+    return (a == NULL) != (b == NULL) || (a && strcmp(a, b) != 0);
+}
+
+/* Names the first setting that differs and needs a restart, or NULL. */
+static const char *fixed_setting_changed(const struct config *a, const struct config *b)
+{
+#define SAME_NUM(m, name) if (a->m != b->m) return name
+#define SAME_STR(m, name) if (str_differs(a->m, b->m)) return name
+    SAME_NUM(pkt_ttl, "PKT_TTL");
+    SAME_NUM(max_flows, "MAX_FLOWS");
+    SAME_NUM(flow_table_size, "FLOW_TABLE_SIZE");
+    SAME_NUM(workers, "WORKERS");
+    SAME_NUM(ring_block_size, "RING_BLOCK_SIZE");
+    SAME_NUM(ring_blocks, "RING_BLOCKS");
+    SAME_NUM(ring_block_timeout_ms, "RING_BLOCK_TIMEOUT");
+    SAME_NUM(snaplen, "SNAPLEN");
+    SAME_NUM(promisc, "PROMISC");
+    SAME_NUM(nifnames, "IFNAME");
+    SAME_STR(output, "OUTPUT");
+    SAME_STR(redis_sock, "REDIS_SOCK");
+    SAME_STR(redis_host, "REDIS_HOST");
+    SAME_NUM(redis_port, "REDIS_PORT");
+    SAME_STR(redis_auth, "REDIS_AUTH");
+    SAME_NUM(redis_db, "REDIS_DB");
+    SAME_NUM(redis_stream, "REDIS_MODE");
+    SAME_NUM(redis_pipeline, "REDIS_PIPELINE");
+    SAME_NUM(redis_maxlen, "REDIS_MAXLEN");
+    SAME_NUM(redis_flow_expire, "REDIS_FLOW_EXPIRE");
+    SAME_STR(session_channel, "SESSION_CHANNEL");
+    for (int i = 0; i < a->nifnames; i++)
+        if (strcmp(a->ifname[i], b->ifname[i]) != 0)
+            return "IFNAME";
+#undef SAME_NUM
+#undef SAME_STR
+    return NULL;
+}
+
+/* Loads the file, logging each error as it would be printed at start. */
+static struct config *load(const char *path)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *errs = open_memstream(&text, &len);
+    int nerrors = 0;
+    struct config *c = config_load(path, errs ? errs : stderr, &nerrors);
+    if (errs)
+        fclose(errs);
+    for (char *line = text, *nl; line && *line; line = nl ? nl + 1 : NULL) {
+        if ((nl = strchr(line, '\n')))
+            *nl = 0;
+        log_error("%s", line);
+    }
+    free(text);
+    if (!c)
+        log_error("reload refused: %d error%s in %s; the running configuration stays",
+                  nerrors < 0 ? 1 : nerrors, nerrors == 1 ? "" : "s", path);
+    return c;
+}
+
+void run_reload(struct run *r)
+{
+    const char *path = r->opt->config_path;
+    if (!path) {
+        log_warn("SIGHUP: dati runs on its built-in configuration; nothing to reload");
+        return;
+    }
+    struct config *nc = load(path);
+    if (!nc)
+        return;
+    const char *fixed = fixed_setting_changed(r->conf, nc);
+    int linktypes[CAPTURE_MAX_IFACES];
+    for (int i = 0; i < r->nifaces; i++)
+        linktypes[i] = r->ifaces[i].linktype;
+    char err[256];
+    struct pipeline *pl = pipeline_new(nc, linktypes, r->nifaces, &r->taps, err, sizeof err);
+    if (!pl) {
+        log_error("reload refused: %s; the running configuration stays", err);
+        config_free(nc);
+        return;
+    }
+    pl->owned_conf = nc;
+    /* same link types in the same order: the packets' link slots stay valid */
+    for (int i = 0; i < r->nworkers; i++)
+        __atomic_store_n(&r->workers[i].next_pl, pl, __ATOMIC_RELEASE);
+    int waiting = r->nworkers;
+    while (waiting && !run_stop_requested) {
+        struct timespec ts = {0, 2 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        waiting = 0;
+        for (int i = 0; i < r->nworkers; i++)
+            waiting += __atomic_load_n(&r->workers[i].next_pl, __ATOMIC_ACQUIRE) != NULL;
+    }
+    struct pipeline *old = r->pl;
+    r->pl = pl;
+    r->src.pl = pl;
+    if (waiting) {   /* stopping before every worker switched: free both at exit */
+        old->retired = r->retired;
+        r->retired = old;
+    } else {
+        pipeline_free(old);
+    }
+    r->reloads++;
+    log_warn("reloaded %s: %d filter%s", path, nc->nfilters, nc->nfilters == 1 ? "" : "s");
+    if (fixed)
+        log_warn("reload: %s changed, and takes effect only when dati restarts", fixed);
+}

@@ -1,0 +1,290 @@
+/* run.c - what a run does whichever way packets arrive: build the pipeline,
+ * open the output and the workers, report statistics, tear down. */
+#define _GNU_SOURCE   /* sched_getaffinity, CPU_COUNT */
+#include "run.h"
+
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "counter.h"
+#include "log.h"
+#include "output-json.h"
+
+#define WAIT_SPINS 20000          /* pause loops, some 100 us: waking a thread costs more */
+
+volatile int run_stop_requested;   /* sig_atomic_t is int on Linux */
+volatile int run_reload_requested, run_stats_requested;
+
+static void on_signal(int sig)
+{
+    if (sig == SIGHUP)
+        run_reload_requested = 1;
+    else if (sig == SIGUSR1)
+        run_stats_requested = 1;
+    else
+        run_stop_requested = 1;
+}
+
+double run_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+struct pipeline *pipeline_new(const struct config *conf, const int *linktypes, int nlinks,
+                              struct tap_pool *taps, char *err, size_t errlen)
+{
+    struct pipeline *pl = calloc(1, sizeof *pl);
+    if (!pl) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    pl->conf = conf;
+    pl->taps = taps;
+    classify_init(&pl->classifier);
+    for (int i = 0; i < conf->nfilters; i++) {
+        const struct filter_conf *f = &conf->filter[i];
+        if (classify_add(&pl->classifier, f->name, f->bpf) < 0) {
+            snprintf(err, errlen, "too many filters");
+            goto fail;
+        }
+        pl->filter_name[i] = f->name;
+        if (f->nfields)
+            pl->record_filters |= 1ull << i;
+        for (int t = 0; t < f->ntaps; t++) {
+            int d = tap_pool_open(taps, f->tap_if[t], err, errlen);
+            if (d < 0)
+                goto fail;
+            pl->tap[i].dev[pl->tap[i].n++] = (uint16_t)d;
+        }
+        pl->tap[i].round_robin = f->tap_round_robin;
+        if (f->ntaps)
+            pl->tap_filters |= 1ull << i;
+    }
+    /* live capture compiles up front: workers never compile */
+    for (int i = 0; i < nlinks; i++)
+        if (classify_link_slot(&pl->classifier, linktypes[i]) < 0) {
+            snprintf(err, errlen, "too many link types");
+            goto fail;
+        }
+    return pl;
+fail:
+    pipeline_free(pl);
+    return NULL;
+}
+
+void pipeline_free(struct pipeline *pl)
+{
+    if (!pl)
+        return;
+    classify_fini(&pl->classifier);
+    if (pl->owned_conf)
+        config_free(pl->owned_conf);
+    free(pl);
+}
+
+void run_report(struct run *r, int final, const char *input_error)
+{
+    struct stats_totals t;
+    for (int i = 0; i < r->nifaces; i++)
+        for (int w = 0; w < r->ready_workers; w++)
+            if (r->workers[w].cap.ops)
+                capture_live_stats(&r->workers[w].cap, i, &r->ifstats[i].received,
+                                   &r->ifstats[i].dropped);
+    stats_sum(&r->src, &t);
+    double elapsed = run_now() - r->started;
+    if (r->opt->progress)
+        fputs("\r\033[K", stderr);
+    if (!r->opt->quiet && log_is_syslog()) {
+        char *text = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&text, &len);
+        if (f) {
+            stats_print(f, &r->src, &t, elapsed, final);
+            fclose(f);
+            for (char *line = text, *nl; *line; line = nl + 1) {
+                if (!(nl = strchr(line, '\n')))
+                    break;
+                *nl = 0;
+                log_warn("%s", line + 6);   /* without stats_print's "dati: " */
+            }
+            free(text);
+        }
+    } else if (!r->opt->quiet) {
+        stats_print(stderr, &r->src, &t, elapsed, final);
+    }
+    if (stats_json(&r->statbuf, &r->src, &t, elapsed, final, input_error) == 0) {
+        if (r->stats_redis)
+            redis_out_stats(r->stats_redis, r->statbuf.buf, r->statbuf.len - 1, final);
+        outbuf_flush(&r->statbuf);
+    }
+}
+
+static void progress(struct run *r, double now)
+{
+    uint64_t n = COUNTER_GET(r->rc.packets);
+    double pct = r->cap.size ? 100.0 * (double)r->cap.offset / (double)r->cap.size : 0;
+    double el = now - r->started;
+    fprintf(stderr, "\r\033[Kdati: %5.1f%%  %llu packets  %.0f packets/s", pct,
+            (unsigned long long)n, el > 0 ? (double)n / el : 0);
+}
+
+void run_tick(struct run *r)
+{
+    double now = run_now();
+    if (run_stats_requested) {
+        run_stats_requested = 0;
+        run_report(r, 0, NULL);
+    }
+    if (r->conf->time_stats && now - r->last_stats >= r->conf->time_stats) {
+        r->last_stats = now;
+        run_report(r, 0, NULL);
+    }
+    if (r->opt->progress && now - r->last_progress >= 0.5) {
+        r->last_progress = now;
+        progress(r, now);
+    }
+}
+
+/* CPUs this process may run on (its affinity mask: cpusets, taskset). */
+static long usable_cpus(void)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0)
+        return CPU_COUNT(&set);
+    return sysconf(_SC_NPROCESSORS_ONLN);
+}
+
+/* Live interfaces: looked up before anything else is opened, so that a
+ * typo is the first and only message. */
+static int resolve_ifaces(struct run *r)
+{
+    char err[256];
+    r->nifaces = r->opt->nifnames;
+    if (r->nifaces > CAPTURE_MAX_IFACES) {
+        log_error("at most %d interfaces", CAPTURE_MAX_IFACES);
+        return -1;
+    }
+    for (int i = 0; i < r->nifaces; i++) {
+        if (capture_iface_lookup(&r->ifaces[i], r->opt->ifnames[i], err, sizeof err) < 0) {
+            log_error("%s", err);
+            return -1;
+        }
+        for (int j = 0; j < i; j++)
+            if (r->ifaces[j].ifindex == r->ifaces[i].ifindex) {
+                log_error("interface %s given twice", r->ifaces[i].name);
+                return -1;
+            }
+        /* one fanout group per interface, unique to this process */
+        r->ifaces[i].fanout_id = (int)(((unsigned)getpid() * CAPTURE_MAX_IFACES + (unsigned)i) & 0xffff);
+        r->ifstats[i].name = r->ifaces[i].name;
+        capture_set_iface_name(i + 1, r->ifaces[i].name);
+    }
+    return 0;
+}
+
+static int setup(struct run *r)
+{
+    const struct config *conf = r->conf;
+    char err[256];
+    if (r->opt->nifnames && resolve_ifaces(r) < 0)
+        return -1;
+    int linktypes[CAPTURE_MAX_IFACES];
+    for (int i = 0; i < r->nifaces; i++)
+        linktypes[i] = r->ifaces[i].linktype;
+    if (!(r->pl = pipeline_new(conf, linktypes, r->nifaces, &r->taps, err, sizeof err))) {
+        log_error("%s", err);
+        return -1;
+    }
+    for (int i = 0; i < r->nifaces; i++)
+        r->link_slot[i] = (uint16_t)classify_link_slot(&r->pl->classifier, linktypes[i]);
+    r->nworkers = (int)r->opt->workers;
+    /* Threads reading a file: this one, the workers when there are several,
+     * and a read-ahead thread when a core is left for it. Waits spin before
+     * they sleep only when every thread has a core: otherwise spinning
+     * steals the core from the thread being waited for. */
+    long cpus = r->opt->cpus ? (long)r->opt->cpus : usable_cpus();
+    int threads = 1 + (r->nworkers > 1 ? r->nworkers : 0);
+    r->read_thread = cpus > threads;
+    threads += r->read_thread;
+    r->spins = cpus >= threads ? WAIT_SPINS : 0;
+    if (output_sink_open(&r->sink, r->opt->output, err, sizeof err) < 0) {
+        log_error("%s", err);
+        return -1;
+    }
+    r->sink_open = 1;
+    if (outbuf_init(&r->statbuf, &r->sink) < 0)
+        return -1;
+    if (conf->redis_line && !(r->stats_redis = redis_out_open(conf, err, sizeof err))) {
+        log_error("%s", err);
+        return -1;
+    }
+    r->workers = calloc((size_t)r->nworkers, sizeof *r->workers);
+    if (!r->workers)
+        return -1;
+    uint32_t n = (uint32_t)r->nworkers;
+    uint32_t max_flows = (conf->max_flows + n - 1) / n;
+    uint32_t buckets = ((conf->flow_table_size ? conf->flow_table_size : conf->max_flows) + n - 1) / n;
+    for (int i = 0; i < r->nworkers; i++) {
+        if (worker_init(&r->workers[i], i, r->pl, max_flows, buckets, &r->sink, err,
+                        sizeof err) < 0) {
+            log_error("%s", err);
+            return -1;
+        }
+        r->ready_workers = i + 1;
+    }
+    r->src = (struct stats_source){&r->rc, r->workers, r->nworkers, r->pl, r->ifstats, r->nifaces};
+    return 0;
+}
+
+static void teardown(struct run *r)
+{
+    for (int i = 0; i < r->ready_workers; i++) {
+        capture_close(&r->workers[i].cap);
+        worker_fini(&r->workers[i]);
+    }
+    free(r->workers);
+    free(r->queues);
+    outbuf_fini(&r->statbuf);
+    redis_out_close(r->stats_redis);
+    if (r->sink_open)
+        output_sink_close(&r->sink);
+    capture_close(&r->cap);
+    pipeline_free(r->pl);
+    while (r->retired) {
+        struct pipeline *next = r->retired->retired;
+        pipeline_free(r->retired);
+        r->retired = next;
+    }
+    tap_pool_close(&r->taps);
+}
+
+int run_main(const struct config *conf, const struct run_options *opt)
+{
+    struct run r;
+    memset(&r, 0, sizeof r);
+    r.conf = conf;
+    r.opt = opt;
+    redis_out_set_stop(&run_stop_requested);
+    signal(SIGPIPE, SIG_IGN);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;   /* no SA_RESTART: waits wake up */
+    sigaction(SIGINT, &sa, NULL);   /* before setup: REDIS_RETRY waits there */
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
+    if (setup(&r) < 0) {
+        teardown(&r);
+        return 2;
+    }
+    r.started = r.last_stats = r.last_progress = run_now();
+    int status = opt->nifnames ? live_run(&r) : reader_run(&r);
+    teardown(&r);
+    return status;
+}

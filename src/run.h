@@ -1,0 +1,91 @@
+/* run.h - one run of dati: the pipeline, the workers, the output and the
+ * statistics shared by both ways packets arrive: a capture file read by
+ * one reader thread (reader.c), or live interfaces read by every worker
+ * from its own rings (live.c). */
+#ifndef DATI_RUN_H
+#define DATI_RUN_H
+
+#include "capture.h"
+#include "config.h"
+#include "output.h"
+#include "output-redis.h"
+#include "readahead.h"
+#include "stats.h"
+#include "worker.h"
+
+#define MAX_WORKERS 64
+
+struct run_options {
+    const char *input;         /* capture file, "-" for stdin; NULL for live capture */
+    const char *const *ifnames;/* live interfaces (-i or IFNAME) */
+    int nifnames;
+    const char *output;        /* JSON lines, "-" for stdout */
+    const char *config_path;   /* reread on SIGHUP; NULL: the built-in configuration */
+    unsigned workers;
+    unsigned cpus;             /* CPUs to plan threads for; 0: those this process may use */
+    int progress;              /* draw a progress line on stderr */
+    int quiet;                 /* no statistics on stderr */
+    int daemonize;             /* -D: detach, log to syslog */
+    const char *pidfile;       /* -p */
+    const char *user;          /* -u: drop root to this user once everything is open */
+};
+
+struct run {
+    const struct config *conf;     /* the first configuration: Redis, output, capture */
+    const struct run_options *opt;
+    struct pipeline *pl;           /* filters and fields in use (replaced by a reload) */
+    struct capture cap;            /* the file (reader.c) */
+    struct output_sink sink;
+    struct outbuf statbuf;         /* stats records from this thread */
+    struct redis_out *stats_redis; /* this thread's connection, with the Redis output */
+    struct worker *workers;
+    struct pktq *queues;
+    int nworkers;
+    int ready_workers;             /* initialised, to be finalised */
+    int sink_open;
+    int read_thread;               /* the capture reads ahead in its own thread */
+    int spins;                     /* pause loops before a wait sleeps */
+    struct reader_counters rc;
+    /* per read buffer, per worker: queue position just after the last packet
+     * from that buffer; the buffer is free once the worker's tail passes it */
+    uint32_t fence[READAHEAD_SLOTS][MAX_WORKERS];
+    /* live capture */
+    struct capture_iface ifaces[CAPTURE_MAX_IFACES];
+    struct iface_stats ifstats[CAPTURE_MAX_IFACES];
+    uint16_t link_slot[CAPTURE_MAX_IFACES];
+    int nifaces;
+    struct tap_pool taps;          /* TAP_IF devices of every pipeline so far */
+    struct pipeline *retired;      /* pipelines a worker may still use: freed at exit */
+    unsigned reloads;
+    struct stats_source src;
+    double started, last_stats, last_progress;
+};
+
+/* Set by SIGINT/SIGTERM (and read by the Redis output while it waits). */
+extern volatile int run_stop_requested;
+
+/* Runs dati over opt->input or opt->ifnames. Returns the exit status: 0 when
+ * everything was read and written, 1 when the input was damaged or failed,
+ * or the output failed (what came before is processed and reported), 2 when
+ * the run could not start. */
+int run_main(const struct config *conf, const struct run_options *opt);
+
+/* The statistics: stderr (unless quiet), a stats record, and Redis. */
+void run_report(struct run *r, int final, const char *input_error);
+
+/* Periodic statistics and progress. */
+void run_tick(struct run *r);
+
+double run_now(void);
+
+/* SIGHUP: reload the filters from the configuration file (reload.c). */
+void run_reload(struct run *r);
+
+/* Set by SIGHUP and SIGUSR1. */
+extern volatile int run_reload_requested, run_stats_requested;
+
+/* The two ways in: each returns like run_main. */
+int reader_run(struct run *r);
+int live_run(struct run *r);
+
+#endif
