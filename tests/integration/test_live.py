@@ -101,19 +101,20 @@ def test_sigterm_mid_run_flushes_every_flow(tmp_path, gen):
     assert sum(st["filters"][f]["records"] for f in st["filters"]) == len(recs)
 
 
-def test_tun_pool_gets_every_matching_packet(tmp_path, gen):
-    """TAP_IF: each HTTP request goes to one of the pool's tun devices; the
+@pytest.mark.parametrize("kind", ["dtun", "dtap"])
+def test_tun_pool_gets_every_matching_packet(tmp_path, gen, kind):
+    """TAP_IF, tun (raw IP) and tap (Ethernet): each HTTP request goes to one device; the
     pool, read back with tcpdump, holds exactly the matching packets, and a
     flow stays on one device."""
     conf = h.write_config(tmp_path, "tap.conf", (
         "FILTER_NAME http\n"
         "BPF tcp dst port 80 and tcp[((tcp[12:1] & 0xf0) >> 2):4] = 0x47455420\n"
         "FIELDS ip.src tcp.sport http.url\n"
-        "TAP_IF dtun0\nTAP_IF dtun1\n"))
+        f"TAP_IF {kind}0\nTAP_IF {kind}1\n"))
     with netns.Netns() as ns:
         d = netns.Dati(ns, tmp_path, ["-c", conf, "-i", "c0", "-t", 2])
         dumps = []
-        for t in ("dtun0", "dtun1"):
+        for t in (f"{kind}0", f"{kind}1"):
             out = tmp_path / f"{t}.pcap"
             err = open(tmp_path / f"{t}.err", "wb")
             p = ns.popen(["tcpdump", "-U", "-n", "-i", t, "-w", out], stderr=err)
@@ -135,9 +136,9 @@ def test_tun_pool_gets_every_matching_packet(tmp_path, gen):
     for p, out, errp in dumps:
         rd = h.run_dati(["-r", out, "-c", conf, "--no-progress"])
         per_dev[out.stem] = rd.records
-    got = per_dev["dtun0"] + per_dev["dtun1"]
+    got = per_dev[f"{kind}0"] + per_dev[f"{kind}1"]
     assert collections.Counter(map(record_key, got)) == collections.Counter(map(record_key, recs))
-    assert per_dev["dtun0"] and per_dev["dtun1"], "the flow hash should use both devices"
+    assert per_dev[f"{kind}0"] and per_dev[f"{kind}1"], "the flow hash should use both devices"
     by_flow = collections.defaultdict(set)
     for dev, rs in per_dev.items():
         for r in rs:
