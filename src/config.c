@@ -256,6 +256,25 @@ static void kw_session_channel(struct parser *ps, char *v)
     set_redis_str(ps, &ps->c->session_channel, v);
 }
 
+static void kw_feedback_channel(struct parser *ps, char *v)
+{
+    if (strpbrk(v, " \t")) {
+        perr(ps, v, "a channel name has no spaces");
+        return;
+    }
+    set_redis_str(ps, &ps->c->feedback_channel, v);
+    ps->c->feedback_line = ps->line;
+}
+
+static void kw_feedback_reply(struct parser *ps, char *v)
+{
+    if (strpbrk(v, " \t")) {
+        perr(ps, v, "a channel name has no spaces");
+        return;
+    }
+    set_redis_str(ps, &ps->c->feedback_reply, v);
+}
+
 enum scope { GLOBAL, FILTER };
 
 /* A keyword: either a handler, or (handle NULL) a whole number in
@@ -293,6 +312,11 @@ static const struct keyword {
     NUMBER("REDIS_MAXLEN", 1, 1u << 30, redis_maxlen),
     NUMBER("REDIS_FLOW_EXPIRE", 0, 100000000, redis_flow_expire),
     HANDLER("SESSION_CHANNEL", GLOBAL, kw_session_channel),
+    NUMBER("REDIS_RETRY", 0, 1000000000, redis_retry),
+    HANDLER("FEEDBACK_CHANNEL", GLOBAL, kw_feedback_channel),
+    HANDLER("FEEDBACK_REPLY", GLOBAL, kw_feedback_reply),
+    NUMBER("FLOW_STATE_INTERVAL", 0, 86400, flow_state_interval),
+    NUMBER("ACTIVE_TIMEOUT", 0, 1000000000, active_timeout),
 };
 
 static void parse_line(struct parser *ps, char *line)
@@ -360,6 +384,10 @@ static void check_whole(struct parser *ps)
     if (c->redis_sock && c->redis_host) {
         ps->line = c->redis_line;
         perr(ps, c->redis_sock, "REDIS_SOCK and REDIS_HOST are exclusive: pick one");
+    }
+    if (c->feedback_channel && !c->redis_line) {
+        ps->line = c->feedback_line;
+        perr(ps, c->feedback_channel, "FEEDBACK_CHANNEL needs Redis (REDIS_SOCK or REDIS_HOST)");
     }
 }
 
@@ -464,5 +492,7 @@ void config_free(struct config *c)
     free(c->redis_host);
     free(c->redis_auth);
     free(c->session_channel);
+    free(c->feedback_channel);
+    free(c->feedback_reply);
     free(c);
 }

@@ -50,6 +50,13 @@ struct config {
     int redis_stream;                  /* REDIS_MODE stream: XADD instead of hash + PUBLISH */
     unsigned redis_maxlen;             /* streams keep about this many entries */
     unsigned redis_flow_expire;        /* > 0: flow records also as hashes with this TTL, s */
+    unsigned redis_retry;              /* > 0: at start, retry an unreachable Redis this long, s */
+    /* Feedback channel (feedback.h): analyzers tag, watch and ignore flows */
+    char *feedback_channel;            /* NULL: no feedback subscriber */
+    char *feedback_reply;              /* acknowledgements; default <feedback_channel>:reply */
+    int feedback_line;
+    unsigned flow_state_interval;      /* > 0: live dati:flow:<id> hashes refreshed this often, s */
+    unsigned active_timeout;           /* > 0: interim flow records of long flows, s */
     int redis_line;
 };
 

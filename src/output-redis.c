@@ -2,6 +2,7 @@
 #include "output-redis.h"
 
 #include <hiredis/hiredis.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,12 +18,18 @@
 #define MAX_ARGS (8 + 2 * CONFIG_MAX_FIELDS)
 
 /* What each queued command carries, to count what an error reply loses. */
-enum cmd_kind { CMD_RECORD, CMD_RECORD_MORE, CMD_FLOW };
+enum cmd_kind { CMD_RECORD, CMD_RECORD_MORE, CMD_FLOW, CMD_IDS };
 
 struct redis_out {
     redisContext *c;
     const struct config *conf;
     uint64_t next_id, ids_left;          /* the reserved block */
+    uint64_t spare_id;                   /* the next block, asked for ahead (CMD_IDS) */
+    int spare_ready, ids_asked;
+    int live;                            /* never wait: drop and count instead */
+    int down;                            /* live: connection lost, retried from retry_at */
+    uint64_t retry_at;
+    unsigned retry_ms;
     /* Two pipelines: one being filled, one sent and waiting for its replies,
      * so that Redis works on one while dati formats the next. Each is kept,
      * in RESP, until Redis has answered all of it. */
@@ -31,6 +38,7 @@ struct redis_out {
         uint8_t *kind;                   /* enum cmd_kind of each command */
         unsigned ncmds, nrecords, nflows;
         unsigned counted;                /* replies already counted (across a resend) */
+        unsigned done;                   /* replies read since it was last sent */
     } pipes[2], *cur, *sent;             /* sent: NULL when nothing is in flight */
     unsigned max_cmds;
     uint64_t since;                      /* monotonic ns of the oldest queued record */
@@ -43,8 +51,13 @@ static const volatile int *stop_flag;
 
 void redis_out_set_stop(const volatile int *flag) { stop_flag = flag; }
 
-static redisContext *connect_to(const struct config *conf, char *err, size_t errlen)
+
+/* Connects, authenticates and selects the database. Returns the context, or
+ * NULL with the reason in err; *refused tells a server that answered (AUTH,
+ * SELECT refused) from one that could not be reached. */
+static redisContext *connect_to(const struct config *conf, char *err, size_t errlen, int *refused)
 {
+    *refused = 0;
     struct timeval tv = {2, 0};
     redisContext *c = conf->redis_sock ? redisConnectUnixWithTimeout(conf->redis_sock, tv)
                                        : redisConnectWithTimeout(conf->redis_host ? conf->redis_host
@@ -67,6 +80,7 @@ static redisContext *connect_to(const struct config *conf, char *err, size_t err
                                 (size_t)(sp - conf->redis_auth), sp + 1)
                  : redisCommand(c, "AUTH %s", conf->redis_auth);
         if (!rep || rep->type == REDIS_REPLY_ERROR) {
+            *refused = rep != NULL;
             snprintf(err, errlen, "Redis at %s refused AUTH: %s", where,
                      rep ? rep->str : c->errstr);
             freeReplyObject(rep);
@@ -78,6 +92,7 @@ static redisContext *connect_to(const struct config *conf, char *err, size_t err
     if (conf->redis_db) {
         rep = redisCommand(c, "SELECT %u", conf->redis_db);
         if (!rep || rep->type == REDIS_REPLY_ERROR) {
+            *refused = rep != NULL;
             snprintf(err, errlen, "Redis at %s refused SELECT %u: %s", where, conf->redis_db,
                      rep ? rep->str : c->errstr);
             freeReplyObject(rep);
@@ -87,6 +102,43 @@ static redisContext *connect_to(const struct config *conf, char *err, size_t err
         freeReplyObject(rep);
     }
     return c;
+}
+
+redisContext *redis_out_connect(const struct config *conf, char *err, size_t errlen)
+{
+    int refused;
+    return connect_to(conf, err, errlen, &refused);
+}
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+}
+
+/* REDIS_RETRY: a Redis not reachable yet is tried again, with back-off (0.1 s
+ * doubling to 2 s), for up to conf->redis_retry seconds or until dati is
+ * stopped. A server that answers and refuses (AUTH, SELECT) is not retried. */
+static redisContext *connect_start(const struct config *conf, char *err, size_t errlen)
+{
+    int refused;
+    redisContext *c = connect_to(conf, err, errlen, &refused);
+    if (c || refused || !conf->redis_retry)
+        return c;
+    uint64_t deadline = outbuf_now() + (uint64_t)conf->redis_retry * 1000000000u;
+    uint64_t last_log = 0;
+    unsigned delay_ms = 100;
+    while (!(stop_flag && *stop_flag) && outbuf_now() < deadline) {
+        if (outbuf_now() - last_log >= 5000000000u) {   /* every 5 s at most */
+            last_log = outbuf_now();
+            log_warn("%s; retrying (REDIS_RETRY %u)", err, conf->redis_retry);
+        }
+        sleep_ms(delay_ms);
+        delay_ms = delay_ms < 1000 ? delay_ms * 2 : 2000;
+        if ((c = connect_to(conf, err, errlen, &refused)) || refused)
+            return c;
+    }
+    return NULL;
 }
 
 struct redis_out *redis_out_open(const struct config *conf, char *err, size_t errlen)
@@ -102,7 +154,7 @@ struct redis_out *redis_out_open(const struct config *conf, char *err, size_t er
         if (!(r->pipes[i].kind = malloc(r->max_cmds)) || outbuf_init(&r->pipes[i].buf, NULL) < 0)
             goto oom;
     r->cur = &r->pipes[0];
-    r->c = connect_to(conf, err, errlen);
+    r->c = connect_start(conf, err, errlen);
     if (!r->c)
         goto fail;
     return r;
@@ -172,23 +224,34 @@ static int reconnect(struct redis_out *r)
     unsigned delay_ms = 100;
     while (!(stop_flag && *stop_flag)) {
         char err[256];
+        int refused;
         redisFree(r->c);
-        r->c = connect_to(r->conf, err, sizeof err);
+        r->c = connect_to(r->conf, err, sizeof err, &refused);
         if (r->c) {
             COUNTER_INC(r->n.reconnects);
             return 0;
         }
         log_limited(r, "unreachable, retrying", err);
-        struct timespec ts = {delay_ms / 1000, (long)(delay_ms % 1000) * 1000000};
-        nanosleep(&ts, NULL);
+        sleep_ms(delay_ms);
         delay_ms = delay_ms < 1000 ? delay_ms * 2 : 2000;
     }
     return -1;
 }
 
+static void track_depth(struct redis_out *r)
+{
+    uint64_t d = r->cur->nrecords + r->cur->nflows;
+    if (r->sent)
+        d += r->sent->nrecords + r->sent->nflows;
+    __atomic_store_n(&r->n.queued, d, __ATOMIC_RELAXED);
+    if (d > r->n.queued_peak)
+        __atomic_store_n(&r->n.queued_peak, d, __ATOMIC_RELAXED);
+}
+
 /* Hands a pipeline to the socket now. Returns 0, or -1 on a broken connection. */
 static int send_pipe(struct redis_out *r, struct pipe *p)
 {
+    p->done = 0;
     if (!r->c || redisAppendFormattedCommand(r->c, p->buf.buf, p->buf.len) != REDIS_OK)
         return -1;
     int done = 0;
@@ -198,19 +261,49 @@ static int send_pipe(struct redis_out *r, struct pipe *p)
     return 0;
 }
 
-/* Reads all the replies of a sent pipeline, counting the error replies not
- * counted before. Returns 0, or -1 on a broken connection. */
-static int collect(struct redis_out *r, struct pipe *p)
+static int readable(int fd)
 {
-    for (unsigned i = 0; i < p->ncmds; i++) {
-        redisReply *rep = NULL;
-        if (!r->c || redisGetReply(r->c, (void **)&rep) != REDIS_OK)
+    struct pollfd pfd = {fd, POLLIN, 0};
+    return poll(&pfd, 1, 0) > 0;
+}
+
+/* One reply of a sent pipeline: an error counted once across resends, an
+ * id block kept for later. */
+static void take_reply(struct redis_out *r, struct pipe *p, redisReply *rep)
+{
+    unsigned i = p->done++;
+    enum cmd_kind kind = (enum cmd_kind)p->kind[i];
+    if (kind == CMD_IDS) {
+        r->ids_asked = 0;
+        if (rep->type == REDIS_REPLY_INTEGER) {
+            r->spare_id = (uint64_t)rep->integer - ID_BLOCK + 1;
+            r->spare_ready = 1;
+        }
+    }
+    if (rep->type == REDIS_REPLY_ERROR && i >= p->counted)
+        error_reply(r, rep, kind);
+    if (i >= p->counted)
+        p->counted = i + 1;
+    freeReplyObject(rep);
+}
+
+/* Reads the replies of a sent pipeline; wait: until all are in, else only
+ * those already arrived. Returns 0 when all are read, 1 when some are still
+ * to come, -1 on a broken connection. */
+static int collect(struct redis_out *r, struct pipe *p, int wait)
+{
+    while (p->done < p->ncmds) {
+        void *rep = NULL;
+        if (!r->c || redisGetReplyFromReader(r->c, &rep) != REDIS_OK)
             return -1;
-        if (rep->type == REDIS_REPLY_ERROR && i >= p->counted)
-            error_reply(r, rep, (enum cmd_kind)p->kind[i]);
-        if (i >= p->counted)
-            p->counted = i + 1;
-        freeReplyObject(rep);
+        if (rep) {
+            take_reply(r, p, rep);
+            continue;
+        }
+        if (!wait && !readable(r->c->fd))
+            return 1;
+        if (redisBufferRead(r->c) != REDIS_OK)
+            return -1;
     }
     return 0;
 }
@@ -218,18 +311,65 @@ static int collect(struct redis_out *r, struct pipe *p)
 static void clear(struct pipe *p)
 {
     p->buf.len = 0;
-    p->ncmds = p->nrecords = p->nflows = p->counted = 0;
+    p->ncmds = p->nrecords = p->nflows = p->counted = p->done = 0;
+}
+
+/* Live: the connection broke. What the pipelines held is lost (counted);
+ * new records are dropped, counted as disconnected, until a reconnection
+ * (tried with back-off from the records and the drain timer) succeeds. */
+static void went_down(struct redis_out *r)
+{
+    for (int i = 0; i < 2; i++) {
+        COUNTER_ADD(r->n.lost, r->pipes[i].nrecords);
+        COUNTER_ADD(r->n.flows_lost, r->pipes[i].nflows);
+        clear(&r->pipes[i]);
+    }
+    log_limited(r, "connection lost", r->c ? r->c->errstr : "not connected");
+    redisFree(r->c);
+    r->c = NULL;
+    r->sent = NULL;
+    r->since = 0;
+    r->ids_asked = 0;   /* its reply will not come */
+    r->down = 1;
+    r->retry_ms = 100;
+    r->retry_at = outbuf_now() + 100000000u;
+    track_depth(r);
+}
+
+/* Live: one reconnection attempt when its time has come. Returns 0 when connected. */
+static int live_reconnect(struct redis_out *r)
+{
+    if (!r->down)
+        return 0;
+    uint64_t now = outbuf_now();
+    if (now < r->retry_at)
+        return -1;
+    char err[256];
+    int refused;
+    if (!(r->c = connect_to(r->conf, err, sizeof err, &refused))) {
+        log_limited(r, "unreachable, retrying", err);
+        r->retry_ms = r->retry_ms < 1000 ? r->retry_ms * 2 : 2000;
+        r->retry_at = now + (uint64_t)r->retry_ms * 1000000u;
+        return -1;
+    }
+    COUNTER_INC(r->n.reconnects);
+    r->down = 0;
+    return 0;
 }
 
 /* Waits for the pipeline in flight to be answered. When the connection
  * fails, reconnects and sends it again (HSET and EXPIRE repeat harmlessly; a
- * PUBLISH may reach a subscriber twice). */
+ * PUBLISH may reach a subscriber twice); live, drops it instead. */
 static void settle(struct redis_out *r)
 {
     struct pipe *p = r->sent;
     if (!p)
         return;
-    while (collect(r, p) < 0) {
+    while (collect(r, p, 1) < 0) {
+        if (r->live) {
+            went_down(r);
+            return;
+        }
         log_limited(r, "connection lost", r->c ? r->c->errstr : "not connected");
         if (reconnect(r) < 0) {   /* being stopped: what is in flight is lost */
             COUNTER_ADD(r->n.lost, p->nrecords);
@@ -241,6 +381,14 @@ static void settle(struct redis_out *r)
     COUNTER_ADD(r->n.commands, p->ncmds);
     clear(p);
     r->sent = NULL;
+    track_depth(r);
+}
+
+static void swap_pipes(struct redis_out *r)
+{
+    r->sent = r->cur;
+    r->cur = r->cur == &r->pipes[0] ? &r->pipes[1] : &r->pipes[0];
+    r->since = 0;
 }
 
 /* Sends the pipeline being filled, after the one in flight is answered. */
@@ -250,13 +398,86 @@ static void send_current(struct redis_out *r)
     if (r->cur->ncmds == 0)
         return;
     send_pipe(r, r->cur);   /* a failure shows, and is mended, in settle() */
-    r->sent = r->cur;
-    r->cur = r->cur == &r->pipes[0] ? &r->pipes[1] : &r->pipes[0];
-    r->since = 0;
+    swap_pipes(r);
+}
+
+/* The pipeline being filled has reached its size. */
+static int pipe_full(const struct redis_out *r)
+{
+    return r->cur->nrecords >= r->conf->redis_pipeline ||
+           r->cur->ncmds >= 3 * r->conf->redis_pipeline || r->cur->ncmds + 16 >= r->max_cmds;
+}
+
+/* Live: takes the replies already arrived and, once the pipeline in flight
+ * is answered, sends the one being filled when it is full, has waited the
+ * drain time, or force. Never waits for Redis (but for the write of one
+ * pipeline into a socket that the previous one has left empty). */
+static void live_pump(struct redis_out *r, int force)
+{
+    if (r->down && live_reconnect(r) < 0)
+        return;
+    if (r->sent) {
+        int rc = collect(r, r->sent, 0);
+        if (rc < 0) {
+            went_down(r);
+            return;
+        }
+        if (rc > 0)
+            return;
+        COUNTER_ADD(r->n.commands, r->sent->ncmds);
+        clear(r->sent);
+        r->sent = NULL;
+        track_depth(r);
+    }
+    if (r->cur->ncmds == 0 ||
+        !(force || pipe_full(r) || (r->since && outbuf_now() - r->since >= OUTBUF_DRAIN_NS)))
+        return;
+    if (send_pipe(r, r->cur) < 0) {
+        went_down(r);
+        return;
+    }
+    swap_pipes(r);
+}
+
+/* Live: whether a record may be queued now; if not, counts it by reason. */
+static int live_admit(struct redis_out *r)
+{
+    if (!r->down && pipe_full(r))
+        live_pump(r, 0);
+    if (r->down && live_reconnect(r) < 0) {
+        COUNTER_INC(r->n.dropped_disconnected);
+        return -1;
+    }
+    if (pipe_full(r)) {
+        COUNTER_INC(r->n.dropped_queue_full);
+        return -1;
+    }
+    return 0;
+}
+
+/* After a record was queued: send when the pipeline is full. */
+static void queued(struct redis_out *r)
+{
+    if (r->since == 0)
+        r->since = outbuf_now();
+    track_depth(r);
+    if (pipe_full(r)) {
+        if (r->live)
+            live_pump(r, 0);
+        else
+            send_current(r);
+    }
 }
 
 void redis_out_flush(struct redis_out *r)
 {
+    if (r->live && r->down) {   /* one last try, then what is queued is lost */
+        r->retry_at = 0;
+        if (live_reconnect(r) < 0) {
+            went_down(r);
+            return;
+        }
+    }
     send_current(r);
     settle(r);
 }
@@ -277,7 +498,9 @@ int redis_out_stats(struct redis_out *r, const char *json, size_t len, int final
 
 void redis_out_drain(struct redis_out *r)
 {
-    if (r->since && outbuf_now() - r->since >= OUTBUF_DRAIN_NS)
+    if (r->live)
+        live_pump(r, 0);
+    else if (r->since && outbuf_now() - r->since >= OUTBUF_DRAIN_NS)
         redis_out_flush(r);
 }
 
@@ -306,9 +529,27 @@ static int append(struct redis_out *r, int argc, const char **argv, const size_t
     return 0;
 }
 
-/* Takes the next id, reserving a block when the last one is used up. */
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
+/* Takes the next id. The next block is asked for inside the pipeline (INCRBY)
+ * when half of this one is used, so that a round trip of its own is needed
+ * only when that reply has not come back in time; live, the record is then
+ * dropped (counted as queue_full) instead of waiting. */
 static int next_id(struct redis_out *r, uint64_t *id)
 {
+    int rc = -1;
+    if (r->ids_left == 0 && !r->spare_ready && r->ids_asked && !r->live)
+        redis_out_flush(r);   /* its reply is in flight: take it */
+    if (r->ids_left == 0 && r->spare_ready) {
+        r->next_id = r->spare_id;
+        r->ids_left = ID_BLOCK;
+        r->spare_ready = 0;
+    }
+    if (r->ids_left == 0 && r->live) {
+        COUNTER_INC(r->n.dropped_queue_full);
+        goto ask;
+    }
     if (r->ids_left == 0) {
         redis_out_flush(r);   /* a synchronous round trip must not interleave replies */
         redisReply *rep;
@@ -326,7 +567,14 @@ static int next_id(struct redis_out *r, uint64_t *id)
     }
     *id = r->next_id++;
     r->ids_left--;
-    return 0;
+    rc = 0;
+ask:
+    if (r->ids_left <= ID_BLOCK / 2 && !r->ids_asked && !r->spare_ready && !r->down) {
+        const char *argv[] = {"INCRBY", ID_KEY, STR(ID_BLOCK)};
+        size_t argl[] = {6, sizeof ID_KEY - 1, sizeof STR(ID_BLOCK) - 1};
+        r->ids_asked = append(r, 3, argv, argl, CMD_IDS) == 0;
+    }
+    return rc;
 }
 
 /* The text of a value in scratch (numbers, addresses, times, joined headers)
@@ -365,8 +613,11 @@ int redis_out_record(struct redis_out *r, struct extract_ctx *x, const struct fi
     (void)sub;
     int stream = r->conf->redis_stream;
     uint64_t id = 0;
+    if (r->live && live_admit(r) < 0)
+        return -1;
     if (!stream && next_id(r, &id) < 0) {
-        COUNTER_INC(r->n.lost);
+        if (!r->live)   /* live: counted by reason */
+            COUNTER_INC(r->n.lost);
         return -1;
     }
     struct outbuf *s = &r->scratch;
@@ -434,10 +685,8 @@ int redis_out_record(struct redis_out *r, struct extract_ctx *x, const struct fi
         return -1;
     }
     COUNTER_INC(r->n.records);
-    if (r->since == 0)
-        r->since = outbuf_now();
-    if (++p->nrecords >= r->conf->redis_pipeline)
-        send_current(r);
+    p->nrecords++;
+    queued(r);
     return 0;
 }
 
@@ -458,8 +707,6 @@ static void flow_hash(struct redis_out *r, const struct flow *fl, enum flow_end 
     size_t hsetl[] = {4, (size_t)kl, 4, len, 6, strlen(reason), 7, (size_t)pl, 5, (size_t)bl};
     const char *exp[] = {"EXPIRE", key, ttl};
     size_t expl[] = {6, (size_t)kl, (size_t)tl};
-    if (r->cur->ncmds + 2 >= r->max_cmds)
-        send_current(r);
     if (append(r, 10, hset, hsetl, CMD_RECORD_MORE) < 0 ||
         append(r, 3, exp, expl, CMD_RECORD_MORE) < 0)
         log_limited(r, "flow hash not queued", key);
@@ -481,7 +728,11 @@ int redis_out_flow(struct redis_out *r, const struct flow *fl, enum flow_end why
     size_t publ[] = {7, strlen(channel), s->len - 1};   /* without the newline */
     const char *xadd[] = {"XADD", channel, "MAXLEN", "~", maxlen, "*", "flow", s->buf};
     size_t xaddl[] = {4, strlen(channel), 6, 1, (size_t)ml, 1, 4, s->len - 1};
-    if (r->cur->ncmds + 1 >= r->max_cmds)
+    if (r->live && live_admit(r) < 0) {
+        COUNTER_INC(r->n.flows_lost);
+        return -1;
+    }
+    if (!r->live && pipe_full(r))
         send_current(r);
     if (r->conf->redis_stream ? append(r, 8, xadd, xaddl, CMD_FLOW) < 0
                               : append(r, 3, pub, publ, CMD_FLOW) < 0) {
@@ -492,9 +743,18 @@ int redis_out_flow(struct redis_out *r, const struct flow *fl, enum flow_end why
         flow_hash(r, fl, why, s->buf, s->len - 1);
     COUNTER_INC(r->n.flows);
     r->cur->nflows++;
-    if (r->since == 0)
-        r->since = outbuf_now();
-    if (r->cur->ncmds >= 3 * r->conf->redis_pipeline)
-        send_current(r);
+    queued(r);
     return 0;
+}
+
+void redis_out_set_live(struct redis_out *r, int live)
+{
+    uint64_t id;
+    r->live = 0;
+    /* the first id block with a round trip now, not by dropping records */
+    if (live && !r->conf->redis_stream && r->ids_left == 0 && next_id(r, &id) == 0) {
+        r->next_id--;
+        r->ids_left++;
+    }
+    r->live = live;
 }

@@ -27,12 +27,28 @@ struct redis_counters {
     uint64_t errors;           /* error replies, all kinds */
     uint64_t errors_oom, errors_auth, errors_wrongtype, errors_other;
     uint64_t reconnects;
+    uint64_t queued, queued_peak;   /* records and flow records sent or queued, not yet acknowledged */
+    /* live mode: records (either kind) never queued, by reason */
+    uint64_t dropped_queue_full;    /* both pipelines busy: Redis is slower than the traffic */
+    uint64_t dropped_disconnected;  /* the connection is down, reconnecting */
 };
 
 /* While Redis is down, the output waits and reconnects until *flag is set. */
 void redis_out_set_stop(const volatile int *flag);
 
-/* Connects as the configuration says. Returns the output, or NULL with the
+/* Live mode (live capture): a record is never waited for. When the pipeline
+ * being filled is full while the other is still in flight, or the connection
+ * is down, the record is dropped and counted by reason; the connection is
+ * tried again with back-off. Off (the default): reading a file waits for
+ * Redis and loses nothing. Only the owning worker calls it. */
+void redis_out_set_live(struct redis_out *r, int live);
+
+/* A plain connection (authenticated, database selected), for other modules
+ * (the feedback subscriber). NULL with the reason in err. */
+struct redisContext *redis_out_connect(const struct config *conf, char *err, size_t errlen);
+
+/* Connects as the configuration says (REDIS_RETRY: retrying an unreachable
+ * server that long). Returns the output, or NULL with the
  * reason (naming the address) in err. */
 struct redis_out *redis_out_open(const struct config *conf, char *err, size_t errlen);
 void redis_out_close(struct redis_out *r);

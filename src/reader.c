@@ -303,13 +303,13 @@ int reader_run(const struct config *conf, const struct run_options *opt)
     r.conf = conf;
     r.opt = opt;
     redis_out_set_stop(&stop_requested);
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGINT, on_stop_signal);   /* before setup: REDIS_RETRY waits there */
+    signal(SIGTERM, on_stop_signal);
     if (setup(&r) < 0) {
         teardown(&r);
         return 2;
     }
-    signal(SIGPIPE, SIG_IGN);
-    signal(SIGINT, on_stop_signal);
-    signal(SIGTERM, on_stop_signal);
     r.started = r.last_stats = r.last_progress = now_s();
 
     uint64_t clock = 0;

@@ -66,6 +66,10 @@ void stats_sum(const struct stats_source *s, struct stats_totals *t)
             t->rd.errors_wrongtype += COUNTER_GET(rc->errors_wrongtype);
             t->rd.errors_other += COUNTER_GET(rc->errors_other);
             t->rd.reconnects += COUNTER_GET(rc->reconnects);
+            t->rd.queued += COUNTER_GET(rc->queued);
+            t->rd.queued_peak += COUNTER_GET(rc->queued_peak);
+            t->rd.dropped_queue_full += COUNTER_GET(rc->dropped_queue_full);
+            t->rd.dropped_disconnected += COUNTER_GET(rc->dropped_disconnected);
         }
         t->flows_active += COUNTER_GET(ft->active);
         t->flows_created += COUNTER_GET(ft->created);
@@ -109,11 +113,14 @@ void stats_print(FILE *f, const struct stats_source *s, const struct stats_total
             (unsigned long long)t->output_lost, (unsigned long long)t->retransmitted);
     if (t->redis)
         fprintf(f, "dati:   redis: %llu records (%llu lost), %llu flow records (%llu lost); "
-                   "%llu commands, %llu error replies, %llu reconnects\n",
+                   "%llu commands, %llu error replies, %llu reconnects; queued %llu (peak %llu); "
+                   "live drops: %llu queue full, %llu disconnected\n",
                 (unsigned long long)t->rd.records, (unsigned long long)t->rd.lost,
                 (unsigned long long)t->rd.flows, (unsigned long long)t->rd.flows_lost,
                 (unsigned long long)t->rd.commands, (unsigned long long)t->rd.errors,
-                (unsigned long long)t->rd.reconnects);
+                (unsigned long long)t->rd.reconnects, (unsigned long long)t->rd.queued,
+                (unsigned long long)t->rd.queued_peak, (unsigned long long)t->rd.dropped_queue_full,
+                (unsigned long long)t->rd.dropped_disconnected);
     fprintf(f, "dati:   memory: %llu KiB anonymous resident; %zu bytes per flow entry\n",
             (unsigned long long)t->rss_anon_kb, sizeof(struct flow));
 }
@@ -196,6 +203,10 @@ int stats_json(struct outbuf *b, const struct stats_source *s, const struct stat
         rc |= member(b, "errors_wrongtype", t->rd.errors_wrongtype, &first);
         rc |= member(b, "errors_other", t->rd.errors_other, &first);
         rc |= member(b, "reconnects", t->rd.reconnects, &first);
+        rc |= member(b, "queued", t->rd.queued, &first);
+        rc |= member(b, "queued_peak", t->rd.queued_peak, &first);
+        rc |= member(b, "dropped_queue_full", t->rd.dropped_queue_full, &first);
+        rc |= member(b, "dropped_disconnected", t->rd.dropped_disconnected, &first);
         rc |= json_lit(b, "}");
     }
     if (input_error) {

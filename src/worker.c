@@ -5,6 +5,7 @@
 #include "worker.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "counter.h"
@@ -46,6 +47,11 @@ int worker_init(struct worker *w, int index, const struct pipeline *pl, uint32_t
     }
     if (pl->conf->redis_line && !(w->redis = redis_out_open(pl->conf, err, errlen)))
         goto err;
+    /* Test hook (doc/records.md): the live capture's never-waiting Redis
+     * output, exercised while reading a file. */
+    const char *live = getenv("DATI_TEST_REDIS_LIVE");
+    if (w->redis && live && strcmp(live, "1") == 0)
+        redis_out_set_live(w->redis, 1);
     return 0;
 err:
     flow_table_fini(&w->flows);
