@@ -40,6 +40,7 @@ struct redis_out {
         unsigned counted;                /* replies already counted (across a resend) */
         unsigned done;                   /* replies read since it was last sent */
     } pipes[2], *cur, *sent;             /* sent: NULL when nothing is in flight */
+    struct pipe *behind;                 /* cur, already written behind sent (send_current) */
     unsigned max_cmds;
     uint64_t since;                      /* monotonic ns of the oldest queued record */
     uint64_t last_log;                   /* rate limit for error logs */
@@ -377,6 +378,8 @@ static void settle(struct redis_out *r)
             break;
         }
         send_pipe(r, p);   /* a failure shows in collect() */
+        if (r->behind)
+            send_pipe(r, r->behind);
     }
     COUNTER_ADD(r->n.commands, p->ncmds);
     clear(p);
@@ -391,13 +394,30 @@ static void swap_pipes(struct redis_out *r)
     r->since = 0;
 }
 
-/* Sends the pipeline being filled, after the one in flight is answered. */
+/* Sends the pipeline being filled, then waits for the one in flight to be
+ * answered: Redis has the next pipeline in its socket when it finishes one
+ * (no idle round trip), while dati fills the buffer just freed. */
 static void send_current(struct redis_out *r)
 {
-    settle(r);
-    if (r->cur->ncmds == 0)
+    if (r->cur->ncmds == 0) {
+        settle(r);
         return;
-    send_pipe(r, r->cur);   /* a failure shows, and is mended, in settle() */
+    }
+    struct pipe *p = r->cur;
+    if (r->live) {   /* one in flight at most */
+        settle(r);
+        if (r->down || p->ncmds == 0)
+            return;
+        if (send_pipe(r, p) < 0)
+            went_down(r);
+        else
+            swap_pipes(r);
+        return;
+    }
+    send_pipe(r, p);   /* a failure shows, and is mended, in settle() */
+    r->behind = p;
+    settle(r);
+    r->behind = NULL;
     swap_pipes(r);
 }
 
@@ -504,11 +524,28 @@ void redis_out_drain(struct redis_out *r)
         redis_out_flush(r);
 }
 
-static int resp_len(struct outbuf *b, char type, size_t n)
+/* Decimal digits of v at d (room for 20); returns their number. Formatting
+ * is most of the cost of a record: no printf on this path. */
+static size_t fmt_u64(char *d, uint64_t v)
 {
-    char d[24];
-    int l = snprintf(d, sizeof d, "%c%zu\r\n", type, n);
-    return json_raw(b, d, (size_t)l);
+    char t[20];
+    size_t n = 0, i = 0;
+    do
+        t[n++] = (char)('0' + v % 10);
+    while ((v /= 10));
+    while (n)
+        d[i++] = t[--n];
+    return i;
+}
+
+/* "<type><n>\r\n" at o; returns the end. */
+static char *resp_len(char *o, char type, size_t n)
+{
+    *o++ = type;
+    o += fmt_u64(o, n);
+    *o++ = '\r';
+    *o++ = '\n';
+    return o;
 }
 
 /* Adds one command to the pipeline in RESP; nothing is sent yet. */
@@ -516,15 +553,20 @@ static int append(struct redis_out *r, int argc, const char **argv, const size_t
                   enum cmd_kind kind)
 {
     struct pipe *p = r->cur;
-    size_t start = p->buf.len;
-    int rc = resp_len(&p->buf, '*', (size_t)argc);
-    for (int i = 0; i < argc && rc == 0; i++)
-        rc = resp_len(&p->buf, '$', len[i]) | json_raw(&p->buf, argv[i], len[i]) |
-             json_raw(&p->buf, "\r\n", 2);
-    if (rc || p->ncmds == r->max_cmds) {
-        p->buf.len = start;
+    size_t need = 24;
+    for (int i = 0; i < argc; i++)
+        need += len[i] + 24;
+    if (p->ncmds == r->max_cmds || outbuf_room(&p->buf, need) < 0)
         return -1;
+    char *o = resp_len(p->buf.buf + p->buf.len, '*', (size_t)argc);
+    for (int i = 0; i < argc; i++) {
+        o = resp_len(o, '$', len[i]);
+        memcpy(o, argv[i], len[i]);
+        o += len[i];
+        *o++ = '\r';
+        *o++ = '\n';
     }
+    p->buf.len = (size_t)(o - p->buf.buf);
     p->kind[p->ncmds++] = (uint8_t)kind;
     return 0;
 }
@@ -625,9 +667,14 @@ int redis_out_record(struct redis_out *r, struct extract_ctx *x, const struct fi
     struct arg args[MAX_ARGS];
     int n = 0, rc = 0;
     char key[96], maxlen[24];   /* REDIS_PREFIX is at most 64 characters */
-    int keylen = snprintf(key, sizeof key, "%s%llu", f->redis_prefix, (unsigned long long)id);
+    size_t keylen = 0;
+    if (!stream) {
+        keylen = strlen(f->redis_prefix);
+        memcpy(key, f->redis_prefix, keylen);
+        keylen += fmt_u64(key + keylen, id);
+    }
     if (stream) {   /* XADD <channel> MAXLEN ~ <n> * <field> <value> ... */
-        int ml = snprintf(maxlen, sizeof maxlen, "%u", r->conf->redis_maxlen);
+        size_t ml = fmt_u64(maxlen, r->conf->redis_maxlen);
         args[n++] = (struct arg){0, 4, (const uint8_t *)"XADD"};
         args[n++] = (struct arg){0, strlen(f->redis_channel), (const uint8_t *)f->redis_channel};
         args[n++] = (struct arg){0, 6, (const uint8_t *)"MAXLEN"};
@@ -668,7 +715,7 @@ int redis_out_record(struct redis_out *r, struct extract_ctx *x, const struct fi
         argl[i] = args[i].len;
     }
     char ttl[24];
-    int ttllen = snprintf(ttl, sizeof ttl, "%d", f->redis_expire);
+    size_t ttllen = fmt_u64(ttl, (uint64_t)f->redis_expire);
     const char *exp[] = {"EXPIRE", key, ttl};
     size_t expl[] = {6, (size_t)keylen, (size_t)ttllen};
     const char *pub[] = {"PUBLISH", f->redis_channel, key};
