@@ -18,6 +18,8 @@ enum flow_end {
 
 enum { FLOW_C2S = 0, FLOW_S2C = 1 };
 
+#define FLOW_MAX_TAGS 4   /* tags a flow can carry: the entry stays 128 bytes */
+
 struct flow {
     struct flow_key key;      /* hot: compared on lookup */
     uint32_t hash;
@@ -32,8 +34,12 @@ struct flow {
     uint32_t tcp_end[2];      /* per direction: highest sequence number + payload seen */
     uint8_t client_is_lo;     /* the client (first sender) is key.lo_* */
     uint8_t tcp_seen;         /* bit per direction: tcp_end[] is valid */
-    uint8_t pad[6];
+    uint8_t marks;            /* FLOW_WATCH, FLOW_IGNORE (feedback channel) */
+    uint8_t tag[FLOW_MAX_TAGS]; /* tags (flowtag.h): name index + 1, 0 = none */
+    uint8_t reports;          /* interim records written (ACTIVE_TIMEOUT) */
 };
+
+enum { FLOW_WATCH = 1, FLOW_IGNORE = 2 };
 
 typedef void (*flow_emit_fn)(void *ctx, const struct flow *f, enum flow_end why);
 

@@ -45,6 +45,8 @@ struct redis_out {
     uint64_t since;                      /* monotonic ns of the oldest queued record */
     uint64_t last_log;                   /* rate limit for error logs */
     struct outbuf scratch;               /* values that are not bytes of the packet */
+    const char *tags_csv, *tags_json;    /* redis_out_set_tags() */
+    size_t tags_csvlen, tags_jsonlen;
     struct redis_counters n;
 };
 
@@ -704,6 +706,10 @@ int redis_out_record(struct redis_out *r, struct extract_ctx *x, const struct fi
         args[n++] = (struct arg){0, strlen(f->field_key[i]), (const uint8_t *)f->field_key[i]};
         rc |= value_text(s, &v, &args[n++]);
     }
+    if (r->tags_csv && n + 2 <= MAX_ARGS) {
+        args[n++] = (struct arg){0, 4, (const uint8_t *)"tags"};
+        args[n++] = (struct arg){0, r->tags_csvlen, (const uint8_t *)r->tags_csv};
+    }
     if (rc) {
         COUNTER_INC(r->n.lost);
         return -1;
@@ -764,7 +770,10 @@ int redis_out_flow(struct redis_out *r, const struct flow *fl, enum flow_end why
 {
     struct outbuf *s = &r->scratch;
     s->len = 0;
-    if (json_flow(s, fl, why, names) < 0) {
+    if (json_flow(s, fl, why, names) < 0 ||
+        (r->tags_json && (s->len -= 2, json_lit(s, ",\"tags\":") |
+                                           json_raw(s, r->tags_json, r->tags_jsonlen) |
+                                           json_lit(s, "}\n")))) {
         COUNTER_INC(r->n.flows_lost);
         return -1;
     }
@@ -804,4 +813,13 @@ void redis_out_set_live(struct redis_out *r, int live)
         r->ids_left++;
     }
     r->live = live;
+}
+
+void redis_out_set_tags(struct redis_out *r, const char *csv, size_t csvlen, const char *json,
+                        size_t jsonlen)
+{
+    r->tags_csv = csv;
+    r->tags_csvlen = csvlen;
+    r->tags_json = json;
+    r->tags_jsonlen = jsonlen;
 }

@@ -60,6 +60,12 @@ int redis_out_record(struct redis_out *r, struct extract_ctx *x, const struct fi
 int redis_out_flow(struct redis_out *r, const struct flow *fl, enum flow_end why,
                    const char *const *names);
 
+/* The tags of the flow of the records about to be queued ("a,b" and the
+ * JSON array), until set to NULL: field records get a "tags" field, flow
+ * records a "tags" member. Not copied: valid until changed. */
+void redis_out_set_tags(struct redis_out *r, const char *csv, size_t csvlen, const char *json,
+                        size_t jsonlen);
+
 /* Sends what is queued and reads every reply. */
 void redis_out_flush(struct redis_out *r);
 /* The drain timer: flushes what has waited OUTBUF_DRAIN_NS. */

@@ -16,6 +16,7 @@
 #include "capture.h"
 #include "readahead.h"
 #include "counter.h"
+#include "feedback.h"
 #include "log.h"
 #include "output-json.h"
 #include "stats.h"
@@ -48,6 +49,7 @@ struct run {
     struct outbuf statbuf;         /* stats records from this thread */
     struct redis_out *stats_redis; /* this thread's connection, with the Redis output */
     struct worker *workers;
+    struct feedback *fb;           /* FEEDBACK_CHANNEL: the subscriber thread */
     struct pktq *queues;
     int nworkers;
     int ready_workers;             /* initialised, to be finalised */
@@ -259,7 +261,7 @@ static int setup(struct run *r)
         }
         r->ready_workers = i + 1;
     }
-    r->src = (struct stats_source){&r->rc, r->workers, r->nworkers, &r->pl};
+    r->src = (struct stats_source){&r->rc, r->workers, r->nworkers, &r->pl, NULL};
     if (r->nworkers > 1) {
         r->queues = aligned_alloc(64, sizeof *r->queues * (size_t)r->nworkers);
         if (!r->queues)
@@ -282,8 +284,22 @@ static int setup(struct run *r)
     return 0;
 }
 
+static int start_feedback(struct run *r)
+{
+    char err[256];
+    if (!r->conf->feedback_channel)
+        return 0;
+    if (!(r->fb = feedback_start(r->conf, r->workers, r->nworkers, err, sizeof err))) {
+        log_error("feedback channel: %s", err);
+        return -1;
+    }
+    r->src.fb = r->fb;
+    return 0;
+}
+
 static void teardown(struct run *r)
 {
+    feedback_stop(r->fb);
     for (int i = 0; i < r->ready_workers; i++)
         worker_fini(&r->workers[i]);
     free(r->workers);
@@ -306,7 +322,7 @@ int reader_run(const struct config *conf, const struct run_options *opt)
     signal(SIGPIPE, SIG_IGN);
     signal(SIGINT, on_stop_signal);   /* before setup: REDIS_RETRY waits there */
     signal(SIGTERM, on_stop_signal);
-    if (setup(&r) < 0) {
+    if (setup(&r) < 0 || start_feedback(&r) < 0) {
         teardown(&r);
         return 2;
     }
@@ -332,6 +348,9 @@ int reader_run(const struct config *conf, const struct run_options *opt)
 
     const char *input_error = done < 0 ? r.cap.errbuf : NULL;
     report(&r, 1, input_error);
+    feedback_stop(r.fb);
+    r.fb = NULL;
+    r.src.fb = NULL;
     int status = 0;
     if (done < 0) {
         log_error("%s: %s%s", opt->input, r.cap.errbuf,

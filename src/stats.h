@@ -35,6 +35,7 @@ struct stats_source {
     const struct worker *workers;
     int nworkers;
     const struct pipeline *pl;
+    const struct feedback *fb;     /* NULL without FEEDBACK_CHANNEL */
 };
 
 void stats_sum(const struct stats_source *s, struct stats_totals *t);

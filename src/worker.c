@@ -9,20 +9,40 @@
 #include <string.h>
 
 #include "counter.h"
+#include "feedback.h"
+#include "flowtag.h"
 #include "log.h"
 #include "output-json.h"
+
+/* Adds "tags":[...] to the JSON object just written (ending in "}\n"). */
+static int json_tags(struct outbuf *b, const struct tagtext *tt)
+{
+    b->len -= 2;
+    return json_lit(b, ",\"tags\":") | json_raw(b, tt->json, tt->jsonlen) | json_lit(b, "}\n");
+}
 
 static void emit_flow(void *ctx, const struct flow *f, enum flow_end why)
 {
     struct worker *w = ctx;
+    struct tagtext tt;
+    int tagged = w->ft && flowtag_text(w->ft, f, &tt);
+    if (w->ft)
+        flowtag_ended(w->ft, f);
     if (w->redis) {
+        if (tagged)
+            redis_out_set_tags(w->redis, tt.csv, tt.csvlen, tt.json, tt.jsonlen);
         if (redis_out_flow(w->redis, f, why, w->pl->filter_name) < 0)
             COUNTER_INC(w->c.flow_records_dropped);
         else
             COUNTER_INC(w->c.flow_records);
+        if (tagged)
+            redis_out_set_tags(w->redis, NULL, 0, NULL, 0);
         return;
     }
-    if (json_flow(&w->out, f, why, w->pl->filter_name) < 0) {
+    size_t start = w->out.len;
+    if (json_flow(&w->out, f, why, w->pl->filter_name) < 0 ||
+        (tagged && json_tags(&w->out, &tt) < 0)) {
+        w->out.len = start;
         COUNTER_INC(w->c.flow_records_dropped);
         return;
     }
@@ -52,6 +72,13 @@ int worker_init(struct worker *w, int index, const struct pipeline *pl, uint32_t
     const char *live = getenv("DATI_TEST_REDIS_LIVE");
     if (w->redis && live && strcmp(live, "1") == 0)
         redis_out_set_live(w->redis, 1);
+    if (pl->conf->feedback_channel &&
+        (!(w->ft = malloc(sizeof *w->ft)) || flowtag_init(w->ft, &w->flows) < 0)) {
+        snprintf(err, errlen, "out of memory for the flow id index");
+        free(w->ft);
+        w->ft = NULL;
+        goto err;
+    }
     return 0;
 err:
     flow_table_fini(&w->flows);
@@ -62,12 +89,18 @@ err:
 void worker_fini(struct worker *w)
 {
     redis_out_close(w->redis);
+    if (w->ft)
+        flowtag_fini(w->ft);
+    free(w->ft);
     flow_table_fini(&w->flows);
     outbuf_fini(&w->out);
 }
 
 void worker_drain(struct worker *w)
 {
+    struct feedback *fb = __atomic_load_n(&w->fb, __ATOMIC_ACQUIRE);
+    if (fb)
+        feedback_poll(fb, w->index, w->ft);
     if (w->redis)
         redis_out_drain(w->redis);
     else if (w->out.since)   /* read the clock only when a line waits */
@@ -75,9 +108,14 @@ void worker_drain(struct worker *w)
 }
 
 static void write_records(struct worker *w, const struct packet *p, uint64_t mask,
-                          uint64_t flow_id)
+                          const struct flow *fl)
 {
     const struct config *conf = w->pl->conf;
+    uint64_t flow_id = fl ? fl->id : 0;
+    struct tagtext tt;
+    int tagged = fl && w->ft && flowtag_text(w->ft, fl, &tt);
+    if (tagged && w->redis)
+        redis_out_set_tags(w->redis, tt.csv, tt.csvlen, tt.json, tt.jsonlen);
     for (int i = 0; mask; i++, mask >>= 1) {
         if (!(mask & 1))
             continue;
@@ -90,7 +128,8 @@ static void write_records(struct worker *w, const struct packet *p, uint64_t mas
                     COUNTER_INC(w->c.records[i]);
                 else
                     COUNTER_INC(w->c.records_dropped);
-            } else if (json_record(&w->out, &w->x, f, i, flow_id, sub) == 0) {
+            } else if (json_record(&w->out, &w->x, f, i, flow_id, sub) == 0 &&
+                       (!tagged || json_tags(&w->out, &tt) == 0)) {
                 COUNTER_INC(w->c.records[i]);
                 outbuf_end_line(&w->out);
             } else {
@@ -98,6 +137,8 @@ static void write_records(struct worker *w, const struct packet *p, uint64_t mas
             }
         } while (f->uses_http && ++sub < 64 && extract_http_next(&w->x));
     }
+    if (tagged && w->redis)
+        redis_out_set_tags(w->redis, NULL, 0, NULL, 0);
 }
 
 /* counter[i]++ for every bit i set in mask */
@@ -115,24 +156,34 @@ void worker_process(struct worker *w, const struct packet *p)
     if (p->flags & PKT_HAS_KEY)
         f = flow_lookup(&w->flows, p);
     uint64_t mask = classify_packet(&w->pl->classifier, p);
+    if (w->ft)
+        w->ft->clock = p->clock;
     if (mask) {
         COUNTER_INC(w->c.matched);
         count_bits(w->c.matches, mask);
-        if (!f && (p->flags & PKT_HAS_KEY))
-            f = flow_create(&w->flows, p);
+        if (!f && (p->flags & PKT_HAS_KEY) && (f = flow_create(&w->flows, p)) && w->ft)
+            flowtag_created(w->ft, f);
         if (!f)
             COUNTER_INC(w->c.no_flow);
     }
     uint64_t recorded = mask & w->pl->record_filters;
     if (f) {
         f->filters |= mask;
+        if (f->marks) {   /* feedback: ignored flows give none, watched ones every packet */
+            if (f->marks & FLOW_IGNORE) {
+                COUNTER_ADD(w->ft->c.ignored_records, (uint64_t)__builtin_popcountll(recorded));
+                recorded = 0;
+            } else if (!recorded && (recorded = f->filters & w->pl->record_filters)) {
+                COUNTER_ADD(w->ft->c.watched_records, (uint64_t)__builtin_popcountll(recorded));
+            }
+        }
         if (flow_update(&w->flows, f, p) && recorded) {
             count_bits(w->c.retransmitted, recorded);   /* seen before: no records */
             return;
         }
     }
     if (recorded)
-        write_records(w, p, recorded, f ? f->id : 0);
+        write_records(w, p, recorded, f);
 }
 
 void worker_finish(struct worker *w, uint64_t clock, enum flow_end why)

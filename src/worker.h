@@ -36,6 +36,9 @@ struct worker_counters {
     uint64_t retransmitted[CLASSIFY_MAX_FILTERS]; /* matches skipped: payload seen before */
 };
 
+struct feedback;
+struct flowtag;
+
 struct worker {
     int index;
     const struct pipeline *pl;
@@ -45,6 +48,8 @@ struct worker {
     struct worker_counters c;
     struct pktq *q;                /* NULL when running inline */
     struct redis_out *redis;       /* records go to Redis instead of JSON lines */
+    struct flowtag *ft;            /* with FEEDBACK_CHANNEL: tags, marks, rules, id index */
+    struct feedback *fb;           /* atomic: set while the feedback thread runs */
     pthread_t thread;
 };
 
