@@ -150,7 +150,9 @@ broken:
     fb->pub = NULL;
 }
 
-static int begin(struct feedback *fb, int ok, const struct fb_cmd *c)
+/* Starts a reply: outcome, the client's id, and the command (unless only_id:
+ * a rejected message, of which the id is known when it came before the error). */
+static int begin(struct feedback *fb, int ok, const struct fb_cmd *c, int only_id)
 {
     struct outbuf *b = &fb->ack;
     int rc = json_lit(b, ok ? "{\"ok\":true" : "{\"ok\":false");
@@ -158,7 +160,7 @@ static int begin(struct feedback *fb, int ok, const struct fb_cmd *c)
         rc |= json_lit(b, ",\"id\":");
         rc |= json_lit(b, c->id);   /* checked JSON text: a number or a string */
     }
-    if (c) {
+    if (c && !only_id) {
         rc |= json_lit(b, ",\"op\":\"");
         rc |= json_lit(b, fb_op_name(c->op));
         rc |= json_lit(b, "\"");
@@ -177,11 +179,11 @@ static int begin(struct feedback *fb, int ok, const struct fb_cmd *c)
     return rc;
 }
 
-static void reject(struct feedback *fb, const struct fb_cmd *c, const char *reason,
+static void reject(struct feedback *fb, const struct fb_cmd *c, int only_id, const char *reason,
                    const char *error)
 {
     struct outbuf *b = &fb->ack;
-    int rc = begin(fb, 0, c);
+    int rc = begin(fb, 0, c, only_id);
     rc |= json_lit(b, ",\"reason\":\"");
     rc |= json_lit(b, reason);
     rc |= json_lit(b, "\",\"error\":");
@@ -197,19 +199,21 @@ static void acknowledge(struct feedback *fb, struct fb_item *it)
     const struct fb_cmd *c = &it->cmd;
     if (it->applied) {
         COUNTER_INC(fb->c.applied);
-        if (begin(fb, 1, c) == 0 && json_lit(&fb->ack, "}") == 0)
+        if (begin(fb, 1, c, 0) == 0 && json_lit(&fb->ack, "}") == 0)
             publish(fb);
         fb->ack.len = 0;
     } else if (it->refused) {
         COUNTER_INC(fb->c.refused);
-        reject(fb, c, "refused", it->why ? it->why : "refused");
+        reject(fb, c, 0, "refused", it->why ? it->why : "refused");
     } else if (fb->stopping) {
-        reject(fb, c, "stopped", "dati stopped before applying it");
+        COUNTER_INC(fb->c.stopped);
+        reject(fb, c, 0, "stopped", "dati stopped before applying it");
     } else if (it->dropped) {
-        reject(fb, c, "queue_full", "a worker's command queue was full");
+        COUNTER_INC(fb->c.queue_full);
+        reject(fb, c, 0, "queue_full", "a worker's command queue was full");
     } else {
         COUNTER_INC(fb->c.unknown_flow);
-        reject(fb, c, "unknown_flow", "no active flow has this id");
+        reject(fb, c, 0, "unknown_flow", "no active flow has this id");
     }
 }
 
@@ -241,7 +245,7 @@ static void stats_reply(struct feedback *fb, const struct fb_cmd *c)
         packets += COUNTER_GET(fb->workers[w].c.packets);
         active += COUNTER_GET(fb->workers[w].flows.active);
     }
-    int rc = begin(fb, 1, c);
+    int rc = begin(fb, 1, c, 0);
     rc |= json_lit(b, ",\"packets\":");
     rc |= json_u64(b, packets);
     rc |= json_lit(b, ",\"flows_active\":");
@@ -259,7 +263,7 @@ static void on_command(struct feedback *fb, const char *msg, size_t len)
     COUNTER_INC(fb->c.received);
     struct fb_item *it = calloc(1, sizeof *it);
     if (!it) {
-        reject(fb, NULL, "out_of_memory", "no memory for the command");
+        reject(fb, NULL, 1, "out_of_memory", "no memory for the command");
         return;
     }
     char why[128];
@@ -267,7 +271,7 @@ static void on_command(struct feedback *fb, const char *msg, size_t len)
     if (rj != FB_OK) {
         uint64_t *n[] = {NULL, &fb->c.malformed, &fb->c.unknown, &fb->c.invalid, &fb->c.oversized};
         COUNTER_INC(*n[rj]);
-        reject(fb, NULL, fb_reject_name(rj), why);
+        reject(fb, &it->cmd, 1, fb_reject_name(rj), why);
         free(it);
         return;
     }
@@ -278,16 +282,12 @@ static void on_command(struct feedback *fb, const char *msg, size_t len)
     }
     it->received_ns = outbuf_now();
     __atomic_store_n(&it->pending, fb->nworkers, __ATOMIC_RELAXED);
-    int dropped = 0;
     for (int w = 0; w < fb->nworkers; w++) {
         if (!q_push(&fb->q[w], it)) {   /* only this thread writes dropped */
-            dropped = 1;
             it->dropped++;
             release(fb, it);
         }
     }
-    if (dropped)
-        COUNTER_INC(fb->c.queue_full);
 }
 
 static void on_reply(struct feedback *fb, redisReply *rep)
@@ -452,6 +452,7 @@ int feedback_json(struct outbuf *b, const struct feedback *fb)
     rc |= member(b, "oversized", COUNTER_GET(c->oversized));
     rc |= member(b, "queue_full", COUNTER_GET(c->queue_full));
     rc |= member(b, "unknown_flow", COUNTER_GET(c->unknown_flow));
+    rc |= member(b, "stopped", COUNTER_GET(c->stopped));
     rc |= member(b, "refused", COUNTER_GET(c->refused));
     rc |= member(b, "tags_full", t.tags_full);
     rc |= member(b, "names_full", t.names_full);

@@ -48,10 +48,12 @@ struct fb_queue {
 struct feedback_counters {
     uint64_t received;       /* messages on the channel */
     uint64_t malformed, unknown, invalid, oversized;   /* rejected, by reason */
-    uint64_t queue_full;     /* commands a worker's full queue dropped */
-    uint64_t applied;        /* acknowledged ok */
-    uint64_t unknown_flow;   /* no worker holds the flow */
+    /* every routed command ends as exactly one of: */
+    uint64_t applied;        /* acknowledged ok: at least one worker applied it */
     uint64_t refused;        /* a limit of the flow or worker (flowtag.h) */
+    uint64_t queue_full;     /* not applied, and a worker's full queue dropped it */
+    uint64_t unknown_flow;   /* no worker holds the flow */
+    uint64_t stopped;        /* still queued when dati stopped */
     uint64_t acks, acks_lost;/* replies published / not (Redis error) */
     uint64_t reconnects;
 };
