@@ -179,6 +179,12 @@ static enum fb_reject fail(struct ctx *x, enum fb_reject r, const char *fmt, ...
     return r;
 }
 
+static int is_number_start(struct js *j)
+{
+    ws(j);
+    return peek(j) == '-' || (peek(j) >= '0' && peek(j) <= '9');
+}
+
 /* A JSON value we are not going to use: only to tell malformed from wrong. */
 static int is_value_start(struct js *j)
 {
@@ -225,10 +231,12 @@ static enum fb_reject parse_match(struct js *j, struct fb_match *m, struct ctx *
         if (!tcp && !udp && !proto)
             return fail(x, FB_UNKNOWN, "unknown match key '%s'", kl >= 0 ? key : "(too long)");
         uint64_t v;
+        if (!is_number_start(j))
+            return is_value_start(j) ? fail(x, FB_INVALID, "%s is a number", key)
+                                     : fail(x, FB_MALFORMED, "bad value for %s", key);
         int rc = num(j, &v);
         if (rc < 0)
-            return is_value_start(j) ? fail(x, FB_INVALID, "%s is a number", key)
-                                     : fail(x, FB_MALFORMED, "bad number for %s", key);
+            return fail(x, FB_MALFORMED, "bad number for %s", key);
         if (rc == 0 || v > (proto ? 255u : 65535u))
             return fail(x, FB_INVALID, "%s out of range", key);
         uint8_t want = proto ? (uint8_t)v : tcp ? 6 : 17;
@@ -276,10 +284,12 @@ enum fb_reject fb_cmd_parse(const char *msg, size_t len, struct fb_cmd *c, char 
             ws(&j);
             if (strcmp(key, "flow") == 0 || strcmp(key, "ttl") == 0) {
                 uint64_t v;
+                if (!is_number_start(&j))
+                    return is_value_start(&j) ? fail(&x, FB_INVALID, "%s is a number", key)
+                                              : fail(&x, FB_MALFORMED, "bad value for %s", key);
                 int n = num(&j, &v);
                 if (n < 0)
-                    return is_value_start(&j) ? fail(&x, FB_INVALID, "%s is a number", key)
-                                              : fail(&x, FB_MALFORMED, "bad number for %s", key);
+                    return fail(&x, FB_MALFORMED, "bad number for %s", key);
                 if (key[0] == 'f') {
                     if (n == 0 || v == 0)
                         return fail(&x, FB_INVALID, "flow is a flow id (a whole number > 0)");
