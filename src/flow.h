@@ -13,7 +13,8 @@ enum flow_end {
     FLOW_END_EOF,        /* still active when the input ended */
     FLOW_END_EVICTED,    /* the table was full; the least recently seen flow made room */
     FLOW_END_SHUTDOWN,   /* dati was stopped */
-    FLOW_END_COUNT
+    FLOW_END_COUNT,
+    FLOW_INTERIM = FLOW_END_COUNT /* not an end: ACTIVE_TIMEOUT's record of a long flow */
 };
 
 enum { FLOW_C2S = 0, FLOW_S2C = 1 };
@@ -39,7 +40,7 @@ struct flow {
     uint8_t reports;          /* interim records written (ACTIVE_TIMEOUT) */
 };
 
-enum { FLOW_WATCH = 1, FLOW_IGNORE = 2 };
+enum { FLOW_WATCH = 1, FLOW_IGNORE = 2, FLOW_STATE_SENT = 4 /* dati:flow:<id> was written */ };
 
 typedef void (*flow_emit_fn)(void *ctx, const struct flow *f, enum flow_end why);
 

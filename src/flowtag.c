@@ -220,6 +220,8 @@ enum ft_result flowtag_apply(struct flowtag *t, const struct fb_cmd *c, const ch
     case FB_IGNORE: f->marks = (uint8_t)(c->on ? f->marks | FLOW_IGNORE : f->marks & ~FLOW_IGNORE); break;
     case FB_STATS: break;
     }
+    if (t->nchanged < (int)(sizeof t->changed / sizeof t->changed[0]))
+        t->changed[t->nchanged++] = f->id;
     COUNTER_INC(t->c.applied);
     return FT_APPLIED;
 }

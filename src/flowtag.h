@@ -45,6 +45,8 @@ struct flowtag {
     int nrules;
     struct ft_rule rule[FT_MAX_RULES];
     uint64_t clock;            /* the worker's latest packet clock, ns */
+    int nchanged;              /* flows changed by commands since the worker looked */
+    uint64_t changed[64];      /* their ids (more are not listed) */
     struct ft_counters c;
 };
 

@@ -823,3 +823,93 @@ void redis_out_set_tags(struct redis_out *r, const char *csv, size_t csvlen, con
     r->tags_json = json;
     r->tags_jsonlen = jsonlen;
 }
+
+void redis_out_flow_state(struct redis_out *r, const struct flow *fl, const char *const *names,
+                          int ended, enum flow_end why)
+{
+    char key[48];
+    size_t kl = 10;
+    memcpy(key, "dati:flow:", kl);
+    kl += fmt_u64(key + kl, fl->id);
+    if (r->live && live_admit(r) < 0)
+        return;
+    if (!r->live && pipe_full(r))
+        send_current(r);
+    if (ended && !r->conf->redis_flow_expire) {
+        if (fl->marks & FLOW_STATE_SENT) {
+            const char *del[] = {"DEL", key};
+            size_t dell[] = {3, kl};
+            append(r, 2, del, dell, CMD_RECORD_MORE);
+        }
+        return;
+    }
+    const struct flow_key *k = &fl->key;
+    int alen = k->family == 4 ? 4 : 16;
+    struct outbuf *s = &r->scratch;
+    s->len = 0;
+    /* values in scratch, as offsets: it may move while growing */
+    enum { F_CLIENT, F_CPORT, F_SERVER, F_SPORT, F_PROTO, F_FIRST, F_LAST, F_CP, F_CB, F_SP, F_SB,
+           F_P, F_B, F_FILTERS, F_N };
+    static const char *const names_[F_N] = {"client", "client_port", "server", "server_port",
+                                            "proto", "first", "last", "c2s_packets", "c2s_bytes",
+                                            "s2c_packets", "s2c_bytes", "packets", "bytes",
+                                            "filters"};
+    size_t off[F_N + 1];
+    int rc = 0;
+    for (int i = 0; i < F_N; i++) {
+        off[i] = s->len;
+        switch (i) {
+        case F_CLIENT: rc |= json_addr(s, fl->client_is_lo ? k->lo_addr : k->hi_addr, alen); break;
+        case F_SERVER: rc |= json_addr(s, fl->client_is_lo ? k->hi_addr : k->lo_addr, alen); break;
+        case F_CPORT: rc |= json_u64(s, fl->client_is_lo ? k->lo_port : k->hi_port); break;
+        case F_SPORT: rc |= json_u64(s, fl->client_is_lo ? k->hi_port : k->lo_port); break;
+        case F_PROTO: rc |= json_u64(s, k->proto); break;
+        case F_FIRST: rc |= json_time(s, fl->first_ts); break;
+        case F_LAST: rc |= json_time(s, fl->last_ts); break;
+        case F_CP: rc |= json_u64(s, fl->packets[FLOW_C2S]); break;
+        case F_CB: rc |= json_u64(s, fl->bytes[FLOW_C2S]); break;
+        case F_SP: rc |= json_u64(s, fl->packets[FLOW_S2C]); break;
+        case F_SB: rc |= json_u64(s, fl->bytes[FLOW_S2C]); break;
+        case F_P: rc |= json_u64(s, fl->packets[0] + fl->packets[1]); break;
+        case F_B: rc |= json_u64(s, fl->bytes[0] + fl->bytes[1]); break;
+        case F_FILTERS:
+            for (int f = 0, first = 1; f < 64; f++)
+                if ((fl->filters >> f) & 1) {
+                    rc |= (first ? 0 : json_raw(s, ",", 1)) | json_lit(s, names[f]);
+                    first = 0;
+                }
+            break;
+        }
+    }
+    off[F_N] = s->len;
+    if (rc)
+        return;
+    const char *argv[2 + 2 * (F_N + 2)];
+    size_t argl[2 + 2 * (F_N + 2)];
+    int n = 0;
+    argv[n] = "HSET", argl[n++] = 4;
+    argv[n] = key, argl[n++] = kl;
+    for (int i = 0; i < F_N; i++) {
+        int quoted = i == F_CLIENT || i == F_SERVER;   /* json_addr: without the quotes */
+        argv[n] = names_[i], argl[n++] = strlen(names_[i]);
+        argv[n] = s->buf + off[i] + quoted, argl[n++] = off[i + 1] - off[i] - 2 * (size_t)quoted;
+    }
+    const char *state = ended ? flow_end_name(why) : "active";
+    argv[n] = "state", argl[n++] = 5;
+    argv[n] = state, argl[n++] = strlen(state);
+    if (r->tags_csv) {
+        argv[n] = "tags", argl[n++] = 4;
+        argv[n] = r->tags_csv, argl[n++] = r->tags_csvlen;
+    }
+    char ttl[24];
+    uint64_t secs = ended ? r->conf->redis_flow_expire
+                          : (uint64_t)r->conf->pkt_ttl + 2 * (uint64_t)r->conf->flow_state_interval;
+    const char *exp[] = {"EXPIRE", key, ttl};
+    size_t expl[] = {6, kl, fmt_u64(ttl, secs)};
+    if (append(r, n, argv, argl, CMD_RECORD_MORE) < 0 ||
+        append(r, 3, exp, expl, CMD_RECORD_MORE) < 0)
+        return;
+    COUNTER_INC(r->n.flow_states);
+    if (r->since == 0)
+        r->since = outbuf_now();
+}

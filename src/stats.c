@@ -67,6 +67,7 @@ void stats_sum(const struct stats_source *s, struct stats_totals *t)
             t->rd.errors_wrongtype += COUNTER_GET(rc->errors_wrongtype);
             t->rd.errors_other += COUNTER_GET(rc->errors_other);
             t->rd.reconnects += COUNTER_GET(rc->reconnects);
+            t->rd.flow_states += COUNTER_GET(rc->flow_states);
             t->rd.queued += COUNTER_GET(rc->queued);
             t->rd.queued_peak += COUNTER_GET(rc->queued_peak);
             t->rd.dropped_queue_full += COUNTER_GET(rc->dropped_queue_full);
@@ -215,6 +216,7 @@ int stats_json(struct outbuf *b, const struct stats_source *s, const struct stat
         rc |= member(b, "errors_wrongtype", t->rd.errors_wrongtype, &first);
         rc |= member(b, "errors_other", t->rd.errors_other, &first);
         rc |= member(b, "reconnects", t->rd.reconnects, &first);
+        rc |= member(b, "flow_states", t->rd.flow_states, &first);
         rc |= member(b, "queued", t->rd.queued, &first);
         rc |= member(b, "queued_peak", t->rd.queued_peak, &first);
         rc |= member(b, "dropped_queue_full", t->rd.dropped_queue_full, &first);

@@ -21,12 +21,13 @@ static int json_tags(struct outbuf *b, const struct tagtext *tt)
     return json_lit(b, ",\"tags\":") | json_raw(b, tt->json, tt->jsonlen) | json_lit(b, "}\n");
 }
 
+/* A flow record: at the flow's end, or (why FLOW_INTERIM) an interim one. */
 static void emit_flow(void *ctx, const struct flow *f, enum flow_end why)
 {
     struct worker *w = ctx;
     struct tagtext tt;
     int tagged = w->ft && flowtag_text(w->ft, f, &tt);
-    if (w->ft)
+    if (w->ft && why != FLOW_INTERIM)
         flowtag_ended(w->ft, f);
     if (w->redis) {
         if (tagged)
@@ -35,6 +36,8 @@ static void emit_flow(void *ctx, const struct flow *f, enum flow_end why)
             COUNTER_INC(w->c.flow_records_dropped);
         else
             COUNTER_INC(w->c.flow_records);
+        if (w->pl->conf->flow_state_interval && why != FLOW_INTERIM)
+            redis_out_flow_state(w->redis, f, w->pl->filter_name, 1, why);
         if (tagged)
             redis_out_set_tags(w->redis, NULL, 0, NULL, 0);
         return;
@@ -72,6 +75,7 @@ int worker_init(struct worker *w, int index, const struct pipeline *pl, uint32_t
     const char *live = getenv("DATI_TEST_REDIS_LIVE");
     if (w->redis && live && strcmp(live, "1") == 0)
         redis_out_set_live(w->redis, 1);
+    w->active_ns = (uint64_t)pl->conf->active_timeout * 1000000000u;
     if (pl->conf->feedback_channel &&
         (!(w->ft = malloc(sizeof *w->ft)) || flowtag_init(w->ft, &w->flows) < 0)) {
         snprintf(err, errlen, "out of memory for the flow id index");
@@ -96,11 +100,55 @@ void worker_fini(struct worker *w)
     outbuf_fini(&w->out);
 }
 
+/* FLOW_STATE_INTERVAL: dati:flow:<id> of the flows updated since the last
+ * refresh, newest first: the LRU list is in order of last packet. */
+static void flow_state(struct worker *w, struct flow *f)
+{
+    struct tagtext tt;
+    int tagged = w->ft && flowtag_text(w->ft, f, &tt);
+    if (tagged)
+        redis_out_set_tags(w->redis, tt.csv, tt.csvlen, tt.json, tt.jsonlen);
+    redis_out_flow_state(w->redis, f, w->pl->filter_name, 0, FLOW_END_COUNT);
+    if (tagged)
+        redis_out_set_tags(w->redis, NULL, 0, NULL, 0);
+    f->marks |= FLOW_STATE_SENT;
+}
+
+static void flow_states(struct worker *w)
+{
+    uint64_t now = outbuf_now();
+    if (now - w->state_ns < (uint64_t)w->pl->conf->flow_state_interval * 1000000000u)
+        return;
+    w->state_ns = now;
+    struct flow_table *t = &w->flows;
+    uint64_t newest = 0;
+    for (uint32_t i = t->lru_tail; i; i = t->flows[i - 1].lru_prev) {
+        struct flow *f = &t->flows[i - 1];
+        if (f->last_clock < w->state_clock)
+            break;
+        if (!newest)
+            newest = f->last_clock;
+        flow_state(w, f);
+    }
+    if (newest)
+        w->state_clock = newest;
+}
+
 void worker_drain(struct worker *w)
 {
+    if (w->redis && w->pl->conf->flow_state_interval)
+        flow_states(w);
     struct feedback *fb = __atomic_load_n(&w->fb, __ATOMIC_ACQUIRE);
     if (fb)
         feedback_poll(fb, w->index, w->ft);
+    if (w->ft && w->ft->nchanged) {   /* tags show in dati:flow:<id> at once */
+        for (int i = 0; w->redis && w->pl->conf->flow_state_interval && i < w->ft->nchanged; i++) {
+            struct flow *f = flowtag_find(w->ft, w->ft->changed[i]);
+            if (f)
+                flow_state(w, f);
+        }
+        w->ft->nchanged = 0;
+    }
     if (w->redis)
         redis_out_drain(w->redis);
     else if (w->out.since)   /* read the clock only when a line waits */
@@ -173,11 +221,18 @@ void worker_process(struct worker *w, const struct packet *p)
             if (f->marks & FLOW_IGNORE) {
                 COUNTER_ADD(w->ft->c.ignored_records, (uint64_t)__builtin_popcountll(recorded));
                 recorded = 0;
-            } else if (!recorded && (recorded = f->filters & w->pl->record_filters)) {
+            } else if ((f->marks & FLOW_WATCH) && !recorded &&
+                       (recorded = f->filters & w->pl->record_filters)) {
                 COUNTER_ADD(w->ft->c.watched_records, (uint64_t)__builtin_popcountll(recorded));
             }
         }
-        if (flow_update(&w->flows, f, p) && recorded) {
+        int seen = flow_update(&w->flows, f, p);
+        if (w->active_ns && p->ts > f->first_ts && f->reports < 255 &&
+            p->ts - f->first_ts >= (f->reports + 1u) * w->active_ns) {
+            f->reports++;   /* ACTIVE_TIMEOUT: an interim record of a long flow */
+            emit_flow(w, f, FLOW_INTERIM);
+        }
+        if (seen && recorded) {
             count_bits(w->c.retransmitted, recorded);   /* seen before: no records */
             return;
         }

@@ -50,6 +50,8 @@ struct worker {
     struct redis_out *redis;       /* records go to Redis instead of JSON lines */
     struct flowtag *ft;            /* with FEEDBACK_CHANNEL: tags, marks, rules, id index */
     struct feedback *fb;           /* atomic: set while the feedback thread runs */
+    uint64_t active_ns;            /* ACTIVE_TIMEOUT in ns, 0: off */
+    uint64_t state_ns, state_clock;/* FLOW_STATE_INTERVAL: last refresh (monotonic, packet clock) */
     pthread_t thread;
 };
 

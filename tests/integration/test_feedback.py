@@ -10,6 +10,7 @@ import subprocess
 import threading
 import time
 from collections import defaultdict
+from decimal import Decimal
 
 import pytest
 
@@ -319,3 +320,90 @@ def test_feedback_needs_redis(tmp_path, binaries):
     conf = h.write_config(tmp_path, "f.conf", "FEEDBACK_CHANNEL x\nFILTER_NAME a\nBPF tcp\n")
     run = h.run_dati(["-c", conf, "--check"], expect_rc=(2,), parse=False)
     assert "f.conf:1: FEEDBACK_CHANNEL needs Redis (REDIS_SOCK or REDIS_HOST): 'x'" in run.stderr
+
+
+def test_live_flow_state(tmp_path, lab):
+    """FLOW_STATE_INTERVAL 1: dati:flow:<id> holds the live counters of a flow
+    (refreshed each second, not per packet), its tags once tagged, and at the
+    end the same counters as its flow record."""
+    cut = lab["npackets"] // 3
+    fid = pick_flow(lab, cut, http=False)
+    s = Session(tmp_path, lab["pcap"], extra="FLOW_STATE_INTERVAL 1\nREDIS_FLOW_EXPIRE 600\n")
+    key = f"dati:flow:{fid}"
+    try:
+        s.feed(cut)
+        s.wait_entries(sum(1 for fr in lab["frames"].values() for f in fr if f <= cut))
+        want = sum(1 for f in lab["frames"][fid] if f <= cut)
+        end = time.monotonic() + 10
+        while int(s.client.hget(key, "packets") or 0) != want:
+            assert time.monotonic() < end, s.client.hgetall(key)
+            time.sleep(0.05)
+        live = {k.decode(): v.decode() for k, v in s.client.hgetall(key).items()}
+        assert live["state"] == "active" and "tags" not in live, live
+        assert 0 < s.client.ttl(key) <= 1000000000 + 2
+        assert s.command({"flow": fid, "tag": "seen"})["ok"]
+        end = time.monotonic() + 10
+        while s.client.hget(key, "tags") != b"seen":
+            assert time.monotonic() < end, s.client.hgetall(key)
+            time.sleep(0.05)
+        stats = s.finish()
+        final = {k.decode(): v.decode() for k, v in s.client.hgetall(key).items()}
+    finally:
+        s.close()
+    rec = s.flows[fid]
+    assert final["state"] == rec["reason"] == "end_of_input"
+    for k in ("c2s_packets", "c2s_bytes", "s2c_packets", "s2c_bytes", "client", "server",
+              "client_port", "server_port"):
+        assert final[k] == str(rec[k]), k
+    assert final["packets"] == str(rec["c2s_packets"] + rec["s2c_packets"])
+    exact = json.loads(final["json"], parse_float=Decimal)   # the flow record, as written
+    assert Decimal(final["first"]) == exact["first"] and Decimal(final["last"]) == exact["last"]
+    assert final["filters"] == "web" and final["tags"] == "seen"
+    assert json.loads(final["json"]) == rec
+    assert stats["redis"]["flow_states"] >= len(s.flows)
+
+
+def test_flow_state_deleted_at_end(tmp_path, lab):
+    """Without REDIS_FLOW_EXPIRE, a flow's state hash goes with the flow."""
+    cut = lab["npackets"] // 3
+    s = Session(tmp_path, lab["pcap"], extra="FLOW_STATE_INTERVAL 1\n")
+    try:
+        s.feed(cut)
+        end = time.monotonic() + 10
+        while not list(s.client.scan_iter("dati:flow:*")):
+            assert time.monotonic() < end
+            time.sleep(0.05)
+        s.finish()
+        assert list(s.client.scan_iter("dati:flow:*")) == []
+    finally:
+        s.close()
+
+
+def test_active_timeout(tmp_path, binaries):
+    """ACTIVE_TIMEOUT 2 on 12 s of traffic: long flows get interim records
+    (reason active_timeout, counters so far) every 2 s of packet time; the
+    field records and final flow records are as without it."""
+    pcap = tmp_path / "long.pcap"
+    h.run_gen(["-n", 12000, "-s", 5, "--rate", 1000, "--http-share", 20, "--http-flows", 12,
+               "--flows", 200, "--responses"], pcap)
+    base = f"TIME_STATS 0\nPKT_TTL 1000000000\nFILTER_NAME web\nBPF tcp\nFIELDS {FIELDS}\n"
+    plain = h.run_dati(["-r", pcap, "-c", h.write_config(tmp_path, "a.conf", base), "-q"])
+    run = h.run_dati(["-r", pcap, "-c", h.write_config(tmp_path, "b.conf",
+                                                        "ACTIVE_TIMEOUT 2\n" + base), "-q"])
+    assert run.records == plain.records
+    final = {f["flow"]: f for f in run.flows if f["reason"] != "active_timeout"}
+    assert final == {f["flow"]: f for f in plain.flows}
+    interim = defaultdict(list)
+    for f in run.flows:
+        if f["reason"] == "active_timeout":
+            interim[f["flow"]].append(f)
+    assert max(len(v) for v in interim.values()) >= 4
+    for fid, recs in interim.items():
+        end = final[fid]
+        assert len(recs) <= int((end["last"] - end["first"]) / 2)
+        pk = [r["c2s_packets"] + r["s2c_packets"] for r in recs] + \
+             [end["c2s_packets"] + end["s2c_packets"]]
+        assert pk == sorted(pk)
+        for k, r in enumerate(recs, 1):
+            assert r["last"] - r["first"] >= 2 * k - 1e-9 and r["first"] == end["first"]
+    assert run.stats["records"]["flow"] == len(run.flows)
