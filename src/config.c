@@ -317,6 +317,7 @@ static const struct keyword {
     HANDLER("FEEDBACK_REPLY", GLOBAL, kw_feedback_reply),
     NUMBER("FLOW_STATE_INTERVAL", 0, 86400, flow_state_interval),
     NUMBER("ACTIVE_TIMEOUT", 0, 1000000000, active_timeout),
+    NUMBER("RECORD_SEQ", 0, 1, record_seq),
 };
 
 static void parse_line(struct parser *ps, char *line)

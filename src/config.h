@@ -57,6 +57,7 @@ struct config {
     int feedback_line;
     unsigned flow_state_interval;      /* > 0: live dati:flow:<id> hashes refreshed this often, s */
     unsigned active_timeout;           /* > 0: interim flow records of long flows, s */
+    unsigned record_seq;               /* 1: records carry "worker" and a per-worker "seq" */
     int redis_line;
 };
 

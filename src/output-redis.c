@@ -47,6 +47,9 @@ struct redis_out {
     struct outbuf scratch;               /* values that are not bytes of the packet */
     const char *tags_csv, *tags_json;    /* redis_out_set_tags() */
     size_t tags_csvlen, tags_jsonlen;
+    int seq_on;                          /* redis_out_set_seq(), for the next record */
+    unsigned seq_worker;
+    uint64_t seq;
     struct redis_counters n;
 };
 
@@ -710,6 +713,17 @@ int redis_out_record(struct redis_out *r, struct extract_ctx *x, const struct fi
         args[n++] = (struct arg){0, 4, (const uint8_t *)"tags"};
         args[n++] = (struct arg){0, r->tags_csvlen, (const uint8_t *)r->tags_csv};
     }
+    if (r->seq_on && n + 4 <= MAX_ARGS) {
+        args[n++] = (struct arg){0, 6, (const uint8_t *)"worker"};
+        t0 = s->len;
+        rc |= json_u64(s, r->seq_worker);
+        args[n++] = (struct arg){t0, s->len - t0, NULL};
+        args[n++] = (struct arg){0, 3, (const uint8_t *)"seq"};
+        t0 = s->len;
+        rc |= json_u64(s, r->seq);
+        args[n++] = (struct arg){t0, s->len - t0, NULL};
+    }
+    r->seq_on = 0;
     if (rc) {
         COUNTER_INC(r->n.lost);
         return -1;
@@ -773,10 +787,15 @@ int redis_out_flow(struct redis_out *r, const struct flow *fl, enum flow_end why
     if (json_flow(s, fl, why, names) < 0 ||
         (r->tags_json && (s->len -= 2, json_lit(s, ",\"tags\":") |
                                            json_raw(s, r->tags_json, r->tags_jsonlen) |
-                                           json_lit(s, "}\n")))) {
+                                           json_lit(s, "}\n"))) ||
+        (r->seq_on && (s->len -= 2, json_lit(s, ",\"worker\":") | json_u64(s, r->seq_worker) |
+                                        json_lit(s, ",\"seq\":") | json_u64(s, r->seq) |
+                                        json_lit(s, "}\n")))) {
+        r->seq_on = 0;
         COUNTER_INC(r->n.flows_lost);
         return -1;
     }
+    r->seq_on = 0;
     const char *channel = r->conf->session_channel ? r->conf->session_channel : "dati:sessions";
     char maxlen[24];
     int ml = snprintf(maxlen, sizeof maxlen, "%u", r->conf->redis_maxlen);
@@ -912,4 +931,11 @@ void redis_out_flow_state(struct redis_out *r, const struct flow *fl, const char
     COUNTER_INC(r->n.flow_states);
     if (r->since == 0)
         r->since = outbuf_now();
+}
+
+void redis_out_set_seq(struct redis_out *r, unsigned worker, uint64_t seq)
+{
+    r->seq_on = 1;
+    r->seq_worker = worker;
+    r->seq = seq;
 }

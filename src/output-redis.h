@@ -75,6 +75,9 @@ void redis_out_set_tags(struct redis_out *r, const char *csv, size_t csvlen, con
 void redis_out_flow_state(struct redis_out *r, const struct flow *fl, const char *const *names,
                           int ended, enum flow_end why);
 
+/* RECORD_SEQ: the next record (field or flow) carries worker and seq. */
+void redis_out_set_seq(struct redis_out *r, unsigned worker, uint64_t seq);
+
 /* Sends what is queued and reads every reply. */
 void redis_out_flush(struct redis_out *r);
 /* The drain timer: flushes what has waited OUTBUF_DRAIN_NS. */

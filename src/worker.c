@@ -22,10 +22,31 @@ static int json_tags(struct outbuf *b, const struct tagtext *tt)
 }
 
 /* A flow record: at the flow's end, or (why FLOW_INTERIM) an interim one. */
+/* RECORD_SEQ: "worker" and "seq" members added to the JSON object just written. */
+static int json_seq(struct worker *w, struct outbuf *b)
+{
+    b->len -= 2;
+    return json_lit(b, ",\"worker\":") | json_u64(b, (uint64_t)w->index) |
+           json_lit(b, ",\"seq\":") | json_u64(b, w->seq) | json_lit(b, "}\n");
+}
+
+/* The next record's sequence number (taken even if the record is then lost,
+ * which is how a gap shows). Returns whether records carry it. */
+static int next_seq(struct worker *w)
+{
+    if (!w->pl->conf->record_seq)
+        return 0;
+    w->seq++;
+    if (w->redis)
+        redis_out_set_seq(w->redis, (unsigned)w->index, w->seq);
+    return 1;
+}
+
 static void emit_flow(void *ctx, const struct flow *f, enum flow_end why)
 {
     struct worker *w = ctx;
     struct tagtext tt;
+    int seq = next_seq(w);
     int tagged = w->ft && flowtag_text(w->ft, f, &tt);
     if (w->ft && why != FLOW_INTERIM)
         flowtag_ended(w->ft, f);
@@ -44,7 +65,7 @@ static void emit_flow(void *ctx, const struct flow *f, enum flow_end why)
     }
     size_t start = w->out.len;
     if (json_flow(&w->out, f, why, w->pl->filter_name) < 0 ||
-        (tagged && json_tags(&w->out, &tt) < 0)) {
+        (tagged && json_tags(&w->out, &tt) < 0) || (seq && json_seq(w, &w->out) < 0)) {
         w->out.len = start;
         COUNTER_INC(w->c.flow_records_dropped);
         return;
@@ -171,13 +192,15 @@ static void write_records(struct worker *w, const struct packet *p, uint64_t mas
         extract_begin(&w->x, p);
         unsigned sub = 0;
         do {
+            int seq = next_seq(w);
             if (w->redis) {
                 if (redis_out_record(w->redis, &w->x, f, i, flow_id, sub) == 0)
                     COUNTER_INC(w->c.records[i]);
                 else
                     COUNTER_INC(w->c.records_dropped);
             } else if (json_record(&w->out, &w->x, f, i, flow_id, sub) == 0 &&
-                       (!tagged || json_tags(&w->out, &tt) == 0)) {
+                       (!tagged || json_tags(&w->out, &tt) == 0) &&
+                       (!seq || json_seq(w, &w->out) == 0)) {
                 COUNTER_INC(w->c.records[i]);
                 outbuf_end_line(&w->out);
             } else {

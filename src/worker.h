@@ -51,6 +51,7 @@ struct worker {
     struct flowtag *ft;            /* with FEEDBACK_CHANNEL: tags, marks, rules, id index */
     struct feedback *fb;           /* atomic: set while the feedback thread runs */
     uint64_t active_ns;            /* ACTIVE_TIMEOUT in ns, 0: off */
+    uint64_t seq;                  /* RECORD_SEQ: records this worker made, dropped ones too */
     uint64_t state_ns, state_clock;/* FLOW_STATE_INTERVAL: last refresh (monotonic, packet clock) */
     pthread_t thread;
 };

@@ -407,3 +407,24 @@ def test_active_timeout(tmp_path, binaries):
         for k, r in enumerate(recs, 1):
             assert r["last"] - r["first"] >= 2 * k - 1e-9 and r["first"] == end["first"]
     assert run.stats["records"]["flow"] == len(run.flows)
+
+
+def test_record_seq_json(tmp_path, lab):
+    """RECORD_SEQ 1: field and flow records carry worker and seq; per worker
+    the numbers are 1, 2, 3 ... in output order, with nothing lost; without
+    those two members the records are as without RECORD_SEQ."""
+    base = f"TIME_STATS 0\nPKT_TTL 1000000000\nFILTER_NAME web\nBPF tcp\nFIELDS {FIELDS}\n"
+    plain = h.run_dati(["-r", lab["pcap"], "-c", h.write_config(tmp_path, "a.conf", base),
+                        "-q", "-t", 2])
+    run = h.run_dati(["-r", lab["pcap"], "-c", h.write_config(tmp_path, "b.conf",
+                                                               "RECORD_SEQ 1\n" + base),
+                      "-q", "-t", 2])
+    seqs = defaultdict(list)
+    stripped = []
+    for o in run.objs[:-1]:
+        seqs[o.pop("worker")].append(o.pop("seq"))
+        stripped.append(json.dumps(o, sort_keys=True))
+    assert sorted(seqs) == [0, 1]
+    for s in seqs.values():
+        assert s == list(range(1, len(s) + 1))
+    assert sorted(stripped) == sorted(json.dumps(o, sort_keys=True) for o in plain.objs[:-1])
