@@ -431,3 +431,86 @@ def test_record_seq_json(tmp_path, lab):
     for s in seqs.values():
         assert s == list(range(1, len(s) + 1))
     assert sorted(stripped) == sorted(plain.record_lines())
+
+
+ANALYZERS = h.REPO / "examples" / "analyzers"
+
+
+def test_example_analyzers(tmp_path, binaries, generated):
+    """examples/analyzers/python/tag_hosts.py tags and watches the flows whose
+    Host is www.example.test; examples/analyzers/node/tagged_flows.js prints
+    the flow records that carry the tag: one line per tagged flow."""
+    import shutil
+    sock = tmp_path / "r.sock"
+    server, client = start_redis(sock=sock)
+    conf = h.write_config(tmp_path, "a.conf", f"""\
+TIME_STATS 0
+PKT_TTL 1000000000
+REDIS_SOCK {sock}
+FEEDBACK_CHANNEL dati:feedback
+FILTER_NAME http
+BPF tcp[(tcp[12] >> 4) * 4 : 4] = 0x47455420
+FIELDS ip.src ip.dst tcp.sport tcp.dport http.method http.url http.host
+REDIS_CHANNEL http_GET
+""")
+    procs = []
+    node = shutil.which("node") and shutil.which("npm")
+    try:
+        py = subprocess.Popen(["/usr/bin/python3", str(ANALYZERS / "python" / "tag_hosts.py"),
+                               "--socket", str(sock), "--channel", "http_GET", "--hosts",
+                               "www.example.test", "--idle-exit", "3"],
+                              stdout=subprocess.PIPE, text=True)
+        procs.append(py)
+        assert "subscribed" in py.stdout.readline()
+        if node:
+            app = tmp_path / "node"
+            app.mkdir()
+            for name in ("package.json", "tagged_flows.js"):
+                shutil.copy(ANALYZERS / "node" / name, app / name)
+            npm = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"],
+                                 cwd=app, capture_output=True, text=True, timeout=300)
+            assert npm.returncode == 0, npm.stderr[-2000:]
+            # quiet until the flow records come at the end of the input
+            js = subprocess.Popen(["node", str(app / "tagged_flows.js"), "--socket", str(sock),
+                                   "--idle-exit", "8"], stdout=subprocess.PIPE, text=True)
+            procs.append(js)
+            assert "subscribed" in js.stdout.readline()
+        # the capture in pieces, then a pause before its end: the commands
+        # land while the flows are active
+        data = generated["path"].read_bytes()
+        offs = packet_offsets(data)
+        dati = subprocess.Popen([str(h.DATI), "-r", "-", "-c", str(conf), "-q"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                env=h.sanitizer_env())
+        procs.append(dati)
+        end = time.monotonic() + 20
+        while client.pubsub_numsub("dati:feedback")[0][1] < 1:
+            assert time.monotonic() < end
+            time.sleep(0.02)
+        step = len(offs) // 10
+        dati.stdin.write(data[:24])
+        for i in range(0, len(offs) - 1, step):
+            dati.stdin.write(data[offs[i]:offs[min(i + step, len(offs) - 1)]])
+            dati.stdin.flush()
+            time.sleep(0.2)
+        time.sleep(1.5)
+        dati.stdin.close()
+        dati.stdin = None
+        out, _ = dati.communicate(timeout=60)
+        stats = json.loads(out.decode().splitlines()[-1])
+        py_out, _ = py.communicate(timeout=60)
+        fb = stats["feedback"]
+        line = [l for l in py_out.splitlines() if l.startswith("flows tagged")][-1]
+        n = int(line.split()[2])
+        assert n > 10 and line == f"flows tagged {n} commands {2 * n} acknowledged {2 * n} failed 0"
+        assert fb["applied"] == 2 * n and fb["unknown_flow"] == 0, fb
+        if node:
+            js_out, _ = js.communicate(timeout=60)
+            flows = [l for l in js_out.splitlines() if l.endswith("[interesting]")]
+            assert len(flows) == n, js_out[-2000:]
+            assert f"tagged {n}" in js_out
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+        stop_redis(server)
