@@ -5,6 +5,8 @@
 #      dati -t 1 / -t 2 against `tcpdump -r FILE -w /dev/null FILTER`
 #   2. all-HTTP file: field records/s against tshark -T fields
 #   3. 1M concurrent flows: anonymous memory and bytes per flow
+#   4. records into Redis against redis-benchmark
+#   5. feedback channel: tag latency, commands/s absorbed (bench/feedback.py)
 # Each timing is the median of RUNS runs (wall clock) after a warm-up run,
 # files in page cache.
 set -euo pipefail
@@ -140,4 +142,12 @@ if command -v redis-server >/dev/null && command -v redis-benchmark >/dev/null; 
     echo "   redis-benchmark -P 50 XADD, same fields: $xadd/s; dati reaches $(awk "BEGIN{printf \"%.0f\", 100 * $(rate "$records" "$ts") / $xadd}") % of it (target: >= 70 %)"
 else
     echo "4. Redis: redis-server or redis-benchmark missing (make deps)"
+fi
+echo
+
+# 5. feedback channel: tag latency and commands absorbed (bench/feedback.py)
+if command -v redis-server >/dev/null && /usr/bin/python3 -c 'import redis' 2>/dev/null; then
+    /usr/bin/python3 "$(dirname "$0")/feedback.py" "$build" "$dir" "$dir/lab.pcap"
+else
+    echo "5. feedback channel: redis-server or python3-redis missing (make deps)"
 fi
