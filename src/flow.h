@@ -14,7 +14,8 @@ enum flow_end {
     FLOW_END_EVICTED,    /* the table was full; the least recently seen flow made room */
     FLOW_END_SHUTDOWN,   /* dati was stopped */
     FLOW_END_COUNT,
-    FLOW_INTERIM = FLOW_END_COUNT /* not an end: ACTIVE_TIMEOUT's record of a long flow */
+    FLOW_INTERIM = FLOW_END_COUNT, /* not an end: ACTIVE_TIMEOUT's record of a long flow */
+    FLOW_START                     /* not an end: FLOW_EVENTS' event of a new flow */
 };
 
 enum { FLOW_C2S = 0, FLOW_S2C = 1 };

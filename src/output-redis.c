@@ -939,3 +939,22 @@ void redis_out_set_seq(struct redis_out *r, unsigned worker, uint64_t seq)
     r->seq_worker = worker;
     r->seq = seq;
 }
+
+void redis_out_flow_event(struct redis_out *r, const struct flow *fl, const char *const *names)
+{
+    struct outbuf *s = &r->scratch;
+    s->len = 0;
+    if (json_flow(s, fl, FLOW_START, names) < 0 ||
+        (r->tags_json && (s->len -= 2, json_lit(s, ",\"tags\":") |
+                                           json_raw(s, r->tags_json, r->tags_jsonlen) |
+                                           json_lit(s, "}\n"))))
+        return;
+    if (r->live && live_admit(r) < 0)
+        return;
+    if (!r->live && pipe_full(r))
+        send_current(r);
+    const char *pub[] = {"PUBLISH", r->conf->flow_events, s->buf};
+    size_t publ[] = {7, strlen(r->conf->flow_events), s->len - 1};
+    if (append(r, 3, pub, publ, CMD_RECORD_MORE) == 0 && r->since == 0)
+        r->since = outbuf_now();
+}

@@ -75,6 +75,11 @@ void redis_out_set_tags(struct redis_out *r, const char *csv, size_t csvlen, con
 void redis_out_flow_state(struct redis_out *r, const struct flow *fl, const char *const *names,
                           int ended, enum flow_end why);
 
+/* FLOW_EVENTS: PUBLISH <channel> <the flow record as it is now, reason
+ * "start">, with its tags. Not counted as a flow record. Live mode: skipped
+ * when the queue is full or Redis down. */
+void redis_out_flow_event(struct redis_out *r, const struct flow *fl, const char *const *names);
+
 /* RECORD_SEQ: the next record (field or flow) carries worker and seq. */
 void redis_out_set_seq(struct redis_out *r, unsigned worker, uint64_t seq);
 

@@ -212,6 +212,18 @@ static void write_records(struct worker *w, const struct packet *p, uint64_t mas
         redis_out_set_tags(w->redis, NULL, 0, NULL, 0);
 }
 
+/* FLOW_EVENTS: a new flow, after its first packet. */
+static void flow_event(struct worker *w, const struct flow *f)
+{
+    struct tagtext tt;
+    int tagged = w->ft && flowtag_text(w->ft, f, &tt);
+    if (tagged)
+        redis_out_set_tags(w->redis, tt.csv, tt.csvlen, tt.json, tt.jsonlen);
+    redis_out_flow_event(w->redis, f, w->pl->filter_name);
+    if (tagged)
+        redis_out_set_tags(w->redis, NULL, 0, NULL, 0);
+}
+
 /* counter[i]++ for every bit i set in mask */
 static void count_bits(uint64_t *counter, uint64_t mask)
 {
@@ -224,6 +236,7 @@ void worker_process(struct worker *w, const struct packet *p)
     COUNTER_INC(w->c.packets);
     flow_table_advance(&w->flows, p->clock);
     struct flow *f = NULL;
+    int created = 0;
     if (p->flags & PKT_HAS_KEY)
         f = flow_lookup(&w->flows, p);
     uint64_t mask = classify_packet(&w->pl->classifier, p);
@@ -232,8 +245,11 @@ void worker_process(struct worker *w, const struct packet *p)
     if (mask) {
         COUNTER_INC(w->c.matched);
         count_bits(w->c.matches, mask);
-        if (!f && (p->flags & PKT_HAS_KEY) && (f = flow_create(&w->flows, p)) && w->ft)
-            flowtag_created(w->ft, f);
+        if (!f && (p->flags & PKT_HAS_KEY) && (f = flow_create(&w->flows, p))) {
+            created = 1;
+            if (w->ft)
+                flowtag_created(w->ft, f);
+        }
         if (!f)
             COUNTER_INC(w->c.no_flow);
     }
@@ -250,6 +266,8 @@ void worker_process(struct worker *w, const struct packet *p)
             }
         }
         int seen = flow_update(&w->flows, f, p);
+        if (created && w->redis && w->pl->conf->flow_events)
+            flow_event(w, f);
         if (w->active_ns && p->ts > f->first_ts && f->reports < 255 &&
             p->ts - f->first_ts >= (f->reports + 1u) * w->active_ns) {
             f->reports++;   /* ACTIVE_TIMEOUT: an interim record of a long flow */

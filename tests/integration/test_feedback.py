@@ -517,3 +517,30 @@ REDIS_CHANNEL http_GET
             if p.poll() is None:
                 p.kill()
         stop_redis(server)
+
+
+def test_flow_start_events(tmp_path, lab):
+    """FLOW_EVENTS: one message per new flow, after its first packet, with
+    the tags a standing rule gave it at birth."""
+    s = Session(tmp_path, lab["pcap"], extra="FLOW_EVENTS test:flows\n")
+    events = []
+    ps = s.client.pubsub()
+    ps.subscribe("test:flows")
+    ps.get_message(timeout=5)
+    try:
+        assert s.command({"match": {"tcp.dport": 80}, "tag": "web"})["ok"]
+        s.finish()
+        end = time.monotonic() + 10
+        while len(events) < len(s.flows) and time.monotonic() < end:
+            m = ps.get_message(timeout=0.2)
+            if m and m["type"] == "message":
+                events.append(json.loads(m["data"]))
+    finally:
+        ps.close()
+        s.close()
+    assert sorted(e["flow"] for e in events) == sorted(s.flows)
+    for e in events:
+        fl = s.flows[e["flow"]]
+        assert e["reason"] == "start" and e["c2s_packets"] == 1 and e["s2c_packets"] == 0, e
+        assert (e["client"], e["server"], e["first"]) == (fl["client"], fl["server"], fl["first"])
+        assert e.get("tags") == (["web"] if fl.get("server_port") == 80 else None), e
