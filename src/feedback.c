@@ -390,15 +390,14 @@ struct feedback *feedback_start(const struct config *conf, struct worker *worker
         __atomic_store_n(&workers[w].fb, fb, __ATOMIC_RELEASE);
     return fb;
 fail:
-    feedback_stop(fb);
+    feedback_free(fb);
     return NULL;
 }
 
 void feedback_stop(struct feedback *fb)
 {
-    if (!fb)
-        return;
-    if (fb->started) {
+    if (fb && fb->started) {
+        fb->started = 0;
         __atomic_store_n(&fb->stop, 1, __ATOMIC_RELEASE);
         pthread_join(fb->thread, NULL);
         for (int w = 0; w < fb->nworkers; w++)
@@ -411,6 +410,13 @@ void feedback_stop(struct feedback *fb)
         finish_done(fb);
         flush_replies(fb);
     }
+}
+
+void feedback_free(struct feedback *fb)
+{
+    if (!fb)
+        return;
+    feedback_stop(fb);
     redisFree(fb->sub);
     redisFree(fb->pub);
     outbuf_fini(&fb->ack);

@@ -65,8 +65,10 @@ struct feedback;
  * reason in err. */
 struct feedback *feedback_start(const struct config *conf, struct worker *workers, int nworkers,
                                 char *err, size_t errlen);
-/* Stops the thread (after the workers are done) and frees what is left. */
+/* Stops the thread, after the workers are done: commands they did not take
+ * are acknowledged as stopped. The counters stay readable. */
 void feedback_stop(struct feedback *fb);
+void feedback_free(struct feedback *fb);
 
 /* Worker side: applies the commands waiting in worker w's queue. */
 void feedback_poll(struct feedback *fb, int w, struct flowtag *t);

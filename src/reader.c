@@ -218,6 +218,19 @@ static long usable_cpus(void)
     return sysconf(_SC_NPROCESSORS_ONLN);
 }
 
+static int start_feedback(struct run *r)
+{
+    char err[256];
+    if (!r->conf->feedback_channel)
+        return 0;
+    if (!(r->fb = feedback_start(r->conf, r->workers, r->nworkers, err, sizeof err))) {
+        log_error("feedback channel: %s", err);
+        return -1;
+    }
+    r->src.fb = r->fb;
+    return 0;
+}
+
 static int setup(struct run *r)
 {
     const struct config *conf = r->conf;
@@ -262,6 +275,8 @@ static int setup(struct run *r)
         r->ready_workers = i + 1;
     }
     r->src = (struct stats_source){&r->rc, r->workers, r->nworkers, &r->pl, NULL};
+    if (start_feedback(r) < 0)   /* before the worker threads: they take its queues */
+        return -1;
     if (r->nworkers > 1) {
         r->queues = aligned_alloc(64, sizeof *r->queues * (size_t)r->nworkers);
         if (!r->queues)
@@ -284,22 +299,9 @@ static int setup(struct run *r)
     return 0;
 }
 
-static int start_feedback(struct run *r)
-{
-    char err[256];
-    if (!r->conf->feedback_channel)
-        return 0;
-    if (!(r->fb = feedback_start(r->conf, r->workers, r->nworkers, err, sizeof err))) {
-        log_error("feedback channel: %s", err);
-        return -1;
-    }
-    r->src.fb = r->fb;
-    return 0;
-}
-
 static void teardown(struct run *r)
 {
-    feedback_stop(r->fb);
+    feedback_free(r->fb);
     for (int i = 0; i < r->ready_workers; i++)
         worker_fini(&r->workers[i]);
     free(r->workers);
@@ -322,7 +324,7 @@ int reader_run(const struct config *conf, const struct run_options *opt)
     signal(SIGPIPE, SIG_IGN);
     signal(SIGINT, on_stop_signal);   /* before setup: REDIS_RETRY waits there */
     signal(SIGTERM, on_stop_signal);
-    if (setup(&r) < 0 || start_feedback(&r) < 0) {
+    if (setup(&r) < 0) {
         teardown(&r);
         return 2;
     }
@@ -347,10 +349,8 @@ int reader_run(const struct config *conf, const struct run_options *opt)
         worker_finish(&r.workers[i], clock, why);
 
     const char *input_error = done < 0 ? r.cap.errbuf : NULL;
+    feedback_stop(r.fb);   /* before the final report: it counts what was left */
     report(&r, 1, input_error);
-    feedback_stop(r.fb);
-    r.fb = NULL;
-    r.src.fb = NULL;
     int status = 0;
     if (done < 0) {
         log_error("%s: %s%s", opt->input, r.cap.errbuf,
