@@ -140,7 +140,7 @@ static uint8_t intern(struct flowtag *t, const char *name)
     return (uint8_t)++t->nnames;
 }
 
-/* Calls fn on every active flow (oldest first). */
+/* Adds (or removes) tag on every active flow that m matches. */
 static void each_flow(struct flowtag *t, const struct fb_match *m, uint8_t tag, int add)
 {
     struct flow_table *ft = t->flows;

@@ -21,7 +21,6 @@ static int json_tags(struct outbuf *b, const struct tagtext *tt)
     return json_lit(b, ",\"tags\":") | json_raw(b, tt->json, tt->jsonlen) | json_lit(b, "}\n");
 }
 
-/* A flow record: at the flow's end, or (why FLOW_INTERIM) an interim one. */
 /* RECORD_SEQ: "worker" and "seq" members added to the JSON object just written. */
 static int json_seq(struct worker *w, struct outbuf *b)
 {
@@ -42,6 +41,7 @@ static int next_seq(struct worker *w)
     return 1;
 }
 
+/* A flow record: at the flow's end, or (why FLOW_INTERIM) an interim one. */
 static void emit_flow(void *ctx, const struct flow *f, enum flow_end why)
 {
     struct worker *w = ctx;
@@ -121,8 +121,7 @@ void worker_fini(struct worker *w)
     outbuf_fini(&w->out);
 }
 
-/* FLOW_STATE_INTERVAL: dati:flow:<id> of the flows updated since the last
- * refresh, newest first: the LRU list is in order of last packet. */
+/* FLOW_STATE_INTERVAL: the live hash dati:flow:<id> of f. */
 static void flow_state(struct worker *w, struct flow *f)
 {
     struct tagtext tt;
@@ -135,6 +134,8 @@ static void flow_state(struct worker *w, struct flow *f)
     f->marks |= FLOW_STATE_SENT;
 }
 
+/* The hashes of the flows updated since the last refresh, newest first: the
+ * LRU list is in order of last packet. */
 static void flow_states(struct worker *w)
 {
     uint64_t now = outbuf_now();
