@@ -216,8 +216,12 @@ enum ft_result flowtag_apply(struct flowtag *t, const struct fb_cmd *c, const ch
         }
         break;
     case FB_UNTAG: remove_tag(f, tag); break;
-    case FB_WATCH: f->marks = (uint8_t)(c->on ? f->marks | FLOW_WATCH : f->marks & ~FLOW_WATCH); break;
-    case FB_IGNORE: f->marks = (uint8_t)(c->on ? f->marks | FLOW_IGNORE : f->marks & ~FLOW_IGNORE); break;
+    case FB_WATCH:
+    case FB_IGNORE: {
+        uint8_t bit = c->op == FB_WATCH ? FLOW_WATCH : FLOW_IGNORE;
+        f->marks = (uint8_t)(c->on ? f->marks | bit : f->marks & ~bit);
+        break;
+    }
     case FB_STATS: break;
     }
     if (t->nchanged < (int)(sizeof t->changed / sizeof t->changed[0]))

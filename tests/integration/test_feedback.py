@@ -150,7 +150,8 @@ def pick_flow(lab, cut, http=True):
     """A flow with packets both well before and well after frame `cut`."""
     for fid, fr in sorted(lab["frames"].items(), key=lambda kv: -len(kv[1])):
         port = lab["flows"][fid].get("server_port")
-        if (port == 80) == http and sum(f < cut for f in fr) >= 3 and sum(f > cut for f in fr) >= 10:
+        if (port == 80) == http and sum(f < cut for f in fr) >= 3 and \
+                sum(f > cut for f in fr) >= 10:
             return fid
     raise AssertionError("no suitable flow in the capture")
 

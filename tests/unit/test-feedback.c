@@ -180,7 +180,8 @@ static void test_flowtag(void)
     CHECK_EQ_INT(ft.nrules, 0);
     struct flow *e = new_flow(32, 3002, 8080, 13000000001ull);
     CHECK(!flowtag_text(&ft, e, &tt));
-    CHECK_EQ_INT(apply("{\"match\": {\"ip.src\": \"198.18.0.1\"}, \"untag\": \"tls\"}"), FT_APPLIED);
+    CHECK_EQ_INT(apply("{\"match\": {\"ip.src\": \"198.18.0.1\"}, \"untag\": \"tls\"}"),
+                 FT_APPLIED);
     CHECK(!flowtag_text(&ft, b, &tt) && !flowtag_text(&ft, c, &tt));
 
     /* the id index against a model, through creations, expiry and eviction */
