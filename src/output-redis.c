@@ -163,6 +163,11 @@ struct redis_out *redis_out_open(const struct config *conf, char *err, size_t er
     r->c = connect_start(conf, err, errlen);
     if (!r->c)
         goto fail;
+    /* Test hook (doc/records.md): the live capture's never-waiting mode,
+     * exercised while reading a file. */
+    const char *live = getenv("DATI_TEST_REDIS_LIVE");
+    if (live && strcmp(live, "1") == 0)
+        redis_out_set_live(r, 1);
     return r;
 oom:
     snprintf(err, errlen, "out of memory");
@@ -342,6 +347,17 @@ static void went_down(struct redis_out *r)
     track_depth(r);
 }
 
+/* Live: the waits that remain (the final flush, a full socket) end after
+ * LIVE_TIMEOUT_S, as a broken connection, instead of hanging on a stalled
+ * server. */
+#define LIVE_TIMEOUT_S 2
+static void live_timeout(struct redis_out *r)
+{
+    struct timeval tv = {LIVE_TIMEOUT_S, 0};
+    if (r->c)
+        redisSetTimeout(r->c, tv);
+}
+
 /* Live: one reconnection attempt when its time has come. Returns 0 when connected. */
 static int live_reconnect(struct redis_out *r)
 {
@@ -360,6 +376,7 @@ static int live_reconnect(struct redis_out *r)
     }
     COUNTER_INC(r->n.reconnects);
     r->down = 0;
+    live_timeout(r);
     return 0;
 }
 
@@ -518,6 +535,8 @@ int redis_out_stats(struct redis_out *r, const char *json, size_t len, int final
     freeReplyObject(b);
     if (!ok)
         log_limited(r, "statistics not stored", r->c && r->c->err ? r->c->errstr : "error reply");
+    if (r->live && r->c && r->c->err)   /* timed out or broken: reconnect later */
+        went_down(r);
     return ok ? 0 : -1;
 }
 
@@ -832,6 +851,8 @@ void redis_out_set_live(struct redis_out *r, int live)
         r->ids_left++;
     }
     r->live = live;
+    if (live)
+        live_timeout(r);
 }
 
 void redis_out_set_tags(struct redis_out *r, const char *csv, size_t csvlen, const char *json,

@@ -91,11 +91,6 @@ int worker_init(struct worker *w, int index, const struct pipeline *pl, uint32_t
     }
     if (pl->conf->redis_line && !(w->redis = redis_out_open(pl->conf, err, errlen)))
         goto err;
-    /* Test hook (doc/records.md): the live capture's never-waiting Redis
-     * output, exercised while reading a file. */
-    const char *live = getenv("DATI_TEST_REDIS_LIVE");
-    if (w->redis && live && strcmp(live, "1") == 0)
-        redis_out_set_live(w->redis, 1);
     w->active_ns = (uint64_t)pl->conf->active_timeout * 1000000000u;
     if (pl->conf->feedback_channel &&
         (!(w->ft = malloc(sizeof *w->ft)) || flowtag_init(w->ft, &w->flows) < 0)) {

@@ -261,3 +261,30 @@ def test_sequence_numbers_show_the_gaps(tmp_path, binaries, http_pcap):
     inner = sum(max(s) - len(s) for s in seqs.values())
     assert 0 < inner <= made - stored == rec["field_dropped"] + rec["flow_dropped"]
     assert sum(max(s) for s in seqs.values()) <= made
+
+
+def test_live_exit_while_redis_is_stopped(tmp_path, binaries, http_pcap):
+    """Live mode, the input ends while Redis is frozen: dati does not hang on
+    it; the final flush and statistics give up after the 2 s socket timeout,
+    and what they held is counted (lost, dropped)."""
+    sock = tmp_path / "r.sock"
+    server, _ = start_redis(sock=sock)
+    data = http_pcap.read_bytes()
+    conf = h.write_config(tmp_path, "r.conf", CONF_NOAUTH.format(sock=sock))
+    dati = start_dati(["-r", "-", "-c", conf, "-q"], {"DATI_TEST_REDIS_LIVE": "1"})
+    feeder = Feeder(dati, data)
+    try:
+        feeder.feed(len(data) // 2).join(30)
+        time.sleep(0.5)
+        os.kill(server.pid, signal.SIGSTOP)
+        t0 = time.monotonic()
+        feeder.rest()
+        stats, _ = finish(dati, timeout=30)
+        assert time.monotonic() - t0 < 15
+    finally:
+        os.kill(server.pid, signal.SIGCONT)
+        dati.kill()
+        stop_redis(server)
+    rd, rec = stats["redis"], stats["records"]
+    assert rd["dropped_queue_full"] > 0 and rd["lost"] > 0, rd
+    assert rec["field"] + rec["field_dropped"] == json_total(tmp_path, http_pcap)
