@@ -49,13 +49,24 @@ static int q_push(struct fb_queue *q, struct fb_item *it)
     return 1;
 }
 
-static struct fb_item *q_pop(struct fb_queue *q)
+static struct fb_item *q_peek(struct fb_queue *q)
 {
     uint32_t tail = q->tail;
     if (tail == __atomic_load_n(&q->head, __ATOMIC_ACQUIRE))
         return NULL;
-    struct fb_item *it = q->slot[tail & (FB_QUEUE_SIZE - 1)];
-    __atomic_store_n(&q->tail, tail + 1, __ATOMIC_RELEASE);
+    return q->slot[tail & (FB_QUEUE_SIZE - 1)];
+}
+
+static void q_drop_front(struct fb_queue *q)
+{
+    __atomic_store_n(&q->tail, q->tail + 1, __ATOMIC_RELEASE);
+}
+
+static struct fb_item *q_pop(struct fb_queue *q)
+{
+    struct fb_item *it = q_peek(q);
+    if (it)
+        q_drop_front(q);
     return it;
 }
 
@@ -74,7 +85,11 @@ static void release(struct feedback *fb, struct fb_item *it)
 void feedback_poll(struct feedback *fb, int w, struct flowtag *t)
 {
     struct fb_item *it;
-    for (int n = 0; n < FB_POLL_MAX && (it = q_pop(&fb->q[w])); n++) {
+    int rules = 0;
+    for (int n = 0; n < FB_POLL_MAX && (it = q_peek(&fb->q[w])); n++) {
+        if (it->cmd.by_match && rules++ == FB_POLL_RULES)
+            break;   /* a flood of rules waits for the next drains: capture goes on */
+        q_drop_front(&fb->q[w]);
         const char *why = NULL;
         enum ft_result r = flowtag_apply(t, &it->cmd, &why);
         if (r == FT_APPLIED)

@@ -22,6 +22,7 @@
 
 #define FB_QUEUE_SIZE 1024   /* commands waiting per worker; a power of two */
 #define FB_POLL_MAX 256      /* commands a worker applies per drain */
+#define FB_POLL_RULES 4      /* of which match rules: each walks the worker's active flows */
 
 struct config;
 struct worker;
