@@ -822,10 +822,8 @@ int redis_out_flow(struct redis_out *r, const struct flow *fl, enum flow_end why
     size_t publ[] = {7, strlen(channel), s->len - 1};   /* without the newline */
     const char *xadd[] = {"XADD", channel, "MAXLEN", "~", maxlen, "*", "flow", s->buf};
     size_t xaddl[] = {4, strlen(channel), 6, 1, (size_t)ml, 1, 4, s->len - 1};
-    if (r->live && live_admit(r) < 0) {
-        COUNTER_INC(r->n.flows_lost);
+    if (r->live && live_admit(r) < 0)   /* counted there, by reason */
         return -1;
-    }
     if (!r->live && pipe_full(r))
         send_current(r);
     if (r->conf->redis_stream ? append(r, 8, xadd, xaddl, CMD_FLOW) < 0
