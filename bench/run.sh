@@ -8,6 +8,7 @@
 #   4. records into Redis against redis-benchmark's ceiling
 #   5. live capture (bench/live.sh, as root): lossless rates, dati vs tcpdump
 #   6. NetPDL descriptions (bench/netpdl.sh): http.xml against the built-in fields
+#   7. feedback channel: tag latency, commands/s absorbed (bench/feedback.py)
 # Each timing is the median of RUNS runs (wall clock) after a warm-up run,
 # files in page cache.
 set -euo pipefail
@@ -152,3 +153,11 @@ RING_MIB=2 RATES=topspeed bash "$(dirname "$0")/live.sh" "$build" | tail -n +2
 # 6. NetPDL descriptions against the built-in fields (bench/netpdl.sh)
 echo
 "$(dirname "$0")/netpdl.sh" "$build"
+echo
+
+# 7. feedback channel: tag latency and commands absorbed (bench/feedback.py)
+if command -v redis-server >/dev/null && /usr/bin/python3 -c 'import redis' 2>/dev/null; then
+    /usr/bin/python3 "$(dirname "$0")/feedback.py" "$build" "$dir" "$dir/lab.pcap"
+else
+    echo "7. feedback channel: redis-server or python3-redis missing (make deps)"
+fi

@@ -345,6 +345,16 @@ static void kw_feedback_reply(struct parser *ps, char *v)
     set_redis_str(ps, &ps->c->feedback_reply, v);
 }
 
+static void kw_flow_events(struct parser *ps, char *v)
+{
+    if (strpbrk(v, " \t")) {
+        perr(ps, v, "a channel name has no spaces");
+        return;
+    }
+    set_redis_str(ps, &ps->c->flow_events, v);
+    ps->c->flow_events_line = ps->line;
+}
+
 enum scope { GLOBAL, FILTER };
 
 /* A keyword: either a handler, or (handle NULL) a whole number in
@@ -393,7 +403,9 @@ static const struct keyword {
     HANDLER("FEEDBACK_CHANNEL", GLOBAL, kw_feedback_channel),
     HANDLER("FEEDBACK_REPLY", GLOBAL, kw_feedback_reply),
     NUMBER("FLOW_STATE_INTERVAL", 0, 86400, flow_state_interval),
+    HANDLER("FLOW_EVENTS", GLOBAL, kw_flow_events),
     NUMBER("ACTIVE_TIMEOUT", 0, 1000000000, active_timeout),
+    NUMBER("RECORD_SEQ", 0, 1, record_seq),
 };
 
 static void parse_line(struct parser *ps, char *line)
@@ -465,6 +477,10 @@ static void check_whole(struct parser *ps)
     if (c->feedback_channel && !c->redis_line) {
         ps->line = c->feedback_line;
         perr(ps, c->feedback_channel, "FEEDBACK_CHANNEL needs Redis (REDIS_SOCK or REDIS_HOST)");
+    }
+    if (c->flow_events && !c->redis_line) {
+        ps->line = c->flow_events_line;
+        perr(ps, c->flow_events, "FLOW_EVENTS needs Redis (REDIS_SOCK or REDIS_HOST)");
     }
 }
 
@@ -576,5 +592,6 @@ void config_free(struct config *c)
     free(c->session_channel);
     free(c->feedback_channel);
     free(c->feedback_reply);
+    free(c->flow_events);
     free(c);
 }

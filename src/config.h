@@ -66,7 +66,10 @@ struct config {
     char *feedback_reply;              /* acknowledgements; default <feedback_channel>:reply */
     int feedback_line;
     unsigned flow_state_interval;      /* > 0: live dati:flow:<id> hashes refreshed this often, s */
+    char *flow_events;                 /* channel of flow start events; NULL: none */
+    int flow_events_line;
     unsigned active_timeout;           /* > 0: interim flow records of long flows, s */
+    unsigned record_seq;               /* 1: records carry "worker" and a per-worker "seq" */
     int redis_line;
 };
 

@@ -20,7 +20,10 @@ static const char *const end_names[FLOW_END_COUNT] = {
 
 const char *flow_end_name(enum flow_end why)
 {
-    return why < FLOW_END_COUNT ? end_names[why] : "?";
+    return why < FLOW_END_COUNT ? end_names[why]
+           : why == FLOW_INTERIM ? "active_timeout"
+           : why == FLOW_START   ? "start"
+                                 : "?";
 }
 
 int flow_table_init(struct flow_table *t, uint32_t max_flows, uint32_t buckets,

@@ -13,10 +13,14 @@ enum flow_end {
     FLOW_END_EOF,        /* still active when the input ended */
     FLOW_END_EVICTED,    /* the table was full; the least recently seen flow made room */
     FLOW_END_SHUTDOWN,   /* dati was stopped */
-    FLOW_END_COUNT
+    FLOW_END_COUNT,
+    FLOW_INTERIM = FLOW_END_COUNT, /* not an end: ACTIVE_TIMEOUT's record of a long flow */
+    FLOW_START                     /* not an end: FLOW_EVENTS' event of a new flow */
 };
 
 enum { FLOW_C2S = 0, FLOW_S2C = 1 };
+
+#define FLOW_MAX_TAGS 4   /* tags a flow can carry: the entry stays 128 bytes */
 
 struct flow {
     struct flow_key key;      /* hot: compared on lookup */
@@ -33,8 +37,12 @@ struct flow {
     uint8_t client_is_lo;     /* the client (first sender) is key.lo_* */
     uint8_t tcp_seen;         /* bit per direction: tcp_end[] is valid */
     uint8_t iface;            /* packet.iface of the first packet */
-    uint8_t pad[5];
+    uint8_t marks;            /* FLOW_WATCH, FLOW_IGNORE (feedback channel) */
+    uint8_t tag[FLOW_MAX_TAGS]; /* tags (flowtag.h): name index + 1, 0 = none */
+    uint8_t reports;          /* interim records written (ACTIVE_TIMEOUT) */
 };
+
+enum { FLOW_WATCH = 1, FLOW_IGNORE = 2, FLOW_STATE_SENT = 4 /* dati:flow:<id> was written */ };
 
 typedef void (*flow_emit_fn)(void *ctx, const struct flow *f, enum flow_end why);
 

@@ -10,6 +10,7 @@
 
 #include "counter.h"
 #include "daemon.h"
+#include "feedback.h"
 #include "log.h"
 #include "run.h"
 
@@ -108,6 +109,8 @@ int live_run(struct run *r)
     if (!lws)
         return 2;
     int status = 0, started = 0;
+    if (r->stats_redis)
+        redis_out_set_live(r->stats_redis, 1);
     /* every ring first, so that a refusal stops the run before any thread runs */
     for (int i = 0; i < r->nworkers; i++) {
         struct live_worker *lw = &lws[i];
@@ -164,6 +167,7 @@ int live_run(struct run *r)
     for (int i = 0; i < r->nworkers; i++)
         worker_finish(&r->workers[i], now > r->workers[i].clock ? now : r->workers[i].clock,
                       FLOW_END_SHUTDOWN);
+    feedback_stop(r->fb);   /* before the final report: it counts what was left */
     run_report(r, 1, NULL);
     if (r->sink.error) {
         log_error("writing %s: %s", r->opt->output, strerror(r->sink.error));

@@ -16,7 +16,7 @@
 
 #define ID_BLOCK 1024                    /* ids reserved per INCRBY */
 #define ID_KEY "dati:id"                 /* the counter the ids come from */
-#define MAX_ARGS (8 + 2 * CONFIG_MAX_FIELDS)
+#define MAX_ARGS (32 + 2 * CONFIG_MAX_FIELDS)   /* command, key, fixed members, fields */
 
 /* What each queued command carries, to count what an error reply loses. */
 enum cmd_kind { CMD_RECORD, CMD_RECORD_MORE, CMD_FLOW, CMD_IDS };
@@ -41,10 +41,16 @@ struct redis_out {
         unsigned counted;                /* replies already counted (across a resend) */
         unsigned done;                   /* replies read since it was last sent */
     } pipes[2], *cur, *sent;             /* sent: NULL when nothing is in flight */
+    struct pipe *behind;                 /* cur, already written behind sent (send_current) */
     unsigned max_cmds;
     uint64_t since;                      /* monotonic ns of the oldest queued record */
     uint64_t last_log;                   /* rate limit for error logs */
     struct outbuf scratch;               /* values that are not bytes of the packet */
+    const char *tags_csv, *tags_json;    /* redis_out_set_tags() */
+    size_t tags_csvlen, tags_jsonlen;
+    int seq_on;                          /* redis_out_set_seq(), for the next record */
+    unsigned seq_worker;
+    uint64_t seq;
     struct redis_counters n;
 };
 
@@ -158,6 +164,11 @@ struct redis_out *redis_out_open(const struct config *conf, char *err, size_t er
     r->c = connect_start(conf, err, errlen);
     if (!r->c)
         goto fail;
+    /* Test hook (doc/records.md): the live capture's never-waiting mode,
+     * exercised while reading a file. */
+    const char *live = getenv("DATI_TEST_REDIS_LIVE");
+    if (live && strcmp(live, "1") == 0)
+        redis_out_set_live(r, 1);
     return r;
 oom:
     snprintf(err, errlen, "out of memory");
@@ -337,6 +348,17 @@ static void went_down(struct redis_out *r)
     track_depth(r);
 }
 
+/* Live: the waits that remain (the final flush, a full socket) end after
+ * LIVE_TIMEOUT_S, as a broken connection, instead of hanging on a stalled
+ * server. */
+#define LIVE_TIMEOUT_S 2
+static void live_timeout(struct redis_out *r)
+{
+    struct timeval tv = {LIVE_TIMEOUT_S, 0};
+    if (r->c)
+        redisSetTimeout(r->c, tv);
+}
+
 /* Live: one reconnection attempt when its time has come. Returns 0 when connected. */
 static int live_reconnect(struct redis_out *r)
 {
@@ -355,6 +377,7 @@ static int live_reconnect(struct redis_out *r)
     }
     COUNTER_INC(r->n.reconnects);
     r->down = 0;
+    live_timeout(r);
     return 0;
 }
 
@@ -378,6 +401,8 @@ static void settle(struct redis_out *r)
             break;
         }
         send_pipe(r, p);   /* a failure shows in collect() */
+        if (r->behind)
+            send_pipe(r, r->behind);
     }
     COUNTER_ADD(r->n.commands, p->ncmds);
     clear(p);
@@ -392,13 +417,30 @@ static void swap_pipes(struct redis_out *r)
     r->since = 0;
 }
 
-/* Sends the pipeline being filled, after the one in flight is answered. */
+/* Sends the pipeline being filled, then waits for the one in flight to be
+ * answered: Redis has the next pipeline in its socket when it finishes one
+ * (no idle round trip), while dati fills the buffer just freed. */
 static void send_current(struct redis_out *r)
 {
-    settle(r);
-    if (r->cur->ncmds == 0)
+    if (r->cur->ncmds == 0) {
+        settle(r);
         return;
-    send_pipe(r, r->cur);   /* a failure shows, and is mended, in settle() */
+    }
+    struct pipe *p = r->cur;
+    if (r->live) {   /* one in flight at most */
+        settle(r);
+        if (r->down || p->ncmds == 0)
+            return;
+        if (send_pipe(r, p) < 0)
+            went_down(r);
+        else
+            swap_pipes(r);
+        return;
+    }
+    send_pipe(r, p);   /* a failure shows, and is mended, in settle() */
+    r->behind = p;
+    settle(r);
+    r->behind = NULL;
     swap_pipes(r);
 }
 
@@ -494,6 +536,8 @@ int redis_out_stats(struct redis_out *r, const char *json, size_t len, int final
     freeReplyObject(b);
     if (!ok)
         log_limited(r, "statistics not stored", r->c && r->c->err ? r->c->errstr : "error reply");
+    if (r->live && r->c && r->c->err)   /* timed out or broken: reconnect later */
+        went_down(r);
     return ok ? 0 : -1;
 }
 
@@ -505,11 +549,28 @@ void redis_out_drain(struct redis_out *r)
         redis_out_flush(r);
 }
 
-static int resp_len(struct outbuf *b, char type, size_t n)
+/* Decimal digits of v at d (room for 20); returns their number. Formatting
+ * is most of the cost of a record: no printf on this path. */
+static size_t fmt_u64(char *d, uint64_t v)
 {
-    char d[24];
-    int l = snprintf(d, sizeof d, "%c%zu\r\n", type, n);
-    return json_raw(b, d, (size_t)l);
+    char t[20];
+    size_t n = 0, i = 0;
+    do
+        t[n++] = (char)('0' + v % 10);
+    while ((v /= 10));
+    while (n)
+        d[i++] = t[--n];
+    return i;
+}
+
+/* "<type><n>\r\n" at o; returns the end. */
+static char *resp_len(char *o, char type, size_t n)
+{
+    *o++ = type;
+    o += fmt_u64(o, n);
+    *o++ = '\r';
+    *o++ = '\n';
+    return o;
 }
 
 /* Adds one command to the pipeline in RESP; nothing is sent yet. */
@@ -517,15 +578,20 @@ static int append(struct redis_out *r, int argc, const char **argv, const size_t
                   enum cmd_kind kind)
 {
     struct pipe *p = r->cur;
-    size_t start = p->buf.len;
-    int rc = resp_len(&p->buf, '*', (size_t)argc);
-    for (int i = 0; i < argc && rc == 0; i++)
-        rc = resp_len(&p->buf, '$', len[i]) | json_raw(&p->buf, argv[i], len[i]) |
-             json_raw(&p->buf, "\r\n", 2);
-    if (rc || p->ncmds == r->max_cmds) {
-        p->buf.len = start;
+    size_t need = 24;
+    for (int i = 0; i < argc; i++)
+        need += len[i] + 24;
+    if (p->ncmds == r->max_cmds || outbuf_room(&p->buf, need) < 0)
         return -1;
+    char *o = resp_len(p->buf.buf + p->buf.len, '*', (size_t)argc);
+    for (int i = 0; i < argc; i++) {
+        o = resp_len(o, '$', len[i]);
+        memcpy(o, argv[i], len[i]);
+        o += len[i];
+        *o++ = '\r';
+        *o++ = '\n';
     }
+    p->buf.len = (size_t)(o - p->buf.buf);
     p->kind[p->ncmds++] = (uint8_t)kind;
     return 0;
 }
@@ -626,9 +692,14 @@ int redis_out_record(struct redis_out *r, struct extract_ctx *x, const struct fi
     struct arg args[MAX_ARGS];
     int n = 0, rc = 0;
     char key[96], maxlen[24];   /* REDIS_PREFIX is at most 64 characters */
-    int keylen = snprintf(key, sizeof key, "%s%llu", f->redis_prefix, (unsigned long long)id);
+    size_t keylen = 0;
+    if (!stream) {
+        keylen = strlen(f->redis_prefix);
+        memcpy(key, f->redis_prefix, keylen);
+        keylen += fmt_u64(key + keylen, id);
+    }
     if (stream) {   /* XADD <channel> MAXLEN ~ <n> * <field> <value> ... */
-        int ml = snprintf(maxlen, sizeof maxlen, "%u", r->conf->redis_maxlen);
+        size_t ml = fmt_u64(maxlen, r->conf->redis_maxlen);
         args[n++] = (struct arg){0, 4, (const uint8_t *)"XADD"};
         args[n++] = (struct arg){0, strlen(f->redis_channel), (const uint8_t *)f->redis_channel};
         args[n++] = (struct arg){0, 6, (const uint8_t *)"MAXLEN"};
@@ -663,6 +734,21 @@ int redis_out_record(struct redis_out *r, struct extract_ctx *x, const struct fi
         args[n++] = (struct arg){0, strlen(f->field_key[i]), (const uint8_t *)f->field_key[i]};
         rc |= value_text(s, &v, &args[n++]);
     }
+    if (r->tags_csv && n + 2 <= MAX_ARGS) {
+        args[n++] = (struct arg){0, 4, (const uint8_t *)"tags"};
+        args[n++] = (struct arg){0, r->tags_csvlen, (const uint8_t *)r->tags_csv};
+    }
+    if (r->seq_on && n + 4 <= MAX_ARGS) {
+        args[n++] = (struct arg){0, 6, (const uint8_t *)"worker"};
+        t0 = s->len;
+        rc |= json_u64(s, r->seq_worker);
+        args[n++] = (struct arg){t0, s->len - t0, NULL};
+        args[n++] = (struct arg){0, 3, (const uint8_t *)"seq"};
+        t0 = s->len;
+        rc |= json_u64(s, r->seq);
+        args[n++] = (struct arg){t0, s->len - t0, NULL};
+    }
+    r->seq_on = 0;
     if (rc) {
         COUNTER_INC(r->n.lost);
         return -1;
@@ -674,7 +760,7 @@ int redis_out_record(struct redis_out *r, struct extract_ctx *x, const struct fi
         argl[i] = args[i].len;
     }
     char ttl[24];
-    int ttllen = snprintf(ttl, sizeof ttl, "%d", f->redis_expire);
+    size_t ttllen = fmt_u64(ttl, (uint64_t)f->redis_expire);
     const char *exp[] = {"EXPIRE", key, ttl};
     size_t expl[] = {6, (size_t)keylen, (size_t)ttllen};
     const char *pub[] = {"PUBLISH", f->redis_channel, key};
@@ -723,10 +809,18 @@ int redis_out_flow(struct redis_out *r, const struct flow *fl, enum flow_end why
 {
     struct outbuf *s = &r->scratch;
     s->len = 0;
-    if (json_flow(s, fl, why, names) < 0) {
+    if (json_flow(s, fl, why, names) < 0 ||
+        (r->tags_json && (s->len -= 2, json_lit(s, ",\"tags\":") |
+                                           json_raw(s, r->tags_json, r->tags_jsonlen) |
+                                           json_lit(s, "}\n"))) ||
+        (r->seq_on && (s->len -= 2, json_lit(s, ",\"worker\":") | json_u64(s, r->seq_worker) |
+                                        json_lit(s, ",\"seq\":") | json_u64(s, r->seq) |
+                                        json_lit(s, "}\n")))) {
+        r->seq_on = 0;
         COUNTER_INC(r->n.flows_lost);
         return -1;
     }
+    r->seq_on = 0;
     const char *channel = r->conf->session_channel ? r->conf->session_channel : "dati:sessions";
     char maxlen[24];
     int ml = snprintf(maxlen, sizeof maxlen, "%u", r->conf->redis_maxlen);
@@ -734,10 +828,8 @@ int redis_out_flow(struct redis_out *r, const struct flow *fl, enum flow_end why
     size_t publ[] = {7, strlen(channel), s->len - 1};   /* without the newline */
     const char *xadd[] = {"XADD", channel, "MAXLEN", "~", maxlen, "*", "flow", s->buf};
     size_t xaddl[] = {4, strlen(channel), 6, 1, (size_t)ml, 1, 4, s->len - 1};
-    if (r->live && live_admit(r) < 0) {
-        COUNTER_INC(r->n.flows_lost);
+    if (r->live && live_admit(r) < 0)   /* counted there, by reason */
         return -1;
-    }
     if (!r->live && pipe_full(r))
         send_current(r);
     if (r->conf->redis_stream ? append(r, 8, xadd, xaddl, CMD_FLOW) < 0
@@ -763,4 +855,131 @@ void redis_out_set_live(struct redis_out *r, int live)
         r->ids_left++;
     }
     r->live = live;
+    if (live)
+        live_timeout(r);
+}
+
+void redis_out_set_tags(struct redis_out *r, const char *csv, size_t csvlen, const char *json,
+                        size_t jsonlen)
+{
+    r->tags_csv = csv;
+    r->tags_csvlen = csvlen;
+    r->tags_json = json;
+    r->tags_jsonlen = jsonlen;
+}
+
+void redis_out_flow_state(struct redis_out *r, const struct flow *fl, const char *const *names,
+                          int ended, enum flow_end why)
+{
+    char key[48];
+    size_t kl = 10;
+    memcpy(key, "dati:flow:", kl);
+    kl += fmt_u64(key + kl, fl->id);
+    if (r->live && live_admit(r) < 0)
+        return;
+    if (!r->live && pipe_full(r))
+        send_current(r);
+    if (ended && !r->conf->redis_flow_expire) {
+        if (fl->marks & FLOW_STATE_SENT) {
+            const char *del[] = {"DEL", key};
+            size_t dell[] = {3, kl};
+            append(r, 2, del, dell, CMD_RECORD_MORE);
+        }
+        return;
+    }
+    const struct flow_key *k = &fl->key;
+    int alen = k->family == 4 ? 4 : 16;
+    struct outbuf *s = &r->scratch;
+    s->len = 0;
+    /* values in scratch, as offsets: it may move while growing */
+    enum { F_CLIENT, F_CPORT, F_SERVER, F_SPORT, F_PROTO, F_FIRST, F_LAST, F_CP, F_CB, F_SP, F_SB,
+           F_P, F_B, F_FILTERS, F_N };
+    static const char *const names_[F_N] = {"client", "client_port", "server", "server_port",
+                                            "proto", "first", "last", "c2s_packets", "c2s_bytes",
+                                            "s2c_packets", "s2c_bytes", "packets", "bytes",
+                                            "filters"};
+    size_t off[F_N + 1];
+    int rc = 0;
+    for (int i = 0; i < F_N; i++) {
+        off[i] = s->len;
+        switch (i) {
+        case F_CLIENT: rc |= json_addr(s, fl->client_is_lo ? k->lo_addr : k->hi_addr, alen); break;
+        case F_SERVER: rc |= json_addr(s, fl->client_is_lo ? k->hi_addr : k->lo_addr, alen); break;
+        case F_CPORT: rc |= json_u64(s, fl->client_is_lo ? k->lo_port : k->hi_port); break;
+        case F_SPORT: rc |= json_u64(s, fl->client_is_lo ? k->hi_port : k->lo_port); break;
+        case F_PROTO: rc |= json_u64(s, k->proto); break;
+        case F_FIRST: rc |= json_time(s, fl->first_ts); break;
+        case F_LAST: rc |= json_time(s, fl->last_ts); break;
+        case F_CP: rc |= json_u64(s, fl->packets[FLOW_C2S]); break;
+        case F_CB: rc |= json_u64(s, fl->bytes[FLOW_C2S]); break;
+        case F_SP: rc |= json_u64(s, fl->packets[FLOW_S2C]); break;
+        case F_SB: rc |= json_u64(s, fl->bytes[FLOW_S2C]); break;
+        case F_P: rc |= json_u64(s, fl->packets[0] + fl->packets[1]); break;
+        case F_B: rc |= json_u64(s, fl->bytes[0] + fl->bytes[1]); break;
+        case F_FILTERS:
+            for (int f = 0, first = 1; f < 64; f++)
+                if ((fl->filters >> f) & 1) {
+                    rc |= (first ? 0 : json_raw(s, ",", 1)) | json_lit(s, names[f]);
+                    first = 0;
+                }
+            break;
+        }
+    }
+    off[F_N] = s->len;
+    if (rc)
+        return;
+    const char *argv[2 + 2 * (F_N + 2)];
+    size_t argl[2 + 2 * (F_N + 2)];
+    int n = 0;
+    argv[n] = "HSET", argl[n++] = 4;
+    argv[n] = key, argl[n++] = kl;
+    for (int i = 0; i < F_N; i++) {
+        int quoted = i == F_CLIENT || i == F_SERVER;   /* json_addr: without the quotes */
+        argv[n] = names_[i], argl[n++] = strlen(names_[i]);
+        argv[n] = s->buf + off[i] + quoted, argl[n++] = off[i + 1] - off[i] - 2 * (size_t)quoted;
+    }
+    const char *state = ended ? flow_end_name(why) : "active";
+    argv[n] = "state", argl[n++] = 5;
+    argv[n] = state, argl[n++] = strlen(state);
+    if (r->tags_csv) {
+        argv[n] = "tags", argl[n++] = 4;
+        argv[n] = r->tags_csv, argl[n++] = r->tags_csvlen;
+    }
+    char ttl[24];
+    uint64_t secs = ended ? r->conf->redis_flow_expire
+                          : (uint64_t)r->conf->pkt_ttl + 2 * (uint64_t)r->conf->flow_state_interval;
+    const char *exp[] = {"EXPIRE", key, ttl};
+    size_t expl[] = {6, kl, fmt_u64(ttl, secs)};
+    if (append(r, n, argv, argl, CMD_RECORD_MORE) < 0 ||
+        append(r, 3, exp, expl, CMD_RECORD_MORE) < 0)
+        return;
+    COUNTER_INC(r->n.flow_states);
+    if (r->since == 0)
+        r->since = outbuf_now();
+}
+
+void redis_out_set_seq(struct redis_out *r, unsigned worker, uint64_t seq)
+{
+    r->seq_on = 1;
+    r->seq_worker = worker;
+    r->seq = seq;
+}
+
+void redis_out_flow_event(struct redis_out *r, const struct flow *fl, const char *const *names)
+{
+    struct outbuf *s = &r->scratch;
+    s->len = 0;
+    if (json_flow(s, fl, FLOW_START, names) < 0 ||
+        (r->tags_json && (s->len -= 2, json_lit(s, ",\"tags\":") |
+                                           json_raw(s, r->tags_json, r->tags_jsonlen) |
+                                           json_lit(s, "}\n"))))
+        return;
+    if (r->live && live_admit(r) < 0)
+        return;
+    if (!r->live && pipe_full(r))
+        send_current(r);
+    const char *pub[] = {"PUBLISH", r->conf->flow_events, s->buf};
+    size_t publ[] = {7, strlen(r->conf->flow_events), s->len - 1};
+    if (append(r, 3, pub, publ, CMD_RECORD_MORE) == 0 && r->since == 0)
+        r->since = outbuf_now();
 }

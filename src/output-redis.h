@@ -27,7 +27,8 @@ struct redis_counters {
     uint64_t errors;           /* error replies, all kinds */
     uint64_t errors_oom, errors_auth, errors_wrongtype, errors_other;
     uint64_t reconnects;
-    uint64_t queued, queued_peak;   /* records and flow records sent or queued, not yet acknowledged */
+    uint64_t flow_states;           /* dati:flow:<id> state updates queued (FLOW_STATE_INTERVAL) */
+    uint64_t queued, queued_peak;   /* records (both kinds) queued or sent, not acknowledged */
     /* live mode: records (either kind) never queued, by reason */
     uint64_t dropped_queue_full;    /* both pipelines busy: Redis is slower than the traffic */
     uint64_t dropped_disconnected;  /* the connection is down, reconnecting */
@@ -59,6 +60,28 @@ int redis_out_record(struct redis_out *r, struct extract_ctx *x, const struct fi
                      int filter_index, uint64_t flow_id, unsigned sub);
 int redis_out_flow(struct redis_out *r, const struct flow *fl, enum flow_end why,
                    const char *const *names);
+
+/* The tags of the flow of the records about to be queued ("a,b" and the
+ * JSON array), until set to NULL: field records get a "tags" field, flow
+ * records a "tags" member. Not copied: valid until changed. */
+void redis_out_set_tags(struct redis_out *r, const char *csv, size_t csvlen, const char *json,
+                        size_t jsonlen);
+
+/* FLOW_STATE_INTERVAL: the state of a flow as hash dati:flow:<id> (counters,
+ * first/last, filters, tags, "state" active or the end reason). Active: with
+ * a TTL of PKT_TTL + 2 intervals, refreshed with each update. Ended: the
+ * final counters, kept with the flow record for REDIS_FLOW_EXPIRE, else the
+ * key is deleted. Live mode: skipped when the queue is full or Redis down. */
+void redis_out_flow_state(struct redis_out *r, const struct flow *fl, const char *const *names,
+                          int ended, enum flow_end why);
+
+/* FLOW_EVENTS: PUBLISH <channel> <the flow record as it is now, reason
+ * "start">, with its tags. Not counted as a flow record. Live mode: skipped
+ * when the queue is full or Redis down. */
+void redis_out_flow_event(struct redis_out *r, const struct flow *fl, const char *const *names);
+
+/* RECORD_SEQ: the next record (field or flow) carries worker and seq. */
+void redis_out_set_seq(struct redis_out *r, unsigned worker, uint64_t seq);
 
 /* Sends what is queued and reads every reply. */
 void redis_out_flush(struct redis_out *r);

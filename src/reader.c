@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "counter.h"
+#include "feedback.h"
 #include "log.h"
 #include "run.h"
 
@@ -152,6 +153,7 @@ int reader_run(struct run *r)
         worker_finish(&r->workers[i], clock, why);
 
     const char *input_error = done < 0 ? r->cap.errbuf : NULL;
+    feedback_stop(r->fb);   /* before the final report: it counts what was left */
     run_report(r, 1, input_error);
     int status = 0;
     if (done < 0) {

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "counter.h"
+#include "feedback.h"
 #include "log.h"
 #include "output-json.h"
 
@@ -238,12 +239,21 @@ static int setup(struct run *r)
         }
         r->ready_workers = i + 1;
     }
-    r->src = (struct stats_source){&r->rc, r->workers, r->nworkers, r->pl, r->ifstats, r->nifaces};
+    r->src = (struct stats_source){&r->rc, r->workers, r->nworkers, r->pl, r->ifstats, r->nifaces,
+                                   NULL};
+    if (conf->feedback_channel) {   /* before the worker threads: they take its queues */
+        if (!(r->fb = feedback_start(conf, r->workers, r->nworkers, err, sizeof err))) {
+            log_error("feedback channel: %s", err);
+            return -1;
+        }
+        r->src.fb = r->fb;
+    }
     return 0;
 }
 
 static void teardown(struct run *r)
 {
+    feedback_free(r->fb);
     for (int i = 0; i < r->ready_workers; i++) {
         capture_close(&r->workers[i].cap);
         worker_fini(&r->workers[i]);

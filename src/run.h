@@ -39,6 +39,7 @@ struct run {
     struct outbuf statbuf;         /* stats records from this thread */
     struct redis_out *stats_redis; /* this thread's connection, with the Redis output */
     struct worker *workers;
+    struct feedback *fb;           /* FEEDBACK_CHANNEL: the subscriber thread */
     struct pktq *queues;
     int nworkers;
     int ready_workers;             /* initialised, to be finalised */

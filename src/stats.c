@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "counter.h"
+#include "feedback.h"
 #include "output-json.h"
 
 /* Anonymous resident memory in KiB (our heap: flows, buffers, queues; not
@@ -89,6 +90,7 @@ void stats_sum(const struct stats_source *s, struct stats_totals *t)
             t->rd.errors_wrongtype += COUNTER_GET(rc->errors_wrongtype);
             t->rd.errors_other += COUNTER_GET(rc->errors_other);
             t->rd.reconnects += COUNTER_GET(rc->reconnects);
+            t->rd.flow_states += COUNTER_GET(rc->flow_states);
             t->rd.queued += COUNTER_GET(rc->queued);
             t->rd.queued_peak += COUNTER_GET(rc->queued_peak);
             t->rd.dropped_queue_full += COUNTER_GET(rc->dropped_queue_full);
@@ -153,6 +155,17 @@ void stats_print(FILE *f, const struct stats_source *s, const struct stats_total
                 (unsigned long long)t->rd.reconnects, (unsigned long long)t->rd.queued,
                 (unsigned long long)t->rd.queued_peak, (unsigned long long)t->rd.dropped_queue_full,
                 (unsigned long long)t->rd.dropped_disconnected);
+    if (s->fb) {
+        const struct feedback_counters *c = feedback_counters(s->fb);
+        fprintf(f, "dati:   feedback: %llu commands, %llu applied, %llu unknown flow, "
+                   "%llu rejected, %llu dropped (queue full)\n",
+                (unsigned long long)COUNTER_GET(c->received),
+                (unsigned long long)COUNTER_GET(c->applied),
+                (unsigned long long)COUNTER_GET(c->unknown_flow),
+                (unsigned long long)(COUNTER_GET(c->malformed) + COUNTER_GET(c->unknown) +
+                                     COUNTER_GET(c->invalid) + COUNTER_GET(c->oversized)),
+                (unsigned long long)COUNTER_GET(c->queue_full));
+    }
     fprintf(f, "dati:   memory: %llu KiB anonymous resident; %zu bytes per flow entry\n",
             (unsigned long long)t->rss_anon_kb, sizeof(struct flow));
 }
@@ -258,11 +271,16 @@ int stats_json(struct outbuf *b, const struct stats_source *s, const struct stat
         rc |= member(b, "errors_wrongtype", t->rd.errors_wrongtype, &first);
         rc |= member(b, "errors_other", t->rd.errors_other, &first);
         rc |= member(b, "reconnects", t->rd.reconnects, &first);
+        rc |= member(b, "flow_states", t->rd.flow_states, &first);
         rc |= member(b, "queued", t->rd.queued, &first);
         rc |= member(b, "queued_peak", t->rd.queued_peak, &first);
         rc |= member(b, "dropped_queue_full", t->rd.dropped_queue_full, &first);
         rc |= member(b, "dropped_disconnected", t->rd.dropped_disconnected, &first);
         rc |= json_lit(b, "}");
+    }
+    if (s->fb) {
+        rc |= json_lit(b, ",\"feedback\":");
+        rc |= feedback_json(b, s->fb);
     }
     if (input_error) {
         rc |= json_lit(b, ",\"input_error\":");

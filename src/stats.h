@@ -40,6 +40,7 @@ struct stats_source {
     const struct pipeline *pl;
     const struct iface_stats *ifaces;   /* live capture; NULL reading a file */
     int nifaces;
+    const struct feedback *fb;     /* NULL without FEEDBACK_CHANNEL */
 };
 
 void stats_sum(const struct stats_source *s, struct stats_totals *t);

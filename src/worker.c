@@ -9,20 +9,64 @@
 #include <string.h>
 
 #include "counter.h"
+#include "feedback.h"
+#include "flowtag.h"
 #include "log.h"
 #include "output-json.h"
 
+/* Adds "tags":[...] to the JSON object just written (ending in "}\n"). */
+static int json_tags(struct outbuf *b, const struct tagtext *tt)
+{
+    b->len -= 2;
+    return json_lit(b, ",\"tags\":") | json_raw(b, tt->json, tt->jsonlen) | json_lit(b, "}\n");
+}
+
+/* RECORD_SEQ: "worker" and "seq" members added to the JSON object just written. */
+static int json_seq(struct worker *w, struct outbuf *b)
+{
+    b->len -= 2;
+    return json_lit(b, ",\"worker\":") | json_u64(b, (uint64_t)w->index) |
+           json_lit(b, ",\"seq\":") | json_u64(b, w->seq) | json_lit(b, "}\n");
+}
+
+/* The next record's sequence number (taken even if the record is then lost,
+ * which is how a gap shows). Returns whether records carry it. */
+static int next_seq(struct worker *w)
+{
+    if (!w->pl->conf->record_seq)
+        return 0;
+    w->seq++;
+    if (w->redis)
+        redis_out_set_seq(w->redis, (unsigned)w->index, w->seq);
+    return 1;
+}
+
+/* A flow record: at the flow's end, or (why FLOW_INTERIM) an interim one. */
 static void emit_flow(void *ctx, const struct flow *f, enum flow_end why)
 {
     struct worker *w = ctx;
+    struct tagtext tt;
+    int seq = next_seq(w);
+    int tagged = w->ft && flowtag_text(w->ft, f, &tt);
+    if (w->ft && why != FLOW_INTERIM)
+        flowtag_ended(w->ft, f);
     if (w->redis) {
+        if (tagged)
+            redis_out_set_tags(w->redis, tt.csv, tt.csvlen, tt.json, tt.jsonlen);
         if (redis_out_flow(w->redis, f, why, w->pl->filter_name) < 0)
             COUNTER_INC(w->c.flow_records_dropped);
         else
             COUNTER_INC(w->c.flow_records);
+        if (w->pl->conf->flow_state_interval && why != FLOW_INTERIM)
+            redis_out_flow_state(w->redis, f, w->pl->filter_name, 1, why);
+        if (tagged)
+            redis_out_set_tags(w->redis, NULL, 0, NULL, 0);
         return;
     }
-    if (json_flow(&w->out, f, why, w->pl->filter_name) < 0) {
+    size_t start = w->out.len;
+    if (json_flow(&w->out, f, why, w->pl->filter_name) < 0 ||
+        (tagged && json_tags(&w->out, &tt) < 0) || (seq && json_seq(w, &w->out) < 0)) {
+        w->out.len = start;
         COUNTER_INC(w->c.flow_records_dropped);
         return;
     }
@@ -47,11 +91,14 @@ int worker_init(struct worker *w, int index, const struct pipeline *pl, uint32_t
     }
     if (pl->conf->redis_line && !(w->redis = redis_out_open(pl->conf, err, errlen)))
         goto err;
-    /* Test hook (doc/records.md): the live capture's never-waiting Redis
-     * output, exercised while reading a file. */
-    const char *live = getenv("DATI_TEST_REDIS_LIVE");
-    if (w->redis && live && strcmp(live, "1") == 0)
-        redis_out_set_live(w->redis, 1);
+    w->active_ns = (uint64_t)pl->conf->active_timeout * 1000000000u;
+    if (pl->conf->feedback_channel &&
+        (!(w->ft = malloc(sizeof *w->ft)) || flowtag_init(w->ft, &w->flows) < 0)) {
+        snprintf(err, errlen, "out of memory for the flow id index");
+        free(w->ft);
+        w->ft = NULL;
+        goto err;
+    }
     return 0;
 err:
     flow_table_fini(&w->flows);
@@ -62,6 +109,9 @@ err:
 void worker_fini(struct worker *w)
 {
     redis_out_close(w->redis);
+    if (w->ft)
+        flowtag_fini(w->ft);
+    free(w->ft);
     flow_table_fini(&w->flows);
     outbuf_fini(&w->out);
     extract_fini(&w->x);
@@ -105,8 +155,56 @@ void worker_take_pipeline(struct worker *w)
     __atomic_store_n(&w->next_pl, NULL, __ATOMIC_RELEASE);
 }
 
+/* FLOW_STATE_INTERVAL: the live hash dati:flow:<id> of f. */
+static void flow_state(struct worker *w, struct flow *f)
+{
+    struct tagtext tt;
+    int tagged = w->ft && flowtag_text(w->ft, f, &tt);
+    if (tagged)
+        redis_out_set_tags(w->redis, tt.csv, tt.csvlen, tt.json, tt.jsonlen);
+    redis_out_flow_state(w->redis, f, w->pl->filter_name, 0, FLOW_END_COUNT);
+    if (tagged)
+        redis_out_set_tags(w->redis, NULL, 0, NULL, 0);
+    f->marks |= FLOW_STATE_SENT;
+}
+
+/* The hashes of the flows updated since the last refresh, newest first: the
+ * LRU list is in order of last packet. */
+static void flow_states(struct worker *w)
+{
+    uint64_t now = outbuf_now();
+    if (now - w->state_ns < (uint64_t)w->pl->conf->flow_state_interval * 1000000000u)
+        return;
+    w->state_ns = now;
+    struct flow_table *t = &w->flows;
+    uint64_t newest = 0;
+    for (uint32_t i = t->lru_tail; i; i = t->flows[i - 1].lru_prev) {
+        struct flow *f = &t->flows[i - 1];
+        if (f->last_clock < w->state_clock)
+            break;
+        if (!newest)
+            newest = f->last_clock;
+        flow_state(w, f);
+    }
+    if (newest)
+        w->state_clock = newest;
+}
+
 void worker_drain(struct worker *w)
 {
+    if (w->redis && w->pl->conf->flow_state_interval)
+        flow_states(w);
+    struct feedback *fb = __atomic_load_n(&w->fb, __ATOMIC_ACQUIRE);
+    if (fb)
+        feedback_poll(fb, w->index, w->ft);
+    if (w->ft && w->ft->nchanged) {   /* tags show in dati:flow:<id> at once */
+        for (int i = 0; w->redis && w->pl->conf->flow_state_interval && i < w->ft->nchanged; i++) {
+            struct flow *f = flowtag_find(w->ft, w->ft->changed[i]);
+            if (f)
+                flow_state(w, f);
+        }
+        w->ft->nchanged = 0;
+    }
     if (w->redis)
         redis_out_drain(w->redis);
     else if (w->out.since)   /* read the clock only when a line waits */
@@ -114,9 +212,14 @@ void worker_drain(struct worker *w)
 }
 
 static void write_records(struct worker *w, const struct packet *p, uint64_t mask,
-                          uint64_t flow_id)
+                          const struct flow *fl)
 {
     const struct config *conf = w->pl->conf;
+    uint64_t flow_id = fl ? fl->id : 0;
+    struct tagtext tt;
+    int tagged = fl && w->ft && flowtag_text(w->ft, fl, &tt);
+    if (tagged && w->redis)
+        redis_out_set_tags(w->redis, tt.csv, tt.csvlen, tt.json, tt.jsonlen);
     for (int i = 0; mask; i++, mask >>= 1) {
         if (!(mask & 1))
             continue;
@@ -125,12 +228,15 @@ static void write_records(struct worker *w, const struct packet *p, uint64_t mas
         extract_use_netpdl(&w->x, f->netpdl);
         unsigned sub = 0;
         do {
+            int seq = next_seq(w);
             if (w->redis) {
                 if (redis_out_record(w->redis, &w->x, f, i, flow_id, sub) == 0)
                     COUNTER_INC(w->c.records[i]);
                 else
                     COUNTER_INC(w->c.records_dropped);
-            } else if (json_record(&w->out, &w->x, f, i, flow_id, sub) == 0) {
+            } else if (json_record(&w->out, &w->x, f, i, flow_id, sub) == 0 &&
+                       (!tagged || json_tags(&w->out, &tt) == 0) &&
+                       (!seq || json_seq(w, &w->out) == 0)) {
                 COUNTER_INC(w->c.records[i]);
                 outbuf_end_line(&w->out);
             } else {
@@ -138,6 +244,20 @@ static void write_records(struct worker *w, const struct packet *p, uint64_t mas
             }
         } while (f->uses_http && ++sub < 64 && extract_http_next(&w->x));
     }
+    if (tagged && w->redis)
+        redis_out_set_tags(w->redis, NULL, 0, NULL, 0);
+}
+
+/* FLOW_EVENTS: a new flow, after its first packet. */
+static void flow_event(struct worker *w, const struct flow *f)
+{
+    struct tagtext tt;
+    int tagged = w->ft && flowtag_text(w->ft, f, &tt);
+    if (tagged)
+        redis_out_set_tags(w->redis, tt.csv, tt.csvlen, tt.json, tt.jsonlen);
+    redis_out_flow_event(w->redis, f, w->pl->filter_name);
+    if (tagged)
+        redis_out_set_tags(w->redis, NULL, 0, NULL, 0);
 }
 
 /* counter[i]++ for every bit i set in mask */
@@ -169,14 +289,20 @@ void worker_process(struct worker *w, const struct packet *p)
     COUNTER_INC(w->c.packets);
     flow_table_advance(&w->flows, p->clock);
     struct flow *f = NULL;
+    int created = 0;
     if (p->flags & PKT_HAS_KEY)
         f = flow_lookup(&w->flows, p);
     uint64_t mask = classify_packet(&w->pl->classifier, p);
+    if (w->ft)
+        w->ft->clock = p->clock;
     if (mask) {
         COUNTER_INC(w->c.matched);
         count_bits(w->c.matches, mask);
-        if (!f && (p->flags & PKT_HAS_KEY))
-            f = flow_create(&w->flows, p);
+        if (!f && (p->flags & PKT_HAS_KEY) && (f = flow_create(&w->flows, p))) {
+            created = 1;
+            if (w->ft)
+                flowtag_created(w->ft, f);
+        }
         if (!f)
             COUNTER_INC(w->c.no_flow);
         if (mask & w->pl->tap_filters)
@@ -185,13 +311,30 @@ void worker_process(struct worker *w, const struct packet *p)
     uint64_t recorded = mask & w->pl->record_filters;
     if (f) {
         f->filters |= mask;
-        if (flow_update(&w->flows, f, p) && recorded) {
+        if (f->marks) {   /* feedback: ignored flows give none, watched ones every packet */
+            if (f->marks & FLOW_IGNORE) {
+                COUNTER_ADD(w->ft->c.ignored_records, (uint64_t)__builtin_popcountll(recorded));
+                recorded = 0;
+            } else if ((f->marks & FLOW_WATCH) && !recorded &&
+                       (recorded = f->filters & w->pl->record_filters)) {
+                COUNTER_ADD(w->ft->c.watched_records, (uint64_t)__builtin_popcountll(recorded));
+            }
+        }
+        int seen = flow_update(&w->flows, f, p);
+        if (created && w->redis && w->pl->conf->flow_events)
+            flow_event(w, f);
+        if (w->active_ns && p->ts > f->first_ts && f->reports < 255 &&
+            p->ts - f->first_ts >= (f->reports + 1u) * w->active_ns) {
+            f->reports++;   /* ACTIVE_TIMEOUT: an interim record of a long flow */
+            emit_flow(w, f, FLOW_INTERIM);
+        }
+        if (seen && recorded) {
             count_bits(w->c.retransmitted, recorded);   /* seen before: no records */
             return;
         }
     }
     if (recorded)
-        write_records(w, p, recorded, f ? f->id : 0);
+        write_records(w, p, recorded, f);
 }
 
 void worker_finish(struct worker *w, uint64_t clock, enum flow_end why)

@@ -64,6 +64,9 @@ struct worker_counters {
     uint64_t records_retired;      /* records of filters a reload removed */
 };
 
+struct feedback;
+struct flowtag;
+
 struct worker {
     int index;
     const struct pipeline *pl;
@@ -73,6 +76,11 @@ struct worker {
     struct worker_counters c;
     struct pktq *q;                /* NULL when running inline */
     struct redis_out *redis;       /* records go to Redis instead of JSON lines */
+    struct flowtag *ft;            /* with FEEDBACK_CHANNEL: tags, marks, rules, id index */
+    struct feedback *fb;           /* atomic: set while the feedback thread runs */
+    uint64_t active_ns;            /* ACTIVE_TIMEOUT in ns, 0: off */
+    uint64_t seq;                  /* RECORD_SEQ: records this worker made, dropped ones too */
+    uint64_t state_ns, state_clock;/* FLOW_STATE_INTERVAL: last refresh (monotonic, packet clock) */
     pthread_t thread;
     /* live capture: the worker reads its own rings */
     struct capture cap;

@@ -261,7 +261,9 @@ static void test_edges(void)
     CHECK_STR(flow_end_name(FLOW_END_EOF), "end_of_input");
     CHECK_STR(flow_end_name(FLOW_END_EVICTED), "evicted");
     CHECK_STR(flow_end_name(FLOW_END_SHUTDOWN), "shutdown");
-    CHECK_STR(flow_end_name(FLOW_END_COUNT), "?");
+    CHECK_STR(flow_end_name(FLOW_INTERIM), "active_timeout");
+    CHECK_STR(flow_end_name(FLOW_START), "start");
+    CHECK_STR(flow_end_name((enum flow_end)(FLOW_START + 1)), "?");
 }
 
 /* A random walk over 40 ports with a 16-flow table, against a model that

@@ -1,0 +1,500 @@
+/* feedback.c - the feedback subscriber thread, the per-worker command
+ * queues, and the acknowledgements. */
+#include "feedback.h"
+
+#include <hiredis/hiredis.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "config.h"
+#include "counter.h"
+#include "flowtag.h"
+#include "log.h"
+#include "output-json.h"
+#include "output-redis.h"
+#include "worker.h"
+
+struct feedback {
+    const struct config *conf;
+    struct worker *workers;
+    int nworkers;
+    struct fb_queue *q;            /* one per worker */
+    redisContext *sub, *pub;
+    const char *channel;
+    char reply[256];
+    pthread_t thread;
+    int started;
+    int stop;                      /* atomic: the thread ends */
+    int stopping;                  /* commands taken back at the end: acknowledged as such */
+    struct fb_item *done;          /* atomic stack: workers push, the thread takes all */
+    struct outbuf ack;
+    unsigned pub_pending;          /* PUBLISH replies not read yet */
+    uint64_t retry_at, last_log;
+    struct feedback_counters c;
+};
+
+/* ------------------------------------------------------------ the queues */
+
+static int q_push(struct fb_queue *q, struct fb_item *it)
+{
+    uint32_t head = q->head;
+    if (head - __atomic_load_n(&q->tail, __ATOMIC_ACQUIRE) == FB_QUEUE_SIZE)
+        return 0;
+    q->slot[head & (FB_QUEUE_SIZE - 1)] = it;
+    __atomic_store_n(&q->head, head + 1, __ATOMIC_RELEASE);
+    return 1;
+}
+
+static struct fb_item *q_peek(struct fb_queue *q)
+{
+    uint32_t tail = q->tail;
+    if (tail == __atomic_load_n(&q->head, __ATOMIC_ACQUIRE))
+        return NULL;
+    return q->slot[tail & (FB_QUEUE_SIZE - 1)];
+}
+
+static void q_drop_front(struct fb_queue *q)
+{
+    __atomic_store_n(&q->tail, q->tail + 1, __ATOMIC_RELEASE);
+}
+
+static struct fb_item *q_pop(struct fb_queue *q)
+{
+    struct fb_item *it = q_peek(q);
+    if (it)
+        q_drop_front(q);
+    return it;
+}
+
+/* One worker (or a full queue) is done with it; the last hands it back. */
+static void release(struct feedback *fb, struct fb_item *it)
+{
+    if (__atomic_sub_fetch(&it->pending, 1, __ATOMIC_ACQ_REL) != 0)
+        return;
+    struct fb_item *head = __atomic_load_n(&fb->done, __ATOMIC_RELAXED);
+    do
+        it->next = head;
+    while (!__atomic_compare_exchange_n(&fb->done, &head, it, 1, __ATOMIC_RELEASE,
+                                        __ATOMIC_RELAXED));
+}
+
+void feedback_poll(struct feedback *fb, int w, struct flowtag *t)
+{
+    struct fb_item *it;
+    int rules = 0;
+    for (int n = 0; n < FB_POLL_MAX && (it = q_peek(&fb->q[w])); n++) {
+        if (it->cmd.by_match && rules++ == FB_POLL_RULES)
+            break;   /* a flood of rules waits for the next drains: capture goes on */
+        q_drop_front(&fb->q[w]);
+        const char *why = NULL;
+        enum ft_result r = flowtag_apply(t, &it->cmd, &why);
+        if (r == FT_APPLIED)
+            __atomic_add_fetch(&it->applied, 1, __ATOMIC_RELAXED);
+        else if (r == FT_REFUSED) {
+            __atomic_store_n(&it->why, why, __ATOMIC_RELAXED);
+            __atomic_add_fetch(&it->refused, 1, __ATOMIC_RELAXED);
+        }
+        release(fb, it);
+    }
+}
+
+/* ------------------------------------------------------------ replies */
+
+static void log_limited(struct feedback *fb, const char *what, const char *detail)
+{
+    uint64_t now = outbuf_now();
+    if (now - fb->last_log < 1000000000u)
+        return;
+    fb->last_log = now;
+    log_warn("feedback: %s: %s", what, detail);
+}
+
+/* The reply connection: a stalled server must not hold this thread (and
+ * dati's exit, which joins it) for longer than this. */
+static redisContext *connect_replies(struct feedback *fb, char *err, size_t errlen)
+{
+    redisContext *c = redis_out_connect(fb->conf, err, errlen);
+    struct timeval tv = {2, 0};
+    if (c)
+        redisSetTimeout(c, tv);
+    return c;
+}
+
+static void publish(struct feedback *fb)
+{
+    struct outbuf *b = &fb->ack;
+    if (!fb->pub) {
+        char err[256];
+        uint64_t now = outbuf_now();
+        if (now < fb->retry_at || !(fb->pub = connect_replies(fb, err, sizeof err))) {
+            if (now >= fb->retry_at) {
+                log_limited(fb, "reply connection", err);
+                fb->retry_at = now + 1000000000u;
+            }
+            COUNTER_INC(fb->c.acks_lost);
+            b->len = 0;
+            return;
+        }
+        COUNTER_INC(fb->c.reconnects);
+    }
+    redisAppendCommand(fb->pub, "PUBLISH %s %b", fb->reply, b->buf, b->len);
+    fb->pub_pending++;
+    b->len = 0;
+}
+
+/* Sends the replies and reads Redis's answers (numbers of receivers). */
+static void flush_replies(struct feedback *fb)
+{
+    if (!fb->pub_pending)
+        return;
+    int done = 0;
+    while (!done)
+        if (redisBufferWrite(fb->pub, &done) != REDIS_OK)
+            goto broken;
+    for (; fb->pub_pending; fb->pub_pending--) {
+        redisReply *rep;
+        if (redisGetReply(fb->pub, (void **)&rep) != REDIS_OK)
+            goto broken;
+        if (rep->type == REDIS_REPLY_ERROR) {
+            log_limited(fb, "reply refused", rep->str);
+            COUNTER_INC(fb->c.acks_lost);
+        } else {
+            COUNTER_INC(fb->c.acks);
+        }
+        freeReplyObject(rep);
+    }
+    return;
+broken:
+    log_limited(fb, "reply connection lost", fb->pub->errstr);
+    COUNTER_ADD(fb->c.acks_lost, fb->pub_pending);
+    fb->pub_pending = 0;
+    redisFree(fb->pub);
+    fb->pub = NULL;
+}
+
+/* Starts a reply: outcome, the client's id, and the command (unless only_id:
+ * a rejected message, of which the id is known when it came before the error). */
+static int begin(struct feedback *fb, int ok, const struct fb_cmd *c, int only_id)
+{
+    struct outbuf *b = &fb->ack;
+    int rc = json_lit(b, ok ? "{\"ok\":true" : "{\"ok\":false");
+    if (c && c->id[0]) {
+        rc |= json_lit(b, ",\"id\":");
+        rc |= json_lit(b, c->id);   /* checked JSON text: a number or a string */
+    }
+    if (c && !only_id) {
+        rc |= json_lit(b, ",\"op\":\"");
+        rc |= json_lit(b, fb_op_name(c->op));
+        rc |= json_lit(b, "\"");
+        if (c->flow) {
+            rc |= json_lit(b, ",\"flow\":");
+            rc |= json_u64(b, c->flow);
+        }
+        if (c->by_match)
+            rc |= json_lit(b, ",\"match\":true");
+        if (c->op == FB_TAG || c->op == FB_UNTAG) {
+            rc |= json_lit(b, ",\"tag\":\"");
+            rc |= json_lit(b, c->tag);
+            rc |= json_lit(b, "\"");
+        }
+    }
+    return rc;
+}
+
+static void reject(struct feedback *fb, const struct fb_cmd *c, int only_id, const char *reason,
+                   const char *error)
+{
+    struct outbuf *b = &fb->ack;
+    int rc = begin(fb, 0, c, only_id);
+    rc |= json_lit(b, ",\"reason\":\"");
+    rc |= json_lit(b, reason);
+    rc |= json_lit(b, "\",\"error\":");
+    rc |= json_str(b, (const uint8_t *)error, strlen(error));
+    rc |= json_lit(b, "}");
+    if (rc == 0)
+        publish(fb);
+    b->len = 0;
+}
+
+static void acknowledge(struct feedback *fb, struct fb_item *it)
+{
+    const struct fb_cmd *c = &it->cmd;
+    if (it->applied) {
+        COUNTER_INC(fb->c.applied);
+        if (begin(fb, 1, c, 0) == 0 && json_lit(&fb->ack, "}") == 0)
+            publish(fb);
+        fb->ack.len = 0;
+    } else if (it->refused) {
+        COUNTER_INC(fb->c.refused);
+        reject(fb, c, 0, "refused", it->why ? it->why : "refused");
+    } else if (fb->stopping) {
+        COUNTER_INC(fb->c.stopped);
+        reject(fb, c, 0, "stopped", "dati stopped before applying it");
+    } else if (it->dropped) {
+        COUNTER_INC(fb->c.queue_full);
+        reject(fb, c, 0, "queue_full", "a worker's command queue was full");
+    } else {
+        COUNTER_INC(fb->c.unknown_flow);
+        reject(fb, c, 0, "unknown_flow", "no active flow has this id");
+    }
+}
+
+/* Acknowledges what the workers handed back, oldest first. */
+static void finish_done(struct feedback *fb)
+{
+    struct fb_item *it = __atomic_exchange_n(&fb->done, NULL, __ATOMIC_ACQUIRE), *fifo = NULL;
+    while (it) {
+        struct fb_item *next = it->next;
+        it->next = fifo;
+        fifo = it;
+        it = next;
+    }
+    while (fifo) {
+        struct fb_item *next = fifo->next;
+        acknowledge(fb, fifo);
+        free(fifo);
+        fifo = next;
+    }
+}
+
+/* ------------------------------------------------------------ commands */
+
+static void stats_reply(struct feedback *fb, const struct fb_cmd *c)
+{
+    struct outbuf *b = &fb->ack;
+    uint64_t packets = 0, active = 0;
+    for (int w = 0; w < fb->nworkers; w++) {
+        packets += COUNTER_GET(fb->workers[w].c.packets);
+        active += COUNTER_GET(fb->workers[w].flows.active);
+    }
+    int rc = begin(fb, 1, c, 0);
+    rc |= json_lit(b, ",\"packets\":");
+    rc |= json_u64(b, packets);
+    rc |= json_lit(b, ",\"flows_active\":");
+    rc |= json_u64(b, active);
+    rc |= json_lit(b, ",\"feedback\":");
+    rc |= feedback_json(b, fb);
+    rc |= json_lit(b, "}");
+    if (rc == 0)
+        publish(fb);
+    b->len = 0;
+}
+
+static void on_command(struct feedback *fb, const char *msg, size_t len)
+{
+    COUNTER_INC(fb->c.received);
+    struct fb_item *it = calloc(1, sizeof *it);
+    if (!it) {
+        reject(fb, NULL, 1, "out_of_memory", "no memory for the command");
+        return;
+    }
+    char why[128];
+    enum fb_reject rj = fb_cmd_parse(msg, len, &it->cmd, why, sizeof why);
+    if (rj != FB_OK) {
+        uint64_t *n[] = {NULL, &fb->c.malformed, &fb->c.unknown, &fb->c.invalid, &fb->c.oversized};
+        COUNTER_INC(*n[rj]);
+        reject(fb, &it->cmd, 1, fb_reject_name(rj), why);
+        free(it);
+        return;
+    }
+    if (it->cmd.op == FB_STATS) {
+        stats_reply(fb, &it->cmd);
+        free(it);
+        return;
+    }
+    it->received_ns = outbuf_now();
+    __atomic_store_n(&it->pending, fb->nworkers, __ATOMIC_RELAXED);
+    for (int w = 0; w < fb->nworkers; w++) {
+        if (!q_push(&fb->q[w], it)) {   /* only this thread writes dropped */
+            it->dropped++;
+            release(fb, it);
+        }
+    }
+}
+
+static void on_reply(struct feedback *fb, redisReply *rep)
+{
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 3 ||
+        rep->element[0]->type != REDIS_REPLY_STRING || strcmp(rep->element[0]->str, "message") ||
+        rep->element[2]->type != REDIS_REPLY_STRING)
+        return;   /* subscribe confirmations */
+    on_command(fb, rep->element[2]->str, rep->element[2]->len);
+}
+
+static int subscribe(struct feedback *fb, char *err, size_t errlen)
+{
+    if (!(fb->sub = redis_out_connect(fb->conf, err, errlen)))
+        return -1;
+    redisReply *rep = redisCommand(fb->sub, "SUBSCRIBE %s", fb->channel);
+    if (!rep || rep->type == REDIS_REPLY_ERROR) {
+        snprintf(err, errlen, "SUBSCRIBE %s: %s", fb->channel,
+                 rep ? rep->str : fb->sub->errstr);
+        freeReplyObject(rep);
+        redisFree(fb->sub);
+        fb->sub = NULL;
+        return -1;
+    }
+    freeReplyObject(rep);
+    return 0;
+}
+
+static void *fb_main(void *arg)
+{
+    struct feedback *fb = arg;
+    uint64_t sub_retry = 0;
+    while (!__atomic_load_n(&fb->stop, __ATOMIC_ACQUIRE)) {
+        if (!fb->sub) {
+            char err[256];
+            uint64_t now = outbuf_now();
+            if (now < sub_retry || subscribe(fb, err, sizeof err) < 0) {
+                if (now >= sub_retry) {
+                    log_limited(fb, "subscriber connection", err);
+                    sub_retry = now + 1000000000u;
+                }
+                struct timespec ts = {0, 20000000};
+                nanosleep(&ts, NULL);
+                finish_done(fb);
+                flush_replies(fb);
+                continue;
+            }
+            COUNTER_INC(fb->c.reconnects);
+        }
+        /* a short wait: acknowledgements of the workers' results go out
+         * within some 10 ms even when no command comes */
+        struct pollfd pfd = {fb->sub->fd, POLLIN, 0};
+        if (poll(&pfd, 1, 10) > 0) {
+            void *rep = NULL;
+            int ok = redisBufferRead(fb->sub) == REDIS_OK;
+            while (ok && (ok = redisGetReplyFromReader(fb->sub, &rep) == REDIS_OK) && rep) {
+                on_reply(fb, rep);
+                freeReplyObject(rep);
+            }
+            if (!ok) {
+                log_limited(fb, "subscriber connection lost", fb->sub->errstr);
+                redisFree(fb->sub);
+                fb->sub = NULL;
+            }
+        }
+        finish_done(fb);
+        flush_replies(fb);
+    }
+    return NULL;
+}
+
+/* ------------------------------------------------------------ start, stop */
+
+struct feedback *feedback_start(const struct config *conf, struct worker *workers, int nworkers,
+                                char *err, size_t errlen)
+{
+    struct feedback *fb = calloc(1, sizeof *fb);
+    if (!fb || outbuf_init(&fb->ack, NULL) < 0 ||
+        !(fb->q = aligned_alloc(64, sizeof *fb->q * (size_t)nworkers))) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    memset(fb->q, 0, sizeof *fb->q * (size_t)nworkers);
+    fb->conf = conf;
+    fb->workers = workers;
+    fb->nworkers = nworkers;
+    fb->channel = conf->feedback_channel;
+    if (conf->feedback_reply)
+        snprintf(fb->reply, sizeof fb->reply, "%s", conf->feedback_reply);
+    else
+        snprintf(fb->reply, sizeof fb->reply, "%s:reply", conf->feedback_channel);
+    if (subscribe(fb, err, errlen) < 0 || !(fb->pub = connect_replies(fb, err, errlen)))
+        goto fail;
+    if (pthread_create(&fb->thread, NULL, fb_main, fb) != 0) {
+        snprintf(err, errlen, "cannot start the feedback thread");
+        goto fail;
+    }
+    fb->started = 1;
+    for (int w = 0; w < nworkers; w++)
+        __atomic_store_n(&workers[w].fb, fb, __ATOMIC_RELEASE);
+    return fb;
+fail:
+    feedback_free(fb);
+    return NULL;
+}
+
+void feedback_stop(struct feedback *fb)
+{
+    if (fb && fb->started) {
+        fb->started = 0;
+        __atomic_store_n(&fb->stop, 1, __ATOMIC_RELEASE);
+        pthread_join(fb->thread, NULL);
+        for (int w = 0; w < fb->nworkers; w++)
+            __atomic_store_n(&fb->workers[w].fb, NULL, __ATOMIC_RELEASE);
+        /* what the workers did not take: acknowledged as not applied */
+        fb->stopping = 1;
+        for (int w = 0; w < fb->nworkers; w++)
+            for (struct fb_item *it; (it = q_pop(&fb->q[w]));)
+                release(fb, it);
+        finish_done(fb);
+        flush_replies(fb);
+    }
+}
+
+void feedback_free(struct feedback *fb)
+{
+    if (!fb)
+        return;
+    feedback_stop(fb);
+    redisFree(fb->sub);
+    redisFree(fb->pub);
+    outbuf_fini(&fb->ack);
+    free(fb->q);
+    free(fb);
+}
+
+const struct feedback_counters *feedback_counters(const struct feedback *fb) { return &fb->c; }
+
+static int member(struct outbuf *b, const char *name, uint64_t v)
+{
+    int rc = json_lit(b, ",\"");
+    rc |= json_lit(b, name);
+    rc |= json_lit(b, "\":");
+    return rc | json_u64(b, v);
+}
+
+int feedback_json(struct outbuf *b, const struct feedback *fb)
+{
+    struct ft_counters t;
+    memset(&t, 0, sizeof t);
+    for (int w = 0; w < fb->nworkers; w++) {
+        const struct ft_counters *c = &fb->workers[w].ft->c;
+        t.tags_full += COUNTER_GET(c->tags_full);
+        t.names_full += COUNTER_GET(c->names_full);
+        t.rules_full += COUNTER_GET(c->rules_full);
+        t.rule_tagged += COUNTER_GET(c->rule_tagged);
+        t.rules_expired += COUNTER_GET(c->rules_expired);
+        t.watched_records += COUNTER_GET(c->watched_records);
+        t.ignored_records += COUNTER_GET(c->ignored_records);
+    }
+    const struct feedback_counters *c = &fb->c;
+    int rc = json_lit(b, "{\"received\":");
+    rc |= json_u64(b, COUNTER_GET(c->received));
+    rc |= member(b, "applied", COUNTER_GET(c->applied));
+    rc |= member(b, "malformed", COUNTER_GET(c->malformed));
+    rc |= member(b, "unknown", COUNTER_GET(c->unknown));
+    rc |= member(b, "invalid", COUNTER_GET(c->invalid));
+    rc |= member(b, "oversized", COUNTER_GET(c->oversized));
+    rc |= member(b, "queue_full", COUNTER_GET(c->queue_full));
+    rc |= member(b, "unknown_flow", COUNTER_GET(c->unknown_flow));
+    rc |= member(b, "stopped", COUNTER_GET(c->stopped));
+    rc |= member(b, "refused", COUNTER_GET(c->refused));
+    rc |= member(b, "tags_full", t.tags_full);
+    rc |= member(b, "names_full", t.names_full);
+    rc |= member(b, "rules_full", t.rules_full);
+    rc |= member(b, "rule_tagged", t.rule_tagged);
+    rc |= member(b, "rules_expired", t.rules_expired);
+    rc |= member(b, "watched_records", t.watched_records);
+    rc |= member(b, "ignored_records", t.ignored_records);
+    rc |= member(b, "acks", COUNTER_GET(c->acks));
+    rc |= member(b, "acks_lost", COUNTER_GET(c->acks_lost));
+    rc |= member(b, "reconnects", COUNTER_GET(c->reconnects));
+    return rc | json_lit(b, "}");
+}
