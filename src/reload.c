@@ -42,12 +42,30 @@ static const char *fixed_setting_changed(const struct config *a, const struct co
     SAME_NUM(redis_maxlen, "REDIS_MAXLEN");
     SAME_NUM(redis_flow_expire, "REDIS_FLOW_EXPIRE");
     SAME_STR(session_channel, "SESSION_CHANNEL");
+    SAME_STR(feedback_channel, "FEEDBACK_CHANNEL");
+    SAME_STR(feedback_reply, "FEEDBACK_REPLY");
+    SAME_STR(flow_events, "FLOW_EVENTS");
+    SAME_NUM(flow_state_interval, "FLOW_STATE_INTERVAL");
+    SAME_NUM(active_timeout, "ACTIVE_TIMEOUT");
+    SAME_NUM(record_seq, "RECORD_SEQ");
     for (int i = 0; i < a->nifnames; i++)
         if (strcmp(a->ifname[i], b->ifname[i]) != 0)
             return "IFNAME";
 #undef SAME_NUM
 #undef SAME_STR
     return NULL;
+}
+
+/* Settings the workers read as they run, but that only a restart changes:
+ * the new configuration keeps the running ones. */
+static int keep_running_settings(struct config *nc, const struct config *running)
+{
+    nc->record_seq = running->record_seq;
+    nc->flow_state_interval = running->flow_state_interval;
+    nc->active_timeout = running->active_timeout;
+    free(nc->flow_events);
+    nc->flow_events = running->flow_events ? strdup(running->flow_events) : NULL;
+    return running->flow_events && !nc->flow_events ? -1 : 0;
 }
 
 /* Loads the file, logging each error as it would be printed at start. */
@@ -83,6 +101,11 @@ void run_reload(struct run *r)
     if (!nc)
         return;
     const char *fixed = fixed_setting_changed(r->conf, nc);
+    if (keep_running_settings(nc, r->conf) < 0) {
+        log_error("reload refused: out of memory");
+        config_free(nc);
+        return;
+    }
     int linktypes[CAPTURE_MAX_IFACES];
     for (int i = 0; i < r->nifaces; i++)
         linktypes[i] = r->ifaces[i].linktype;
