@@ -92,12 +92,32 @@ static int fail(struct capture *c, const char *ifname, const char *what)
     return -1;
 }
 
-static int ring_open(struct capture *c, struct ring *r, const struct capture_iface *ifc,
+static int iface_is_up(const char *name)
+{
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "%s", name);
+    int up = fd >= 0 && ioctl(fd, SIOCGIFFLAGS, &ifr) == 0 && (ifr.ifr_flags & IFF_UP);
+    if (fd >= 0)
+        close(fd);
+    return up;
+}
+
+static int ring_open(struct capture *c, struct ring *r, struct capture_iface *ifc,
                      const struct capture_live_options *lo)
 {
-    r->fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ALL));
+    /* protocol 0: nothing arrives before bind() names the interface, and a
+     * drop-all filter keeps the ring empty until every worker has joined the
+     * fanout group (capture_live_start), so no packet is seen twice or by a
+     * worker that is not its flow's */
+    r->fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
     if (r->fd < 0)
         return fail(c, ifc->name, "socket");
+    struct sock_filter drop = BPF_STMT(BPF_RET | BPF_K, 0);
+    struct sock_fprog drop_all = {1, &drop};
+    if (setsockopt(r->fd, SOL_SOCKET, SO_ATTACH_FILTER, &drop_all, sizeof drop_all) < 0)
+        return fail(c, ifc->name, "attaching a filter");
     int v = TPACKET_V3;
     if (setsockopt(r->fd, SOL_PACKET, PACKET_VERSION, &v, sizeof v) < 0)
         return fail(c, ifc->name, "TPACKET_V3");
@@ -105,12 +125,6 @@ static int ring_open(struct capture *c, struct ring *r, const struct capture_ifa
     v = VLAN_TAG_LEN;
     if (setsockopt(r->fd, SOL_PACKET, PACKET_RESERVE, &v, sizeof v) < 0)
         return fail(c, ifc->name, "PACKET_RESERVE");
-    if (lo->snaplen) {
-        struct sock_filter ret = BPF_STMT(BPF_RET | BPF_K, lo->snaplen);
-        struct sock_fprog prog = {1, &ret};
-        if (setsockopt(r->fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog) < 0)
-            return fail(c, ifc->name, "snaplen filter");
-    }
     struct tpacket_req3 req;
     memset(&req, 0, sizeof req);
     req.tp_block_size = lo->block_size;
@@ -135,7 +149,7 @@ static int ring_open(struct capture *c, struct ring *r, const struct capture_ifa
     struct sockaddr_ll sll;
     memset(&sll, 0, sizeof sll);
     sll.sll_family = AF_PACKET;
-    sll.sll_protocol = htons(ETH_P_ALL);
+    sll.sll_protocol = htons(ETH_P_ALL);   /* from now on, this interface's packets */
     sll.sll_ifindex = ifc->ifindex;
     if (bind(r->fd, (struct sockaddr *)&sll, sizeof sll) < 0)
         return fail(c, ifc->name, "bind");
@@ -148,10 +162,25 @@ static int ring_open(struct capture *c, struct ring *r, const struct capture_ifa
             return fail(c, ifc->name, "promiscuous mode");
     }
     if (lo->fanout) {
+        /* The first ring asks the kernel for a group id no one else uses
+         * (a fixed id could merge with another program's group and split
+         * the traffic silently); the others join that id. */
         unsigned mode = PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG;
-        int arg = (int)(((unsigned)ifc->fanout_id & 0xffff) | (mode << 16));
-        if (setsockopt(r->fd, SOL_PACKET, PACKET_FANOUT, &arg, sizeof arg) < 0)
+        int first = ifc->fanout_id < 0;
+        if (first)
+            mode |= PACKET_FANOUT_FLAG_UNIQUEID;
+        int arg = (int)((first ? 0u : (unsigned)ifc->fanout_id & 0xffff) | (mode << 16));
+        if (setsockopt(r->fd, SOL_PACKET, PACKET_FANOUT, &arg, sizeof arg) < 0) {
+            if (errno == EINVAL && !iface_is_up(ifc->name))
+                errno = ENETDOWN;   /* older kernels: no fanout on a down interface */
             return fail(c, ifc->name, "joining the fanout group");
+        }
+        if (first) {
+            socklen_t len = sizeof arg;
+            if (getsockopt(r->fd, SOL_PACKET, PACKET_FANOUT, &arg, &len) < 0)
+                return fail(c, ifc->name, "reading the fanout group id");
+            ifc->fanout_id = arg & 0xffff;
+        }
     }
     r->linktype = ifc->linktype;
     return 0;
@@ -259,13 +288,35 @@ static int afpacket_next(struct capture *c, struct packet *p, int *linktype)
         }
         /* nothing ready anywhere: wait, and let the owner do its timed work */
         int n = poll(a->pfd, (nfds_t)a->nrings, (int)a->lo.poll_ms);
-        if (n > 0)
-            for (int i = 0; i < a->nrings; i++)
-                if ((a->pfd[i].revents & POLLERR) && ring_error(c, a, i) < 0)
-                    return -1;
+        for (int i = 0; i < a->nrings; i++) {
+            /* a down interface raises no error when it is then deleted: look */
+            if (((n > 0 && (a->pfd[i].revents & POLLERR)) || a->ring[i].down) &&
+                ring_error(c, a, i) < 0)
+                return -1;
+        }
         if (a->opt->idle && a->opt->idle(a->opt->ctx))
             return 0;
     }
+}
+
+int capture_live_start(struct capture *c)
+{
+    struct afpacket *a = c->priv;
+    for (int i = 0; i < a->nrings; i++) {
+        struct ring *r = &a->ring[i];
+        int rc;
+        if (a->lo.snaplen) {
+            struct sock_filter ret = BPF_STMT(BPF_RET | BPF_K, a->lo.snaplen);
+            struct sock_fprog prog = {1, &ret};
+            rc = setsockopt(r->fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog);
+        } else {
+            int unused = 0;
+            rc = setsockopt(r->fd, SOL_SOCKET, SO_DETACH_FILTER, &unused, sizeof unused);
+        }
+        if (rc < 0)
+            return fail(c, a->ifs[i].name, "starting the capture");
+    }
+    return 0;
 }
 
 int capture_live_stats(struct capture *c, int iface, uint64_t *received, uint64_t *dropped)
@@ -301,7 +352,7 @@ static void afpacket_close(struct capture *c)
 
 static const struct capture_ops afpacket_ops = {afpacket_next, afpacket_close};
 
-int capture_open_live(struct capture *c, const struct capture_iface *ifs, int nifs,
+int capture_open_live(struct capture *c, struct capture_iface *ifs, int nifs,
                       const struct capture_live_options *lo, const struct capture_options *opt)
 {
     memset(c, 0, sizeof *c);

@@ -59,7 +59,8 @@ struct capture_iface {
     const char *name;
     int ifindex;
     int linktype;              /* LINKTYPE_ETHERNET or LINKTYPE_RAW (tun) */
-    int fanout_id;             /* the fanout group all workers' rings join */
+    int fanout_id;             /* the fanout group all workers' rings join; -1 until the
+                                * first ring has the kernel choose a unique one */
 };
 
 struct capture_live_options {
@@ -76,12 +77,15 @@ struct capture_live_options {
  * the reason in err. */
 int capture_iface_lookup(struct capture_iface *ifc, const char *name, char *err, size_t errlen);
 
-/* One TPACKET_V3 ring per interface. ifs must outlive the capture. Returns
- * 0, or -1 with the reason, naming the interface, in c->errbuf. next()
- * returns -1 when an interface disappears; while one is merely down, it
- * says so through opt->notice and waits. */
-int capture_open_live(struct capture *c, const struct capture_iface *ifs, int nifs,
+/* One TPACKET_V3 ring per interface. ifs must outlive the capture; the
+ * first capture opened sets each ifs[i].fanout_id. Rings take no packet
+ * until capture_live_start(), called once every worker's capture is open.
+ * Returns 0, or -1 with the reason, naming the interface, in c->errbuf.
+ * next() returns -1 when an interface disappears; while one is merely down,
+ * it says so through opt->notice and waits. */
+int capture_open_live(struct capture *c, struct capture_iface *ifs, int nifs,
                       const struct capture_live_options *lo, const struct capture_options *opt);
+int capture_live_start(struct capture *c);
 
 /* Interface names by packet.iface (1-based), for records. Set before the
  * workers start, read-only afterwards. */

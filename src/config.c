@@ -236,8 +236,19 @@ static void kw_ring_block_size(struct parser *ps, char *v)
         return;
     if (n % 4096)
         perr(ps, v, "RING_BLOCK_SIZE must be a multiple of 4096 (the page size)");
-    else
+    else {
         ps->c->ring_block_size = (unsigned)n;
+        ps->c->ring_line = ps->line;
+    }
+}
+
+static void kw_ring_blocks(struct parser *ps, char *v)
+{
+    unsigned long n;
+    if (parse_uint(ps, "RING_BLOCKS", v, 2, 65536, &n) == 0) {
+        ps->c->ring_blocks = (unsigned)n;
+        ps->c->ring_line = ps->line;
+    }
 }
 
 static void kw_redis_channel(struct parser *ps, char *v)
@@ -380,7 +391,7 @@ static const struct keyword {
     HANDLER("IFNAME", GLOBAL, kw_ifname),
     HANDLER("PROMISC", GLOBAL, kw_promisc),
     HANDLER("RING_BLOCK_SIZE", GLOBAL, kw_ring_block_size),
-    NUMBER("RING_BLOCKS", 2, 65536, ring_blocks),
+    HANDLER("RING_BLOCKS", GLOBAL, kw_ring_blocks),
     NUMBER("RING_BLOCK_TIMEOUT", 1, 10000, ring_block_timeout_ms),
     NUMBER("SNAPLEN", 0, 262144, snaplen),
     NUMBER("TIME_STATS", 0, 86400, time_stats),
@@ -459,6 +470,12 @@ static void parse_line(struct parser *ps, char *line)
 static void check_whole(struct parser *ps)
 {
     struct config *c = ps->c;
+    if ((uint64_t)c->ring_block_size * c->ring_blocks > UINT32_MAX) {   /* the kernel's limit */
+        char text[64];
+        snprintf(text, sizeof text, "%u x %u", c->ring_blocks, c->ring_block_size);
+        ps->line = c->ring_line;
+        perr(ps, text, "a ring (RING_BLOCKS x RING_BLOCK_SIZE) must stay below 4 GiB");
+    }
     for (int i = 0; i < c->nfilters; i++) {
         struct filter_conf *f = &c->filter[i];
         if (!f->bpf_line && f->name) {

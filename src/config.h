@@ -47,6 +47,7 @@ struct config {
     unsigned ring_blocks;
     unsigned ring_block_timeout_ms;
     unsigned snaplen;                  /* 0: whole packets */
+    int ring_line;                     /* of the last RING_BLOCK_SIZE or RING_BLOCKS */
     int promisc;
     unsigned time_stats;               /* seconds between statistics; 0: only at exit */
     unsigned pkt_ttl;                  /* flow idle timeout, seconds */

@@ -21,7 +21,6 @@ struct live_worker {
     struct worker *w;
     struct capture_options copt;
     int failed;                    /* the capture gave up: an interface is gone */
-    int done;
 };
 
 static uint64_t wall_ns(void)
@@ -83,7 +82,7 @@ static void *live_worker_main(void *arg)
         log_error("%s", w->cap.errbuf);
         lw->failed = 1;
     }
-    __atomic_store_n(&lw->done, 1, __ATOMIC_RELEASE);
+    __atomic_store_n(&w->done, 1, __ATOMIC_RELEASE);
     return NULL;
 }
 
@@ -108,7 +107,7 @@ int live_run(struct run *r)
     struct live_worker *lws = calloc((size_t)r->nworkers, sizeof *lws);
     if (!lws)
         return 2;
-    int status = 0, started = 0;
+    int status = 0, started = 0, pidfile_written = 0;
     if (r->stats_redis)
         redis_out_set_live(r->stats_redis, 1);
     /* every ring first, so that a refusal stops the run before any thread runs */
@@ -126,28 +125,41 @@ int live_run(struct run *r)
             goto out;
         }
     }
-    /* everything that needs root is open: detach, say who we are, give it up */
+    /* Everything that needs root is open: detach (before any thread: a fork
+     * keeps only the calling one), say who we are, give root up; then the
+     * threads, and the rings may take packets. The parent of -D exits only
+     * now, with our status, so a failure here is seen where dati was run. */
     if ((r->opt->daemonize && daemon_detach() < 0) ||
         (r->opt->pidfile && daemon_write_pidfile(r->opt->pidfile) < 0) ||
-        (r->opt->user && daemon_drop_privileges(r->opt->user) < 0)) {
+        (pidfile_written = r->opt->pidfile != NULL,
+         r->opt->user && daemon_drop_privileges(r->opt->user) < 0) ||
+        run_start_feedback(r) < 0) {
         status = 2;
         goto out;
     }
     for (; started < r->nworkers; started++)
         if (pthread_create(&r->workers[started].thread, NULL, live_worker_main, &lws[started])) {
             log_error("cannot start worker thread %d", started);
-            run_stop_requested = 1;
             status = 2;
             break;
         }
-    log_info("capturing on %d interface%s with %d worker%s", r->nifaces,
-             r->nifaces == 1 ? "" : "s", r->nworkers, r->nworkers == 1 ? "" : "s");
+    for (int i = 0; i < r->nworkers && status == 0; i++)
+        if (capture_live_start(&r->workers[i].cap) < 0) {
+            log_error("%s", r->workers[i].cap.errbuf);
+            status = 2;
+        }
+    if (status)
+        run_stop_requested = 1;
+    else
+        log_info("capturing on %d interface%s with %d worker%s", r->nifaces,
+                 r->nifaces == 1 ? "" : "s", r->nworkers, r->nworkers == 1 ? "" : "s");
+    daemon_ready(status);
     while (!run_stop_requested) {
         struct timespec ts = {0, 100 * 1000 * 1000};
         nanosleep(&ts, NULL);   /* a signal cuts it short */
         int failed = 0;
         for (int i = 0; i < started; i++)
-            failed |= __atomic_load_n(&lws[i].done, __ATOMIC_ACQUIRE);
+            failed |= __atomic_load_n(&r->workers[i].done, __ATOMIC_ACQUIRE);
         if (failed || __atomic_load_n(&r->sink.error, __ATOMIC_RELAXED))
             break;
         if (run_reload_requested) {
@@ -174,7 +186,8 @@ int live_run(struct run *r)
         status = 1;
     }
 out:
-    if (r->opt->pidfile && status != 2)
+    daemon_ready(status);   /* if it failed before it said anything */
+    if (pidfile_written)
         daemon_remove_pidfile(r->opt->pidfile);
     free(lws);
     return status;

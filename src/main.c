@@ -1,5 +1,6 @@
 /* main.c - command line and wiring: load the configuration, check it or
  * hand it with the options to run_main(). */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +37,21 @@ static void usage(FILE *f)
           "  -V, --version       print the version and exit\n"
           "  -h, --help          this help\n",
           f);
+}
+
+/* path made absolute (a daemon works from /): a string to free, or NULL. */
+static char *absolute(const char *path)
+{
+    if (path[0] == '/')
+        return strdup(path);
+    char cwd[4096];
+    if (!getcwd(cwd, sizeof cwd))
+        return NULL;
+    size_t n = strlen(cwd) + strlen(path) + 2;
+    char *abs = malloc(n);
+    if (abs)
+        snprintf(abs, n, "%s/%s", cwd, path);
+    return abs;
 }
 
 /* A whole number from 1 to max, or -1 after saying what is wrong. */
@@ -161,7 +177,22 @@ int main(int argc, char **argv)
         .pidfile = pidfile,
         .user = user,
     };
+    /* a daemon works from /: keep reloading the same file, writing the same pid file */
+    char *abs_conf = NULL, *abs_pid = NULL;
+    if (daemonize && ((conf_path && !(abs_conf = absolute(conf_path))) ||
+                      (pidfile && !(abs_pid = absolute(pidfile))))) {
+        log_error("cannot make the paths of -c and -p absolute: %s", strerror(errno));
+        free(abs_conf);
+        config_free(conf);
+        return 2;
+    }
+    if (abs_conf)
+        ro.config_path = abs_conf;
+    if (abs_pid)
+        ro.pidfile = abs_pid;
     int status = run_main(conf, &ro);
+    free(abs_conf);
+    free(abs_pid);
     config_free(conf);
     return status;
 }

@@ -110,7 +110,8 @@ void run_reload(struct run *r)
     for (int i = 0; i < r->nifaces; i++)
         linktypes[i] = r->ifaces[i].linktype;
     char err[256];
-    struct pipeline *pl = pipeline_new(nc, linktypes, r->nifaces, &r->taps, err, sizeof err);
+    struct pipeline *pl = run_check_taps(r, nc, err, sizeof err) < 0 ? NULL
+                          : pipeline_new(nc, linktypes, r->nifaces, &r->taps, err, sizeof err);
     if (!pl) {
         log_error("reload refused: %s; the running configuration stays", err);
         config_free(nc);
@@ -126,8 +127,11 @@ void run_reload(struct run *r)
         nanosleep(&ts, NULL);
         waiting = 0;
         for (int i = 0; i < r->nworkers; i++)
-            waiting += __atomic_load_n(&r->workers[i].next_pl, __ATOMIC_ACQUIRE) != NULL;
+            waiting += __atomic_load_n(&r->workers[i].next_pl, __ATOMIC_ACQUIRE) != NULL &&
+                       !__atomic_load_n(&r->workers[i].done, __ATOMIC_ACQUIRE);
     }
+    for (int i = 0; i < r->nworkers; i++)   /* a worker that ended never switched */
+        waiting += __atomic_load_n(&r->workers[i].next_pl, __ATOMIC_ACQUIRE) != NULL;
     struct pipeline *old = r->pl;
     r->pl = pl;
     r->src.pl = pl;

@@ -181,8 +181,7 @@ static int resolve_ifaces(struct run *r)
                 log_error("interface %s given twice", r->ifaces[i].name);
                 return -1;
             }
-        /* one fanout group per interface, unique to this process */
-        r->ifaces[i].fanout_id = (int)(((unsigned)getpid() * CAPTURE_MAX_IFACES + (unsigned)i) & 0xffff);
+        r->ifaces[i].fanout_id = -1;   /* the first ring has the kernel choose one */
         r->ifstats[i].name = r->ifaces[i].name;
         capture_set_iface_name(i + 1, r->ifaces[i].name);
     }
@@ -198,7 +197,8 @@ static int setup(struct run *r)
     int linktypes[CAPTURE_MAX_IFACES];
     for (int i = 0; i < r->nifaces; i++)
         linktypes[i] = r->ifaces[i].linktype;
-    if (!(r->pl = pipeline_new(conf, linktypes, r->nifaces, &r->taps, err, sizeof err))) {
+    if (run_check_taps(r, conf, err, sizeof err) < 0 ||
+        !(r->pl = pipeline_new(conf, linktypes, r->nifaces, &r->taps, err, sizeof err))) {
         log_error("%s", err);
         return -1;
     }
@@ -241,13 +241,32 @@ static int setup(struct run *r)
     }
     r->src = (struct stats_source){&r->rc, r->workers, r->nworkers, r->pl, r->ifstats, r->nifaces,
                                    NULL};
-    if (conf->feedback_channel) {   /* before the worker threads: they take its queues */
-        if (!(r->fb = feedback_start(conf, r->workers, r->nworkers, err, sizeof err))) {
-            log_error("feedback channel: %s", err);
-            return -1;
-        }
-        r->src.fb = r->fb;
+    return 0;
+}
+
+int run_check_taps(const struct run *r, const struct config *conf, char *err, size_t errlen)
+{
+    for (int f = 0; f < conf->nfilters; f++)
+        for (int t = 0; t < conf->filter[f].ntaps; t++)
+            for (int i = 0; i < r->nifaces; i++)
+                if (strcmp(conf->filter[f].tap_if[t], r->ifaces[i].name) == 0) {
+                    snprintf(err, errlen, "TAP_IF %s is also captured on: every packet written "
+                             "to it would come back, and match again", r->ifaces[i].name);
+                    return -1;
+                }
+    return 0;
+}
+
+int run_start_feedback(struct run *r)
+{
+    char err[256];
+    if (!r->conf->feedback_channel)
+        return 0;
+    if (!(r->fb = feedback_start(r->conf, r->workers, r->nworkers, err, sizeof err))) {
+        log_error("feedback channel: %s", err);
+        return -1;
     }
+    r->src.fb = r->fb;
     return 0;
 }
 

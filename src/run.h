@@ -79,6 +79,13 @@ void run_tick(struct run *r);
 
 double run_now(void);
 
+/* A TAP_IF device that is also a capture interface would loop: -1 and why. */
+int run_check_taps(const struct run *r, const struct config *conf, char *err, size_t errlen);
+
+/* The feedback subscriber thread, with FEEDBACK_CHANNEL: started before
+ * the worker threads (they take its queues) and after -D's fork. */
+int run_start_feedback(struct run *r);
+
 /* SIGHUP: reload the filters from the configuration file (reload.c). */
 void run_reload(struct run *r);
 

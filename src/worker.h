@@ -88,6 +88,7 @@ struct worker {
     uint64_t clock;                /* latest packet time or wall time, ns */
     uint64_t frame;                /* frame numbers: index + 1, then + nworkers */
     const struct pipeline *next_pl;/* set by a reload; taken at the next batch */
+    int done;                      /* live: the thread has ended (it takes no pipeline) */
     struct tap_counters tapc;
     uint32_t tap_turn[CLASSIFY_MAX_FILTERS];   /* TAP_BALANCE roundrobin */
 };

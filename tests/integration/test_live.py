@@ -9,6 +9,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
@@ -182,13 +183,24 @@ def test_missing_interface(tmp_path):
     assert "no interface nosuch0" in p.stderr
 
 
-def test_ring_the_kernel_refuses(tmp_path):
+def test_ring_too_large_is_a_config_error(tmp_path):
+    """The kernel caps a ring below 4 GiB: said at the config line, before any
+    socket is opened."""
     conf = h.write_config(tmp_path, "ring.conf", "RING_BLOCK_SIZE 1073741824\nRING_BLOCKS 65536\n"
                           "FILTER_NAME any\nBPF ip\n")
     with netns.Netns() as ns:
         p = ns.run(h.DATI, "-c", conf, "-i", "c0", check=False)
     assert p.returncode == 2
-    assert "c0: the kernel refused a ring of 65536 blocks of 1073741824 bytes" in p.stderr
+    assert "ring.conf:2: a ring (RING_BLOCKS x RING_BLOCK_SIZE) must stay below 4 GiB: " \
+           "'65536 x 1073741824'" in p.stderr
+
+
+def test_tap_if_on_a_captured_interface_is_refused(tmp_path):
+    conf = h.write_config(tmp_path, "loop.conf", HTTP_ONLY + "TAP_IF c0\n")
+    with netns.Netns() as ns:
+        p = ns.run(h.DATI, "-c", conf, "-i", "c0", check=False)
+    assert p.returncode == 2
+    assert "TAP_IF c0 is also captured on" in p.stderr
 
 
 def test_interface_down_then_gone(tmp_path, gen):
@@ -256,6 +268,7 @@ def test_sigusr1_prints_statistics(tmp_path, gen):
     with netns.Netns() as ns:
         d = netns.Dati(ns, tmp_path, ["-i", "c0"])
         ns.replay(gen["path"], pps=40000)
+        time.sleep(0.5)   # the last packets leave the rings
         d.signal(signal.SIGUSR1)
         d.wait_for("[stats]")
         recs, flows, st = split(d.stop())
@@ -263,32 +276,57 @@ def test_sigusr1_prints_statistics(tmp_path, gen):
     assert interim and interim[0]["packets"] == gen["summary"]["packets"]
 
 
-def test_daemon_pidfile_and_user(tmp_path, gen):
-    pidfile = tmp_path / "dati.pid"
-    out = tmp_path / "daemon.json"
-    with netns.Netns() as ns:
-        p = ns.run(h.DATI, "-D", "-p", pidfile, "-u", "nobody", "-i", "c0", "-t", 2, "-w", out)
-        assert p.returncode == 0, p.stderr
-        deadline = time.monotonic() + 10
-        while not (pidfile.exists() and pidfile.read_text().strip()) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        pid = int(pidfile.read_text())
-        time.sleep(0.3)   # the workers start after the pid file
-        status = open(f"/proc/{pid}/status").read()
-        uid = [l.split()[1:] for l in status.splitlines() if l.startswith("Uid:")][0]
-        assert set(uid) == {"65534"}, status
-        ns.replay(gen["path"], pps=20000)
-        time.sleep(0.5)
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 20
-        while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not os.path.exists(f"/proc/{pid}"), "the daemon did not stop on SIGTERM"
-    objs = h.parse_json_lines(out.read_bytes(), "daemon output")
+def test_daemon_pidfile_user_and_reload(tmp_path, gen):
+    """-D -p -u nobody with relative paths: the parent returns once the daemon
+    runs; the pid file names it; it runs as nobody; SIGHUP still finds the
+    configuration (the daemon works from /); SIGTERM ends it."""
+    shared = Path(tempfile.mkdtemp(prefix="dati-t"))   # readable by nobody
+    try:
+        os.chmod(shared, 0o755)
+        conf = h.write_config(shared, "dati.conf", HTTP_ONLY)
+        os.chmod(conf, 0o644)
+        out = shared / "daemon.json"
+        with netns.Netns() as ns:
+            p = subprocess.run(["ip", "netns", "exec", ns.name, h.DATI, "-D", "-p", "dati.pid",
+                                "-u", "nobody", "-c", "dati.conf", "-i", "c0", "-t", "2",
+                                "-w", "daemon.json"], cwd=shared, capture_output=True,
+                               text=True, timeout=30, env=h.sanitizer_env())
+            assert p.returncode == 0, p.stderr
+            pid = int((shared / "dati.pid").read_text())   # written before the parent returned
+            status = open(f"/proc/{pid}/status").read()
+            uid = [l.split()[1:] for l in status.splitlines() if l.startswith("Uid:")][0]
+            assert set(uid) == {"65534"}, status
+            ns.replay(gen["path"], pps=20000)
+            time.sleep(0.3)
+            h.write_config(shared, "dati.conf", DNS_TOO)
+            os.kill(pid, signal.SIGHUP)
+            time.sleep(1)
+            ns.replay(gen["path"], pps=20000)
+            time.sleep(0.5)
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 20
+            while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert not os.path.exists(f"/proc/{pid}"), "the daemon did not stop on SIGTERM"
+        objs = h.parse_json_lines(out.read_bytes(), "daemon output")
+    finally:
+        shutil.rmtree(shared)
     recs, flows, st = split(objs)
-    assert collections.Counter(map(record_key, recs)) == \
-        collections.Counter(map(record_key, gen["file"].records))
+    http = [r for r in recs if r["filter"] == "http"]
+    expected = h.run_dati(["-r", gen["path"], "-c", h.write_config(tmp_path, "h.conf", HTTP_ONLY),
+                           "--no-progress"]).records
+    assert collections.Counter(map(record_key, http)) == collections.Counter(map(record_key, expected))
+    assert [r for r in recs if r["filter"] == "dns"], "the reload did not find its file"
     assert st["flows"]["created"] == len(flows)
+
+
+def test_daemon_start_failure_is_seen(tmp_path):
+    """A daemon that cannot start makes the command that started it fail."""
+    with netns.Netns() as ns:
+        p = ns.run(h.DATI, "-D", "-u", "no-such-user", "-i", "c0", "-w", tmp_path / "o.json",
+                   check=False)
+    assert p.returncode == 2
+    assert "-u no-such-user: no such user" in p.stderr
 
 
 def test_daemon_needs_a_place_for_records(tmp_path):
