@@ -390,3 +390,42 @@ def test_no_permission_is_a_clear_error(tmp_path, gen):
     # /dev/net/tun is 0666 on some systems (then TUNSETIFF fails), 0600 on others
     assert p.stderr.startswith("dati: error: TAP_IF dtun0: ") and \
         "(needs root or CAP_NET_ADMIN)" in p.stderr, p.stderr
+
+
+def test_live_feedback_tags(tmp_path, gen):
+    """The feedback channel in live capture: a standing rule published before
+    the traffic tags every record of the flows it matches."""
+    import json
+    from test_redis import start_redis, stop_redis
+    sock = tmp_path / "redis.sock"
+    rp, client = start_redis(sock=sock)
+    try:
+        conf = h.write_config(tmp_path, "fb.conf", f"REDIS_SOCK {sock}\n"
+                              "FEEDBACK_CHANNEL dati:feedback\n" + DNS_TOO)
+        with netns.Netns() as ns:
+            d = netns.Dati(ns, tmp_path, ["-c", conf, "-i", "c0", "-t", 2])
+            sub = client.pubsub()
+            sub.subscribe("dati:feedback:reply")
+            sub.get_message(timeout=2)   # the subscription's confirmation
+            client.publish("dati:feedback", json.dumps(
+                {"id": 1, "match": {"tcp.dport": 80}, "tag": "web"}))
+            ack = None
+            deadline = time.monotonic() + 10
+            while ack is None and time.monotonic() < deadline:
+                m = sub.get_message(timeout=1)
+                if m and m["type"] == "message":
+                    ack = json.loads(m["data"])
+            assert ack and ack["ok"] and ack["id"] == 1, ack
+            ns.replay(gen["path"], pps=20000)
+            time.sleep(0.5)
+            _, _, st = split(d.stop())
+        tags = collections.Counter()
+        for key in client.scan_iter("dati:rec:*", count=1000):
+            hsh = client.hgetall(key)
+            tags[(hsh[b"filter"].decode(), hsh.get(b"tags", b"").decode())] += 1
+        n_http = sum(1 for r in gen["file"].records if r["filter"] == "http")
+        n_dns = sum(1 for r in gen["file"].records if r["filter"] == "dns")
+        assert tags == {("http", "web"): n_http, ("dns", ""): n_dns}
+        assert st["redis"]["lost"] == 0
+    finally:
+        stop_redis(rp)
