@@ -23,11 +23,30 @@ struct live_worker {
     int failed;                    /* the capture gave up: an interface is gone */
 };
 
-static uint64_t wall_ns(void)
+/* The flow clock of live capture: monotonic time, offset once to read as
+ * wall time. Flows expire by it, so a step of the wall clock (NTP, an
+ * operator) neither expires every flow at once nor holds expiry back;
+ * records keep the kernel's timestamps. */
+static int64_t clock_offset;
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void clock_init(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    clock_offset = (int64_t)((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec) -
+                   (int64_t)mono_ns();
+}
+
+static uint64_t flow_clock_now(void)
+{
+    return (uint64_t)((int64_t)mono_ns() + clock_offset);
 }
 
 /* Timed work of a worker: wall-clock expiry and the drain timer. Returns
@@ -36,7 +55,7 @@ static int live_timed(void *ctx)
 {
     struct live_worker *lw = ctx;
     struct worker *w = lw->w;
-    uint64_t now = wall_ns();
+    uint64_t now = flow_clock_now();
     if (now > w->clock) {
         w->clock = now;
         flow_table_advance(&w->flows, now);
@@ -64,9 +83,7 @@ static void *live_worker_main(void *arg)
     while ((rc = capture_next(&w->cap, &p, &linktype)) > 0) {
         w->frame += (uint64_t)r->nworkers;
         p.frame = w->frame;
-        if (p.ts > w->clock)
-            w->clock = p.ts;
-        p.clock = w->clock;
+        p.clock = w->clock;   /* moved on by live_timed(), at least every 10 ms */
         COUNTER_INC(w->in.packets);
         COUNTER_ADD(w->in.bytes, p.wirelen);
         enum decode_result res = decode_packet(&p, linktype);
@@ -108,6 +125,7 @@ int live_run(struct run *r)
     if (!lws)
         return 2;
     int status = 0, started = 0, pidfile_written = 0;
+    clock_init();
     if (r->stats_redis)
         redis_out_set_live(r->stats_redis, 1);
     /* every ring first, so that a refusal stops the run before any thread runs */
@@ -116,6 +134,7 @@ int live_run(struct run *r)
         lw->r = r;
         lw->w = &r->workers[i];
         lw->w->frame = (uint64_t)i + 1 - (uint64_t)r->nworkers;   /* first frame: i + 1 */
+        lw->w->clock = flow_clock_now();
         lw->copt = (struct capture_options){.idle = live_timed, .ctx = lw, .notice = live_notice};
         if (lw->w->redis)   /* capture never waits for Redis: drops are counted */
             redis_out_set_live(lw->w->redis, 1);
@@ -175,7 +194,7 @@ int live_run(struct run *r)
             status = 1;
     }
     /* what is still in flight ends now: idle flows as idle, the rest shutdown */
-    uint64_t now = wall_ns();
+    uint64_t now = flow_clock_now();
     for (int i = 0; i < r->nworkers; i++)
         worker_finish(&r->workers[i], now > r->workers[i].clock ? now : r->workers[i].clock,
                       FLOW_END_SHUTDOWN);
