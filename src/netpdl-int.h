@@ -122,7 +122,6 @@ struct netpdl_set {
     uint32_t nre, capre;
     char **files;           /* names of the files loaded, owned */
     int nfiles;
-    pcre2_match_context *mctx; /* match limits, shared read-only */
     int nwanted;            /* slots asked for by netpdl_set_want() */
     uint8_t wanted[NETPDL_MAX_FIELDS];
 };

@@ -823,17 +823,7 @@ int netpdl_set_load(struct netpdl_set *s, const char *path, const char *name, FI
 struct netpdl_set *netpdl_set_create(void)
 {
     xmlInitParser();
-    struct netpdl_set *s = calloc(1, sizeof *s);
-    if (!s)
-        return NULL;
-    /* bounds a badly written regex's backtracking (counted, not timed) */
-    if (!(s->mctx = pcre2_match_context_create(NULL))) {
-        free(s);
-        return NULL;
-    }
-    pcre2_set_match_limit(s->mctx, 1000000);
-    pcre2_set_depth_limit(s->mctx, 10000);
-    return s;
+    return calloc(1, sizeof(struct netpdl_set));
 }
 
 void netpdl_set_destroy(struct netpdl_set *s)
@@ -851,7 +841,6 @@ void netpdl_set_destroy(struct netpdl_set *s)
     free(s->expr);
     free(s->tok);
     free(s->re);
-    pcre2_match_context_free(s->mctx);
     free(s);
 }
 

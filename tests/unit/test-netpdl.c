@@ -235,6 +235,40 @@ static void test_pattern(void)
     CHECK_EQ_INT(sp.len, 3);
 }
 
+/* A search that fails (here the match limit) is not "no match": the field
+ * is absent, decoding stops, the run counts it; a token end is not taken
+ * to be missing (that would give the rest of the payload). */
+static void test_regex_error(void)
+{
+    char slow[64];
+    memset(slow, 'a', 40);
+    strcpy(slow + 40, "cb");   /* (a+)+b tries 2^40 ways before giving up */
+    CHECK_EQ_INT(load_fields("<field type=\"pattern\" name=\"none\" pattern=\"zzz\"/>"
+                             "<field type=\"pattern\" name=\"bt\" pattern=\"(a+)+b\"/>"
+                             "<field type=\"fixed\" name=\"after\" size=\"1\"/>", NULL), 0);
+    run.regex_errors = 0;
+    packet_str(slow);
+    CHECK_STR(val("p.none"), "<absent>");
+    CHECK_STR(val("p.bt"), "<absent>");
+    CHECK_STR(val("p.after"), "<absent>");
+    CHECK_EQ_U64(run.regex_errors, 1);
+    packet_str("aab");   /* the same description, a match */
+    CHECK_STR(val("p.bt"), "aab");
+    CHECK_STR(val("p.after"), "a");
+    CHECK_EQ_U64(run.regex_errors, 1);
+    CHECK_EQ_INT(load_fields("<field type=\"tokenended\" name=\"t\" endregex=\"(a+)+b\"/>"
+                             "<field type=\"eatall\" name=\"rest\"/>", NULL), 0);
+    packet_str(slow);
+    CHECK_STR(val("p.t"), "<absent>");
+    CHECK_STR(val("p.rest"), "<absent>");
+    CHECK_EQ_U64(run.regex_errors, 2);
+    CHECK_EQ_INT(load_fields("<field type=\"tokenwrapped\" name=\"w\" begintoken=\"a\" "
+                             "endregex=\"(a+)+b\"/>", NULL), 0);
+    packet_str(slow);
+    CHECK_STR(val("p.w"), "<absent>");
+    CHECK_EQ_U64(run.regex_errors, 3);
+}
+
 /* Once a filter says which fields it uses, patterns nobody uses are not
  * searched, unless an expression names them. */
 static void test_wanted(void)
@@ -548,6 +582,22 @@ static void test_file(void)
     CHECK_STR(val("http.cookie"), "c=1");
     CHECK_STR(val("http.referer"), "<absent>");   /* not among the headers */
     CHECK_STR(val("http.get"), "host:  h.test\r\nCookie: c=1\r\n\r\nReferer: in the body\r\n");
+    /* short header lines before Host: 8000 (past PCRE2's default JIT
+     * stack before), and 300000, past the worker's 1 MiB JIT stack for a
+     * pattern that kept state per line: the shipped ones keep none */
+    for (int lines = 8000; lines <= 300000; lines += 292000) {
+        char *big = malloc((size_t)lines * 2 + 64);
+        char *at = big + sprintf(big, "GET / HTTP/1.1\r\n");
+        for (int i = 0; i < lines; i++, at += 2)
+            memcpy(at, "a\n", 2);
+        strcpy(at, "Host: far.test\r\n\r\n");
+        run.regex_errors = 0;
+        packet_str(big);
+        CHECK_STR(val("http.host"), "far.test");
+        CHECK_STR(val("http.cookie"), "<absent>");
+        CHECK_EQ_U64(run.regex_errors, 0);
+        free(big);
+    }
     packet_str("GETX / HTTP/1.1\r\n\r\n");
     CHECK_STR(val("http.method"), "<absent>");
 }
@@ -643,6 +693,7 @@ int main(int argc, char **argv)
     test_line();
     test_tokens();
     test_pattern();
+    test_regex_error();
     test_wanted();
     test_padding();
     test_switch();
