@@ -11,6 +11,7 @@
 
 #define PDL_STACK 32          /* expression evaluation stack, values */
 #define PDL_MAX_STEPS 65536   /* a program after inlining blocks */
+#define PDL_MAX_INSN (1 << 20) /* expression instructions of a set, 16 MiB */
 
 /* Expression instructions, postfix. Types are checked at compile time, so
  * each instruction knows whether it handles numbers or buffers. */
