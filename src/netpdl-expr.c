@@ -432,9 +432,10 @@ int pdl_expr_eval(const struct netpdl_set *s, int expr, const struct netpdl_run 
             uint64_t w = 0;
             uint32_t i = 0;
             for (; i < b->len && pl[b->off + i] >= '0' && pl[b->off + i] <= '9'; i++) {
-                w = w * 10 + (uint64_t)(pl[b->off + i] - '0');
-                if (w > INT64_MAX / 10)
-                    return -1;
+                uint64_t d = (uint64_t)(pl[b->off + i] - '0');
+                if (w > (INT64_MAX - d) / 10)
+                    return -1;   /* checked before: every value up to INT64_MAX */
+                w = w * 10 + d;
             }
             if (i == 0)
                 return -1;

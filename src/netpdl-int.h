@@ -11,6 +11,7 @@
 
 #define PDL_STACK 32          /* expression evaluation stack, values */
 #define PDL_MAX_STEPS 65536   /* a program after inlining blocks */
+#define PDL_MAX_INSN (1 << 20) /* expression instructions of a set, 16 MiB */
 
 /* Expression instructions, postfix. Types are checked at compile time, so
  * each instruction knows whether it handles numbers or buffers. */
@@ -122,7 +123,6 @@ struct netpdl_set {
     uint32_t nre, capre;
     char **files;           /* names of the files loaded, owned */
     int nfiles;
-    pcre2_match_context *mctx; /* match limits, shared read-only */
     int nwanted;            /* slots asked for by netpdl_set_want() */
     uint8_t wanted[NETPDL_MAX_FIELDS];
 };

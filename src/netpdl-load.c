@@ -2,6 +2,7 @@
  * them into a set's flat program: blocks are inlined where included,
  * switches become jumps, expressions and regexes are compiled here, once.
  * Every error names file:line and the reason. Main thread only. */
+#define _GNU_SOURCE   /* memmem */
 #include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -17,13 +18,16 @@
 #define LOAD_MAX_SIZE (16u << 20)   /* bytes: a description is not a data set */
 #define LOAD_MAX_DEPTH 32           /* nested switches and included blocks */
 #define LOAD_MAX_CASES 1024         /* per switch */
+#define LOAD_MAX_ELEMENTS 1000000   /* per file, once blocks are included: a block
+                                     * included twice per level doubles the work */
 
 struct loader {
     struct netpdl_set *s;
     const char *file;
     FILE *errs;
     int nerrors, oom;
-    int too_large;                 /* reported once */
+    int too_large;                 /* reported once, and compiling stops */
+    long elements;                 /* compiled so far, includes expanded */
     int proto;
     xmlNode *format;               /* of the protocol being compiled: its blocks */
     xmlNode *incl[LOAD_MAX_DEPTH]; /* blocks being included, outermost first */
@@ -43,6 +47,14 @@ static void lerr(struct loader *ld, const xmlNode *n, const char *fmt, ...)
     if (ld->errs)
         fprintf(ld->errs, "%s:%ld: %s\n", ld->file, n ? xmlGetLineNo(n) : 0L, msg);
     ld->nerrors++;
+}
+
+/* A limit on the compiled program: said once, and compiling stops there. */
+static void too_large(struct loader *ld, const xmlNode *n, long max, const char *what)
+{
+    if (!ld->too_large++)
+        lerr(ld, n, "description too large: more than %ld %s once blocks are included", max,
+             what);
 }
 
 static int is(const xmlNode *n, const char *name)
@@ -82,6 +94,30 @@ static int num_attr(struct loader *ld, const xmlNode *n, const char *name, int64
     if (bad)
         lerr(ld, n, "%s='%s' is not a number from %lld to %lld", name, v, (long long)min,
              (long long)max);
+    xmlFree(v);
+    *out = x;
+    return bad ? -1 : 0;
+}
+
+/* A bit mask: 1 to 2^64-1, decimal or 0x hex (num_attr stops at INT64_MAX). */
+static int mask_attr(struct loader *ld, const xmlNode *n, uint64_t *out)
+{
+    char *v = attr(n, "mask");
+    if (!v) {
+        lerr(ld, n, "<%s> needs a mask attribute", n->name);
+        return -1;
+    }
+    int hex = v[0] == '0' && (v[1] == 'x' || v[1] == 'X');
+    unsigned long long x = 0;
+    int bad = !isdigit((unsigned char)v[0]);   /* strtoull would take "-1" */
+    if (!bad) {
+        char *end;
+        errno = 0;
+        x = strtoull(v, &end, hex ? 16 : 10);
+        bad = *end || errno || x == 0;
+    }
+    if (bad)
+        lerr(ld, n, "mask='%s' is not a number from 1 to 0xffffffffffffffff", v);
     xmlFree(v);
     *out = x;
     return bad ? -1 : 0;
@@ -195,9 +231,7 @@ static int add_step(struct loader *ld, const xmlNode *n, struct pdl_step st)
 {
     struct netpdl_set *s = ld->s;
     if (s->nsteps >= PDL_MAX_STEPS) {
-        if (!ld->too_large++)
-            lerr(ld, n, "description too large: more than %d steps once blocks are included",
-                 PDL_MAX_STEPS);
+        too_large(ld, n, PDL_MAX_STEPS, "steps");
         return -1;
     }
     if (pdl_grow((void **)&s->step, &s->capsteps, s->nsteps, sizeof *s->step) < 0) {
@@ -206,6 +240,23 @@ static int add_step(struct loader *ld, const xmlNode *n, struct pdl_step st)
     }
     s->step[s->nsteps] = st;
     return (int)s->nsteps++;
+}
+
+/* Compiles a number expression; what names its element in the message.
+ * Each inlined copy compiles its own: the total is capped. */
+static int compile_expr(struct loader *ld, const xmlNode *n, const char *text, const char *what)
+{
+    char err[512];
+    int e = pdl_expr_compile(ld->s, ld->proto, text, 0, err, sizeof err);
+    if (e < 0) {
+        lerr(ld, n, "%s: %s", what, err);
+        return -1;
+    }
+    if (ld->s->ninsn > PDL_MAX_INSN) {
+        too_large(ld, n, PDL_MAX_INSN, "expression instructions");
+        return -1;
+    }
+    return e;
 }
 
 static const struct {
@@ -300,7 +351,8 @@ static int compile_field(struct loader *ld, const xmlNode *n)
             goto out;
         }
     }
-    int64_t v, mask = 0;
+    int64_t v;
+    uint64_t mask = 0;
     uint8_t show = NETPDL_SHOW_BYTES;
     switch (ftypes[i].type) {
     case FT_FIXED:
@@ -319,25 +371,24 @@ static int compile_field(struct loader *ld, const xmlNode *n)
         if (num_attr(ld, n, "size", 1, 8, &v) < 0)
             goto out;
         st.size = (uint32_t)v;
-        if (num_attr(ld, n, "mask", 1, INT64_MAX, &mask) < 0)
+        if (mask_attr(ld, n, &mask) < 0)
             goto out;
-        if (v < 8 && (uint64_t)mask >> (8 * v)) {
+        if (v < 8 && mask >> (8 * v)) {
             lerr(ld, n, "field %s: mask wider than size %d bytes", name, (int)v);
             goto out;
         }
-        st.mask = (uint64_t)mask;
+        st.mask = mask;
         show = NETPDL_SHOW_NUMBER;
         break;
     case FT_VARIABLE: {
-        char err[512];
+        char what[300];
         if (!(expr = attr(n, "expr"))) {
             lerr(ld, n, "field %s: variable needs an expr attribute", name);
             goto out;
         }
-        if ((st.expr = pdl_expr_compile(ld->s, ld->proto, expr, 0, err, sizeof err)) < 0) {
-            lerr(ld, n, "field %s: %s", name, err);
+        snprintf(what, sizeof what, "field %s", name);
+        if ((st.expr = compile_expr(ld, n, expr, what)) < 0)
             goto out;
-        }
         break;
     }
     case FT_TOKENENDED:
@@ -455,7 +506,6 @@ static int compile_switch(struct loader *ld, const xmlNode *n)
 {
     struct netpdl_set *s = ld->s;
     char *expr = attr(n, "expr");
-    char err[512];
     int rc = -1, ncases = 0, njumps = 0, has_default = 0;
     struct pdl_case *cases = malloc(LOAD_MAX_CASES * sizeof *cases);
     uint32_t *jumps = malloc((LOAD_MAX_CASES + 1) * sizeof *jumps);
@@ -468,10 +518,8 @@ static int compile_switch(struct loader *ld, const xmlNode *n)
         goto out;
     }
     struct pdl_step st = {.kind = STEP_SWITCH, .end = {-1, -1}, .begin = {-1, -1}};
-    if ((st.expr = pdl_expr_compile(s, ld->proto, expr, 0, err, sizeof err)) < 0) {
-        lerr(ld, n, "switch: %s", err);
+    if ((st.expr = compile_expr(ld, n, expr, "switch")) < 0)
         goto out;
-    }
     int sw = add_step(ld, n, st);
     if (sw < 0)
         goto out;
@@ -529,12 +577,12 @@ out:
 }
 
 /* <if expr> with <if-true> and <if-false>: a switch on (expr != 0) whose
- * one case is 1 and whose default is the false branch. */
+ * one case is 1 (the true branch, or the end without one) and whose
+ * default is the false branch (or the end). */
 static int compile_if(struct loader *ld, const xmlNode *n)
 {
     struct netpdl_set *s = ld->s;
     char *expr = attr(n, "expr");
-    char err[512];
     int rc = -1, has[2] = {0, 0};
     uint32_t jumps[2];
     int njumps = 0;
@@ -543,10 +591,8 @@ static int compile_if(struct loader *ld, const xmlNode *n)
         lerr(ld, n, "<if> needs an expr attribute");
         return -1;
     }
-    if ((st.expr = pdl_expr_compile(s, ld->proto, expr, 0, err, sizeof err)) < 0) {
-        lerr(ld, n, "if: %s", err);
+    if ((st.expr = compile_expr(ld, n, expr, "if")) < 0)
         goto out;
-    }
     /* the expression is the last one compiled: make its value 0 or 1 */
     if (pdl_grow((void **)&s->insn, &s->capinsn, s->ninsn, sizeof *s->insn) < 0) {
         ld->oom = 1;
@@ -579,15 +625,14 @@ static int compile_if(struct loader *ld, const xmlNode *n)
         s->step[jumps[i]].target = end;
     if (!has[0])
         s->step[sw].target = end;
-    if (has[1]) {
-        if (pdl_grow((void **)&s->cases, &s->capcases, s->ncases, sizeof *s->cases) < 0) {
-            ld->oom = 1;
-            goto out;
-        }
-        s->cases[s->ncases] = (struct pdl_case){1, 1, true_at};
-        s->step[sw].case0 = s->ncases++;
-        s->step[sw].ncases = 1;
+    /* always a case for 1: with only <if-false>, true must not take it */
+    if (pdl_grow((void **)&s->cases, &s->capcases, s->ncases, sizeof *s->cases) < 0) {
+        ld->oom = 1;
+        goto out;
     }
+    s->cases[s->ncases] = (struct pdl_case){1, 1, has[1] ? true_at : end};
+    s->step[sw].case0 = s->ncases++;
+    s->step[sw].ncases = 1;
     rc = 0;
 out:
     xmlFree(expr);
@@ -598,6 +643,11 @@ static int compile_node(struct loader *ld, const xmlNode *n)
 {
     if (ld->depth >= LOAD_MAX_DEPTH) {
         lerr(ld, n, "nested more than %d deep", LOAD_MAX_DEPTH);
+        return -1;
+    }
+    /* steps alone do not bound the work: blocks may include nothing twice */
+    if (++ld->elements > LOAD_MAX_ELEMENTS) {
+        too_large(ld, n, LOAD_MAX_ELEMENTS, "elements");
         return -1;
     }
     ld->depth++;
@@ -677,6 +727,8 @@ static void compile_protocol(struct loader *ld, xmlNode *p)
     *pr = (struct pdl_proto){xstrdup(ld, name), ld->file, (int)xmlGetLineNo(p), s->nsteps,
                              (uint16_t)s->nfields, 0};
     ld->proto = s->nprotos++;
+    if (ld->oom)
+        goto out;   /* expressions would read the NULL name */
     ld->format = format;
     if (compile_list(ld, fields->children) == 0)
         add_step(ld, fields, (struct pdl_step){.kind = STEP_END, .expr = -1});
@@ -709,6 +761,16 @@ static void rollback(struct netpdl_set *s, const struct netpdl_set *m)
     s->nexpr = m->nexpr;
     s->ntok = m->ntok;
     s->nre = m->nre;
+}
+
+/* The line of the DOCTYPE, for its message (libxml2 keeps none for it). */
+static int doctype_line(const char *text, size_t len)
+{
+    const char *d = memmem(text, len, "<!DOCTYPE", 9);
+    int line = 1;
+    for (const char *p = text; d && p < d; p++)
+        line += *p == '\n';
+    return line;
 }
 
 /* libxml2 reports errors as it goes; the first one is the cause. */
@@ -756,7 +818,14 @@ int netpdl_set_load_mem(struct netpdl_set *s, const char *text, size_t len, cons
         goto done;
     }
     xmlNode *root = xmlDocGetRootElement(doc);
-    if (root && is(root, "protocol")) {
+    if (doc->intSubset || doc->extSubset) {
+        /* entities (&f;) would be dropped from lists or change values
+         * silently, and expanding them invites entity bombs: refused */
+        if (errs)
+            fprintf(errs, "%s:%d: a DOCTYPE is not supported (no DTD, no entities)\n", name,
+                    doctype_line(text, len));
+        ld.nerrors++;
+    } else if (root && is(root, "protocol")) {
         compile_protocol(&ld, root);
     } else if (root && is(root, "netpdl")) {
         int any = 0;
@@ -823,17 +892,7 @@ int netpdl_set_load(struct netpdl_set *s, const char *path, const char *name, FI
 struct netpdl_set *netpdl_set_create(void)
 {
     xmlInitParser();
-    struct netpdl_set *s = calloc(1, sizeof *s);
-    if (!s)
-        return NULL;
-    /* bounds a badly written regex's backtracking (counted, not timed) */
-    if (!(s->mctx = pcre2_match_context_create(NULL))) {
-        free(s);
-        return NULL;
-    }
-    pcre2_set_match_limit(s->mctx, 1000000);
-    pcre2_set_depth_limit(s->mctx, 10000);
-    return s;
+    return calloc(1, sizeof(struct netpdl_set));
 }
 
 void netpdl_set_destroy(struct netpdl_set *s)
@@ -851,7 +910,6 @@ void netpdl_set_destroy(struct netpdl_set *s)
     free(s->expr);
     free(s->tok);
     free(s->re);
-    pcre2_match_context_free(s->mctx);
     free(s);
 }
 

@@ -1,10 +1,12 @@
 /* netpdl-run.c - runs a compiled description over one L4 payload: a loop
  * over flat steps (jumps only go forward, so it always ends), values kept
  * as offsets into the payload. No allocation per packet: the regex match
- * data is made once per worker. Per-worker state only. */
+ * data, match context and JIT stack are made once per worker.
+ * Per-worker state only. */
 #define _GNU_SOURCE   /* memmem */
 #include <string.h>
 
+#include "counter.h"
 #include "netpdl-int.h"
 
 void netpdl_run_begin(struct netpdl_run *r, const struct netpdl_set *set, const uint8_t *payload,
@@ -16,26 +18,66 @@ void netpdl_run_begin(struct netpdl_run *r, const struct netpdl_set *set, const 
     r->done = 0;
 }
 
+#define RUN_MATCH_LIMIT 1000000      /* backtracking bound: counted, not timed */
+#define RUN_DEPTH_LIMIT 10000
+#define RUN_JIT_STACK_MIN (32u << 10)
+#define RUN_JIT_STACK_MAX (1u << 20)  /* PCRE2's default, 32 KiB, is too small for
+                                       * a pattern over thousands of header lines */
+
 void netpdl_run_fini(struct netpdl_run *r)
 {
     pcre2_match_data_free(r->match_data);
-    r->match_data = NULL;
+    pcre2_match_context_free(r->match_ctx);
+    pcre2_jit_stack_free(r->jit_stack);
+    r->match_data = r->match_ctx = r->jit_stack = NULL;
+}
+
+/* The worker's match data, limits and JIT stack: made once, on its first
+ * regex, so that no packet allocates. */
+static int run_regex_init(struct netpdl_run *r)
+{
+    if (r->match_ctx)
+        return 0;
+    pcre2_match_data *md = pcre2_match_data_create(1, NULL);
+    pcre2_match_context *mc = pcre2_match_context_create(NULL);
+    pcre2_jit_stack *js = pcre2_jit_stack_create(RUN_JIT_STACK_MIN, RUN_JIT_STACK_MAX, NULL);
+    if (!md || !mc || !js) {
+        pcre2_match_data_free(md);
+        pcre2_match_context_free(mc);
+        pcre2_jit_stack_free(js);
+        return -1;
+    }
+    pcre2_set_match_limit(mc, RUN_MATCH_LIMIT);
+    pcre2_set_depth_limit(mc, RUN_DEPTH_LIMIT);
+    pcre2_jit_stack_assign(mc, NULL, js);
+    r->match_data = md;
+    r->match_ctx = mc;
+    r->jit_stack = js;
+    return 0;
 }
 
 /* Searches payload[from, to) for regex re. Returns 1 with the match's
- * payload offsets, 0 when there is none (or it hit the match limit). */
+ * payload offsets, 0 when there is none, -1 when the search failed (match
+ * or depth limit, JIT stack, out of memory): counted, and the caller stops
+ * decoding rather than take "no match" for an answer it does not have. */
 static int re_find(struct netpdl_run *r, int re, uint32_t from, uint32_t to, uint32_t *mstart,
                    uint32_t *mend)
 {
     const struct netpdl_set *s = r->set;
-    if (!r->match_data && !(r->match_data = pcre2_match_data_create(1, NULL)))
-        return 0;
+    if (run_regex_init(r) < 0) {
+        COUNTER_INC(r->regex_errors);
+        return -1;
+    }
     const struct pdl_regex *x = &s->re[re];
     PCRE2_SPTR subj = r->payload + from;
-    int rc = x->jit ? pcre2_jit_match(x->code, subj, to - from, 0, 0, r->match_data, s->mctx)
-                    : pcre2_match(x->code, subj, to - from, 0, 0, r->match_data, s->mctx);
-    if (rc < 0)
-        return 0;   /* no match, or the limit: the field is absent */
+    int rc = x->jit ? pcre2_jit_match(x->code, subj, to - from, 0, 0, r->match_data, r->match_ctx)
+                    : pcre2_match(x->code, subj, to - from, 0, 0, r->match_data, r->match_ctx);
+    if (rc == PCRE2_ERROR_NOMATCH)
+        return 0;
+    if (rc < 0) {
+        COUNTER_INC(r->regex_errors);
+        return -1;
+    }
     PCRE2_SIZE *ov = pcre2_get_ovector_pointer(r->match_data);
     if (ov[1] < ov[0] || ov[1] > to - from)
         return 0;   /* \K in a look-ahead can do that */
@@ -44,7 +86,7 @@ static int re_find(struct netpdl_run *r, int re, uint32_t from, uint32_t to, uin
     return 1;
 }
 
-/* Finds an end (token or regex) in payload[from, len). */
+/* Finds an end (token or regex) in payload[from, len): as re_find(). */
 static int find_end(struct netpdl_run *r, const struct pdl_match *m, uint32_t from,
                     uint32_t *mstart, uint32_t *mend)
 {
@@ -98,10 +140,13 @@ static int run_field(struct netpdl_run *r, const struct pdl_step *st, uint32_t *
         *cur = lf ? end + 1 : len;
         return 0;
     }
-    case FT_TOKENENDED:
+    case FT_TOKENENDED: {
         if (rem == 0)
             return -1;
-        if (find_end(r, &st->end, at, &a, &b)) {
+        int found = find_end(r, &st->end, at, &a, &b);
+        if (found < 0)
+            return -1;   /* not "no end": the rest would be a guess */
+        if (found) {
             set_val(r, st->slot, at, a - at);
             *cur = b;
         } else {
@@ -109,10 +154,11 @@ static int run_field(struct netpdl_run *r, const struct pdl_step *st, uint32_t *
             *cur = len;
         }
         return 0;
+    }
     case FT_TOKENWRAPPED: {
         uint32_t body;
         if (st->begin.re >= 0) {
-            if (!re_find(r, st->begin.re, at, len, &a, &body))
+            if (re_find(r, st->begin.re, at, len, &a, &body) <= 0)
                 return -1;
         } else {
             const struct pdl_token *t = &r->set->tok[st->begin.tok];
@@ -120,7 +166,10 @@ static int run_field(struct netpdl_run *r, const struct pdl_step *st, uint32_t *
                 return -1;
             body = at + t->len;
         }
-        if (find_end(r, &st->end, body, &a, &b)) {
+        int found = find_end(r, &st->end, body, &a, &b);
+        if (found < 0)
+            return -1;
+        if (found) {
             set_val(r, st->slot, body, a - body);
             *cur = b;
         } else {
@@ -132,9 +181,15 @@ static int run_field(struct netpdl_run *r, const struct pdl_step *st, uint32_t *
     case FT_PATTERN:
         if (r->set->nwanted && !r->set->wanted[st->slot] && !r->set->field[st->slot].referenced)
             return 0;   /* nobody asked for it */
-        if (re_find(r, st->end.re, at, len, &a, &b))
+        switch (re_find(r, st->end.re, at, len, &a, &b)) {
+        case 1:
             set_val(r, st->slot, a, b - a);
-        return 0;   /* searches: absent is not the end, and the offset stays */
+            return 0;
+        case 0:
+            return 0;   /* searches: absent is not the end, and the offset stays */
+        default:
+            return -1;  /* the search failed: stop, as for any field not decoded */
+        }
     case FT_EATALL:
         set_val(r, st->slot, at, rem);
         *cur = len;

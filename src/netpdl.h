@@ -29,7 +29,12 @@ struct netpdl_run {
     uint32_t done;                          /* bit per protocol: program ran */
     uint8_t present[NETPDL_MAX_FIELDS];
     struct netpdl_span val[NETPDL_MAX_FIELDS];
-    void *match_data;                       /* pcre2_match_data, made on first use */
+    /* made on the worker's first regex, kept until netpdl_run_fini() */
+    void *match_data;                       /* pcre2_match_data */
+    void *match_ctx;                        /* pcre2_match_context: limits, JIT stack */
+    void *jit_stack;                        /* pcre2_jit_stack */
+    uint64_t regex_errors;                  /* searches that failed (limit, JIT stack):
+                                             * COUNTER_*, read by the stats thread */
 };
 
 enum netpdl_show { NETPDL_SHOW_BYTES, NETPDL_SHOW_NUMBER };
@@ -69,7 +74,7 @@ void netpdl_run_begin(struct netpdl_run *r, const struct netpdl_set *set, const 
 int netpdl_field(struct netpdl_run *r, int slot, struct netpdl_span *span, uint64_t *num,
                  enum netpdl_show *show);
 
-/* Frees what the run made (its regex match data). */
+/* Frees what the run made (its regex match data, context and JIT stack). */
 void netpdl_run_fini(struct netpdl_run *r);
 
 #endif

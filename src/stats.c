@@ -76,6 +76,7 @@ void stats_sum(const struct stats_source *s, struct stats_totals *t)
         t->flow_records += COUNTER_GET(c->flow_records);
         t->flow_records_dropped += COUNTER_GET(c->flow_records_dropped);
         t->output_lost += COUNTER_GET(s->workers[w].out.lost);
+        t->netpdl_regex_errors += COUNTER_GET(s->workers[w].x.pdl.regex_errors);
         if (s->workers[w].redis) {
             const struct redis_counters *rc = redis_out_counters(s->workers[w].redis);
             t->redis = 1;
@@ -140,6 +141,9 @@ void stats_print(FILE *f, const struct stats_source *s, const struct stats_total
             (unsigned long long)t->records_total, (unsigned long long)t->flow_records,
             (unsigned long long)t->records_dropped, (unsigned long long)t->flow_records_dropped,
             (unsigned long long)t->output_lost, (unsigned long long)t->retransmitted);
+    if (t->netpdl_regex_errors)
+        fprintf(f, "dati:   netpdl: %llu regex searches failed (match limit, JIT stack)\n",
+                (unsigned long long)t->netpdl_regex_errors);
     if (s->pl->tap_filters)
         fprintf(f, "dati:   tap: %llu packets forwarded; dropped %llu queue full, %llu errors, "
                    "%llu not IP\n",
@@ -243,6 +247,7 @@ int stats_json(struct outbuf *b, const struct stats_source *s, const struct stat
     rc |= member(b, "field_dropped", t->records_dropped, &first);
     rc |= member(b, "flow_dropped", t->flow_records_dropped, &first);
     rc |= member(b, "output_lost", t->output_lost, &first);
+    rc |= member(b, "netpdl_regex_errors", t->netpdl_regex_errors, &first);
     rc |= json_lit(b, "},\"memory\":{");
     first = 1;
     rc |= member(b, "rss_anon_kb", t->rss_anon_kb, &first);

@@ -25,6 +25,7 @@ struct stats_totals {
     uint64_t matches[CLASSIFY_MAX_FILTERS], records[CLASSIFY_MAX_FILTERS];
     uint64_t skipped[CLASSIFY_MAX_FILTERS];
     uint64_t records_total, records_dropped, flow_records, flow_records_dropped, output_lost;
+    uint64_t netpdl_regex_errors;
     uint64_t flows_active, flows_created, flows_ended[FLOW_END_COUNT];
     uint64_t rss_anon_kb;
     uint64_t kernel_received, kernel_dropped;

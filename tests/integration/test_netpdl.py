@@ -199,6 +199,33 @@ def test_sip_fields(tmp_path, binaries, sip_capture):
     assert all(r["fields"]["udp.sport"] == 5060 for r in run.records)
 
 
+def test_long_headers_and_regex_errors(tmp_path, binaries):
+    """8000 short header lines before From: found (the shipped patterns keep
+    no backtracking state per line, the worker's JIT stack is made once);
+    a search that fails (match limit) is counted in the stats record and
+    stops that description in that packet, it is not taken for no match."""
+    long_sip = (b"OPTIONS sip:x SIP/2.0\r\n" + b"a\n" * 8000 +
+                b"From: <sip:far@a.example>\r\nCall-ID: far\r\n\r\n")
+    slow = b"a" * 40 + b"cb"   # (a+)+b: 2^40 ways, past the match limit
+    path = tmp_path / "long.pcap"
+    write_pcap(path, [udp_frame("198.18.0.1", "198.19.0.5", 5060, 5060, p)
+                      for p in (long_sip, slow, b"aab")])
+    (tmp_path / "bt.xml").write_text(
+        '<protocol name="bt"><format><fields>'
+        '<field type="pattern" name="p" pattern="(a+)+b"/>'
+        '<field type="fixed" name="after" size="1"/>'
+        '</fields></format></protocol>\n')
+    conf = sip_conf(tmp_path).read_text().replace(
+        "PROTOCOL_DEF sip.xml\n", "PROTOCOL_DEF sip.xml\nPROTOCOL_DEF bt.xml\n").replace(
+        "FIELDS udp.sport", "FIELDS bt.p bt.after")
+    run = h.run_dati(["-r", path, "-c", h.write_config(tmp_path, "l.conf", conf), "-q"])
+    got = [r["fields"] for r in run.records]
+    assert got[0]["sip.from"] == "<sip:far@a.example>" and got[0]["sip.callid"] == "far"
+    assert "bt.p" not in got[1] and "bt.after" not in got[1]
+    assert got[2]["bt.p"] == "aab" and got[2]["bt.after"] == "a"
+    assert run.stats["records"]["netpdl_regex_errors"] == 1
+
+
 # ------------------------------------------------------------------ Redis
 
 def test_redis_equals_json(tmp_path, binaries, sip_capture):

@@ -14,6 +14,19 @@
 #include "netpdl.h"
 #include "test.h"
 
+/* strdup() of this string fails, as out of memory would: the loader's
+ * calls to strdup() resolve to this one. */
+static const char *strdup_fail;
+
+char *strdup(const char *str)
+{
+    if (strdup_fail && strcmp(str, strdup_fail) == 0)
+        return NULL;
+    size_t n = strlen(str) + 1;
+    char *d = malloc(n);
+    return d ? memcpy(d, str, n) : NULL;
+}
+
 static struct netpdl_set *set;
 static struct netpdl_run run;
 static uint8_t *payload;
@@ -127,6 +140,14 @@ static void test_bit(void)
     CHECK_STR(val("p.lo"), "#13");
     CHECK_STR(val("p.after"), "Z");     /* the bytes are read once: lo moved on */
     CHECK_STR(val("p.v"), "0123456789abcdefghij");   /* a bit field is a number in expressions */
+    /* masks up to bit 63 */
+    CHECK_EQ_INT(load_fields("<field type=\"bit\" name=\"top\" size=\"8\" "
+                             "mask=\"0x8000000000000000\"/>"
+                             "<field type=\"bit\" name=\"all\" size=\"8\" "
+                             "mask=\"0xffffffffffffffff\"/>", NULL), 0);
+    packet("\x80\0\0\0\0\0\0\x05", 8);
+    CHECK_STR(val("p.top"), "#1");
+    CHECK_STR(val("p.all"), "#9223372036854775813");
 }
 
 static void test_variable(void)
@@ -233,6 +254,40 @@ static void test_pattern(void)
     CHECK(netpdl_field(&run, 0, &sp, &num, &show));
     CHECK_EQ_INT(sp.off, 1);
     CHECK_EQ_INT(sp.len, 3);
+}
+
+/* A search that fails (here the match limit) is not "no match": the field
+ * is absent, decoding stops, the run counts it; a token end is not taken
+ * to be missing (that would give the rest of the payload). */
+static void test_regex_error(void)
+{
+    char slow[64];
+    memset(slow, 'a', 40);
+    strcpy(slow + 40, "cb");   /* (a+)+b tries 2^40 ways before giving up */
+    CHECK_EQ_INT(load_fields("<field type=\"pattern\" name=\"none\" pattern=\"zzz\"/>"
+                             "<field type=\"pattern\" name=\"bt\" pattern=\"(a+)+b\"/>"
+                             "<field type=\"fixed\" name=\"after\" size=\"1\"/>", NULL), 0);
+    run.regex_errors = 0;
+    packet_str(slow);
+    CHECK_STR(val("p.none"), "<absent>");
+    CHECK_STR(val("p.bt"), "<absent>");
+    CHECK_STR(val("p.after"), "<absent>");
+    CHECK_EQ_U64(run.regex_errors, 1);
+    packet_str("aab");   /* the same description, a match */
+    CHECK_STR(val("p.bt"), "aab");
+    CHECK_STR(val("p.after"), "a");
+    CHECK_EQ_U64(run.regex_errors, 1);
+    CHECK_EQ_INT(load_fields("<field type=\"tokenended\" name=\"t\" endregex=\"(a+)+b\"/>"
+                             "<field type=\"eatall\" name=\"rest\"/>", NULL), 0);
+    packet_str(slow);
+    CHECK_STR(val("p.t"), "<absent>");
+    CHECK_STR(val("p.rest"), "<absent>");
+    CHECK_EQ_U64(run.regex_errors, 2);
+    CHECK_EQ_INT(load_fields("<field type=\"tokenwrapped\" name=\"w\" begintoken=\"a\" "
+                             "endregex=\"(a+)+b\"/>", NULL), 0);
+    packet_str(slow);
+    CHECK_STR(val("p.w"), "<absent>");
+    CHECK_EQ_U64(run.regex_errors, 3);
 }
 
 /* Once a filter says which fields it uses, patterns nobody uses are not
@@ -354,6 +409,18 @@ static void test_if(void)
     CHECK_STR(val("p.after"), "<absent>");
     packet("\x00" "xz", 3);
     CHECK_STR(val("p.rest"), "z");
+    /* only <if-false>: a true condition skips it */
+    CHECK_EQ_INT(load_fields("<field type=\"fixed\" name=\"a\" size=\"1\"/>"
+                             "<if expr=\"buf2int(a) == 0x31\">"
+                             "<if-false><field type=\"fixed\" name=\"f\" size=\"1\"/></if-false>"
+                             "</if>"
+                             "<field type=\"fixed\" name=\"g\" size=\"1\"/>", NULL), 0);
+    packet_str("1xy");
+    CHECK_STR(val("p.f"), "<absent>");
+    CHECK_STR(val("p.g"), "x");
+    packet_str("2xy");
+    CHECK_STR(val("p.f"), "x");
+    CHECK_STR(val("p.g"), "y");
     bad("<if expr=\"1\"><if-true/><if-true/></if>", NULL, "<if-true> twice in one <if>");
     bad("<if expr=\"1\"><field type=\"eatall\" name=\"x\"/></if>", NULL,
         "<field> in an <if>: dati supports <if-true> and <if-false>");
@@ -399,6 +466,9 @@ static void test_expressions(void)
     CHECK_EQ_INT(expr("70"), -1);                              /* longer than the payload */
     CHECK_EQ_INT(expr("ascii2int($packet[$currentoffset+8:0])"), -1);   /* no digits */
     CHECK_EQ_INT(expr("0x7fffffffffffffff * 2 + 3"), 1);       /* wraps, no UB */
+    /* ascii2int: 19 digits above INT64_MAX / 10 are a number, 20 overflow */
+    CHECK_EQ_INT(expr("ascii2int($packet[1:19]) == 1234567890123456789"), 1);
+    CHECK_EQ_INT(expr("ascii2int($packet[1:20]) &gt; 0"), -1);
 }
 
 static void test_protocols(void)
@@ -493,6 +563,12 @@ static void test_bad(void)
         "size='0' is not a number from 1 to 65535");
     bad("<field type=\"bit\" name=\"a\" size=\"1\" mask=\"0x100\"/>", NULL,
         "mask wider than size 1 bytes");
+    bad("<field type=\"bit\" name=\"a\" size=\"8\" mask=\"-1\"/>", NULL,
+        "t.xml:5: mask='-1' is not a number from 1 to 0xffffffffffffffff");
+    bad("<field type=\"bit\" name=\"a\" size=\"8\" mask=\"0x10000000000000000\"/>", NULL,
+        "mask='0x10000000000000000' is not a number from 1 to 0xffffffffffffffff");
+    bad("<field type=\"bit\" name=\"a\" size=\"8\" mask=\"0\"/>", NULL,
+        "mask='0' is not a number from 1 to 0xffffffffffffffff");
     bad("<field type=\"tokenended\" name=\"a\"/>", NULL, "needs either endtoken or endregex");
     bad("<field type=\"tokenended\" name=\"a\" endtoken=\"\\q\"/>", NULL, "unknown escape");
     bad("<field type=\"tokenended\" name=\"a\" endtoken=\"x\" enddiscard=\"1\"/>", NULL,
@@ -524,7 +600,86 @@ static void test_bad(void)
     }
     strcat(fields, "<includeblk name=\"b19\"/>");
     CHECK_EQ_INT(load_fields(fields, blocks), 1);
-    CHECK(strstr(errbuf, "description too large") != NULL);
+    CHECK(strstr(errbuf, "description too large: more than 65536 steps") != NULL);
+}
+
+/* Blocks that include an empty block twice per level: no steps, but 2^30
+ * elements to visit. Refused after a bounded amount of work. */
+static void test_too_much_work(void)
+{
+    char blocks[4096] = "<block name=\"b0\"/>\n";
+    for (int i = 1; i <= 30; i++) {
+        char b[200];
+        snprintf(b, sizeof b, "<block name=\"b%d\"><includeblk name=\"b%d\"/>"
+                              "<includeblk name=\"b%d\"/></block>\n", i, i - 1, i - 1);
+        strcat(blocks, b);
+    }
+    CHECK_EQ_INT(load_fields("<includeblk name=\"b30\"/>", blocks), 1);
+    CHECK_STR(errbuf, "t.xml:9: description too large: more than 1000000 elements once blocks "
+                      "are included\n");
+    /* an expression in a block included 8192 times: each copy is compiled,
+     * and the instructions are capped (16 MiB) */
+    char sum[1024] = "1";
+    for (int i = 0; i < 99; i++)
+        strcat(sum, "+1");
+    snprintf(blocks, sizeof blocks, "<block name=\"b0\"><if expr=\"%s\"/></block>\n", sum);
+    for (int i = 1; i <= 13; i++) {
+        char b[200];
+        snprintf(b, sizeof b, "<block name=\"b%d\"><includeblk name=\"b%d\"/>"
+                              "<includeblk name=\"b%d\"/></block>\n", i, i - 1, i - 1);
+        strcat(blocks, b);
+    }
+    CHECK_EQ_INT(load_fields("<includeblk name=\"b13\"/>", blocks), 1);
+    CHECK_STR(errbuf, "t.xml:7: description too large: more than 1048576 expression "
+                      "instructions once blocks are included\n");
+    /* 4096 copies are within the cap */
+    CHECK_EQ_INT(load_fields("<includeblk name=\"b12\"/>", blocks), 0);
+}
+
+/* An entity in <fields> would be dropped silently (and later offsets
+ * shift): any DOCTYPE is refused. */
+static void test_doctype(void)
+{
+    const char *doc =
+        "<?xml version=\"1.0\"?>\n"
+        "<!DOCTYPE netpdl [<!ENTITY f '<field type=\"fixed\" name=\"a\" size=\"1\"/>'>]>\n"
+        "<netpdl><protocol name=\"p\"><format><fields>\n"
+        "&f;<field type=\"fixed\" name=\"b\" size=\"1\"/>\n"
+        "</fields></format></protocol></netpdl>\n";
+    netpdl_set_destroy(set);
+    set = netpdl_set_create();
+    FILE *errs = fmemopen(errbuf, sizeof errbuf, "w");
+    CHECK_EQ_INT(netpdl_set_load_mem(set, doc, strlen(doc), "e.xml", errs), 1);
+    const char *ext = "<!DOCTYPE netpdl SYSTEM \"netpdl.dtd\">\n<netpdl/>\n";
+    CHECK_EQ_INT(netpdl_set_load_mem(set, ext, strlen(ext), "s.xml", errs), 1);
+    fclose(errs);
+    CHECK_STR(errbuf, "e.xml:2: a DOCTYPE is not supported (no DTD, no entities)\n"
+                      "s.xml:1: a DOCTYPE is not supported (no DTD, no entities)\n");
+    CHECK_EQ_INT(netpdl_set_nfields(set), 0);
+}
+
+/* Out of memory copying the protocol's name: an error, not a NULL name
+ * read by the expression compiler. */
+static void test_oom_name(void)
+{
+    /* the first element names a field: the compiler looks it up by name */
+    const char *bad_doc = "<protocol name=\"oomp\"><format><fields>"
+                          "<field type=\"variable\" name=\"v\" expr=\"n\"/>"
+                          "</fields></format></protocol>";
+    const char *doc = "<protocol name=\"oomp\"><format><fields>"
+                      "<field type=\"fixed\" name=\"n\" size=\"1\"/>"
+                      "<field type=\"variable\" name=\"v\" expr=\"buf2int(n)\"/>"
+                      "</fields></format></protocol>";
+    netpdl_set_destroy(set);
+    set = netpdl_set_create();
+    strdup_fail = "oomp";
+    CHECK_EQ_INT(netpdl_set_load_mem(set, bad_doc, strlen(bad_doc), "o.xml", NULL), -1);
+    CHECK_EQ_INT(netpdl_set_load_mem(set, doc, strlen(doc), "o.xml", NULL), -1);
+    strdup_fail = NULL;
+    CHECK_EQ_INT(netpdl_set_nfields(set), 0);
+    CHECK_EQ_INT(netpdl_set_load_mem(set, doc, strlen(doc), "o.xml", NULL), 0);
+    packet("\x02xy", 3);
+    CHECK_STR(val("oomp.v"), "xy");
 }
 
 static void test_file(void)
@@ -548,6 +703,22 @@ static void test_file(void)
     CHECK_STR(val("http.cookie"), "c=1");
     CHECK_STR(val("http.referer"), "<absent>");   /* not among the headers */
     CHECK_STR(val("http.get"), "host:  h.test\r\nCookie: c=1\r\n\r\nReferer: in the body\r\n");
+    /* short header lines before Host: 8000 (past PCRE2's default JIT
+     * stack before), and 300000, past the worker's 1 MiB JIT stack for a
+     * pattern that kept state per line: the shipped ones keep none */
+    for (int lines = 8000; lines <= 300000; lines += 292000) {
+        char *big = malloc((size_t)lines * 2 + 64);
+        char *at = big + sprintf(big, "GET / HTTP/1.1\r\n");
+        for (int i = 0; i < lines; i++, at += 2)
+            memcpy(at, "a\n", 2);
+        strcpy(at, "Host: far.test\r\n\r\n");
+        run.regex_errors = 0;
+        packet_str(big);
+        CHECK_STR(val("http.host"), "far.test");
+        CHECK_STR(val("http.cookie"), "<absent>");
+        CHECK_EQ_U64(run.regex_errors, 0);
+        free(big);
+    }
     packet_str("GETX / HTTP/1.1\r\n\r\n");
     CHECK_STR(val("http.method"), "<absent>");
 }
@@ -643,6 +814,7 @@ int main(int argc, char **argv)
     test_line();
     test_tokens();
     test_pattern();
+    test_regex_error();
     test_wanted();
     test_padding();
     test_switch();
@@ -650,6 +822,9 @@ int main(int argc, char **argv)
     test_expressions();
     test_protocols();
     test_bad();
+    test_too_much_work();
+    test_doctype();
+    test_oom_name();
     test_file();
     test_config();
     netpdl_run_fini(&run);
