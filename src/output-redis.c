@@ -61,11 +61,16 @@ void redis_out_set_stop(const volatile int *flag) { stop_flag = flag; }
 
 /* Connects, authenticates and selects the database. Returns the context, or
  * NULL with the reason in err; *refused tells a server that answered (AUTH,
- * SELECT refused) from one that could not be reached. */
+ * SELECT refused) from one that could not be reached. A server that accepts
+ * and never answers (stopped, paused, a dead proxy's backend) holds AUTH and
+ * SELECT for CONNECT_TIMEOUT_S at most; the context returned has no timeout
+ * (blocking back-pressure reading a file): callers that must not wait set
+ * their own. TCP connections get keepalives: a peer gone is noticed. */
+#define CONNECT_TIMEOUT_S 2
 static redisContext *connect_to(const struct config *conf, char *err, size_t errlen, int *refused)
 {
     *refused = 0;
-    struct timeval tv = {2, 0};
+    struct timeval tv = {CONNECT_TIMEOUT_S, 0}, forever = {0, 0};
     redisContext *c = conf->redis_sock ? redisConnectUnixWithTimeout(conf->redis_sock, tv)
                                        : redisConnectWithTimeout(conf->redis_host ? conf->redis_host
                                                                                   : "127.0.0.1",
@@ -79,6 +84,9 @@ static redisContext *connect_to(const struct config *conf, char *err, size_t err
         redisFree(c);
         return NULL;
     }
+    redisSetTimeout(c, tv);
+    if (!conf->redis_sock)
+        redisEnableKeepAlive(c);
     redisReply *rep = NULL;
     if (conf->redis_auth) {
         /* "password" or "user password" (Redis 6 ACL) */
@@ -108,13 +116,18 @@ static redisContext *connect_to(const struct config *conf, char *err, size_t err
         }
         freeReplyObject(rep);
     }
+    redisSetTimeout(c, forever);
     return c;
 }
 
 redisContext *redis_out_connect(const struct config *conf, char *err, size_t errlen)
 {
     int refused;
-    return connect_to(conf, err, errlen, &refused);
+    redisContext *c = connect_to(conf, err, errlen, &refused);
+    struct timeval tv = {CONNECT_TIMEOUT_S, 0};
+    if (c)   /* its users never wait for a stalled server */
+        redisSetTimeout(c, tv);
+    return c;
 }
 
 static void sleep_ms(unsigned ms)

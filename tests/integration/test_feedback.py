@@ -5,7 +5,9 @@ packet are as without feedback, records after it carry the tag (or come for
 every packet when watched, or not at all when ignored), and every command
 is acknowledged on the reply channel or counted when rejected."""
 import json
+import os
 import re
+import signal
 import struct
 import subprocess
 import threading
@@ -47,7 +49,7 @@ class Session:
     """dati reading a capture from a pipe, a redis-server, a subscriber to the
     reply channel; the test feeds packets and publishes commands."""
 
-    def __init__(self, tmp_path, pcap, bpf="tcp", threads=1, extra=""):
+    def __init__(self, tmp_path, pcap, bpf="tcp", threads=1, extra="", env=None):
         self.sock = tmp_path / "r.sock"
         self.server, self.client = start_redis(sock=self.sock)
         conf = h.write_config(tmp_path, "fb.conf", CONF.format(
@@ -65,8 +67,10 @@ class Session:
         self.dati = subprocess.Popen([str(h.DATI), "-r", "-", "-c", str(conf), "-q",
                                       "-t", str(threads)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, env=h.sanitizer_env())
+                                     stderr=subprocess.PIPE,
+                                     env=dict(h.sanitizer_env(), **(env or {})))
         self.dati.stdin.write(self.data[:24])
+        self.dati.stdin.flush()
         end = time.monotonic() + 20   # commands published before dati subscribes are lost
         while self.client.pubsub_numsub("test:fb")[0][1] < 1:
             assert time.monotonic() < end and self.dati.poll() is None, "dati did not subscribe"
@@ -319,6 +323,70 @@ def test_bad_commands_and_a_flood(tmp_path, lab):
     assert stats["packets"] == lab["npackets"]
     assert stats["records"]["field"] == sum(len(v) for v in lab["frames"].values())
     assert all("tags" not in r for r in s.records)
+
+
+# the records' connections never wait for a stalled Redis either (live mode):
+# what is tested is the feedback channel's part of the shutdown
+LIVE = {"DATI_TEST_REDIS_LIVE": "1"}
+
+
+def test_stop_while_resubscribing_to_a_stalled_redis(tmp_path, lab):
+    """The subscriber connection is killed and Redis frozen (CLIENT PAUSE,
+    then SIGSTOP) before dati's new SUBSCRIBE is answered: SIGTERM still ends
+    dati within seconds (each connection step has a timeout)."""
+    s = Session(tmp_path, lab["pcap"], env=LIVE)
+    stopped = False
+    try:
+        s.stop.set()   # the test's own subscriber is killed too
+        s.listener.join()
+        p = s.client.pipeline(transaction=False)
+        p.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+        p.execute_command("CLIENT", "PAUSE", "60000")
+        p.execute()
+        os.kill(s.server.pid, signal.SIGSTOP)
+        stopped = True
+        time.sleep(1)   # dati reconnects and waits for its SUBSCRIBE
+        t0 = time.monotonic()
+        s.dati.send_signal(signal.SIGTERM)
+        try:
+            _, err = s.dati.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("SIGTERM did not end dati")
+        assert time.monotonic() - t0 < 8
+        h.check_no_crash("dati", s.dati.returncode, err.decode("utf-8", "replace"))
+    finally:
+        if stopped:
+            os.kill(s.server.pid, signal.SIGCONT)
+        s.close()
+
+
+def test_silent_subscriber_connection_is_replaced(tmp_path, lab):
+    """Redis frozen for 8 s: the subscriber's PING goes unanswered, dati
+    gives that connection up and subscribes again (counted in reconnects);
+    once Redis is back, commands work."""
+    s = Session(tmp_path, lab["pcap"], env=LIVE)
+    try:
+        assert s.command({"stats": True})["feedback"]["reconnects"] == 0
+        os.kill(s.server.pid, signal.SIGSTOP)
+        time.sleep(8)
+        os.kill(s.server.pid, signal.SIGCONT)
+        # a new subscriber of the replies: the test's own may not have
+        # survived the freeze
+        ps = s.client.pubsub()
+        ps.subscribe("test:fb:reply")
+        ps.get_message(timeout=5)
+        a, end = None, time.monotonic() + 20
+        while a is None:
+            assert time.monotonic() < end, "dati did not subscribe again"
+            s.client.publish("test:fb", json.dumps({"stats": True}))
+            m = ps.get_message(timeout=1)
+            a = json.loads(m["data"]) if m and m["type"] == "message" else None
+        ps.close()
+        assert a["feedback"]["reconnects"] >= 1, a
+        stats = s.finish()
+    finally:
+        s.close()
+    assert stats["feedback"]["reconnects"] >= 1
 
 
 def test_feedback_needs_redis(tmp_path, binaries):
