@@ -123,13 +123,25 @@ void flowtag_ended(struct flowtag *t, const struct flow *f)
     }
 }
 
-/* The index + 1 of a tag name, added when new; NO_TAG when the table is full. */
-static uint8_t intern(struct flowtag *t, const char *name)
+/* The index + 1 of a tag name; NO_TAG when it is not known. */
+static uint8_t lookup_name(const struct flowtag *t, const char *name)
 {
     size_t len = strlen(name);
     for (unsigned i = 0; i < t->nnames; i++)
         if (t->name_len[i] == len && memcmp(t->name[i], name, len) == 0)
             return (uint8_t)(i + 1);
+    return NO_TAG;
+}
+
+/* The index + 1 of a tag name, added when new; NO_TAG when the table is full.
+ * Only for a tag actually given (to a flow of this worker, or a rule): names
+ * sent for other workers' flows, ended flows or untag never fill the table. */
+static uint8_t intern(struct flowtag *t, const char *name)
+{
+    uint8_t known = lookup_name(t, name);
+    if (known)
+        return known;
+    size_t len = strlen(name);
     if (t->nnames == FT_MAX_NAMES) {
         COUNTER_INC(t->c.names_full);
         COUNTER_INC(t->c.refused);
@@ -170,6 +182,10 @@ static enum ft_result apply_match(struct flowtag *t, const struct fb_cmd *c, uin
         if (t->rule[i].tag == tag && same_match(&t->rule[i].m, &c->match))
             found = i;
     if (c->op == FB_UNTAG) {
+        if (tag == NO_TAG) {   /* a name never given: nothing to remove */
+            COUNTER_INC(t->c.applied);
+            return FT_APPLIED;
+        }
         if (found >= 0)
             t->rule[found] = t->rule[--t->nrules];
         each_flow(t, &c->match, tag, 0);
@@ -196,18 +212,18 @@ static enum ft_result apply_match(struct flowtag *t, const struct fb_cmd *c, uin
 
 enum ft_result flowtag_apply(struct flowtag *t, const struct fb_cmd *c, const char **why)
 {
+    struct flow *f = NULL;
+    if (!c->by_match && !(f = flowtag_find(t, c->flow)))
+        return FT_NOT_HERE;   /* before the name: others' flows cost this worker nothing */
     uint8_t tag = NO_TAG;
-    if (c->op == FB_TAG || c->op == FB_UNTAG) {
-        if (!(tag = intern(t, c->tag))) {
-            *why = "too many distinct tags";
-            return FT_REFUSED;
-        }
+    if (c->op == FB_UNTAG)
+        tag = lookup_name(t, c->tag);
+    else if (c->op == FB_TAG && !(tag = intern(t, c->tag))) {
+        *why = "too many distinct tags";
+        return FT_REFUSED;
     }
     if (c->by_match)
         return apply_match(t, c, tag, why);
-    struct flow *f = flowtag_find(t, c->flow);
-    if (!f)
-        return FT_NOT_HERE;
     switch (c->op) {
     case FB_TAG:
         if (!add_tag(t, f, tag)) {
@@ -215,7 +231,10 @@ enum ft_result flowtag_apply(struct flowtag *t, const struct fb_cmd *c, const ch
             return FT_REFUSED;
         }
         break;
-    case FB_UNTAG: remove_tag(f, tag); break;
+    case FB_UNTAG:
+        if (tag != NO_TAG)
+            remove_tag(f, tag);
+        break;
     case FB_WATCH:
     case FB_IGNORE: {
         uint8_t bit = c->op == FB_WATCH ? FLOW_WATCH : FLOW_IGNORE;

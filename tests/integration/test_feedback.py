@@ -325,6 +325,31 @@ def test_bad_commands_and_a_flood(tmp_path, lab):
     assert all("tags" not in r for r in s.records)
 
 
+def test_untag_flood_leaves_tagging_working(tmp_path, lab):
+    """300 untag commands for flows no worker holds, each with a new name,
+    are answered unknown_flow and take no tag name: a tag on a real flow
+    still works (a worker's names are only for tags given)."""
+    cut = lab["npackets"] // 3
+    fid = pick_flow(lab, cut, http=False)
+    s = Session(tmp_path, lab["pcap"], threads=2)
+    try:
+        s.feed(cut)
+        s.wait_entries(sum(1 for fr in lab["frames"].values() for f in fr if f <= cut))
+        p = s.client.pipeline(transaction=False)
+        for i in range(300):
+            p.publish("test:fb", json.dumps({"id": 10000 + i, "flow": 10**9 + i,
+                                             "untag": f"x{i}"}))
+        p.execute()
+        ack = s.command({"flow": fid, "tag": "after"})
+        assert ack["ok"], ack
+        stats = s.finish()
+    finally:
+        s.close()
+    fb = stats["feedback"]
+    assert fb["unknown_flow"] == 300 and fb["refused"] == 0 and fb["names_full"] == 0, fb
+    assert s.flows[fid]["tags"] == ["after"]
+
+
 # the records' connections never wait for a stalled Redis either (live mode):
 # what is tested is the feedback channel's part of the shutdown
 LIVE = {"DATI_TEST_REDIS_LIVE": "1"}

@@ -3,6 +3,7 @@
  * tags by id and by rule (with TTL in packet time), the limits, tag text,
  * and the flow id index through a random create/end sequence against a
  * simple model (lookups after backward-shift deletions). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -226,10 +227,45 @@ static void test_flowtag(void)
     flow_table_fini(&table);
 }
 
+/* Names are taken only for tags given: commands for other workers' flows,
+ * ended flows and untag never fill the table (a publisher could otherwise
+ * disable tagging for the run), and an unknown flow stays unknown. */
+static void test_names_not_exhausted(void)
+{
+    CHECK_EQ_INT(flow_table_init(&table, 64, 64, 1000000000000ull, emit, &ft), 0);
+    CHECK_EQ_INT(flowtag_init(&ft, &table), 0);
+    struct flow *a = new_flow(10, 1000, 80, 1);
+    char cmd[128];
+    int bad = 0;
+    for (int i = 0; i < 300; i++) {
+        snprintf(cmd, sizeof cmd, "{\"flow\": 999, \"tag\": \"o%d\"}", i);
+        bad += apply(cmd) != FT_NOT_HERE;
+        snprintf(cmd, sizeof cmd, "{\"flow\": 999, \"untag\": \"u%d\"}", i);
+        bad += apply(cmd) != FT_NOT_HERE;
+        snprintf(cmd, sizeof cmd, "{\"flow\": 10, \"untag\": \"x%d\"}", i);
+        bad += apply(cmd) != FT_APPLIED;
+        snprintf(cmd, sizeof cmd, "{\"match\": {\"tcp.dport\": 80}, \"untag\": \"m%d\"}", i);
+        bad += apply(cmd) != FT_APPLIED;
+    }
+    CHECK_EQ_INT(bad, 0);
+    CHECK_EQ_INT(ft.nnames, 0);
+    CHECK_EQ_U64(ft.c.names_full, 0);
+    CHECK_EQ_INT(apply("{\"flow\": 10, \"tag\": \"real\"}"), FT_APPLIED);
+    struct tagtext tt;
+    CHECK(flowtag_text(&ft, a, &tt) && tt.csvlen == 4 && memcmp(tt.csv, "real", 4) == 0);
+    /* a full table still lets unknown flows be unknown */
+    ft.nnames = FT_MAX_NAMES;   /* as if filled by tags given (empty names match none) */
+    CHECK_EQ_INT(apply("{\"flow\": 999, \"tag\": \"new\"}"), FT_NOT_HERE);
+    CHECK_EQ_INT(apply("{\"flow\": 10, \"tag\": \"new\"}"), FT_REFUSED);
+    flowtag_fini(&ft);
+    flow_table_fini(&table);
+}
+
 int main(void)
 {
     test_parse_ok();
     test_parse_rejects();
     test_flowtag();
+    test_names_not_exhausted();
     return test_summary("test-feedback");
 }
