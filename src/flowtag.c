@@ -85,6 +85,22 @@ static void remove_tag(struct flow *f, uint8_t tag)
         f->tag[j++] = NO_TAG;
 }
 
+/* TTLs count from when the rule came, on the worker's clock; a rule that
+ * came before the clock was known (no packet yet) counts from the first. */
+static void start_ttls(struct flowtag *t)
+{
+    for (int i = 0; t->clock && i < t->nrules; i++)
+        if (t->rule[i].ttl && !t->rule[i].until)
+            t->rule[i].until = t->clock + t->rule[i].ttl;
+}
+
+void flowtag_advance(struct flowtag *t, uint64_t clock)
+{
+    if (clock > t->clock)
+        t->clock = clock;
+    start_ttls(t);
+}
+
 void flowtag_created(struct flowtag *t, struct flow *f)
 {
     uint32_t n = (uint32_t)(f - t->flows->flows) + 1;
@@ -92,6 +108,8 @@ void flowtag_created(struct flowtag *t, struct flow *f)
     while (t->index[s])
         s = (s + 1) & t->index_mask;
     t->index[s] = n;
+    if (t->nrules)
+        start_ttls(t);
     for (int i = 0; i < t->nrules; i++) {
         struct ft_rule *r = &t->rule[i];
         if (r->until && t->clock > r->until) {   /* expired: the last takes its place */
@@ -204,7 +222,8 @@ static enum ft_result apply_match(struct flowtag *t, const struct fb_cmd *c, uin
     struct ft_rule *r = &t->rule[found];
     r->m = c->match;
     r->tag = tag;
-    r->until = c->ttl ? t->clock + (uint64_t)c->ttl * 1000000000u : 0;
+    r->ttl = (uint64_t)c->ttl * 1000000000u;
+    r->until = r->ttl && t->clock ? t->clock + r->ttl : 0;
     each_flow(t, &c->match, tag, 1);
     COUNTER_INC(t->c.applied);
     return FT_APPLIED;

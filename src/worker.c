@@ -195,6 +195,8 @@ void worker_drain(struct worker *w)
     if (w->redis && w->pl->conf->flow_state_interval)
         flow_states(w);
     struct feedback *fb = __atomic_load_n(&w->fb, __ATOMIC_ACQUIRE);
+    if (w->ft)   /* live: a quiet worker's rules still count TTLs from now */
+        flowtag_advance(w->ft, w->clock);
     if (fb)
         feedback_poll(fb, w->index, w->ft);
     if (w->ft && w->ft->nchanged) {   /* tags show in dati:flow:<id> at once */

@@ -261,11 +261,42 @@ static void test_names_not_exhausted(void)
     flow_table_fini(&table);
 }
 
+/* A rule's TTL counts from when it came on the worker's clock: from the
+ * first packet when it came before any, from the clock's latest advance
+ * (live: wall time) when the worker was quiet. */
+static void test_rule_ttl_start(void)
+{
+    CHECK_EQ_INT(flow_table_init(&table, 64, 64, 1000000000000ull, emit, &ft), 0);
+    CHECK_EQ_INT(flowtag_init(&ft, &table), 0);
+    CHECK_EQ_INT(apply("{\"match\": {\"tcp.dport\": 80}, \"tag\": \"early\", \"ttl\": 600}"),
+                 FT_APPLIED);
+    struct tagtext tt;
+    const uint64_t s = 1000000000ull;
+    struct flow *a = new_flow(1, 1001, 80, 1000 * s);   /* first packet, at 1000 s */
+    CHECK(flowtag_text(&ft, a, &tt));
+    struct flow *b = new_flow(2, 1002, 80, 1590 * s);
+    CHECK(flowtag_text(&ft, b, &tt));
+    struct flow *c = new_flow(3, 1003, 80, 1601 * s);
+    CHECK(!flowtag_text(&ft, c, &tt));
+    CHECK_EQ_U64(ft.c.rules_expired, 1);
+    /* quiet for an hour: the clock advanced (live), not by packets */
+    flowtag_advance(&ft, 5000 * s);
+    flowtag_advance(&ft, 0);
+    CHECK_EQ_U64(ft.clock, 5000 * s);
+    CHECK_EQ_INT(apply("{\"match\": {\"tcp.dport\": 443}, \"tag\": \"late\", \"ttl\": 600}"),
+                 FT_APPLIED);
+    struct flow *d = new_flow(4, 1004, 443, 5300 * s);
+    CHECK(flowtag_text(&ft, d, &tt));
+    flowtag_fini(&ft);
+    flow_table_fini(&table);
+}
+
 int main(void)
 {
     test_parse_ok();
     test_parse_rejects();
     test_flowtag();
     test_names_not_exhausted();
+    test_rule_ttl_start();
     return test_summary("test-feedback");
 }
