@@ -29,7 +29,6 @@ struct feedback {
     pthread_t thread;
     int started;
     int stop;                      /* atomic: the thread ends */
-    int stopping;                  /* commands taken back at the end: acknowledged as such */
     struct fb_item *done;          /* atomic stack: workers push, the thread takes all */
     struct outbuf ack;
     unsigned pub_pending;          /* PUBLISH replies not read yet */
@@ -217,23 +216,39 @@ static void reject(struct feedback *fb, const struct fb_cmd *c, int only_id, con
     b->len = 0;
 }
 
+/* A rejection that says how many workers a match rule reached. */
+static void reject_counted(struct feedback *fb, const struct fb_item *it, const char *reason,
+                           const char *error)
+{
+    char text[192];
+    if (it->cmd.by_match && it->applied) {
+        snprintf(text, sizeof text, "%s (installed by %d of %d workers)", error, it->applied,
+                 fb->nworkers);
+        error = text;
+    }
+    reject(fb, &it->cmd, 0, reason, error);
+}
+
+/* A flow command is done when the worker holding the flow applied it; a
+ * match rule only when every worker installed it (else some flows would
+ * silently miss the tag). */
 static void acknowledge(struct feedback *fb, struct fb_item *it)
 {
     const struct fb_cmd *c = &it->cmd;
-    if (it->applied) {
+    if (c->by_match ? it->applied == fb->nworkers : it->applied > 0) {
         COUNTER_INC(fb->c.applied);
         if (begin(fb, 1, c, 0) == 0 && json_lit(&fb->ack, "}") == 0)
             publish(fb);
         fb->ack.len = 0;
     } else if (it->refused) {
         COUNTER_INC(fb->c.refused);
-        reject(fb, c, 0, "refused", it->why ? it->why : "refused");
-    } else if (fb->stopping) {
-        COUNTER_INC(fb->c.stopped);
-        reject(fb, c, 0, "stopped", "dati stopped before applying it");
+        reject_counted(fb, it, "refused", it->why ? it->why : "refused");
     } else if (it->dropped) {
         COUNTER_INC(fb->c.queue_full);
-        reject(fb, c, 0, "queue_full", "a worker's command queue was full");
+        reject_counted(fb, it, "queue_full", "a worker's command queue was full");
+    } else if (it->stopped) {
+        COUNTER_INC(fb->c.stopped);
+        reject_counted(fb, it, "stopped", "dati stopped before applying it");
     } else {
         COUNTER_INC(fb->c.unknown_flow);
         reject(fb, c, 0, "unknown_flow", "no active flow has this id");
@@ -478,10 +493,11 @@ void feedback_stop(struct feedback *fb)
         for (int w = 0; w < fb->nworkers; w++)
             __atomic_store_n(&fb->workers[w].fb, NULL, __ATOMIC_RELEASE);
         /* what the workers did not take: acknowledged as not applied */
-        fb->stopping = 1;
         for (int w = 0; w < fb->nworkers; w++)
-            for (struct fb_item *it; (it = q_pop(&fb->q[w]));)
+            for (struct fb_item *it; (it = q_pop(&fb->q[w]));) {
+                it->stopped++;   /* the workers have ended: no one else writes it */
                 release(fb, it);
+            }
         finish_done(fb);
         flush_replies(fb);
     }

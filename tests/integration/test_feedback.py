@@ -108,6 +108,20 @@ class Session:
             time.sleep(0.01)
         return self.acks[cid][0]
 
+    def commands(self, cmds, timeout=60):
+        """Publishes cmds in one pipeline; returns their acknowledgements."""
+        ids = list(range(self.next_id, self.next_id + len(cmds)))
+        self.next_id += len(cmds)
+        p = self.client.pipeline(transaction=False)
+        for cid, cmd in zip(ids, cmds):
+            p.publish("test:fb", json.dumps(dict(id=cid, **cmd)))
+        p.execute()
+        end = time.monotonic() + timeout
+        while not all(cid in self.acks for cid in ids):
+            assert time.monotonic() < end, "acknowledgements missing"
+            time.sleep(0.02)
+        return [self.acks[cid][0] for cid in ids]
+
     def finish(self):
         self.dati.stdin.write(self.data[self.offs[self.sent]:])
         self.dati.stdin.close()
@@ -348,6 +362,32 @@ def test_untag_flood_leaves_tagging_working(tmp_path, lab):
     fb = stats["feedback"]
     assert fb["unknown_flow"] == 300 and fb["refused"] == 0 and fb["names_full"] == 0, fb
     assert s.flows[fid]["tags"] == ["after"]
+
+
+def test_match_rule_not_installed_everywhere_is_not_ok(tmp_path, lab):
+    """Two workers; worker 0's 255 tag names are used up by tags on its own
+    flows: a new match rule is installed by worker 1 only, and acknowledged
+    refused (saying so), not ok. The flows of worker 1 still get the tag."""
+    cut = lab["npackets"] - 1
+    s = Session(tmp_path, lab["pcap"], threads=2, extra="RECORD_SEQ 1\n")
+    try:
+        s.feed(cut)
+        s.wait_entries(sum(1 for fr in lab["frames"].values() for f in fr if f <= cut))
+        owner = {int(f[b"flow"]): int(f[b"worker"]) for _, f in s.client.xrange("web")}
+        mine = sorted(f for f, w in owner.items() if w == 0)
+        assert len(mine) * 4 >= 255, len(mine)
+        acks = s.commands([{"flow": mine[i // 4], "tag": f"n{i}"} for i in range(255)])
+        assert all(a["ok"] for a in acks), [a for a in acks if not a["ok"]][:3]
+        a = s.command({"match": {"tcp.dport": 80}, "tag": "rule"})
+        assert a["ok"] is False and a["reason"] == "refused", a
+        assert "installed by 1 of 2 workers" in a["error"], a
+        stats = s.finish()
+    finally:
+        s.close()
+    fb = stats["feedback"]
+    assert fb["refused"] == 1 and fb["names_full"] == 1 and fb["applied"] == 255, fb
+    http1 = [f for f, fl in s.flows.items() if fl.get("server_port") == 80 and owner[f] == 1]
+    assert http1 and all("rule" in s.flows[f]["tags"] for f in http1)
 
 
 # the records' connections never wait for a stalled Redis either (live mode):
