@@ -317,9 +317,10 @@ void worker_process(struct worker *w, const struct packet *p)
             if (f->marks & FLOW_IGNORE) {
                 COUNTER_ADD(w->ft->c.ignored_records, (uint64_t)__builtin_popcountll(recorded));
                 recorded = 0;
-            } else if ((f->marks & FLOW_WATCH) && !recorded &&
-                       (recorded = f->filters & w->pl->record_filters)) {
-                COUNTER_ADD(w->ft->c.watched_records, (uint64_t)__builtin_popcountll(recorded));
+            } else if (f->marks & FLOW_WATCH) {   /* every filter that matched the flow */
+                uint64_t extra = f->filters & w->pl->record_filters & ~recorded;
+                recorded |= extra;
+                COUNTER_ADD(w->ft->c.watched_records, (uint64_t)__builtin_popcountll(extra));
             }
         }
         int seen = flow_update(&w->flows, f, p);

@@ -294,6 +294,34 @@ def test_watch_and_ignore(tmp_path, lab):
         stats["filters"]["web"]["matches"] - stats["filters"]["web"]["skipped_retransmissions"]
 
 
+def test_watch_with_two_filters(tmp_path, lab):
+    """Filter web: GET requests; filter other: the flow's other TCP packets.
+    A watched flow gives a record of both filters for every later packet,
+    also for the GET packets, which match web only."""
+    cut = lab["npackets"] // 3
+    fid = pick_flow(lab, cut, http=True)
+    other = f"FILTER_NAME other\nBPF tcp and not ({SEED_BPF})\nFIELDS {FIELDS}\n"
+    s = Session(tmp_path, lab["pcap"], bpf=SEED_BPF, extra=other)
+    try:
+        s.feed(cut)
+        time.sleep(0.5)
+        assert s.command({"flow": fid, "watch": True})["ok"]
+        stats = s.finish()
+        others = [{k.decode(): v.decode() for k, v in f.items()}
+                  for _, f in s.client.xrange("other")]
+    finally:
+        s.close()
+    after = [f for f in lab["frames"][fid] if f > cut]
+    web = by_flow(s.records, fid)
+    gets = [f for f, r in web if f > cut and "http.method" in r]
+    assert gets, "no GET of the flow after the command"
+    assert [f for f, _ in web if f > cut] == after
+    assert [f for f, _ in by_flow(others, fid) if f > cut] == after
+    fb = stats["feedback"]
+    # extras: web for the non-GET packets, other for the GET ones
+    assert fb["watched_records"] == len(after), fb
+
+
 def test_bad_commands_and_a_flood(tmp_path, lab):
     """Malformed, unknown, invalid and oversized messages, an unknown flow id,
     and 100 000 commands in a burst: acknowledged errors or counted drops,
