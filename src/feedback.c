@@ -137,8 +137,10 @@ static void publish(struct feedback *fb)
         }
         COUNTER_INC(fb->c.reconnects);
     }
-    redisAppendCommand(fb->pub, "PUBLISH %s %b", fb->reply, b->buf, b->len);
-    fb->pub_pending++;
+    if (redisAppendCommand(fb->pub, "PUBLISH %s %b", fb->reply, b->buf, b->len) == REDIS_OK)
+        fb->pub_pending++;
+    else   /* no memory: no reply to wait for */
+        COUNTER_INC(fb->c.acks_lost);
     b->len = 0;
 }
 

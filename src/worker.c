@@ -231,6 +231,7 @@ static void write_records(struct worker *w, const struct packet *p, uint64_t mas
         unsigned sub = 0;
         do {
             int seq = next_seq(w);
+            size_t start = w->out.len;
             if (w->redis) {
                 if (redis_out_record(w->redis, &w->x, f, i, flow_id, sub) == 0)
                     COUNTER_INC(w->c.records[i]);
@@ -242,6 +243,7 @@ static void write_records(struct worker *w, const struct packet *p, uint64_t mas
                 COUNTER_INC(w->c.records[i]);
                 outbuf_end_line(&w->out);
             } else {
+                w->out.len = start;   /* no half record for the next to be appended to */
                 COUNTER_INC(w->c.records_dropped);
             }
         } while (f->uses_http && ++sub < 64 && extract_http_next(&w->x));
