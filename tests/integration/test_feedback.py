@@ -529,6 +529,31 @@ def test_live_flow_state(tmp_path, lab):
     assert stats["redis"]["flow_states"] >= len(s.flows)
 
 
+def test_flow_state_replaces_a_previous_runs_hash(tmp_path, lab):
+    """Flow ids restart with each run: a dati:flow:<id> left by an earlier
+    run (REDIS_FLOW_EXPIRE) is replaced, not merged into, both for a flow
+    refreshed while active and for one first written at its end."""
+    cut = lab["npackets"] // 3
+    fid = pick_flow(lab, cut, http=False)
+    s = Session(tmp_path, lab["pcap"], extra="FLOW_STATE_INTERVAL 1\nREDIS_FLOW_EXPIRE 600\n")
+    try:
+        for f in lab["flows"]:
+            s.client.hset(f"dati:flow:{f}", mapping={"stale": "yes", "tags": "old"})
+        s.feed(cut)
+        key = f"dati:flow:{fid}"
+        end = time.monotonic() + 10
+        while s.client.hget(key, "state") != b"active":
+            assert time.monotonic() < end, s.client.hgetall(key)
+            time.sleep(0.05)
+        assert s.client.hget(key, "stale") is None and s.client.hget(key, "tags") is None
+        s.finish()
+        hashes = {f: s.client.hgetall(f"dati:flow:{f}") for f in lab["flows"]}
+    finally:
+        s.close()
+    assert all(v.get(b"state") == b"end_of_input" for v in hashes.values())
+    assert not [f for f, v in hashes.items() if b"stale" in v or b"tags" in v]
+
+
 def test_flow_state_deleted_at_end(tmp_path, lab):
     """Without REDIS_FLOW_EXPIRE, a flow's state hash goes with the flow."""
     cut = lab["npackets"] // 3
