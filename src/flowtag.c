@@ -192,6 +192,12 @@ static int same_match(const struct fb_match *a, const struct fb_match *b)
            !memcmp(a->dst, b->dst, 16);
 }
 
+static void set_ttl(const struct flowtag *t, struct ft_rule *r, uint32_t ttl_s)
+{
+    r->ttl = (uint64_t)ttl_s * 1000000000u;
+    r->until = r->ttl && t->clock ? t->clock + r->ttl : 0;
+}
+
 static enum ft_result apply_match(struct flowtag *t, const struct fb_cmd *c, uint8_t tag,
                                   const char **why)
 {
@@ -210,20 +216,21 @@ static enum ft_result apply_match(struct flowtag *t, const struct fb_cmd *c, uin
         COUNTER_INC(t->c.applied);
         return FT_APPLIED;
     }
-    if (found < 0) {
-        if (t->nrules == FT_MAX_RULES) {
-            COUNTER_INC(t->c.rules_full);
-            COUNTER_INC(t->c.refused);
-            *why = "too many standing match rules";
-            return FT_REFUSED;
-        }
-        found = t->nrules++;
+    if (found >= 0) {   /* the same rule again: a new TTL only; no walk over the flows */
+        set_ttl(t, &t->rule[found], c->ttl);
+        COUNTER_INC(t->c.applied);
+        return FT_APPLIED;
     }
-    struct ft_rule *r = &t->rule[found];
+    if (t->nrules == FT_MAX_RULES) {
+        COUNTER_INC(t->c.rules_full);
+        COUNTER_INC(t->c.refused);
+        *why = "too many standing match rules";
+        return FT_REFUSED;
+    }
+    struct ft_rule *r = &t->rule[t->nrules++];
     r->m = c->match;
     r->tag = tag;
-    r->ttl = (uint64_t)c->ttl * 1000000000u;
-    r->until = r->ttl && t->clock ? t->clock + r->ttl : 0;
+    set_ttl(t, r, c->ttl);
     each_flow(t, &c->match, tag, 1);
     COUNTER_INC(t->c.applied);
     return FT_APPLIED;

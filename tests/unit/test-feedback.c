@@ -291,6 +291,31 @@ static void test_rule_ttl_start(void)
     flow_table_fini(&table);
 }
 
+/* The same rule sent again only gets a new TTL: no walk over the flows (a
+ * flood of one rule costs capture nothing), so a flow untagged by id since
+ * keeps its state; the new TTL holds. */
+static void test_rule_resent(void)
+{
+    CHECK_EQ_INT(flow_table_init(&table, 64, 64, 1000000000000ull, emit, &ft), 0);
+    CHECK_EQ_INT(flowtag_init(&ft, &table), 0);
+    const uint64_t s = 1000000000ull;
+    struct flow *a = new_flow(1, 1001, 80, 10 * s);
+    struct tagtext tt;
+    CHECK_EQ_INT(apply("{\"match\": {\"tcp.dport\": 80}, \"tag\": \"w\", \"ttl\": 5}"),
+                 FT_APPLIED);
+    CHECK(flowtag_text(&ft, a, &tt));
+    CHECK_EQ_INT(apply("{\"flow\": 1, \"untag\": \"w\"}"), FT_APPLIED);
+    CHECK_EQ_INT(apply("{\"match\": {\"tcp.dport\": 80}, \"tag\": \"w\", \"ttl\": 100}"),
+                 FT_APPLIED);
+    CHECK(!flowtag_text(&ft, a, &tt));   /* not walked again */
+    CHECK_EQ_INT(ft.nrules, 1);
+    CHECK_EQ_U64(ft.c.rule_tagged, 1);
+    struct flow *b = new_flow(2, 1002, 80, 50 * s);   /* within the new TTL */
+    CHECK(flowtag_text(&ft, b, &tt));
+    flowtag_fini(&ft);
+    flow_table_fini(&table);
+}
+
 int main(void)
 {
     test_parse_ok();
@@ -298,5 +323,6 @@ int main(void)
     test_flowtag();
     test_names_not_exhausted();
     test_rule_ttl_start();
+    test_rule_resent();
     return test_summary("test-feedback");
 }
