@@ -39,7 +39,7 @@ struct flow {
     uint8_t iface;            /* packet.iface of the first packet */
     uint8_t marks;            /* FLOW_WATCH, FLOW_IGNORE (feedback channel) */
     uint8_t tag[FLOW_MAX_TAGS]; /* tags (flowtag.h): name index + 1, 0 = none */
-    uint8_t reports;          /* interim records written (ACTIVE_TIMEOUT) */
+    uint8_t reports;          /* ACTIVE_TIMEOUT periods covered by interim records */
 };
 
 enum { FLOW_WATCH = 1, FLOW_IGNORE = 2, FLOW_STATE_SENT = 4 /* dati:flow:<id> was written */ };

@@ -330,7 +330,10 @@ void worker_process(struct worker *w, const struct packet *p)
             flow_event(w, f);
         if (w->active_ns && p->ts > f->first_ts && f->reports < 255 &&
             p->ts - f->first_ts >= (f->reports + 1u) * w->active_ns) {
-            f->reports++;   /* ACTIVE_TIMEOUT: an interim record of a long flow */
+            /* ACTIVE_TIMEOUT: an interim record of a long flow; one only
+             * after a gap of several timeouts, not one per packet */
+            uint64_t n = (p->ts - f->first_ts) / w->active_ns;
+            f->reports = (uint8_t)(n < 255 ? n : 255);
             emit_flow(w, f, FLOW_INTERIM);
         }
         if (seen && recorded) {

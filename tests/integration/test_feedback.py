@@ -600,6 +600,27 @@ def test_active_timeout(tmp_path, binaries):
     assert run.stats["records"]["flow"] == len(run.flows)
 
 
+def test_active_timeout_after_a_gap(tmp_path, binaries):
+    """ACTIVE_TIMEOUT 2, a UDP flow quiet from 0.5 s to 10 s: one interim
+    record when it resumes, not one for each of the next packets."""
+    from test_netpdl import udp_frame
+    pcap = tmp_path / "gap.pcap"
+    times = [0, 0.5, 10.0, 10.1, 10.2, 10.3, 10.4]
+    with open(pcap, "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xa1b2c3d4, 2, 4, 0, 0, 65535, 1))
+        for i, t in enumerate(times):
+            fr = udp_frame("198.18.0.1", "198.19.0.1", 4000, 9000, b"x%d" % i)
+            us = round(t * 1e6)
+            f.write(struct.pack("<IIII", 1700000000 + us // 1000000, us % 1000000,
+                                len(fr), len(fr)) + fr)
+    conf = h.write_config(tmp_path, "g.conf", "TIME_STATS 0\nPKT_TTL 1000\nACTIVE_TIMEOUT 2\n"
+                          "FILTER_NAME u\nBPF udp\nFIELDS frame.number\n")
+    run = h.run_dati(["-r", pcap, "-c", conf, "-q"])
+    interim = [f for f in run.flows if f["reason"] == "active_timeout"]
+    assert len(interim) == 1 and interim[0]["c2s_packets"] == 3, run.flows
+    assert len(run.records) == len(times)
+
+
 def test_record_seq_json(tmp_path, lab):
     """RECORD_SEQ 1: field and flow records carry worker and seq; per worker
     the numbers are 1, 2, 3 ... in output order, with nothing lost; without
