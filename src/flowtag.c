@@ -170,6 +170,21 @@ static uint8_t intern(struct flowtag *t, const char *name)
     return (uint8_t)++t->nnames;
 }
 
+/* FLOW_STATE_INTERVAL: f's tags or marks changed, its dati:flow:<id> is
+ * written again at once (worker_drain): listed by id, or when the list is
+ * full (a rule changes many flows), marked for a walk. */
+static void note_change(struct flowtag *t, struct flow *f)
+{
+    if (!t->track_state)
+        return;
+    if (t->nchanged < (int)(sizeof t->changed / sizeof t->changed[0])) {
+        t->changed[t->nchanged++] = f->id;
+    } else {
+        f->marks |= FLOW_STATE_DIRTY;
+        t->dirty = 1;
+    }
+}
+
 /* Adds (or removes) tag on every active flow that m matches. */
 static void each_flow(struct flowtag *t, const struct fb_match *m, uint8_t tag, int add)
 {
@@ -178,6 +193,7 @@ static void each_flow(struct flowtag *t, const struct fb_match *m, uint8_t tag, 
         struct flow *f = &ft->flows[i - 1];
         if (!rule_matches(m, f))
             continue;
+        note_change(t, f);
         if (!add)
             remove_tag(f, tag);
         else if (add_tag(t, f, tag))
@@ -269,8 +285,7 @@ enum ft_result flowtag_apply(struct flowtag *t, const struct fb_cmd *c, const ch
     }
     case FB_STATS: break;
     }
-    if (t->nchanged < (int)(sizeof t->changed / sizeof t->changed[0]))
-        t->changed[t->nchanged++] = f->id;
+    note_change(t, f);
     COUNTER_INC(t->c.applied);
     return FT_APPLIED;
 }

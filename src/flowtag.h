@@ -46,8 +46,10 @@ struct flowtag {
     int nrules;
     struct ft_rule rule[FT_MAX_RULES];
     uint64_t clock;            /* the worker's clock, ns: latest packet (live: or wall) time */
+    int track_state;           /* FLOW_STATE_INTERVAL: changed flows are noted (below) */
     int nchanged;              /* flows changed by commands since the worker looked */
-    uint64_t changed[64];      /* their ids (more are not listed) */
+    uint64_t changed[64];      /* their ids; more: marked FLOW_STATE_DIRTY, and dirty set */
+    int dirty;                 /* some flow is marked FLOW_STATE_DIRTY */
     struct ft_counters c;
 };
 

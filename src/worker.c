@@ -99,6 +99,8 @@ int worker_init(struct worker *w, int index, const struct pipeline *pl, uint32_t
         w->ft = NULL;
         goto err;
     }
+    if (w->ft)
+        w->ft->track_state = w->redis && pl->conf->flow_state_interval;
     return 0;
 err:
     flow_table_fini(&w->flows);
@@ -165,7 +167,25 @@ static void flow_state(struct worker *w, struct flow *f)
     redis_out_flow_state(w->redis, f, w->pl->filter_name, 0, FLOW_END_COUNT);
     if (tagged)
         redis_out_set_tags(w->redis, NULL, 0, NULL, 0);
-    f->marks |= FLOW_STATE_SENT;
+    f->marks = (uint8_t)((f->marks | FLOW_STATE_SENT) & ~FLOW_STATE_DIRTY);
+}
+
+/* Tags and marks changed by commands show in dati:flow:<id> at once: the
+ * flows listed, then (when more changed than the list holds) the marked ones. */
+static void changed_states(struct worker *w)
+{
+    struct flowtag *ft = w->ft;
+    for (int i = 0; i < ft->nchanged; i++) {
+        struct flow *f = flowtag_find(ft, ft->changed[i]);
+        if (f)
+            flow_state(w, f);
+    }
+    ft->nchanged = 0;
+    struct flow_table *t = &w->flows;
+    for (uint32_t i = t->lru_head; ft->dirty && i; i = t->flows[i - 1].lru_next)
+        if (t->flows[i - 1].marks & FLOW_STATE_DIRTY)
+            flow_state(w, &t->flows[i - 1]);
+    ft->dirty = 0;
 }
 
 /* The hashes of the flows updated since the last refresh, newest first: the
@@ -199,14 +219,8 @@ void worker_drain(struct worker *w)
         flowtag_advance(w->ft, w->clock);
     if (fb)
         feedback_poll(fb, w->index, w->ft);
-    if (w->ft && w->ft->nchanged) {   /* tags show in dati:flow:<id> at once */
-        for (int i = 0; w->redis && w->pl->conf->flow_state_interval && i < w->ft->nchanged; i++) {
-            struct flow *f = flowtag_find(w->ft, w->ft->changed[i]);
-            if (f)
-                flow_state(w, f);
-        }
-        w->ft->nchanged = 0;
-    }
+    if (w->ft && (w->ft->nchanged || w->ft->dirty))   /* only with FLOW_STATE_INTERVAL */
+        changed_states(w);
     if (w->redis)
         redis_out_drain(w->redis);
     else if (w->out.since)   /* read the clock only when a line waits */

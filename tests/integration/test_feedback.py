@@ -554,6 +554,33 @@ def test_flow_state_replaces_a_previous_runs_hash(tmp_path, lab):
     assert not [f for f, v in hashes.items() if b"stale" in v or b"tags" in v]
 
 
+def test_flow_state_shows_tags_a_rule_gave(tmp_path, lab):
+    """A match rule that tags more than 64 active flows: every one of their
+    dati:flow:<id> hashes shows the tag soon, without new packets."""
+    cut = lab["npackets"] // 2
+    s = Session(tmp_path, lab["pcap"], extra="FLOW_STATE_INTERVAL 1\n")
+    try:
+        s.feed(cut)
+        active = {f for f, fr in lab["frames"].items() if fr[0] <= cut}
+        assert len(active) > 100
+        end = time.monotonic() + 10
+        while len(list(s.client.scan_iter("dati:flow:*", count=1000))) < len(active):
+            assert time.monotonic() < end
+            time.sleep(0.05)
+        time.sleep(1.5)   # no refresh is due for lack of packets: only the tags can write
+        assert s.command({"match": {"ip.proto": 6}, "tag": "all"})["ok"]
+        end = time.monotonic() + 5
+        while True:
+            missing = [f for f in active if s.client.hget(f"dati:flow:{f}", "tags") != b"all"]
+            if not missing:
+                break
+            assert time.monotonic() < end, f"{len(missing)} of {len(active)} hashes lack the tag"
+            time.sleep(0.1)
+        s.finish()
+    finally:
+        s.close()
+
+
 def test_flow_state_deleted_at_end(tmp_path, lab):
     """Without REDIS_FLOW_EXPIRE, a flow's state hash goes with the flow."""
     cut = lab["npackets"] // 3

@@ -316,6 +316,38 @@ static void test_rule_resent(void)
     flow_table_fini(&table);
 }
 
+/* FLOW_STATE_INTERVAL: flows a command changed are listed for a refresh of
+ * their hash at once, also those a rule tags, and beyond the list's 64 they
+ * are marked (not silently left out). */
+static void test_changed_flows(void)
+{
+    CHECK_EQ_INT(flow_table_init(&table, 256, 256, 1000000000000ull, emit, &ft), 0);
+    CHECK_EQ_INT(flowtag_init(&ft, &table), 0);
+    ft.track_state = 1;
+    for (int i = 1; i <= 100; i++)
+        new_flow((uint64_t)i, (uint16_t)(1000 + i), 80, (uint64_t)i);
+    CHECK_EQ_INT(apply("{\"flow\": 7, \"watch\": true}"), FT_APPLIED);
+    CHECK_EQ_INT(ft.nchanged, 1);
+    CHECK_EQ_U64(ft.changed[0], 7);
+    CHECK_EQ_INT(apply("{\"match\": {\"tcp.dport\": 80}, \"tag\": \"all\"}"), FT_APPLIED);
+    CHECK_EQ_INT(ft.nchanged, 64);
+    CHECK(ft.dirty);
+    int listed = 0, marked = 0;
+    for (uint64_t id = 1; id <= 100; id++) {
+        const struct flow *f = flowtag_find(&ft, id);
+        int in_list = 0;
+        for (int i = 0; i < ft.nchanged; i++)
+            in_list |= ft.changed[i] == id;
+        listed += in_list;
+        marked += (f->marks & FLOW_STATE_DIRTY) != 0;
+        CHECK(in_list || (f->marks & FLOW_STATE_DIRTY));
+    }
+    CHECK_EQ_INT(marked, 100 - 63);   /* the rule's first 63 fill the list */
+    CHECK(listed >= 63);
+    flowtag_fini(&ft);
+    flow_table_fini(&table);
+}
+
 int main(void)
 {
     test_parse_ok();
@@ -324,5 +356,6 @@ int main(void)
     test_names_not_exhausted();
     test_rule_ttl_start();
     test_rule_resent();
+    test_changed_flows();
     return test_summary("test-feedback");
 }
