@@ -45,6 +45,10 @@ static void test_parse_ok(void)
     CHECK(c.op == FB_IGNORE && c.on == 0);
     CHECK_EQ_INT(parse("{\"stats\": true}", &c), FB_OK);
     CHECK_EQ_INT(c.op, FB_STATS);
+    CHECK_EQ_INT(parse("{\"id\": \"caf\xc3\xa9 \xf0\x9f\x93\xa6\", \"stats\": true}", &c), FB_OK);
+    CHECK_STR(c.id, "\"caf\xc3\xa9 \xf0\x9f\x93\xa6\"");
+    CHECK_EQ_INT(parse("{\"match\": {\"ip.proto\": 6, \"tcp.dport\": 80}, \"tag\": \"x\"}", &c),
+                 FB_OK);
 }
 
 static void test_parse_rejects(void)
@@ -86,6 +90,25 @@ static void test_parse_rejects(void)
         {"{\"match\": {\"ip.src\": \"::1\", \"ip.dst\": \"1.2.3.4\"}, \"tag\": \"x\"}", FB_INVALID},
         {"{\"flow\": 1, \"tag\": \"x\", \"ttl\": 5}", FB_INVALID},
         {"{\"stats\": true, \"flow\": 1}", FB_INVALID},
+        /* control characters, escaped too: "flow\u0000x" is not "flow" */
+        {"{\"flow\\u0000x\": 1, \"tag\": \"x\"}", FB_MALFORMED},
+        {"{\"flow\": 1, \"tag\": \"x\\u0001\"}", FB_MALFORMED},
+        {"{\"id\": \"a\\nb\", \"stats\": true}", FB_INVALID},
+        {"{\"flow\": 1, \"tag\": \"x\\", FB_MALFORMED},   /* a backslash at the end */
+        /* duplicate keys: the second would silently win */
+        {"{\"flow\": 1, \"tag\": \"x\", \"flow\": 2}", FB_INVALID},
+        {"{\"id\": 1, \"id\": 2, \"stats\": true}", FB_INVALID},
+        {"{\"match\": {\"tcp.dport\": 80}, \"match\": {\"tcp.dport\": 81}, \"tag\": \"x\"}",
+         FB_INVALID},
+        {"{\"match\": {\"tcp.dport\": 80}, \"tag\": \"x\", \"ttl\": 1, \"ttl\": 2}", FB_INVALID},
+        {"{\"match\": {\"tcp.dport\": 80, \"tcp.dport\": 81}, \"tag\": \"x\"}", FB_INVALID},
+        {"{\"match\": {\"ip.src\": \"1.2.3.4\", \"ip.src\": \"1.2.3.5\"}, \"tag\": \"x\"}",
+         FB_INVALID},
+        /* string ids are echoed as they came: UTF-8 only */
+        {"{\"id\": \"\xff\", \"stats\": true}", FB_INVALID},
+        {"{\"id\": \"\xc3\", \"stats\": true}", FB_INVALID},
+        {"{\"id\": \"\xc0\xaf\", \"stats\": true}", FB_INVALID},
+        {"{\"id\": \"\xed\xa0\x80\", \"stats\": true}", FB_INVALID},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         enum fb_reject got = parse(cases[i].text, &c);
