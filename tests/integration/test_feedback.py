@@ -418,6 +418,94 @@ def test_match_rule_not_installed_everywhere_is_not_ok(tmp_path, lab):
     assert http1 and all("rule" in s.flows[f]["tags"] for f in http1)
 
 
+class FakeRedis:
+    """Just enough of a Redis server on a unix socket for dati reading an empty
+    capture: SUBSCRIBE is answered with its confirmation and a first message
+    in one write; PUBLISHes are kept (with their time); everything else is
+    answered :1."""
+
+    def __init__(self, path, first_message):
+        import socket
+        self.first = first_message.encode()
+        self.published, self.subscribed_at = [], None
+        self.srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.srv.bind(str(path))
+        self.srv.listen(16)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.srv.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def _bulk(b):
+        return b"$%d\r\n%s\r\n" % (len(b), b)
+
+    def _serve(self, conn):
+        f = conn.makefile("rb")
+        try:
+            while True:
+                line = f.readline()
+                if not line:
+                    return
+                args = []
+                for _ in range(int(line[1:])):
+                    n = int(f.readline()[1:])
+                    args.append(f.read(n + 2)[:-2])
+                cmd = args[0].upper()
+                if cmd == b"SUBSCRIBE":
+                    self.subscribed_at = time.monotonic()
+                    conn.sendall(b"*3\r\n" + self._bulk(b"subscribe") + self._bulk(args[1]) +
+                                 b":1\r\n" + b"*3\r\n" + self._bulk(b"message") +
+                                 self._bulk(args[1]) + self._bulk(self.first))
+                elif cmd == b"PUBLISH":
+                    self.published.append((time.monotonic(), args[1], args[2]))
+                    conn.sendall(b":0\r\n")
+                else:
+                    conn.sendall(b":1\r\n")
+        except (OSError, ValueError):
+            return
+        finally:
+            conn.close()
+
+    def close(self):
+        self.srv.close()
+
+
+def test_message_in_the_subscribe_reply_is_not_held(tmp_path, binaries):
+    """A command that comes in the same read as the SUBSCRIBE confirmation
+    (left in hiredis's buffer, where poll() does not see it) is answered at
+    once, not when more bytes happen to arrive."""
+    sock = tmp_path / "fake.sock"
+    fake = FakeRedis(sock, json.dumps({"id": "early", "stats": True}))
+    conf = h.write_config(tmp_path, "f.conf", CONF.format(sock=sock, bpf="tcp", fields=FIELDS))
+    dati = subprocess.Popen([str(h.DATI), "-r", "-", "-c", str(conf), "-q"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=h.sanitizer_env())
+    try:
+        dati.stdin.write(struct.pack("<IHHiIII", 0xa1b2c3d4, 2, 4, 0, 0, 65535, 1))
+        dati.stdin.flush()
+        end = time.monotonic() + 20
+        while not any(ch == b"test:fb:reply" for _, ch, _ in fake.published):
+            assert time.monotonic() < end, "the first command was never answered"
+            time.sleep(0.02)
+        t, _, msg = next(p for p in fake.published if p[1] == b"test:fb:reply")
+        assert json.loads(msg)["id"] == "early"
+        assert t - fake.subscribed_at < 1, "answered only when more bytes came"
+        dati.stdin.close()
+        dati.stdin = None
+        _, err = dati.communicate(timeout=30)
+        h.check_no_crash("dati", dati.returncode, err.decode("utf-8", "replace"))
+    finally:
+        if dati.poll() is None:
+            dati.kill()
+        fake.close()
+
+
 # the records' connections never wait for a stalled Redis either (live mode):
 # what is tested is the feedback channel's part of the shutdown
 LIVE = {"DATI_TEST_REDIS_LIVE": "1"}
