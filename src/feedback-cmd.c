@@ -40,8 +40,9 @@ static int hexval(int ch)
 }
 
 /* A string (at the opening quote) into out, NUL-terminated. Escapes are
- * decoded; \u beyond ASCII becomes '?' (no tag or key uses it). Returns its
- * length, -1 when malformed, -2 when longer than cap - 1. */
+ * decoded; \u beyond ASCII becomes '?' (no tag or key uses it). Control
+ * characters, escaped or not, are refused: "flow\u0000x" must not read as
+ * "flow". Returns its length, -1 when malformed, -2 when longer than cap - 1. */
 static int str(struct js *j, char *out, size_t cap)
 {
     if (!eat(j, '"'))
@@ -57,6 +58,8 @@ static int str(struct js *j, char *out, size_t cap)
             break;
         if (ch == '\\') {
             int e = peek(j);
+            if (e < 0)   /* a backslash at the very end */
+                return -1;
             j->p++;
             switch (e) {
             case '"': case '\\': case '/': ch = e; break;
@@ -81,6 +84,8 @@ static int str(struct js *j, char *out, size_t cap)
             }
             default: return -1;
             }
+            if (ch < 0x20)
+                return -1;
         }
         if (n + 1 < cap)
             out[n++] = (char)ch;
@@ -153,6 +158,33 @@ static int boolean(struct js *j)
     return -1;
 }
 
+/* Whether s[0..n) is well-formed UTF-8 (no overlong forms, surrogates, or
+ * code points past U+10FFFF): a string id is echoed as it came, in JSON. */
+static int valid_utf8(const unsigned char *s, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        unsigned c = s[i], len = 0;
+        if (c < 0x80)
+            len = 1;
+        else if (c >= 0xC2 && c <= 0xDF)
+            len = 2;
+        else if (c >= 0xE0 && c <= 0xEF)
+            len = 3;
+        else if (c >= 0xF0 && c <= 0xF4)
+            len = 4;
+        if (!len || n - i < len)
+            return 0;
+        for (unsigned k = 1; k < len; k++)
+            if ((s[i + k] & 0xC0) != 0x80)
+                return 0;
+        if ((c == 0xE0 && s[i + 1] < 0xA0) || (c == 0xED && s[i + 1] > 0x9F) ||
+            (c == 0xF0 && s[i + 1] < 0x90) || (c == 0xF4 && s[i + 1] > 0x8F))
+            return 0;
+        i += len;
+    }
+    return 1;
+}
+
 static int valid_tag(const char *t)
 {
     for (const char *p = t; *p; p++)
@@ -194,6 +226,19 @@ static int is_value_start(struct js *j)
            ch == 't' || ch == 'f' || ch == 'n';
 }
 
+/* The bit of a match key, to refuse one given twice (the tcp and udp ports
+ * share theirs); 0 for an unknown key. */
+static unsigned match_key_bit(const char *key)
+{
+    static const char *const keys[] = {"ip.src",    "ip.dst",    "tcp.sport", "udp.sport",
+                                       "tcp.dport", "udp.dport", "ip.proto"};
+    static const unsigned bits[] = {1, 2, 4, 4, 8, 8, 16};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        if (strcmp(key, keys[i]) == 0)
+            return bits[i];
+    return 0;
+}
+
 static enum fb_reject parse_match(struct js *j, struct fb_match *m, struct ctx *x)
 {
     if (!eat(j, '{'))
@@ -202,6 +247,7 @@ static enum fb_reject parse_match(struct js *j, struct fb_match *m, struct ctx *
     memset(m, 0, sizeof *m);
     if (eat(j, '}'))
         return fail(x, FB_INVALID, "empty match");
+    unsigned seen = 0;   /* keys given: a second one would silently win */
     do {
         char key[16], val[64];
         ws(j);
@@ -209,6 +255,10 @@ static enum fb_reject parse_match(struct js *j, struct fb_match *m, struct ctx *
         if (kl == -1 || !eat(j, ':'))
             return fail(x, FB_MALFORMED, "bad key in match");
         ws(j);
+        unsigned bit = match_key_bit(key);
+        if (seen & bit)
+            return fail(x, FB_INVALID, "match: %s given twice", key);
+        seen |= bit;
         if (kl >= 0 && (strcmp(key, "ip.src") == 0 || strcmp(key, "ip.dst") == 0)) {
             int is_src = key[3] == 's';
             if (peek(j) != '"')
@@ -272,6 +322,7 @@ enum fb_reject fb_cmd_parse(const char *msg, size_t len, struct fb_cmd *c, char 
     if (!eat(&j, '{'))
         return fail(&x, FB_MALFORMED, "not a JSON object");
     int ops = 0, have_ttl = 0;
+    unsigned seen = 0;   /* flow, ttl, match, id: a second one would silently win */
     if (!eat(&j, '}')) {
         do {
             char key[16];
@@ -282,6 +333,11 @@ enum fb_reject fb_cmd_parse(const char *msg, size_t len, struct fb_cmd *c, char 
             if (kl == -2)
                 return fail(&x, FB_UNKNOWN, "unknown key");
             ws(&j);
+            unsigned bit = strcmp(key, "flow") == 0 ? 1 : strcmp(key, "ttl") == 0 ? 2
+                         : strcmp(key, "match") == 0 ? 4 : strcmp(key, "id") == 0 ? 8 : 0;
+            if (seen & bit)
+                return fail(&x, FB_INVALID, "%s given twice", key);
+            seen |= bit;
             if (strcmp(key, "flow") == 0 || strcmp(key, "ttl") == 0) {
                 uint64_t v;
                 if (!is_number_start(&j))
@@ -329,7 +385,10 @@ enum fb_reject fb_cmd_parse(const char *msg, size_t len, struct fb_cmd *c, char 
                 const char *s = j.p;
                 char tmp[FB_ID_MAX + 1];
                 uint64_t v;
-                int ok = peek(&j) == '"' ? str(&j, tmp, sizeof tmp) >= 0 : num(&j, &v) >= 0;
+                int ok = peek(&j) == '"' ? str(&j, tmp, sizeof tmp) >= 0 &&
+                                               valid_utf8((const unsigned char *)s,
+                                                          (size_t)(j.p - s))
+                                         : num(&j, &v) >= 0;
                 if (!ok || (size_t)(j.p - s) > FB_ID_MAX)
                     return fail(&x, FB_INVALID, "id is a number or a string of at most %d bytes",
                                 FB_ID_MAX - 2);

@@ -29,11 +29,11 @@ struct feedback {
     pthread_t thread;
     int started;
     int stop;                      /* atomic: the thread ends */
-    int stopping;                  /* commands taken back at the end: acknowledged as such */
     struct fb_item *done;          /* atomic stack: workers push, the thread takes all */
     struct outbuf ack;
     unsigned pub_pending;          /* PUBLISH replies not read yet */
     uint64_t retry_at, last_log;
+    uint64_t heard, pinged;        /* subscriber: last bytes read, PING outstanding since (0: none) */
     struct feedback_counters c;
 };
 
@@ -114,14 +114,10 @@ static void log_limited(struct feedback *fb, const char *what, const char *detai
 }
 
 /* The reply connection: a stalled server must not hold this thread (and
- * dati's exit, which joins it) for longer than this. */
+ * dati's exit, which joins it) for longer than redis_out_connect's timeout. */
 static redisContext *connect_replies(struct feedback *fb, char *err, size_t errlen)
 {
-    redisContext *c = redis_out_connect(fb->conf, err, errlen);
-    struct timeval tv = {2, 0};
-    if (c)
-        redisSetTimeout(c, tv);
-    return c;
+    return redis_out_connect(fb->conf, err, errlen);
 }
 
 static void publish(struct feedback *fb)
@@ -141,8 +137,10 @@ static void publish(struct feedback *fb)
         }
         COUNTER_INC(fb->c.reconnects);
     }
-    redisAppendCommand(fb->pub, "PUBLISH %s %b", fb->reply, b->buf, b->len);
-    fb->pub_pending++;
+    if (redisAppendCommand(fb->pub, "PUBLISH %s %b", fb->reply, b->buf, b->len) == REDIS_OK)
+        fb->pub_pending++;
+    else   /* no memory: no reply to wait for */
+        COUNTER_INC(fb->c.acks_lost);
     b->len = 0;
 }
 
@@ -220,23 +218,39 @@ static void reject(struct feedback *fb, const struct fb_cmd *c, int only_id, con
     b->len = 0;
 }
 
+/* A rejection that says how many workers a match rule reached. */
+static void reject_counted(struct feedback *fb, const struct fb_item *it, const char *reason,
+                           const char *error)
+{
+    char text[192];
+    if (it->cmd.by_match && it->applied) {
+        snprintf(text, sizeof text, "%s (installed by %d of %d workers)", error, it->applied,
+                 fb->nworkers);
+        error = text;
+    }
+    reject(fb, &it->cmd, 0, reason, error);
+}
+
+/* A flow command is done when the worker holding the flow applied it; a
+ * match rule only when every worker installed it (else some flows would
+ * silently miss the tag). */
 static void acknowledge(struct feedback *fb, struct fb_item *it)
 {
     const struct fb_cmd *c = &it->cmd;
-    if (it->applied) {
+    if (c->by_match ? it->applied == fb->nworkers : it->applied > 0) {
         COUNTER_INC(fb->c.applied);
         if (begin(fb, 1, c, 0) == 0 && json_lit(&fb->ack, "}") == 0)
             publish(fb);
         fb->ack.len = 0;
     } else if (it->refused) {
         COUNTER_INC(fb->c.refused);
-        reject(fb, c, 0, "refused", it->why ? it->why : "refused");
-    } else if (fb->stopping) {
-        COUNTER_INC(fb->c.stopped);
-        reject(fb, c, 0, "stopped", "dati stopped before applying it");
+        reject_counted(fb, it, "refused", it->why ? it->why : "refused");
     } else if (it->dropped) {
         COUNTER_INC(fb->c.queue_full);
-        reject(fb, c, 0, "queue_full", "a worker's command queue was full");
+        reject_counted(fb, it, "queue_full", "a worker's command queue was full");
+    } else if (it->stopped) {
+        COUNTER_INC(fb->c.stopped);
+        reject_counted(fb, it, "stopped", "dati stopped before applying it");
     } else {
         COUNTER_INC(fb->c.unknown_flow);
         reject(fb, c, 0, "unknown_flow", "no active flow has this id");
@@ -325,6 +339,52 @@ static void on_reply(struct feedback *fb, redisReply *rep)
     on_command(fb, rep->element[2]->str, rep->element[2]->len);
 }
 
+/* Handles the messages the subscriber connection has: those already in
+ * hiredis's buffer, and (read) what the socket has. -1: the connection broke. */
+static int take_messages(struct feedback *fb, int read)
+{
+    if (read) {
+        if (redisBufferRead(fb->sub) != REDIS_OK)
+            return -1;
+        fb->heard = outbuf_now();
+        fb->pinged = 0;
+    }
+    for (;;) {
+        void *rep = NULL;
+        if (redisGetReplyFromReader(fb->sub, &rep) != REDIS_OK)
+            return -1;
+        if (!rep)
+            return 0;
+        on_reply(fb, rep);
+        freeReplyObject(rep);
+    }
+}
+
+/* A silent subscriber connection gets a PING (allowed while subscribed; its
+ * "pong" is ignored by on_reply); still silent PING_WAIT_NS later, it is
+ * given up: a half-open connection or a stalled server would otherwise lose
+ * every command for the rest of the run. -1: give it up. */
+#define PING_IDLE_NS 3000000000u
+#define PING_WAIT_NS 3000000000u
+static int keepalive(struct feedback *fb)
+{
+    uint64_t now = outbuf_now();
+    if (fb->pinged)
+        return now - fb->pinged < PING_WAIT_NS ? 0 : -1;
+    if (now - fb->heard < PING_IDLE_NS)
+        return 0;
+    fb->pinged = now;
+    if (redisAppendCommand(fb->sub, "PING") != REDIS_OK)
+        return -1;
+    int done = 0;
+    while (!done)   /* the connection's timeout bounds this */
+        if (redisBufferWrite(fb->sub, &done) != REDIS_OK)
+            return -1;
+    return 0;
+}
+
+/* Connects and subscribes; the connection's timeout bounds each step, so
+ * that a stalled server never keeps dati from stopping. */
 static int subscribe(struct feedback *fb, char *err, size_t errlen)
 {
     if (!(fb->sub = redis_out_connect(fb->conf, err, errlen)))
@@ -339,7 +399,16 @@ static int subscribe(struct feedback *fb, char *err, size_t errlen)
         return -1;
     }
     freeReplyObject(rep);
+    fb->heard = outbuf_now();
+    fb->pinged = 0;
     return 0;
+}
+
+static void drop_subscriber(struct feedback *fb, const char *why)
+{
+    log_limited(fb, "subscriber connection lost", why);
+    redisFree(fb->sub);
+    fb->sub = NULL;
 }
 
 static void *fb_main(void *arg)
@@ -363,22 +432,19 @@ static void *fb_main(void *arg)
             }
             COUNTER_INC(fb->c.reconnects);
         }
+        /* messages that came in the same read as the SUBSCRIBE confirmation
+         * are in hiredis's buffer already: poll() would not tell */
+        if (take_messages(fb, 0) < 0) {
+            drop_subscriber(fb, fb->sub->errstr);
+            continue;
+        }
         /* a short wait: acknowledgements of the workers' results go out
          * within some 10 ms even when no command comes */
         struct pollfd pfd = {fb->sub->fd, POLLIN, 0};
-        if (poll(&pfd, 1, 10) > 0) {
-            void *rep = NULL;
-            int ok = redisBufferRead(fb->sub) == REDIS_OK;
-            while (ok && (ok = redisGetReplyFromReader(fb->sub, &rep) == REDIS_OK) && rep) {
-                on_reply(fb, rep);
-                freeReplyObject(rep);
-            }
-            if (!ok) {
-                log_limited(fb, "subscriber connection lost", fb->sub->errstr);
-                redisFree(fb->sub);
-                fb->sub = NULL;
-            }
-        }
+        if (poll(&pfd, 1, 10) > 0 && take_messages(fb, 1) < 0)
+            drop_subscriber(fb, fb->sub->errstr);
+        else if (keepalive(fb) < 0)
+            drop_subscriber(fb, fb->sub->err ? fb->sub->errstr : "no answer to PING");
         finish_done(fb);
         flush_replies(fb);
     }
@@ -429,10 +495,11 @@ void feedback_stop(struct feedback *fb)
         for (int w = 0; w < fb->nworkers; w++)
             __atomic_store_n(&fb->workers[w].fb, NULL, __ATOMIC_RELEASE);
         /* what the workers did not take: acknowledged as not applied */
-        fb->stopping = 1;
         for (int w = 0; w < fb->nworkers; w++)
-            for (struct fb_item *it; (it = q_pop(&fb->q[w]));)
+            for (struct fb_item *it; (it = q_pop(&fb->q[w]));) {
+                it->stopped++;   /* the workers have ended: no one else writes it */
                 release(fb, it);
+            }
         finish_done(fb);
         flush_replies(fb);
     }

@@ -11,7 +11,8 @@
  * own flows). Each command carries a count of the workers yet to see it; the
  * last one hands it back to this thread, which acknowledges it. A full queue
  * drops the command for that worker (counted; acknowledged with reason
- * queue_full when no worker applied it). */
+ * queue_full when no worker applied it, or, for a match rule, when not every
+ * worker installed it). */
 #ifndef DATI_FEEDBACK_H
 #define DATI_FEEDBACK_H
 
@@ -35,6 +36,7 @@ struct fb_item {
     int applied;             /* workers that applied it (atomic) */
     int refused;             /* a worker refused it; why below (the first) */
     int dropped;             /* workers whose queue was full */
+    int stopped;             /* workers that never took it: dati stopped first */
     const char *why;
     uint64_t received_ns;
     struct fb_item *next;    /* on the done list */
@@ -50,9 +52,10 @@ struct feedback_counters {
     uint64_t received;       /* messages on the channel */
     uint64_t malformed, unknown, invalid, oversized;   /* rejected, by reason */
     /* every routed command ends as exactly one of: */
-    uint64_t applied;        /* acknowledged ok: at least one worker applied it */
+    uint64_t applied;        /* acknowledged ok: a flow command applied by its worker,
+                              * a match rule installed by every worker */
     uint64_t refused;        /* a limit of the flow or worker (flowtag.h) */
-    uint64_t queue_full;     /* not applied, and a worker's full queue dropped it */
+    uint64_t queue_full;     /* not (everywhere) applied: a worker's full queue dropped it */
     uint64_t unknown_flow;   /* no worker holds the flow */
     uint64_t stopped;        /* still queued when dati stopped */
     uint64_t acks, acks_lost;/* replies published / not (Redis error) */

@@ -37,12 +37,13 @@ struct flow {
     uint8_t client_is_lo;     /* the client (first sender) is key.lo_* */
     uint8_t tcp_seen;         /* bit per direction: tcp_end[] is valid */
     uint8_t iface;            /* packet.iface of the first packet */
-    uint8_t marks;            /* FLOW_WATCH, FLOW_IGNORE (feedback channel) */
+    uint8_t marks;            /* FLOW_WATCH, FLOW_IGNORE, FLOW_STATE_* (feedback channel) */
     uint8_t tag[FLOW_MAX_TAGS]; /* tags (flowtag.h): name index + 1, 0 = none */
-    uint8_t reports;          /* interim records written (ACTIVE_TIMEOUT) */
+    uint8_t reports;          /* ACTIVE_TIMEOUT periods covered by interim records */
 };
 
-enum { FLOW_WATCH = 1, FLOW_IGNORE = 2, FLOW_STATE_SENT = 4 /* dati:flow:<id> was written */ };
+enum { FLOW_WATCH = 1, FLOW_IGNORE = 2, FLOW_STATE_SENT = 4 /* dati:flow:<id> was written */,
+       FLOW_STATE_DIRTY = 8 /* a command changed it: dati:flow:<id> to be written again */ };
 
 typedef void (*flow_emit_fn)(void *ctx, const struct flow *f, enum flow_end why);
 

@@ -85,6 +85,22 @@ static void remove_tag(struct flow *f, uint8_t tag)
         f->tag[j++] = NO_TAG;
 }
 
+/* TTLs count from when the rule came, on the worker's clock; a rule that
+ * came before the clock was known (no packet yet) counts from the first. */
+static void start_ttls(struct flowtag *t)
+{
+    for (int i = 0; t->clock && i < t->nrules; i++)
+        if (t->rule[i].ttl && !t->rule[i].until)
+            t->rule[i].until = t->clock + t->rule[i].ttl;
+}
+
+void flowtag_advance(struct flowtag *t, uint64_t clock)
+{
+    if (clock > t->clock)
+        t->clock = clock;
+    start_ttls(t);
+}
+
 void flowtag_created(struct flowtag *t, struct flow *f)
 {
     uint32_t n = (uint32_t)(f - t->flows->flows) + 1;
@@ -92,6 +108,8 @@ void flowtag_created(struct flowtag *t, struct flow *f)
     while (t->index[s])
         s = (s + 1) & t->index_mask;
     t->index[s] = n;
+    if (t->nrules)
+        start_ttls(t);
     for (int i = 0; i < t->nrules; i++) {
         struct ft_rule *r = &t->rule[i];
         if (r->until && t->clock > r->until) {   /* expired: the last takes its place */
@@ -123,13 +141,25 @@ void flowtag_ended(struct flowtag *t, const struct flow *f)
     }
 }
 
-/* The index + 1 of a tag name, added when new; NO_TAG when the table is full. */
-static uint8_t intern(struct flowtag *t, const char *name)
+/* The index + 1 of a tag name; NO_TAG when it is not known. */
+static uint8_t lookup_name(const struct flowtag *t, const char *name)
 {
     size_t len = strlen(name);
     for (unsigned i = 0; i < t->nnames; i++)
         if (t->name_len[i] == len && memcmp(t->name[i], name, len) == 0)
             return (uint8_t)(i + 1);
+    return NO_TAG;
+}
+
+/* The index + 1 of a tag name, added when new; NO_TAG when the table is full.
+ * Only for a tag actually given (to a flow of this worker, or a rule): names
+ * sent for other workers' flows, ended flows or untag never fill the table. */
+static uint8_t intern(struct flowtag *t, const char *name)
+{
+    uint8_t known = lookup_name(t, name);
+    if (known)
+        return known;
+    size_t len = strlen(name);
     if (t->nnames == FT_MAX_NAMES) {
         COUNTER_INC(t->c.names_full);
         COUNTER_INC(t->c.refused);
@@ -140,6 +170,21 @@ static uint8_t intern(struct flowtag *t, const char *name)
     return (uint8_t)++t->nnames;
 }
 
+/* FLOW_STATE_INTERVAL: f's tags or marks changed, its dati:flow:<id> is
+ * written again at once (worker_drain): listed by id, or when the list is
+ * full (a rule changes many flows), marked for a walk. */
+static void note_change(struct flowtag *t, struct flow *f)
+{
+    if (!t->track_state)
+        return;
+    if (t->nchanged < (int)(sizeof t->changed / sizeof t->changed[0])) {
+        t->changed[t->nchanged++] = f->id;
+    } else {
+        f->marks |= FLOW_STATE_DIRTY;
+        t->dirty = 1;
+    }
+}
+
 /* Adds (or removes) tag on every active flow that m matches. */
 static void each_flow(struct flowtag *t, const struct fb_match *m, uint8_t tag, int add)
 {
@@ -148,6 +193,7 @@ static void each_flow(struct flowtag *t, const struct fb_match *m, uint8_t tag, 
         struct flow *f = &ft->flows[i - 1];
         if (!rule_matches(m, f))
             continue;
+        note_change(t, f);
         if (!add)
             remove_tag(f, tag);
         else if (add_tag(t, f, tag))
@@ -162,6 +208,12 @@ static int same_match(const struct fb_match *a, const struct fb_match *b)
            !memcmp(a->dst, b->dst, 16);
 }
 
+static void set_ttl(const struct flowtag *t, struct ft_rule *r, uint32_t ttl_s)
+{
+    r->ttl = (uint64_t)ttl_s * 1000000000u;
+    r->until = r->ttl && t->clock ? t->clock + r->ttl : 0;
+}
+
 static enum ft_result apply_match(struct flowtag *t, const struct fb_cmd *c, uint8_t tag,
                                   const char **why)
 {
@@ -170,25 +222,31 @@ static enum ft_result apply_match(struct flowtag *t, const struct fb_cmd *c, uin
         if (t->rule[i].tag == tag && same_match(&t->rule[i].m, &c->match))
             found = i;
     if (c->op == FB_UNTAG) {
+        if (tag == NO_TAG) {   /* a name never given: nothing to remove */
+            COUNTER_INC(t->c.applied);
+            return FT_APPLIED;
+        }
         if (found >= 0)
             t->rule[found] = t->rule[--t->nrules];
         each_flow(t, &c->match, tag, 0);
         COUNTER_INC(t->c.applied);
         return FT_APPLIED;
     }
-    if (found < 0) {
-        if (t->nrules == FT_MAX_RULES) {
-            COUNTER_INC(t->c.rules_full);
-            COUNTER_INC(t->c.refused);
-            *why = "too many standing match rules";
-            return FT_REFUSED;
-        }
-        found = t->nrules++;
+    if (found >= 0) {   /* the same rule again: a new TTL only; no walk over the flows */
+        set_ttl(t, &t->rule[found], c->ttl);
+        COUNTER_INC(t->c.applied);
+        return FT_APPLIED;
     }
-    struct ft_rule *r = &t->rule[found];
+    if (t->nrules == FT_MAX_RULES) {
+        COUNTER_INC(t->c.rules_full);
+        COUNTER_INC(t->c.refused);
+        *why = "too many standing match rules";
+        return FT_REFUSED;
+    }
+    struct ft_rule *r = &t->rule[t->nrules++];
     r->m = c->match;
     r->tag = tag;
-    r->until = c->ttl ? t->clock + (uint64_t)c->ttl * 1000000000u : 0;
+    set_ttl(t, r, c->ttl);
     each_flow(t, &c->match, tag, 1);
     COUNTER_INC(t->c.applied);
     return FT_APPLIED;
@@ -196,18 +254,18 @@ static enum ft_result apply_match(struct flowtag *t, const struct fb_cmd *c, uin
 
 enum ft_result flowtag_apply(struct flowtag *t, const struct fb_cmd *c, const char **why)
 {
+    struct flow *f = NULL;
+    if (!c->by_match && !(f = flowtag_find(t, c->flow)))
+        return FT_NOT_HERE;   /* before the name: others' flows cost this worker nothing */
     uint8_t tag = NO_TAG;
-    if (c->op == FB_TAG || c->op == FB_UNTAG) {
-        if (!(tag = intern(t, c->tag))) {
-            *why = "too many distinct tags";
-            return FT_REFUSED;
-        }
+    if (c->op == FB_UNTAG)
+        tag = lookup_name(t, c->tag);
+    else if (c->op == FB_TAG && !(tag = intern(t, c->tag))) {
+        *why = "too many distinct tags";
+        return FT_REFUSED;
     }
     if (c->by_match)
         return apply_match(t, c, tag, why);
-    struct flow *f = flowtag_find(t, c->flow);
-    if (!f)
-        return FT_NOT_HERE;
     switch (c->op) {
     case FB_TAG:
         if (!add_tag(t, f, tag)) {
@@ -215,7 +273,10 @@ enum ft_result flowtag_apply(struct flowtag *t, const struct fb_cmd *c, const ch
             return FT_REFUSED;
         }
         break;
-    case FB_UNTAG: remove_tag(f, tag); break;
+    case FB_UNTAG:
+        if (tag != NO_TAG)
+            remove_tag(f, tag);
+        break;
     case FB_WATCH:
     case FB_IGNORE: {
         uint8_t bit = c->op == FB_WATCH ? FLOW_WATCH : FLOW_IGNORE;
@@ -224,8 +285,7 @@ enum ft_result flowtag_apply(struct flowtag *t, const struct fb_cmd *c, const ch
     }
     case FB_STATS: break;
     }
-    if (t->nchanged < (int)(sizeof t->changed / sizeof t->changed[0]))
-        t->changed[t->nchanged++] = f->id;
+    note_change(t, f);
     COUNTER_INC(t->c.applied);
     return FT_APPLIED;
 }

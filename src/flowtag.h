@@ -32,7 +32,8 @@ struct ft_counters {
 struct ft_rule {
     struct fb_match m;
     uint8_t tag;               /* name index + 1 */
-    uint64_t until;            /* packet clock, ns; 0: for the whole run */
+    uint64_t ttl;              /* ns; 0: for the whole run */
+    uint64_t until;            /* clock, ns, when it ends; 0: not known yet (no packet seen) */
 };
 
 struct flowtag {
@@ -44,9 +45,11 @@ struct flowtag {
     uint8_t name_len[FT_MAX_NAMES];
     int nrules;
     struct ft_rule rule[FT_MAX_RULES];
-    uint64_t clock;            /* the worker's latest packet clock, ns */
+    uint64_t clock;            /* the worker's clock, ns: latest packet (live: or wall) time */
+    int track_state;           /* FLOW_STATE_INTERVAL: changed flows are noted (below) */
     int nchanged;              /* flows changed by commands since the worker looked */
-    uint64_t changed[64];      /* their ids (more are not listed) */
+    uint64_t changed[64];      /* their ids; more: marked FLOW_STATE_DIRTY, and dirty set */
+    int dirty;                 /* some flow is marked FLOW_STATE_DIRTY */
     struct ft_counters c;
 };
 
@@ -66,6 +69,10 @@ void flowtag_created(struct flowtag *t, struct flow *f);
 void flowtag_ended(struct flowtag *t, const struct flow *f);
 
 struct flow *flowtag_find(struct flowtag *t, uint64_t id);
+
+/* The worker's clock moved to clock (live: wall time while idle; 0: no
+ * change). Rules set before any packet start their TTL at the first. */
+void flowtag_advance(struct flowtag *t, uint64_t clock);
 
 enum ft_result { FT_NOT_HERE = 0, FT_APPLIED = 1, FT_REFUSED = -1 };
 

@@ -61,11 +61,16 @@ void redis_out_set_stop(const volatile int *flag) { stop_flag = flag; }
 
 /* Connects, authenticates and selects the database. Returns the context, or
  * NULL with the reason in err; *refused tells a server that answered (AUTH,
- * SELECT refused) from one that could not be reached. */
+ * SELECT refused) from one that could not be reached. A server that accepts
+ * and never answers (stopped, paused, a dead proxy's backend) holds AUTH and
+ * SELECT for CONNECT_TIMEOUT_S at most; the context returned has no timeout
+ * (blocking back-pressure reading a file): callers that must not wait set
+ * their own. TCP connections get keepalives: a peer gone is noticed. */
+#define CONNECT_TIMEOUT_S 2
 static redisContext *connect_to(const struct config *conf, char *err, size_t errlen, int *refused)
 {
     *refused = 0;
-    struct timeval tv = {2, 0};
+    struct timeval tv = {CONNECT_TIMEOUT_S, 0}, forever = {0, 0};
     redisContext *c = conf->redis_sock ? redisConnectUnixWithTimeout(conf->redis_sock, tv)
                                        : redisConnectWithTimeout(conf->redis_host ? conf->redis_host
                                                                                   : "127.0.0.1",
@@ -79,6 +84,9 @@ static redisContext *connect_to(const struct config *conf, char *err, size_t err
         redisFree(c);
         return NULL;
     }
+    redisSetTimeout(c, tv);
+    if (!conf->redis_sock)
+        redisEnableKeepAlive(c);
     redisReply *rep = NULL;
     if (conf->redis_auth) {
         /* "password" or "user password" (Redis 6 ACL) */
@@ -108,13 +116,18 @@ static redisContext *connect_to(const struct config *conf, char *err, size_t err
         }
         freeReplyObject(rep);
     }
+    redisSetTimeout(c, forever);
     return c;
 }
 
 redisContext *redis_out_connect(const struct config *conf, char *err, size_t errlen)
 {
     int refused;
-    return connect_to(conf, err, errlen, &refused);
+    redisContext *c = connect_to(conf, err, errlen, &refused);
+    struct timeval tv = {CONNECT_TIMEOUT_S, 0};
+    if (c)   /* its users never wait for a stalled server */
+        redisSetTimeout(c, tv);
+    return c;
 }
 
 static void sleep_ms(unsigned ms)
@@ -782,6 +795,16 @@ int redis_out_record(struct redis_out *r, struct extract_ctx *x, const struct fi
     return 0;
 }
 
+/* Flow ids restart with each run: before its first write in this run,
+ * dati:flow:<id> is deleted (in the same pipeline), so that a previous
+ * run's hash kept by REDIS_FLOW_EXPIRE does not mix into it. */
+static int fresh_hash(struct redis_out *r, const char *key, size_t kl)
+{
+    const char *del[] = {"DEL", key};
+    size_t dell[] = {3, kl};
+    return append(r, 2, del, dell, CMD_RECORD_MORE);
+}
+
 /* REDIS_FLOW_EXPIRE: the flow record also as a hash dati:flow:<id> (json,
  * reason, packets, bytes) that expires on its own. */
 static void flow_hash(struct redis_out *r, const struct flow *fl, enum flow_end why,
@@ -799,6 +822,8 @@ static void flow_hash(struct redis_out *r, const struct flow *fl, enum flow_end 
     size_t hsetl[] = {4, (size_t)kl, 4, len, 6, strlen(reason), 7, (size_t)pl, 5, (size_t)bl};
     const char *exp[] = {"EXPIRE", key, ttl};
     size_t expl[] = {6, (size_t)kl, (size_t)tl};
+    if (!(fl->marks & FLOW_STATE_SENT) && fresh_hash(r, key, (size_t)kl) < 0)
+        return;
     if (append(r, 10, hset, hsetl, CMD_RECORD_MORE) < 0 ||
         append(r, 3, exp, expl, CMD_RECORD_MORE) < 0)
         log_limited(r, "flow hash not queued", key);
@@ -945,6 +970,8 @@ void redis_out_flow_state(struct redis_out *r, const struct flow *fl, const char
         argv[n] = "tags", argl[n++] = 4;
         argv[n] = r->tags_csv, argl[n++] = r->tags_csvlen;
     }
+    if (!ended && !(fl->marks & FLOW_STATE_SENT) && fresh_hash(r, key, kl) < 0)
+        return;
     char ttl[24];
     uint64_t secs = ended ? r->conf->redis_flow_expire
                           : (uint64_t)r->conf->pkt_ttl + 2 * (uint64_t)r->conf->flow_state_interval;

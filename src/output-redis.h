@@ -45,7 +45,9 @@ void redis_out_set_stop(const volatile int *flag);
 void redis_out_set_live(struct redis_out *r, int live);
 
 /* A plain connection (authenticated, database selected), for other modules
- * (the feedback subscriber). NULL with the reason in err. */
+ * (the feedback subscriber and replies), with a 2 s timeout on every read and
+ * write: a stalled server never holds the caller longer. NULL with the
+ * reason in err. */
 struct redisContext *redis_out_connect(const struct config *conf, char *err, size_t errlen);
 
 /* Connects as the configuration says (REDIS_RETRY: retrying an unreachable

@@ -99,6 +99,8 @@ int worker_init(struct worker *w, int index, const struct pipeline *pl, uint32_t
         w->ft = NULL;
         goto err;
     }
+    if (w->ft)
+        w->ft->track_state = w->redis && pl->conf->flow_state_interval;
     return 0;
 err:
     flow_table_fini(&w->flows);
@@ -165,7 +167,25 @@ static void flow_state(struct worker *w, struct flow *f)
     redis_out_flow_state(w->redis, f, w->pl->filter_name, 0, FLOW_END_COUNT);
     if (tagged)
         redis_out_set_tags(w->redis, NULL, 0, NULL, 0);
-    f->marks |= FLOW_STATE_SENT;
+    f->marks = (uint8_t)((f->marks | FLOW_STATE_SENT) & ~FLOW_STATE_DIRTY);
+}
+
+/* Tags and marks changed by commands show in dati:flow:<id> at once: the
+ * flows listed, then (when more changed than the list holds) the marked ones. */
+static void changed_states(struct worker *w)
+{
+    struct flowtag *ft = w->ft;
+    for (int i = 0; i < ft->nchanged; i++) {
+        struct flow *f = flowtag_find(ft, ft->changed[i]);
+        if (f)
+            flow_state(w, f);
+    }
+    ft->nchanged = 0;
+    struct flow_table *t = &w->flows;
+    for (uint32_t i = t->lru_head; ft->dirty && i; i = t->flows[i - 1].lru_next)
+        if (t->flows[i - 1].marks & FLOW_STATE_DIRTY)
+            flow_state(w, &t->flows[i - 1]);
+    ft->dirty = 0;
 }
 
 /* The hashes of the flows updated since the last refresh, newest first: the
@@ -195,16 +215,12 @@ void worker_drain(struct worker *w)
     if (w->redis && w->pl->conf->flow_state_interval)
         flow_states(w);
     struct feedback *fb = __atomic_load_n(&w->fb, __ATOMIC_ACQUIRE);
+    if (w->ft)   /* live: a quiet worker's rules still count TTLs from now */
+        flowtag_advance(w->ft, w->clock);
     if (fb)
         feedback_poll(fb, w->index, w->ft);
-    if (w->ft && w->ft->nchanged) {   /* tags show in dati:flow:<id> at once */
-        for (int i = 0; w->redis && w->pl->conf->flow_state_interval && i < w->ft->nchanged; i++) {
-            struct flow *f = flowtag_find(w->ft, w->ft->changed[i]);
-            if (f)
-                flow_state(w, f);
-        }
-        w->ft->nchanged = 0;
-    }
+    if (w->ft && (w->ft->nchanged || w->ft->dirty))   /* only with FLOW_STATE_INTERVAL */
+        changed_states(w);
     if (w->redis)
         redis_out_drain(w->redis);
     else if (w->out.since)   /* read the clock only when a line waits */
@@ -229,6 +245,7 @@ static void write_records(struct worker *w, const struct packet *p, uint64_t mas
         unsigned sub = 0;
         do {
             int seq = next_seq(w);
+            size_t start = w->out.len;
             if (w->redis) {
                 if (redis_out_record(w->redis, &w->x, f, i, flow_id, sub) == 0)
                     COUNTER_INC(w->c.records[i]);
@@ -240,6 +257,7 @@ static void write_records(struct worker *w, const struct packet *p, uint64_t mas
                 COUNTER_INC(w->c.records[i]);
                 outbuf_end_line(&w->out);
             } else {
+                w->out.len = start;   /* no half record for the next to be appended to */
                 COUNTER_INC(w->c.records_dropped);
             }
         } while (f->uses_http && ++sub < 64 && extract_http_next(&w->x));
@@ -315,9 +333,10 @@ void worker_process(struct worker *w, const struct packet *p)
             if (f->marks & FLOW_IGNORE) {
                 COUNTER_ADD(w->ft->c.ignored_records, (uint64_t)__builtin_popcountll(recorded));
                 recorded = 0;
-            } else if ((f->marks & FLOW_WATCH) && !recorded &&
-                       (recorded = f->filters & w->pl->record_filters)) {
-                COUNTER_ADD(w->ft->c.watched_records, (uint64_t)__builtin_popcountll(recorded));
+            } else if (f->marks & FLOW_WATCH) {   /* every filter that matched the flow */
+                uint64_t extra = f->filters & w->pl->record_filters & ~recorded;
+                recorded |= extra;
+                COUNTER_ADD(w->ft->c.watched_records, (uint64_t)__builtin_popcountll(extra));
             }
         }
         int seen = flow_update(&w->flows, f, p);
@@ -325,7 +344,10 @@ void worker_process(struct worker *w, const struct packet *p)
             flow_event(w, f);
         if (w->active_ns && p->ts > f->first_ts && f->reports < 255 &&
             p->ts - f->first_ts >= (f->reports + 1u) * w->active_ns) {
-            f->reports++;   /* ACTIVE_TIMEOUT: an interim record of a long flow */
+            /* ACTIVE_TIMEOUT: an interim record of a long flow; one only
+             * after a gap of several timeouts, not one per packet */
+            uint64_t n = (p->ts - f->first_ts) / w->active_ns;
+            f->reports = (uint8_t)(n < 255 ? n : 255);
             emit_flow(w, f, FLOW_INTERIM);
         }
         if (seen && recorded) {

@@ -5,7 +5,9 @@ packet are as without feedback, records after it carry the tag (or come for
 every packet when watched, or not at all when ignored), and every command
 is acknowledged on the reply channel or counted when rejected."""
 import json
+import os
 import re
+import signal
 import struct
 import subprocess
 import threading
@@ -47,7 +49,7 @@ class Session:
     """dati reading a capture from a pipe, a redis-server, a subscriber to the
     reply channel; the test feeds packets and publishes commands."""
 
-    def __init__(self, tmp_path, pcap, bpf="tcp", threads=1, extra=""):
+    def __init__(self, tmp_path, pcap, bpf="tcp", threads=1, extra="", env=None):
         self.sock = tmp_path / "r.sock"
         self.server, self.client = start_redis(sock=self.sock)
         conf = h.write_config(tmp_path, "fb.conf", CONF.format(
@@ -65,8 +67,10 @@ class Session:
         self.dati = subprocess.Popen([str(h.DATI), "-r", "-", "-c", str(conf), "-q",
                                       "-t", str(threads)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, env=h.sanitizer_env())
+                                     stderr=subprocess.PIPE,
+                                     env=dict(h.sanitizer_env(), **(env or {})))
         self.dati.stdin.write(self.data[:24])
+        self.dati.stdin.flush()
         end = time.monotonic() + 20   # commands published before dati subscribes are lost
         while self.client.pubsub_numsub("test:fb")[0][1] < 1:
             assert time.monotonic() < end and self.dati.poll() is None, "dati did not subscribe"
@@ -103,6 +107,20 @@ class Session:
             assert time.monotonic() < end, f"no acknowledgement for {cmd}"
             time.sleep(0.01)
         return self.acks[cid][0]
+
+    def commands(self, cmds, timeout=60):
+        """Publishes cmds in one pipeline; returns their acknowledgements."""
+        ids = list(range(self.next_id, self.next_id + len(cmds)))
+        self.next_id += len(cmds)
+        p = self.client.pipeline(transaction=False)
+        for cid, cmd in zip(ids, cmds):
+            p.publish("test:fb", json.dumps(dict(id=cid, **cmd)))
+        p.execute()
+        end = time.monotonic() + timeout
+        while not all(cid in self.acks for cid in ids):
+            assert time.monotonic() < end, "acknowledgements missing"
+            time.sleep(0.02)
+        return [self.acks[cid][0] for cid in ids]
 
     def finish(self):
         self.dati.stdin.write(self.data[self.offs[self.sent]:])
@@ -276,6 +294,34 @@ def test_watch_and_ignore(tmp_path, lab):
         stats["filters"]["web"]["matches"] - stats["filters"]["web"]["skipped_retransmissions"]
 
 
+def test_watch_with_two_filters(tmp_path, lab):
+    """Filter web: GET requests; filter other: the flow's other TCP packets.
+    A watched flow gives a record of both filters for every later packet,
+    also for the GET packets, which match web only."""
+    cut = lab["npackets"] // 3
+    fid = pick_flow(lab, cut, http=True)
+    other = f"FILTER_NAME other\nBPF tcp and not ({SEED_BPF})\nFIELDS {FIELDS}\n"
+    s = Session(tmp_path, lab["pcap"], bpf=SEED_BPF, extra=other)
+    try:
+        s.feed(cut)
+        time.sleep(0.5)
+        assert s.command({"flow": fid, "watch": True})["ok"]
+        stats = s.finish()
+        others = [{k.decode(): v.decode() for k, v in f.items()}
+                  for _, f in s.client.xrange("other")]
+    finally:
+        s.close()
+    after = [f for f in lab["frames"][fid] if f > cut]
+    web = by_flow(s.records, fid)
+    gets = [f for f, r in web if f > cut and "http.method" in r]
+    assert gets, "no GET of the flow after the command"
+    assert [f for f, _ in web if f > cut] == after
+    assert [f for f, _ in by_flow(others, fid) if f > cut] == after
+    fb = stats["feedback"]
+    # extras: web for the non-GET packets, other for the GET ones
+    assert fb["watched_records"] == len(after), fb
+
+
 def test_bad_commands_and_a_flood(tmp_path, lab):
     """Malformed, unknown, invalid and oversized messages, an unknown flow id,
     and 100 000 commands in a burst: acknowledged errors or counted drops,
@@ -319,6 +365,209 @@ def test_bad_commands_and_a_flood(tmp_path, lab):
     assert stats["packets"] == lab["npackets"]
     assert stats["records"]["field"] == sum(len(v) for v in lab["frames"].values())
     assert all("tags" not in r for r in s.records)
+
+
+def test_untag_flood_leaves_tagging_working(tmp_path, lab):
+    """300 untag commands for flows no worker holds, each with a new name,
+    are answered unknown_flow and take no tag name: a tag on a real flow
+    still works (a worker's names are only for tags given)."""
+    cut = lab["npackets"] // 3
+    fid = pick_flow(lab, cut, http=False)
+    s = Session(tmp_path, lab["pcap"], threads=2)
+    try:
+        s.feed(cut)
+        s.wait_entries(sum(1 for fr in lab["frames"].values() for f in fr if f <= cut))
+        p = s.client.pipeline(transaction=False)
+        for i in range(300):
+            p.publish("test:fb", json.dumps({"id": 10000 + i, "flow": 10**9 + i,
+                                             "untag": f"x{i}"}))
+        p.execute()
+        ack = s.command({"flow": fid, "tag": "after"})
+        assert ack["ok"], ack
+        stats = s.finish()
+    finally:
+        s.close()
+    fb = stats["feedback"]
+    assert fb["unknown_flow"] == 300 and fb["refused"] == 0 and fb["names_full"] == 0, fb
+    assert s.flows[fid]["tags"] == ["after"]
+
+
+def test_match_rule_not_installed_everywhere_is_not_ok(tmp_path, lab):
+    """Two workers; worker 0's 255 tag names are used up by tags on its own
+    flows: a new match rule is installed by worker 1 only, and acknowledged
+    refused (saying so), not ok. The flows of worker 1 still get the tag."""
+    cut = lab["npackets"] - 1
+    s = Session(tmp_path, lab["pcap"], threads=2, extra="RECORD_SEQ 1\n")
+    try:
+        s.feed(cut)
+        s.wait_entries(sum(1 for fr in lab["frames"].values() for f in fr if f <= cut))
+        owner = {int(f[b"flow"]): int(f[b"worker"]) for _, f in s.client.xrange("web")}
+        mine = sorted(f for f, w in owner.items() if w == 0)
+        assert len(mine) * 4 >= 255, len(mine)
+        acks = s.commands([{"flow": mine[i // 4], "tag": f"n{i}"} for i in range(255)])
+        assert all(a["ok"] for a in acks), [a for a in acks if not a["ok"]][:3]
+        a = s.command({"match": {"tcp.dport": 80}, "tag": "rule"})
+        assert a["ok"] is False and a["reason"] == "refused", a
+        assert "installed by 1 of 2 workers" in a["error"], a
+        stats = s.finish()
+    finally:
+        s.close()
+    fb = stats["feedback"]
+    assert fb["refused"] == 1 and fb["names_full"] == 1 and fb["applied"] == 255, fb
+    http1 = [f for f, fl in s.flows.items() if fl.get("server_port") == 80 and owner[f] == 1]
+    assert http1 and all("rule" in s.flows[f]["tags"] for f in http1)
+
+
+class FakeRedis:
+    """Just enough of a Redis server on a unix socket for dati reading an empty
+    capture: SUBSCRIBE is answered with its confirmation and a first message
+    in one write; PUBLISHes are kept (with their time); everything else is
+    answered :1."""
+
+    def __init__(self, path, first_message):
+        import socket
+        self.first = first_message.encode()
+        self.published, self.subscribed_at = [], None
+        self.srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.srv.bind(str(path))
+        self.srv.listen(16)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.srv.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def _bulk(b):
+        return b"$%d\r\n%s\r\n" % (len(b), b)
+
+    def _serve(self, conn):
+        f = conn.makefile("rb")
+        try:
+            while True:
+                line = f.readline()
+                if not line:
+                    return
+                args = []
+                for _ in range(int(line[1:])):
+                    n = int(f.readline()[1:])
+                    args.append(f.read(n + 2)[:-2])
+                cmd = args[0].upper()
+                if cmd == b"SUBSCRIBE":
+                    self.subscribed_at = time.monotonic()
+                    conn.sendall(b"*3\r\n" + self._bulk(b"subscribe") + self._bulk(args[1]) +
+                                 b":1\r\n" + b"*3\r\n" + self._bulk(b"message") +
+                                 self._bulk(args[1]) + self._bulk(self.first))
+                elif cmd == b"PUBLISH":
+                    self.published.append((time.monotonic(), args[1], args[2]))
+                    conn.sendall(b":0\r\n")
+                else:
+                    conn.sendall(b":1\r\n")
+        except (OSError, ValueError):
+            return
+        finally:
+            conn.close()
+
+    def close(self):
+        self.srv.close()
+
+
+def test_message_in_the_subscribe_reply_is_not_held(tmp_path, binaries):
+    """A command that comes in the same read as the SUBSCRIBE confirmation
+    (left in hiredis's buffer, where poll() does not see it) is answered at
+    once, not when more bytes happen to arrive."""
+    sock = tmp_path / "fake.sock"
+    fake = FakeRedis(sock, json.dumps({"id": "early", "stats": True}))
+    conf = h.write_config(tmp_path, "f.conf", CONF.format(sock=sock, bpf="tcp", fields=FIELDS))
+    dati = subprocess.Popen([str(h.DATI), "-r", "-", "-c", str(conf), "-q"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=h.sanitizer_env())
+    try:
+        dati.stdin.write(struct.pack("<IHHiIII", 0xa1b2c3d4, 2, 4, 0, 0, 65535, 1))
+        dati.stdin.flush()
+        end = time.monotonic() + 20
+        while not any(ch == b"test:fb:reply" for _, ch, _ in fake.published):
+            assert time.monotonic() < end, "the first command was never answered"
+            time.sleep(0.02)
+        t, _, msg = next(p for p in fake.published if p[1] == b"test:fb:reply")
+        assert json.loads(msg)["id"] == "early"
+        assert t - fake.subscribed_at < 1, "answered only when more bytes came"
+        dati.stdin.close()
+        dati.stdin = None
+        _, err = dati.communicate(timeout=30)
+        h.check_no_crash("dati", dati.returncode, err.decode("utf-8", "replace"))
+    finally:
+        if dati.poll() is None:
+            dati.kill()
+        fake.close()
+
+
+# the records' connections never wait for a stalled Redis either (live mode):
+# what is tested is the feedback channel's part of the shutdown
+LIVE = {"DATI_TEST_REDIS_LIVE": "1"}
+
+
+def test_stop_while_resubscribing_to_a_stalled_redis(tmp_path, lab):
+    """The subscriber connection is killed and Redis frozen (CLIENT PAUSE,
+    then SIGSTOP) before dati's new SUBSCRIBE is answered: SIGTERM still ends
+    dati within seconds (each connection step has a timeout)."""
+    s = Session(tmp_path, lab["pcap"], env=LIVE)
+    stopped = False
+    try:
+        s.stop.set()   # the test's own subscriber is killed too
+        s.listener.join()
+        p = s.client.pipeline(transaction=False)
+        p.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+        p.execute_command("CLIENT", "PAUSE", "60000")
+        p.execute()
+        os.kill(s.server.pid, signal.SIGSTOP)
+        stopped = True
+        time.sleep(1)   # dati reconnects and waits for its SUBSCRIBE
+        t0 = time.monotonic()
+        s.dati.send_signal(signal.SIGTERM)
+        try:
+            _, err = s.dati.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("SIGTERM did not end dati")
+        assert time.monotonic() - t0 < 8
+        h.check_no_crash("dati", s.dati.returncode, err.decode("utf-8", "replace"))
+    finally:
+        if stopped:
+            os.kill(s.server.pid, signal.SIGCONT)
+        s.close()
+
+
+def test_silent_subscriber_connection_is_replaced(tmp_path, lab):
+    """Redis frozen for 8 s: the subscriber's PING goes unanswered, dati
+    gives that connection up and subscribes again (counted in reconnects);
+    once Redis is back, commands work."""
+    s = Session(tmp_path, lab["pcap"], env=LIVE)
+    try:
+        assert s.command({"stats": True})["feedback"]["reconnects"] == 0
+        os.kill(s.server.pid, signal.SIGSTOP)
+        time.sleep(8)
+        os.kill(s.server.pid, signal.SIGCONT)
+        # a new subscriber of the replies: the test's own may not have
+        # survived the freeze
+        ps = s.client.pubsub()
+        ps.subscribe("test:fb:reply")
+        ps.get_message(timeout=5)
+        a, end = None, time.monotonic() + 20
+        while a is None:
+            assert time.monotonic() < end, "dati did not subscribe again"
+            s.client.publish("test:fb", json.dumps({"stats": True}))
+            m = ps.get_message(timeout=1)
+            a = json.loads(m["data"]) if m and m["type"] == "message" else None
+        ps.close()
+        assert a["feedback"]["reconnects"] >= 1, a
+        stats = s.finish()
+    finally:
+        s.close()
+    assert stats["feedback"]["reconnects"] >= 1
 
 
 def test_feedback_needs_redis(tmp_path, binaries):
@@ -368,6 +617,58 @@ def test_live_flow_state(tmp_path, lab):
     assert stats["redis"]["flow_states"] >= len(s.flows)
 
 
+def test_flow_state_replaces_a_previous_runs_hash(tmp_path, lab):
+    """Flow ids restart with each run: a dati:flow:<id> left by an earlier
+    run (REDIS_FLOW_EXPIRE) is replaced, not merged into, both for a flow
+    refreshed while active and for one first written at its end."""
+    cut = lab["npackets"] // 3
+    fid = pick_flow(lab, cut, http=False)
+    s = Session(tmp_path, lab["pcap"], extra="FLOW_STATE_INTERVAL 1\nREDIS_FLOW_EXPIRE 600\n")
+    try:
+        for f in lab["flows"]:
+            s.client.hset(f"dati:flow:{f}", mapping={"stale": "yes", "tags": "old"})
+        s.feed(cut)
+        key = f"dati:flow:{fid}"
+        end = time.monotonic() + 10
+        while s.client.hget(key, "state") != b"active":
+            assert time.monotonic() < end, s.client.hgetall(key)
+            time.sleep(0.05)
+        assert s.client.hget(key, "stale") is None and s.client.hget(key, "tags") is None
+        s.finish()
+        hashes = {f: s.client.hgetall(f"dati:flow:{f}") for f in lab["flows"]}
+    finally:
+        s.close()
+    assert all(v.get(b"state") == b"end_of_input" for v in hashes.values())
+    assert not [f for f, v in hashes.items() if b"stale" in v or b"tags" in v]
+
+
+def test_flow_state_shows_tags_a_rule_gave(tmp_path, lab):
+    """A match rule that tags more than 64 active flows: every one of their
+    dati:flow:<id> hashes shows the tag soon, without new packets."""
+    cut = lab["npackets"] // 2
+    s = Session(tmp_path, lab["pcap"], extra="FLOW_STATE_INTERVAL 1\n")
+    try:
+        s.feed(cut)
+        active = {f for f, fr in lab["frames"].items() if fr[0] <= cut}
+        assert len(active) > 100
+        end = time.monotonic() + 10
+        while len(list(s.client.scan_iter("dati:flow:*", count=1000))) < len(active):
+            assert time.monotonic() < end
+            time.sleep(0.05)
+        time.sleep(1.5)   # no refresh is due for lack of packets: only the tags can write
+        assert s.command({"match": {"ip.proto": 6}, "tag": "all"})["ok"]
+        end = time.monotonic() + 5
+        while True:
+            missing = [f for f in active if s.client.hget(f"dati:flow:{f}", "tags") != b"all"]
+            if not missing:
+                break
+            assert time.monotonic() < end, f"{len(missing)} of {len(active)} hashes lack the tag"
+            time.sleep(0.1)
+        s.finish()
+    finally:
+        s.close()
+
+
 def test_flow_state_deleted_at_end(tmp_path, lab):
     """Without REDIS_FLOW_EXPIRE, a flow's state hash goes with the flow."""
     cut = lab["npackets"] // 3
@@ -412,6 +713,27 @@ def test_active_timeout(tmp_path, binaries):
         for k, r in enumerate(recs, 1):
             assert r["last"] - r["first"] >= 2 * k - 1e-9 and r["first"] == end["first"]
     assert run.stats["records"]["flow"] == len(run.flows)
+
+
+def test_active_timeout_after_a_gap(tmp_path, binaries):
+    """ACTIVE_TIMEOUT 2, a UDP flow quiet from 0.5 s to 10 s: one interim
+    record when it resumes, not one for each of the next packets."""
+    from test_netpdl import udp_frame
+    pcap = tmp_path / "gap.pcap"
+    times = [0, 0.5, 10.0, 10.1, 10.2, 10.3, 10.4]
+    with open(pcap, "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xa1b2c3d4, 2, 4, 0, 0, 65535, 1))
+        for i, t in enumerate(times):
+            fr = udp_frame("198.18.0.1", "198.19.0.1", 4000, 9000, b"x%d" % i)
+            us = round(t * 1e6)
+            f.write(struct.pack("<IIII", 1700000000 + us // 1000000, us % 1000000,
+                                len(fr), len(fr)) + fr)
+    conf = h.write_config(tmp_path, "g.conf", "TIME_STATS 0\nPKT_TTL 1000\nACTIVE_TIMEOUT 2\n"
+                          "FILTER_NAME u\nBPF udp\nFIELDS frame.number\n")
+    run = h.run_dati(["-r", pcap, "-c", conf, "-q"])
+    interim = [f for f in run.flows if f["reason"] == "active_timeout"]
+    assert len(interim) == 1 and interim[0]["c2s_packets"] == 3, run.flows
+    assert len(run.records) == len(times)
 
 
 def test_record_seq_json(tmp_path, lab):

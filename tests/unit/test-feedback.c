@@ -3,6 +3,7 @@
  * tags by id and by rule (with TTL in packet time), the limits, tag text,
  * and the flow id index through a random create/end sequence against a
  * simple model (lookups after backward-shift deletions). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,6 +45,10 @@ static void test_parse_ok(void)
     CHECK(c.op == FB_IGNORE && c.on == 0);
     CHECK_EQ_INT(parse("{\"stats\": true}", &c), FB_OK);
     CHECK_EQ_INT(c.op, FB_STATS);
+    CHECK_EQ_INT(parse("{\"id\": \"caf\xc3\xa9 \xf0\x9f\x93\xa6\", \"stats\": true}", &c), FB_OK);
+    CHECK_STR(c.id, "\"caf\xc3\xa9 \xf0\x9f\x93\xa6\"");
+    CHECK_EQ_INT(parse("{\"match\": {\"ip.proto\": 6, \"tcp.dport\": 80}, \"tag\": \"x\"}", &c),
+                 FB_OK);
 }
 
 static void test_parse_rejects(void)
@@ -85,6 +90,25 @@ static void test_parse_rejects(void)
         {"{\"match\": {\"ip.src\": \"::1\", \"ip.dst\": \"1.2.3.4\"}, \"tag\": \"x\"}", FB_INVALID},
         {"{\"flow\": 1, \"tag\": \"x\", \"ttl\": 5}", FB_INVALID},
         {"{\"stats\": true, \"flow\": 1}", FB_INVALID},
+        /* control characters, escaped too: "flow\u0000x" is not "flow" */
+        {"{\"flow\\u0000x\": 1, \"tag\": \"x\"}", FB_MALFORMED},
+        {"{\"flow\": 1, \"tag\": \"x\\u0001\"}", FB_MALFORMED},
+        {"{\"id\": \"a\\nb\", \"stats\": true}", FB_INVALID},
+        {"{\"flow\": 1, \"tag\": \"x\\", FB_MALFORMED},   /* a backslash at the end */
+        /* duplicate keys: the second would silently win */
+        {"{\"flow\": 1, \"tag\": \"x\", \"flow\": 2}", FB_INVALID},
+        {"{\"id\": 1, \"id\": 2, \"stats\": true}", FB_INVALID},
+        {"{\"match\": {\"tcp.dport\": 80}, \"match\": {\"tcp.dport\": 81}, \"tag\": \"x\"}",
+         FB_INVALID},
+        {"{\"match\": {\"tcp.dport\": 80}, \"tag\": \"x\", \"ttl\": 1, \"ttl\": 2}", FB_INVALID},
+        {"{\"match\": {\"tcp.dport\": 80, \"tcp.dport\": 81}, \"tag\": \"x\"}", FB_INVALID},
+        {"{\"match\": {\"ip.src\": \"1.2.3.4\", \"ip.src\": \"1.2.3.5\"}, \"tag\": \"x\"}",
+         FB_INVALID},
+        /* string ids are echoed as they came: UTF-8 only */
+        {"{\"id\": \"\xff\", \"stats\": true}", FB_INVALID},
+        {"{\"id\": \"\xc3\", \"stats\": true}", FB_INVALID},
+        {"{\"id\": \"\xc0\xaf\", \"stats\": true}", FB_INVALID},
+        {"{\"id\": \"\xed\xa0\x80\", \"stats\": true}", FB_INVALID},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         enum fb_reject got = parse(cases[i].text, &c);
@@ -226,10 +250,135 @@ static void test_flowtag(void)
     flow_table_fini(&table);
 }
 
+/* Names are taken only for tags given: commands for other workers' flows,
+ * ended flows and untag never fill the table (a publisher could otherwise
+ * disable tagging for the run), and an unknown flow stays unknown. */
+static void test_names_not_exhausted(void)
+{
+    CHECK_EQ_INT(flow_table_init(&table, 64, 64, 1000000000000ull, emit, &ft), 0);
+    CHECK_EQ_INT(flowtag_init(&ft, &table), 0);
+    struct flow *a = new_flow(10, 1000, 80, 1);
+    char cmd[128];
+    int bad = 0;
+    for (int i = 0; i < 300; i++) {
+        snprintf(cmd, sizeof cmd, "{\"flow\": 999, \"tag\": \"o%d\"}", i);
+        bad += apply(cmd) != FT_NOT_HERE;
+        snprintf(cmd, sizeof cmd, "{\"flow\": 999, \"untag\": \"u%d\"}", i);
+        bad += apply(cmd) != FT_NOT_HERE;
+        snprintf(cmd, sizeof cmd, "{\"flow\": 10, \"untag\": \"x%d\"}", i);
+        bad += apply(cmd) != FT_APPLIED;
+        snprintf(cmd, sizeof cmd, "{\"match\": {\"tcp.dport\": 80}, \"untag\": \"m%d\"}", i);
+        bad += apply(cmd) != FT_APPLIED;
+    }
+    CHECK_EQ_INT(bad, 0);
+    CHECK_EQ_INT(ft.nnames, 0);
+    CHECK_EQ_U64(ft.c.names_full, 0);
+    CHECK_EQ_INT(apply("{\"flow\": 10, \"tag\": \"real\"}"), FT_APPLIED);
+    struct tagtext tt;
+    CHECK(flowtag_text(&ft, a, &tt) && tt.csvlen == 4 && memcmp(tt.csv, "real", 4) == 0);
+    /* a full table still lets unknown flows be unknown */
+    ft.nnames = FT_MAX_NAMES;   /* as if filled by tags given (empty names match none) */
+    CHECK_EQ_INT(apply("{\"flow\": 999, \"tag\": \"new\"}"), FT_NOT_HERE);
+    CHECK_EQ_INT(apply("{\"flow\": 10, \"tag\": \"new\"}"), FT_REFUSED);
+    flowtag_fini(&ft);
+    flow_table_fini(&table);
+}
+
+/* A rule's TTL counts from when it came on the worker's clock: from the
+ * first packet when it came before any, from the clock's latest advance
+ * (live: wall time) when the worker was quiet. */
+static void test_rule_ttl_start(void)
+{
+    CHECK_EQ_INT(flow_table_init(&table, 64, 64, 1000000000000ull, emit, &ft), 0);
+    CHECK_EQ_INT(flowtag_init(&ft, &table), 0);
+    CHECK_EQ_INT(apply("{\"match\": {\"tcp.dport\": 80}, \"tag\": \"early\", \"ttl\": 600}"),
+                 FT_APPLIED);
+    struct tagtext tt;
+    const uint64_t s = 1000000000ull;
+    struct flow *a = new_flow(1, 1001, 80, 1000 * s);   /* first packet, at 1000 s */
+    CHECK(flowtag_text(&ft, a, &tt));
+    struct flow *b = new_flow(2, 1002, 80, 1590 * s);
+    CHECK(flowtag_text(&ft, b, &tt));
+    struct flow *c = new_flow(3, 1003, 80, 1601 * s);
+    CHECK(!flowtag_text(&ft, c, &tt));
+    CHECK_EQ_U64(ft.c.rules_expired, 1);
+    /* quiet for an hour: the clock advanced (live), not by packets */
+    flowtag_advance(&ft, 5000 * s);
+    flowtag_advance(&ft, 0);
+    CHECK_EQ_U64(ft.clock, 5000 * s);
+    CHECK_EQ_INT(apply("{\"match\": {\"tcp.dport\": 443}, \"tag\": \"late\", \"ttl\": 600}"),
+                 FT_APPLIED);
+    struct flow *d = new_flow(4, 1004, 443, 5300 * s);
+    CHECK(flowtag_text(&ft, d, &tt));
+    flowtag_fini(&ft);
+    flow_table_fini(&table);
+}
+
+/* The same rule sent again only gets a new TTL: no walk over the flows (a
+ * flood of one rule costs capture nothing), so a flow untagged by id since
+ * keeps its state; the new TTL holds. */
+static void test_rule_resent(void)
+{
+    CHECK_EQ_INT(flow_table_init(&table, 64, 64, 1000000000000ull, emit, &ft), 0);
+    CHECK_EQ_INT(flowtag_init(&ft, &table), 0);
+    const uint64_t s = 1000000000ull;
+    struct flow *a = new_flow(1, 1001, 80, 10 * s);
+    struct tagtext tt;
+    CHECK_EQ_INT(apply("{\"match\": {\"tcp.dport\": 80}, \"tag\": \"w\", \"ttl\": 5}"),
+                 FT_APPLIED);
+    CHECK(flowtag_text(&ft, a, &tt));
+    CHECK_EQ_INT(apply("{\"flow\": 1, \"untag\": \"w\"}"), FT_APPLIED);
+    CHECK_EQ_INT(apply("{\"match\": {\"tcp.dport\": 80}, \"tag\": \"w\", \"ttl\": 100}"),
+                 FT_APPLIED);
+    CHECK(!flowtag_text(&ft, a, &tt));   /* not walked again */
+    CHECK_EQ_INT(ft.nrules, 1);
+    CHECK_EQ_U64(ft.c.rule_tagged, 1);
+    struct flow *b = new_flow(2, 1002, 80, 50 * s);   /* within the new TTL */
+    CHECK(flowtag_text(&ft, b, &tt));
+    flowtag_fini(&ft);
+    flow_table_fini(&table);
+}
+
+/* FLOW_STATE_INTERVAL: flows a command changed are listed for a refresh of
+ * their hash at once, also those a rule tags, and beyond the list's 64 they
+ * are marked (not silently left out). */
+static void test_changed_flows(void)
+{
+    CHECK_EQ_INT(flow_table_init(&table, 256, 256, 1000000000000ull, emit, &ft), 0);
+    CHECK_EQ_INT(flowtag_init(&ft, &table), 0);
+    ft.track_state = 1;
+    for (int i = 1; i <= 100; i++)
+        new_flow((uint64_t)i, (uint16_t)(1000 + i), 80, (uint64_t)i);
+    CHECK_EQ_INT(apply("{\"flow\": 7, \"watch\": true}"), FT_APPLIED);
+    CHECK_EQ_INT(ft.nchanged, 1);
+    CHECK_EQ_U64(ft.changed[0], 7);
+    CHECK_EQ_INT(apply("{\"match\": {\"tcp.dport\": 80}, \"tag\": \"all\"}"), FT_APPLIED);
+    CHECK_EQ_INT(ft.nchanged, 64);
+    CHECK(ft.dirty);
+    int listed = 0, marked = 0;
+    for (uint64_t id = 1; id <= 100; id++) {
+        const struct flow *f = flowtag_find(&ft, id);
+        int in_list = 0;
+        for (int i = 0; i < ft.nchanged; i++)
+            in_list |= ft.changed[i] == id;
+        listed += in_list;
+        marked += (f->marks & FLOW_STATE_DIRTY) != 0;
+        CHECK(in_list || (f->marks & FLOW_STATE_DIRTY));
+    }
+    CHECK_EQ_INT(marked, 100 - 63);   /* the rule's first 63 fill the list */
+    CHECK(listed >= 63);
+    flowtag_fini(&ft);
+    flow_table_fini(&table);
+}
+
 int main(void)
 {
     test_parse_ok();
     test_parse_rejects();
     test_flowtag();
+    test_names_not_exhausted();
+    test_rule_ttl_start();
+    test_rule_resent();
+    test_changed_flows();
     return test_summary("test-feedback");
 }
