@@ -20,7 +20,7 @@ enum flow_end {
 
 enum { FLOW_C2S = 0, FLOW_S2C = 1 };
 
-#define FLOW_MAX_TAGS 4   /* tags a flow can carry: the entry stays 128 bytes */
+#define FLOW_MAX_TAGS 4   /* tags a flow can carry: the entry stays 144 bytes */
 
 struct flow {
     struct flow_key key;      /* hot: compared on lookup */
@@ -34,8 +34,8 @@ struct flow {
     uint64_t first_ts, last_ts; /* capture time of first and latest packet, ns */
     uint32_t lru_prev, lru_next; /* 1-based; head is the flow idle the longest */
     uint32_t tcp_end[2];      /* per direction: highest sequence number + payload seen */
-    uint8_t client_is_lo;     /* the client (first sender) is key.lo_* */
-    uint8_t tcp_seen;         /* bit per direction: tcp_end[] is valid */
+    uint8_t client_is_lo : 1; /* the client (first sender) is key.lo_* */
+    uint8_t tcp_seen : 2;     /* bit per direction: tcp_end[] is valid (one byte for both) */
     uint8_t iface;            /* packet.iface of the first packet */
     uint8_t marks;            /* FLOW_WATCH, FLOW_IGNORE, FLOW_STATE_* (feedback channel) */
     uint8_t tag[FLOW_MAX_TAGS]; /* tags (flowtag.h): name index + 1, 0 = none */
