@@ -9,7 +9,9 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
+#include <linux/capability.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -112,6 +114,15 @@ int daemon_drop_privileges(const char *user)
     }
     if (pw->pw_uid != 0 && setuid(0) == 0) {   /* must not be able to come back */
         log_error("-u %s: root could be regained; stopping", user);
+        return -1;
+    }
+    /* capabilities too: setuid() keeps them under keep-caps, or when dati
+     * started as a non-root user with capabilities */
+    struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct none[_LINUX_CAPABILITY_U32S_3];
+    memset(none, 0, sizeof none);
+    if (syscall(SYS_capset, &hdr, none) < 0) {
+        log_error("-u %s: cannot drop capabilities: %s", user, strerror(errno));
         return -1;
     }
     prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);   /* nor through an exec */

@@ -296,6 +296,10 @@ def test_daemon_pidfile_user_and_reload(tmp_path, gen):
             status = open(f"/proc/{pid}/status").read()
             uid = [l.split()[1:] for l in status.splitlines() if l.startswith("Uid:")][0]
             assert set(uid) == {"65534"}, status
+            caps = {l.split()[0]: int(l.split()[1], 16) for l in status.splitlines()
+                    if l.startswith(("CapPrm:", "CapEff:", "CapAmb:"))}
+            assert caps == {"CapPrm:": 0, "CapEff:": 0, "CapAmb:": 0}, status
+            assert "NoNewPrivs:\t1" in status
             ns.replay(gen["path"], pps=20000)
             time.sleep(0.3)
             h.write_config(shared, "dati.conf", DNS_TOO)
