@@ -147,7 +147,8 @@ def test_tun_pool_gets_every_matching_packet(tmp_path, gen, kind):
     assert all(len(devs) == 1 for devs in by_flow.values())
 
 
-def test_two_interfaces_one_per_direction(tmp_path, gen):
+@pytest.mark.parametrize("flap", [False, True])
+def test_two_interfaces_one_per_direction(tmp_path, gen, flap):
     """As behind an optical tap: clients' packets on c0, servers' on c1. The
     two directions meet in one flow (the fanout hash is symmetric and every
     interface's group has the workers in the same order): the records and
@@ -161,6 +162,11 @@ def test_two_interfaces_one_per_direction(tmp_path, gen):
     expected = h.run_dati(["-r", full, "--no-progress"])
     with netns.Netns(pairs=2) as ns:
         d = netns.Dati(ns, tmp_path, ["-i", "c0", "-i", "c1", "-t", 2])
+        if flap:   # the kernel re-links the group's members: the order must hold
+            ns.run("ip", "link", "set", "c1", "down")
+            d.wait_for("c1: Network is down")
+            ns.run("ip", "link", "set", "c1", "up")
+            time.sleep(0.5)
         ns.replay(halves["c0"], iface="s0", pps=20000)
         ns.replay(halves["c1"], iface="s1", pps=20000)
         time.sleep(0.5)
