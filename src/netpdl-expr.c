@@ -318,15 +318,17 @@ static int parse_cmp(struct cparse *c)
 }
 
 /* and/or short-circuit, so "$payloadlength > 4 and buf2int($packet[4:1]) == 1"
- * does not fail on a short packet. */
-static int parse_and(struct cparse *c)
+ * does not fail on a short packet: `and` jumps past its right side on 0
+ * (OP_JZ), `or` on nonzero (OP_JNZ). */
+static int parse_logic(struct cparse *c, int (*operand)(struct cparse *), const char *word,
+                       const char *symbol, enum pdl_op jump)
 {
-    int t = parse_cmp(c);
-    while (accept(c, "and") || accept(c, "&&")) {
-        if (!need_num(c, t, "and"))
+    int t = operand(c);
+    while (accept(c, word) || accept(c, symbol)) {
+        if (!need_num(c, t, word))
             return T_ERR;
-        uint32_t j = emit(c, OP_JZ, 0, -1);
-        if (!need_num(c, parse_cmp(c), "and"))
+        uint32_t j = emit(c, jump, 0, -1);
+        if (!need_num(c, operand(c), word))
             return T_ERR;
         emit(c, OP_BOOL, 0, 0);
         if (!c->failed)
@@ -336,21 +338,14 @@ static int parse_and(struct cparse *c)
     return t;
 }
 
+static int parse_and(struct cparse *c)
+{
+    return parse_logic(c, parse_cmp, "and", "&&", OP_JZ);
+}
+
 static int parse_or(struct cparse *c)
 {
-    int t = parse_and(c);
-    while (accept(c, "or") || accept(c, "||")) {
-        if (!need_num(c, t, "or"))
-            return T_ERR;
-        uint32_t j = emit(c, OP_JNZ, 0, -1);
-        if (!need_num(c, parse_and(c), "or"))
-            return T_ERR;
-        emit(c, OP_BOOL, 0, 0);
-        if (!c->failed)
-            c->s->insn[c->first + j].arg = c->s->ninsn - c->first;
-        t = T_NUM;
-    }
-    return t;
+    return parse_logic(c, parse_and, "or", "||", OP_JNZ);
 }
 
 int pdl_expr_compile(struct netpdl_set *s, int proto, const char *text, int want_buf, char *err,
