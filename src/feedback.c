@@ -106,11 +106,8 @@ void feedback_poll(struct feedback *fb, int w, struct flowtag *t)
 
 static void log_limited(struct feedback *fb, const char *what, const char *detail)
 {
-    uint64_t now = outbuf_now();
-    if (now - fb->last_log < 1000000000u)
-        return;
-    fb->last_log = now;
-    log_warn("feedback: %s: %s", what, detail);
+    if (log_due(&fb->last_log, 1000000000u))
+        log_warn("feedback: %s: %s", what, detail);
 }
 
 /* The reply connection: a stalled server must not hold this thread (and

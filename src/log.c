@@ -4,7 +4,9 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 #include <syslog.h>
+#include <time.h>
 
 static int log_level = 1;
 static int use_syslog;
@@ -59,4 +61,28 @@ void log_info(const char *fmt, ...)
     va_start(ap, fmt);
     log_emit("", fmt, ap);
     va_end(ap);
+}
+
+int log_due(uint64_t *last, uint64_t interval_ns)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    if (*last && now - *last < interval_ns)
+        return 0;
+    *last = now;
+    return 1;
+}
+
+void log_text(int error, char *text, size_t skip)
+{
+    for (char *line = text, *nl; line && *line; line = nl ? nl + 1 : NULL) {
+        if ((nl = strchr(line, '\n')))
+            *nl = 0;
+        const char *shown = strlen(line) >= skip ? line + skip : line;
+        if (error)
+            log_error("%s", shown);
+        else
+            log_warn("%s", shown);
+    }
 }

@@ -149,10 +149,8 @@ static redisContext *connect_start(const struct config *conf, char *err, size_t 
     uint64_t last_log = 0;
     unsigned delay_ms = 100;
     while (!(stop_flag && *stop_flag) && outbuf_now() < deadline) {
-        if (outbuf_now() - last_log >= 5000000000u) {   /* every 5 s at most */
-            last_log = outbuf_now();
+        if (log_due(&last_log, 5000000000u))   /* every 5 s at most */
             log_warn("%s; retrying (REDIS_RETRY %u)", err, conf->redis_retry);
-        }
         sleep_ms(delay_ms);
         delay_ms = delay_ms < 1000 ? delay_ms * 2 : 2000;
         if ((c = connect_to(conf, err, errlen, &refused)) || refused)
@@ -215,11 +213,8 @@ const struct redis_counters *redis_out_counters(const struct redis_out *r) { ret
 
 static void log_limited(struct redis_out *r, const char *what, const char *detail)
 {
-    uint64_t now = outbuf_now();
-    if (now - r->last_log < 1000000000u)
-        return;
-    r->last_log = now;
-    log_warn("Redis %s: %s", what, detail);
+    if (log_due(&r->last_log, 1000000000u))
+        log_warn("Redis %s: %s", what, detail);
 }
 
 /* Counts an error reply by its first word, and what the command carried. */

@@ -78,11 +78,7 @@ static struct config *load(const char *path)
     struct config *c = config_load(path, errs ? errs : stderr, &nerrors);
     if (errs)
         fclose(errs);
-    for (char *line = text, *nl; line && *line; line = nl ? nl + 1 : NULL) {
-        if ((nl = strchr(line, '\n')))
-            *nl = 0;
-        log_error("%s", line);
-    }
+    log_text(1, text, 0);
     free(text);
     if (!c)
         log_error("reload refused: %d error%s in %s; the running configuration stays",

@@ -108,12 +108,7 @@ void run_report(struct run *r, int final, const char *input_error)
         if (f) {
             stats_print(f, &r->src, &t, elapsed, final);
             fclose(f);
-            for (char *line = text, *nl; *line; line = nl + 1) {
-                if (!(nl = strchr(line, '\n')))
-                    break;
-                *nl = 0;
-                log_warn("%s", line + 6);   /* without stats_print's "dati: " */
-            }
+            log_text(0, text, 6);   /* without stats_print's "dati: " */
             free(text);
         }
     } else if (!r->opt->quiet) {
