@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "decode.h"
+#include "netdev.h"
 
 #define VLAN_TAG_LEN 4
 
@@ -56,16 +57,10 @@ int capture_iface_lookup(struct capture_iface *ifc, const char *name, char *err,
         snprintf(err, errlen, "no interface %s", name);
         return -1;
     }
-    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     struct ifreq ifr;
     memset(&ifr, 0, sizeof ifr);
-    snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "%s", name);
-    int rc = fd >= 0 ? ioctl(fd, SIOCGIFHWADDR, &ifr) : -1;
-    int e = errno;
-    if (fd >= 0)
-        close(fd);
-    if (rc < 0) {
-        snprintf(err, errlen, "interface %s: %s", name, strerror(e));
+    if (netdev_ioctl(name, SIOCGIFHWADDR, &ifr) < 0) {
+        snprintf(err, errlen, "interface %s: %s", name, strerror(errno));
         return -1;
     }
     switch (ifr.ifr_hwaddr.sa_family) {
@@ -90,18 +85,6 @@ static int fail(struct capture *c, const char *ifname, const char *what)
     snprintf(c->errbuf, sizeof c->errbuf, "%s: %s: %s%s", ifname, what, strerror(errno),
              errno == EPERM ? " (live capture needs root or CAP_NET_RAW)" : "");
     return -1;
-}
-
-static int iface_is_up(const char *name)
-{
-    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    struct ifreq ifr;
-    memset(&ifr, 0, sizeof ifr);
-    snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "%s", name);
-    int up = fd >= 0 && ioctl(fd, SIOCGIFFLAGS, &ifr) == 0 && (ifr.ifr_flags & IFF_UP);
-    if (fd >= 0)
-        close(fd);
-    return up;
 }
 
 static int ring_open(struct capture *c, struct ring *r, struct capture_iface *ifc,
@@ -171,7 +154,7 @@ static int ring_open(struct capture *c, struct ring *r, struct capture_iface *if
             mode |= PACKET_FANOUT_FLAG_UNIQUEID;
         int arg = (int)((first ? 0u : (unsigned)ifc->fanout_id & 0xffff) | (mode << 16));
         if (setsockopt(r->fd, SOL_PACKET, PACKET_FANOUT, &arg, sizeof arg) < 0) {
-            if (errno == EINVAL && !iface_is_up(ifc->name))
+            if (errno == EINVAL && !netdev_is_up(ifc->name))
                 errno = ENETDOWN;   /* older kernels: no fanout on a down interface */
             return fail(c, ifc->name, "joining the fanout group");
         }

@@ -12,12 +12,12 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
-#include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #include "counter.h"
 #include "decode.h"
+#include "netdev.h"
 
 static int is_tap_name(const char *name)
 {
@@ -26,20 +26,15 @@ static int is_tap_name(const char *name)
 
 static int bring_up(const char *name, char *err, size_t errlen)
 {
-    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     struct ifreq ifr;
     memset(&ifr, 0, sizeof ifr);
-    snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "%s", name);
-    int rc = s >= 0 ? ioctl(s, SIOCGIFFLAGS, &ifr) : -1;
+    int rc = netdev_ioctl(name, SIOCGIFFLAGS, &ifr);
     if (rc == 0 && !(ifr.ifr_flags & IFF_UP)) {
         ifr.ifr_flags |= IFF_UP;
-        rc = ioctl(s, SIOCSIFFLAGS, &ifr);
+        rc = netdev_ioctl(name, SIOCSIFFLAGS, &ifr);
     }
-    int e = errno;
-    if (s >= 0)
-        close(s);
     if (rc < 0)
-        snprintf(err, errlen, "TAP_IF %s: cannot bring it up: %s", name, strerror(e));
+        snprintf(err, errlen, "TAP_IF %s: cannot bring it up: %s", name, strerror(errno));
     return rc;
 }
 
