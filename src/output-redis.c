@@ -533,15 +533,25 @@ void redis_out_flush(struct redis_out *r)
     settle(r);
 }
 
-int redis_out_stats(struct redis_out *r, const char *json, size_t len, int final)
+static int send_stats(struct redis_out *r, const char *json, size_t len, int final)
 {
-    redis_out_flush(r);   /* nothing of ours in flight: the replies below are these */
     redisReply *a = r->c ? redisCommand(r->c, "HSET " REDIS_STATS_KEY " json %b final %d", json,
                                         len, final) : NULL;
     redisReply *b = r->c ? redisCommand(r->c, "PUBLISH " REDIS_STATS_KEY " %b", json, len) : NULL;
     int ok = a && b && a->type != REDIS_REPLY_ERROR && b->type != REDIS_REPLY_ERROR;
     freeReplyObject(a);
     freeReplyObject(b);
+    return ok;
+}
+
+int redis_out_stats(struct redis_out *r, const char *json, size_t len, int final)
+{
+    redis_out_flush(r);   /* nothing of ours in flight: the replies below are these */
+    int ok = send_stats(r, json, len, final);
+    /* reading a file, a connection that broke since the last statistics (a
+     * Redis restarted) is mended as the records' connections are */
+    if (!ok && !r->live && r->c && r->c->err && reconnect(r) == 0)
+        ok = send_stats(r, json, len, final);
     if (!ok)
         log_limited(r, "statistics not stored", r->c && r->c->err ? r->c->errstr : "error reply");
     if (r->live && r->c && r->c->err)   /* timed out or broken: reconnect later */

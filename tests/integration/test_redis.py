@@ -252,13 +252,15 @@ def test_redis_restarted_mid_run(tmp_path, binaries, threads):
         os.kill(server.pid, signal.SIGKILL)   # mid-run, without a goodbye
         server.wait()
         time.sleep(1.5)
-        server, _ = start_redis(sock=sock)
+        server, client = start_redis(sock=sock)
         out, _ = dati.communicate(timeout=60)
+        stored = client.hgetall("dati:stats")   # the statistics connection mended too
     finally:
         dati.kill()
         stop_redis(server)
     assert dati.returncode == 0
     stats = json.loads(out.decode().splitlines()[-1])
+    assert stored[b"final"] == b"1" and json.loads(stored[b"json"]) == stats
     rd = stats["redis"]
     assert rd["reconnects"] >= 1, rd
     assert rd["lost"] == 0 and rd["flows_lost"] == 0, rd
