@@ -103,24 +103,18 @@ static void *live_worker_main(void *arg)
     return NULL;
 }
 
-static const struct capture_live_options *live_options(const struct config *c,
-                                                       struct capture_live_options *lo, int fanout)
-{
-    memset(lo, 0, sizeof *lo);
-    lo->block_size = c->ring_block_size;
-    lo->block_count = c->ring_blocks;
-    lo->block_timeout_ms = c->ring_block_timeout_ms;
-    lo->snaplen = c->snaplen;
-    lo->promisc = c->promisc;
-    lo->poll_ms = 10;   /* the drain timer and expiry run at least this often */
-    lo->fanout = fanout;
-    return lo;
-}
-
 int live_run(struct run *r)
 {
-    struct capture_live_options lo;
-    live_options(r->conf, &lo, 1);
+    const struct config *c = r->conf;
+    struct capture_live_options lo = {
+        .block_size = c->ring_block_size,
+        .block_count = c->ring_blocks,
+        .block_timeout_ms = c->ring_block_timeout_ms,
+        .snaplen = c->snaplen,
+        .poll_ms = 10,   /* the drain timer and expiry run at least this often */
+        .promisc = c->promisc,
+        .fanout = 1,
+    };
     struct live_worker *lws = calloc((size_t)r->nworkers, sizeof *lws);
     if (!lws)
         return 2;
