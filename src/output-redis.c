@@ -506,6 +506,19 @@ static int live_admit(struct redis_out *r)
     return 0;
 }
 
+/* Live: the same for a flow's state hash or event, which are not records
+ * (the record drop counters must add up to the records'): one count. */
+static int live_admit_update(struct redis_out *r)
+{
+    if (!r->down && pipe_full(r))
+        live_pump(r, 0);
+    if ((r->down && live_reconnect(r) < 0) || pipe_full(r)) {
+        COUNTER_INC(r->n.flow_updates_dropped);
+        return -1;
+    }
+    return 0;
+}
+
 /* After a record was queued: send when the pipeline is full. */
 static void queued(struct redis_out *r)
 {
@@ -905,7 +918,7 @@ void redis_out_flow_state(struct redis_out *r, const struct flow *fl, const char
     size_t kl = 10;
     memcpy(key, "dati:flow:", kl);
     kl += fmt_u64(key + kl, fl->id);
-    if (r->live && live_admit(r) < 0)
+    if (r->live && live_admit_update(r) < 0)
         return;
     if (!r->live && pipe_full(r))
         send_current(r);
@@ -1006,12 +1019,15 @@ void redis_out_flow_event(struct redis_out *r, const struct flow *fl, const char
                                            json_raw(s, r->tags_json, r->tags_jsonlen) |
                                            json_lit(s, "}\n"))))
         return;
-    if (r->live && live_admit(r) < 0)
+    if (r->live && live_admit_update(r) < 0)
         return;
     if (!r->live && pipe_full(r))
         send_current(r);
     const char *pub[] = {"PUBLISH", r->conf->flow_events, s->buf};
     size_t publ[] = {7, strlen(r->conf->flow_events), s->len - 1};
-    if (append(r, 3, pub, publ, CMD_RECORD_MORE) == 0 && r->since == 0)
+    if (append(r, 3, pub, publ, CMD_RECORD_MORE) < 0)
+        return;
+    COUNTER_INC(r->n.flow_events);
+    if (r->since == 0)
         r->since = outbuf_now();
 }

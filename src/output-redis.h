@@ -28,6 +28,8 @@ struct redis_counters {
     uint64_t errors_oom, errors_auth, errors_wrongtype, errors_other;
     uint64_t reconnects;
     uint64_t flow_states;           /* dati:flow:<id> state updates queued (FLOW_STATE_INTERVAL) */
+    uint64_t flow_events;           /* FLOW_EVENTS publications queued */
+    uint64_t flow_updates_dropped;  /* live mode: either, not sent (queue full, disconnected) */
     uint64_t queued, queued_peak;   /* records (both kinds) queued or sent, not acknowledged */
     /* live mode: records (either kind) never queued, by reason */
     uint64_t dropped_queue_full;    /* both pipelines busy: Redis is slower than the traffic */

@@ -92,6 +92,8 @@ void stats_sum(const struct stats_source *s, struct stats_totals *t)
             t->rd.errors_other += COUNTER_GET(rc->errors_other);
             t->rd.reconnects += COUNTER_GET(rc->reconnects);
             t->rd.flow_states += COUNTER_GET(rc->flow_states);
+            t->rd.flow_events += COUNTER_GET(rc->flow_events);
+            t->rd.flow_updates_dropped += COUNTER_GET(rc->flow_updates_dropped);
             t->rd.queued += COUNTER_GET(rc->queued);
             t->rd.queued_peak += COUNTER_GET(rc->queued_peak);
             t->rd.dropped_queue_full += COUNTER_GET(rc->dropped_queue_full);
@@ -152,13 +154,14 @@ void stats_print(FILE *f, const struct stats_source *s, const struct stats_total
     if (t->redis)
         fprintf(f, "dati:   redis: %llu records (%llu lost), %llu flow records (%llu lost); "
                    "%llu commands, %llu error replies, %llu reconnects; queued %llu (peak %llu); "
-                   "live drops: %llu queue full, %llu disconnected\n",
+                   "live drops: %llu queue full, %llu disconnected, %llu flow updates\n",
                 (unsigned long long)t->rd.records, (unsigned long long)t->rd.lost,
                 (unsigned long long)t->rd.flows, (unsigned long long)t->rd.flows_lost,
                 (unsigned long long)t->rd.commands, (unsigned long long)t->rd.errors,
                 (unsigned long long)t->rd.reconnects, (unsigned long long)t->rd.queued,
                 (unsigned long long)t->rd.queued_peak, (unsigned long long)t->rd.dropped_queue_full,
-                (unsigned long long)t->rd.dropped_disconnected);
+                (unsigned long long)t->rd.dropped_disconnected,
+                (unsigned long long)t->rd.flow_updates_dropped);
     if (s->fb) {
         const struct feedback_counters *c = feedback_counters(s->fb);
         fprintf(f, "dati:   feedback: %llu commands, %llu applied, %llu unknown flow, "
@@ -277,6 +280,8 @@ int stats_json(struct outbuf *b, const struct stats_source *s, const struct stat
         rc |= member(b, "errors_other", t->rd.errors_other, &first);
         rc |= member(b, "reconnects", t->rd.reconnects, &first);
         rc |= member(b, "flow_states", t->rd.flow_states, &first);
+        rc |= member(b, "flow_events", t->rd.flow_events, &first);
+        rc |= member(b, "flow_updates_dropped", t->rd.flow_updates_dropped, &first);
         rc |= member(b, "queued", t->rd.queued, &first);
         rc |= member(b, "queued_peak", t->rd.queued_peak, &first);
         rc |= member(b, "dropped_queue_full", t->rd.dropped_queue_full, &first);

@@ -121,12 +121,13 @@ def test_retry_stops_on_sigterm(tmp_path, binaries, http_pcap):
 def test_live_drops_while_redis_is_stopped(tmp_path, binaries, http_pcap):
     """Live mode, Redis frozen with SIGSTOP: dati keeps reading (the feeder
     is never blocked), records are dropped and counted as queue_full; after
-    SIGCONT records are stored again; every record is accounted for."""
+    SIGCONT records are stored again; every record is accounted for, and
+    the flow start events (FLOW_EVENTS) apart from the records."""
     sock = tmp_path / "r.sock"
     server, client = start_redis(sock=sock)
     data = http_pcap.read_bytes()
-    conf = h.write_config(tmp_path, "r.conf",
-                          CONF_NOAUTH.format(sock=sock) + "REDIS_PIPELINE 20\n")
+    conf = h.write_config(tmp_path, "r.conf", CONF_NOAUTH.format(sock=sock) +
+                          "REDIS_PIPELINE 20\nFLOW_EVENTS test:start\n")
     dati = start_dati(["-r", "-", "-c", conf, "-q"], {"DATI_TEST_REDIS_LIVE": "1"})
     feeder = Feeder(dati, data)
     stopped = False
@@ -158,6 +159,9 @@ def test_live_drops_while_redis_is_stopped(tmp_path, binaries, http_pcap):
         # the drops are field and flow records (reading at full speed overruns Redis too)
         assert rec["field"] == rd["records"]
         assert rec["field_dropped"] + rec["flow_dropped"] == rd["dropped_queue_full"]
+        # one start event per flow: published or counted as dropped
+        assert rd["flow_updates_dropped"] > 0, rd
+        assert rd["flow_events"] + rd["flow_updates_dropped"] == stats["flows"]["created"], rd
         assert rec["field"] + rec["field_dropped"] == json_total(tmp_path, http_pcap)
         assert len(list(client.scan_iter("dati:rec:*"))) == rd["records"]
         assert rd["queued"] == 0 and 0 < rd["queued_peak"] <= 2 * 3 * 20, rd   # two pipelines
