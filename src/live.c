@@ -192,6 +192,10 @@ int live_run(struct run *r)
     for (int i = 0; i < r->nworkers; i++)
         worker_finish(&r->workers[i], now > r->workers[i].clock ? now : r->workers[i].clock,
                       FLOW_END_SHUTDOWN);
+    /* a stop during a reload can leave a worker on the old filters: its
+     * counters move to the new ones by name, as the report names them */
+    for (int i = 0; i < r->nworkers; i++)
+        worker_take_pipeline(&r->workers[i]);
     feedback_stop(r->fb);   /* before the final report: it counts what was left */
     run_report(r, 1, NULL);
     if (r->sink.error) {
