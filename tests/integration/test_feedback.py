@@ -90,6 +90,14 @@ class Session:
         self.dati.stdin.flush()
         self.sent = upto
 
+    def wait_processed(self, n, timeout=30):
+        """Waits until the workers have processed n packets: a command sent
+        after that applies after packet n (the input may be read ahead)."""
+        end = time.monotonic() + timeout
+        while (got := self.command({"stats": True})["packets"]) < n:
+            assert time.monotonic() < end, f"only {got} of {n} packets processed"
+            time.sleep(0.02)
+
     def wait_entries(self, n, timeout=20):
         end = time.monotonic() + timeout
         while self.client.xlen("web") < n:
@@ -248,7 +256,7 @@ def test_match_rule_expires(tmp_path, binaries):
     t0 = ts[0] + ts[1] / 1e6
     try:
         s.feed(cut)
-        time.sleep(0.5)
+        s.wait_processed(cut)
         assert s.command({"match": {"udp.dport": 53}, "tag": "early", "ttl": 1})["ok"]
         stats = s.finish()
     finally:
@@ -273,7 +281,7 @@ def test_watch_and_ignore(tmp_path, lab):
     s = Session(tmp_path, lab["pcap"], bpf=SEED_BPF)
     try:
         s.feed(cut)
-        time.sleep(0.5)
+        s.wait_processed(cut)
         assert s.command({"flow": watched, "watch": True})["ok"]
         assert s.command({"flow": ignored, "ignore": True})["ok"]
         stats = s.finish()
@@ -304,7 +312,7 @@ def test_watch_with_two_filters(tmp_path, lab):
     s = Session(tmp_path, lab["pcap"], bpf=SEED_BPF, extra=other)
     try:
         s.feed(cut)
-        time.sleep(0.5)
+        s.wait_processed(cut)
         assert s.command({"flow": fid, "watch": True})["ok"]
         stats = s.finish()
         others = [{k.decode(): v.decode() for k, v in f.items()}
@@ -544,14 +552,14 @@ def test_stop_while_resubscribing_to_a_stalled_redis(tmp_path, lab):
 
 
 def test_silent_subscriber_connection_is_replaced(tmp_path, lab):
-    """Redis frozen for 8 s: the subscriber's PING goes unanswered, dati
+    """Redis frozen for 10 s: the subscriber's PING goes unanswered, dati
     gives that connection up and subscribes again (counted in reconnects);
     once Redis is back, commands work."""
     s = Session(tmp_path, lab["pcap"], env=LIVE)
     try:
         assert s.command({"stats": True})["feedback"]["reconnects"] == 0
         os.kill(s.server.pid, signal.SIGSTOP)
-        time.sleep(8)
+        time.sleep(10)   # dati gives up after 6 s: a margin for a loaded machine
         os.kill(s.server.pid, signal.SIGCONT)
         # a new subscriber of the replies: the test's own may not have
         # survived the freeze
@@ -781,26 +789,36 @@ BPF tcp[(tcp[12] >> 4) * 4 : 4] = 0x47455420
 FIELDS ip.src ip.dst tcp.sport tcp.dport http.method http.url http.host
 REDIS_CHANNEL http_GET
 """)
+    # the flows the analyzer must tag: those with that Host, from a JSON run
+    plain = h.write_config(tmp_path, "j.conf", "\n".join(
+        l for l in conf.read_text().splitlines() if not l.startswith(("REDIS", "FEEDBACK"))))
+    n_exp = len({r["flow"] for r in h.run_dati(["-r", generated["path"], "-c", plain]).records
+                 if r["fields"].get("http.host") == "www.example.test"})
+    assert n_exp > 10
     procs = []
     node = shutil.which("node") and shutil.which("npm")
+    if node:   # first: a slow install must not eat into the analyzers' idle time
+        app = tmp_path / "node"
+        app.mkdir()
+        for name in ("package.json", "tagged_flows.js"):
+            shutil.copy(ANALYZERS / "node" / name, app / name)
+        npm = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"],
+                             cwd=app, capture_output=True, text=True, timeout=300)
+        assert npm.returncode == 0, npm.stderr[-2000:]
+    replies = client.pubsub()
+    replies.subscribe("dati:feedback:reply")
+    replies.get_message(timeout=5)
     try:
         py = subprocess.Popen(["/usr/bin/python3", str(ANALYZERS / "python" / "tag_hosts.py"),
                                "--socket", str(sock), "--channel", "http_GET", "--hosts",
-                               "www.example.test", "--idle-exit", "3"],
+                               "www.example.test", "--idle-exit", "5"],
                               stdout=subprocess.PIPE, text=True)
         procs.append(py)
         assert "subscribed" in py.stdout.readline()
         if node:
-            app = tmp_path / "node"
-            app.mkdir()
-            for name in ("package.json", "tagged_flows.js"):
-                shutil.copy(ANALYZERS / "node" / name, app / name)
-            npm = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"],
-                                 cwd=app, capture_output=True, text=True, timeout=300)
-            assert npm.returncode == 0, npm.stderr[-2000:]
             # quiet until the flow records come at the end of the input
             js = subprocess.Popen(["node", str(app / "tagged_flows.js"), "--socket", str(sock),
-                                   "--idle-exit", "8"], stdout=subprocess.PIPE, text=True)
+                                   "--idle-exit", "20"], stdout=subprocess.PIPE, text=True)
             procs.append(js)
             assert "subscribed" in js.stdout.readline()
         # the capture in pieces, then a pause before its end: the commands
@@ -821,7 +839,13 @@ REDIS_CHANNEL http_GET
             dati.stdin.write(data[offs[i]:offs[min(i + step, len(offs) - 1)]])
             dati.stdin.flush()
             time.sleep(0.2)
-        time.sleep(1.5)
+        # the input ends once every flow's tag and watch were acknowledged
+        acks, end = 0, time.monotonic() + 60
+        while acks < 2 * n_exp:
+            assert time.monotonic() < end, f"{acks} of {2 * n_exp} commands acknowledged"
+            m = replies.get_message(timeout=0.5)
+            if m and m["type"] == "message" and json.loads(m["data"])["ok"]:
+                acks += 1
         dati.stdin.close()
         dati.stdin = None
         out, _ = dati.communicate(timeout=60)
@@ -830,7 +854,8 @@ REDIS_CHANNEL http_GET
         fb = stats["feedback"]
         line = [l for l in py_out.splitlines() if l.startswith("flows tagged")][-1]
         n = int(line.split()[2])
-        assert n > 10 and line == f"flows tagged {n} commands {2 * n} acknowledged {2 * n} failed 0"
+        assert n == n_exp and \
+            line == f"flows tagged {n} commands {2 * n} acknowledged {2 * n} failed 0"
         assert fb["applied"] == 2 * n and fb["unknown_flow"] == 0, fb
         if node:
             js_out, _ = js.communicate(timeout=60)
