@@ -36,13 +36,16 @@ def start_redis(*args, sock=None, port=0, password=None):
     client = (redis.Redis(unix_socket_path=str(sock), password=password) if sock
               else redis.Redis(host="127.0.0.1", port=port, password=password))
     for _ in range(250):
+        if p.poll() is not None:   # e.g. the port was taken: not someone else's server
+            break
         try:
             client.ping()
             return p, client
         except (redis.exceptions.ConnectionError, FileNotFoundError):
             time.sleep(0.02)
     p.kill()
-    raise AssertionError("redis-server did not start")
+    p.wait()
+    raise AssertionError(f"redis-server did not start: {' '.join(cmd)}")
 
 
 def stop_redis(p):
@@ -99,25 +102,29 @@ def expected_from_json(run):
 
 
 def subscribe(client, channels):
-    """Collects every message published on channels until stopped."""
+    """Collects every message published on channels until finish() is
+    called, once dati has exited."""
     ps = client.pubsub()
     ps.subscribe(*channels)
     for _ in range(len(channels)):
         ps.get_message(timeout=5)   # the subscribe confirmations
-    got, stop = [], threading.Event()
+    got, end_mark = [], b"__test_end__"
 
     def loop():
-        while not stop.is_set():
+        while True:
             m = ps.get_message(timeout=0.1)
             if m and m["type"] == "message":
+                if m["data"] == end_mark:
+                    return
                 got.append((m["channel"], m["data"]))
-    t = threading.Thread(target=loop)
+    t = threading.Thread(target=loop, daemon=True)
     t.start()
 
     def finish():
-        time.sleep(0.5)
-        stop.set()
-        t.join()
+        # a subscriber gets messages in order: after this mark, nothing of dati's waits
+        client.publish(channels[0], end_mark)
+        t.join(60)
+        assert not t.is_alive(), "the end mark never came back"
         ps.close()
         return got
     return finish
@@ -343,7 +350,11 @@ def test_shell_analyzer(tmp_path, binaries, redis_server, generated):
                                      str(redis_server["sock"]), "http_GET", "test:sessions"],
                                     stdout=f, env=dict(os.environ, REDISCLI_AUTH="s3cret"),
                                     start_new_session=True)
-    time.sleep(1)   # subscribed: nothing to print before the first message
+    # messages published before redis-cli subscribes would be lost to it
+    end = time.monotonic() + 20
+    while min(n for _, n in redis_server["client"].pubsub_numsub("http_GET", "test:sessions")) < 1:
+        assert time.monotonic() < end and analyzer.poll() is None, "requests.sh did not subscribe"
+        time.sleep(0.05)
     run = h.run_dati(["-r", generated["path"], "-c", conf, "-q"])
     want = f"Requests:{run.stats['filters']['http']['records']} Sessions:{run.stats['redis']['flows']}"
     for _ in range(300):   # awk may still be catching up
@@ -381,10 +392,16 @@ def test_flow_hashes(tmp_path, binaries, redis_server, generated):
 def test_redis_over_tcp_loopback(tmp_path, binaries, generated):
     """REDIS_HOST/REDIS_PORT: the same records over TCP to 127.0.0.1."""
     import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server, client = start_redis(port=port)
+    for attempt in range(3):   # a free port may be taken before redis-server binds it
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        try:
+            server, client = start_redis(port=port)
+            break
+        except AssertionError:
+            if attempt == 2:
+                raise
     try:
         text = CONF.format(sock="x").replace("REDIS_SOCK x", f"REDIS_HOST 127.0.0.1\nREDIS_PORT {port}")
         text = text.replace("REDIS_AUTH s3cret\n", "")

@@ -110,7 +110,9 @@ def test_retry_stops_on_sigterm(tmp_path, binaries, http_pcap):
     conf = h.write_config(tmp_path, "r.conf",
                           CONF_NOAUTH.format(sock=tmp_path / "none.sock") + "REDIS_RETRY 600\n")
     dati = start_dati(["-r", http_pcap, "-c", conf])
-    time.sleep(0.7)
+    # retrying, so its signal handlers are in place
+    assert b"retrying (REDIS_RETRY 600)" in dati.stderr.readline()
+    time.sleep(0.3)
     t0 = time.monotonic()
     dati.send_signal(signal.SIGTERM)
     _, err = dati.communicate(timeout=10)
