@@ -3,6 +3,7 @@
 
 #include <hiredis/hiredis.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,13 @@ struct redis_out {
     int down;                            /* live: connection lost, retried from retry_at */
     uint64_t retry_at;
     unsigned retry_ms;
+    /* live: a reconnection runs on a thread of its own (connector_main) */
+    pthread_t connector;
+    int connecting;                      /* started, not yet taken */
+    int connector_threaded;              /* joinable: pthread_create succeeded */
+    int connect_done;                    /* atomic: the attempt has ended */
+    redisContext *fresh;                 /* its connection, or NULL with connect_err */
+    char connect_err[256];
     /* Two pipelines: one being filled, one sent and waiting for its replies,
      * so that Redis works on one while dati formats the next. Each is kept,
      * in RESP, until Redis has answered all of it. */
@@ -195,11 +203,15 @@ fail:
     return NULL;
 }
 
+static void connector_join(struct redis_out *r);
+
 void redis_out_close(struct redis_out *r)
 {
     if (!r)
         return;
     redis_out_flush(r);
+    connector_join(r);
+    redisFree(r->fresh);
     redisFree(r->c);
     outbuf_fini(&r->scratch);
     for (int i = 0; i < 2; i++) {
@@ -367,22 +379,51 @@ static void live_timeout(struct redis_out *r)
         redisSetTimeout(r->c, tv);
 }
 
-/* Live: one reconnection attempt when its time has come. Returns 0 when connected. */
-static int live_reconnect(struct redis_out *r)
+/* Live: connecting (handshake, AUTH, SELECT) may take CONNECT_TIMEOUT_S a
+ * step when the server's host does not answer; a thread does it, so that
+ * the worker's capture never waits on it. */
+static void *connector_main(void *arg)
+{
+    struct redis_out *r = arg;
+    int refused;
+    r->fresh = connect_to(r->conf, r->connect_err, sizeof r->connect_err, &refused);
+    __atomic_store_n(&r->connect_done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+static void connector_join(struct redis_out *r)
+{
+    if (r->connecting && r->connector_threaded)
+        pthread_join(r->connector, NULL);
+    r->connecting = 0;
+}
+
+/* Live: a reconnection attempt when its time has come, or its result; wait:
+ * start one now and wait for it (the final flush). Returns 0 when connected. */
+static int live_reconnect(struct redis_out *r, int wait)
 {
     if (!r->down)
         return 0;
-    uint64_t now = outbuf_now();
-    if (now < r->retry_at)
+    if (!r->connecting) {
+        if (!wait && outbuf_now() < r->retry_at)
+            return -1;
+        r->connect_done = 0;
+        r->connecting = 1;
+        r->connector_threaded = pthread_create(&r->connector, NULL, connector_main, r) == 0;
+        if (!r->connector_threaded)
+            connector_main(r);   /* no thread to be had: here, then */
+    }
+    if (!wait && !__atomic_load_n(&r->connect_done, __ATOMIC_ACQUIRE))
         return -1;
-    char err[256];
-    int refused;
-    if (!(r->c = connect_to(r->conf, err, sizeof err, &refused))) {
-        log_limited(r, "unreachable, retrying", err);
+    connector_join(r);
+    if (!r->fresh) {
+        log_limited(r, "unreachable, retrying", r->connect_err);
         r->retry_ms = r->retry_ms < 1000 ? r->retry_ms * 2 : 2000;
-        r->retry_at = now + (uint64_t)r->retry_ms * 1000000u;
+        r->retry_at = outbuf_now() + (uint64_t)r->retry_ms * 1000000u;
         return -1;
     }
+    r->c = r->fresh;
+    r->fresh = NULL;
     COUNTER_INC(r->n.reconnects);
     r->down = 0;
     live_timeout(r);
@@ -465,7 +506,7 @@ static int pipe_full(const struct redis_out *r)
  * pipeline into a socket that the previous one has left empty). */
 static void live_pump(struct redis_out *r, int force)
 {
-    if (r->down && live_reconnect(r) < 0)
+    if (r->down && live_reconnect(r, 0) < 0)
         return;
     if (r->sent) {
         int rc = collect(r, r->sent, 0);
@@ -495,7 +536,7 @@ static int live_admit(struct redis_out *r)
 {
     if (!r->down && pipe_full(r))
         live_pump(r, 0);
-    if (r->down && live_reconnect(r) < 0) {
+    if (r->down && live_reconnect(r, 0) < 0) {
         COUNTER_INC(r->n.dropped_disconnected);
         return -1;
     }
@@ -512,7 +553,7 @@ static int live_admit_update(struct redis_out *r)
 {
     if (!r->down && pipe_full(r))
         live_pump(r, 0);
-    if ((r->down && live_reconnect(r) < 0) || pipe_full(r)) {
+    if ((r->down && live_reconnect(r, 0) < 0) || pipe_full(r)) {
         COUNTER_INC(r->n.flow_updates_dropped);
         return -1;
     }
@@ -536,8 +577,7 @@ static void queued(struct redis_out *r)
 void redis_out_flush(struct redis_out *r)
 {
     if (r->live && r->down) {   /* one last try, then what is queued is lost */
-        r->retry_at = 0;
-        if (live_reconnect(r) < 0) {
+        if (live_reconnect(r, 1) < 0) {
             went_down(r);
             return;
         }
@@ -559,6 +599,10 @@ static int send_stats(struct redis_out *r, const char *json, size_t len, int fin
 
 int redis_out_stats(struct redis_out *r, const char *json, size_t len, int final)
 {
+    /* live, Redis unreachable: interim statistics do not wait for it (they
+     * also go to the output, and signals are answered meanwhile) */
+    if (r->live && r->down && !final && live_reconnect(r, 0) < 0)
+        return -1;
     redis_out_flush(r);   /* nothing of ours in flight: the replies below are these */
     int ok = send_stats(r, json, len, final);
     /* reading a file, a connection that broke since the last statistics (a

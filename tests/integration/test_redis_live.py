@@ -294,3 +294,79 @@ def test_live_exit_while_redis_is_stopped(tmp_path, binaries, http_pcap):
     rd, rec = stats["redis"], stats["records"]
     assert rd["dropped_queue_full"] > 0 and rd["lost"] > 0, rd
     assert rec["field"] + rec["field_dropped"] == json_total(tmp_path, http_pcap)
+
+
+def test_live_reconnects_off_the_packet_path(tmp_path, binaries, http_pcap):
+    """Live mode, Redis gone and its address silent (a listener whose accept
+    queue is full: each connection attempt waits out its 2 s timeout): the
+    attempts run on a thread of their own, so packets go on being processed
+    meanwhile, their records counted as dropped_disconnected."""
+    import socket
+    from test_feedback import packet_offsets
+    for attempt in range(3):   # a free port may be taken before redis-server binds it
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        try:
+            server, _ = start_redis(port=port)
+            break
+        except AssertionError:
+            if attempt == 2:
+                raise
+    data = http_pcap.read_bytes()
+    offs = packet_offsets(data)
+    conf = h.write_config(tmp_path, "r.conf", CONF_NOAUTH.replace("REDIS_SOCK {sock}", (
+        f"REDIS_HOST 127.0.0.1\nREDIS_PORT {port}")))
+    dati = start_dati(["-r", "-", "-c", conf, "-q"], {"DATI_TEST_REDIS_LIVE": "1"})
+    lines = []
+    reader = threading.Thread(target=lambda: lines.extend(dati.stdout), daemon=True)
+    reader.start()
+    silent, fillers = socket.socket(), []
+    try:
+        def feed(upto):
+            dati.stdin.write(data[feed.sent:offs[upto]])
+            dati.stdin.flush()
+            feed.sent = offs[upto]
+        feed.sent = 0
+
+        def processed():
+            """Packets processed, from the statistics SIGUSR1 asks for."""
+            n = len(lines)
+            dati.send_signal(signal.SIGUSR1)
+            end = time.monotonic() + 1.5
+            while len(lines) == n and time.monotonic() < end:
+                time.sleep(0.01)
+            return json.loads(lines[-1])["packets"] if len(lines) > n else None
+
+        feed(1000)
+        time.sleep(0.5)
+        os.kill(server.pid, signal.SIGKILL)
+        server.wait()
+        silent.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        silent.bind(("127.0.0.1", port))
+        silent.listen(0)
+        fillers.append(socket.create_connection(("127.0.0.1", port)))   # the queue is full
+        feed(2000)      # finds the connection broken
+        time.sleep(1)   # a reconnection attempt is waiting now
+        assert processed() == 2000
+        feed(6000)
+        # an attempt that held the worker would hold these packets up to 2 s
+        assert processed() == 6000, "packets held up while Redis was being reconnected"
+        feed(len(offs) - 1)
+        dati.stdin.close()
+        dati.stdin = None
+        dati.wait(timeout=60)
+        reader.join(10)
+    finally:
+        dati.kill()
+        silent.close()
+        for f in fillers:
+            f.close()
+        if server.poll() is None:
+            stop_redis(server)
+    assert dati.returncode == 0
+    stats = json.loads(lines[-1])
+    rd, rec = stats["redis"], stats["records"]
+    assert stats["packets"] == len(offs) - 1
+    assert rd["reconnects"] == 0 and rd["dropped_disconnected"] > 1000, rd
+    assert rec["field"] + rec["field_dropped"] == json_total(tmp_path, http_pcap)
