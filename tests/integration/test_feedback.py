@@ -18,7 +18,7 @@ from decimal import Decimal
 import pytest
 
 import dati_helpers as h
-from test_redis import start_redis, stop_redis
+from test_redis import npm_app, start_redis, stop_redis
 
 redis = pytest.importorskip("redis")
 
@@ -798,13 +798,7 @@ REDIS_CHANNEL http_GET
     procs = []
     node = shutil.which("node") and shutil.which("npm")
     if node:   # first: a slow install must not eat into the analyzers' idle time
-        app = tmp_path / "node"
-        app.mkdir()
-        for name in ("package.json", "tagged_flows.js"):
-            shutil.copy(ANALYZERS / "node" / name, app / name)
-        npm = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"],
-                             cwd=app, capture_output=True, text=True, timeout=300)
-        assert npm.returncode == 0, npm.stderr[-2000:]
+        app = npm_app(tmp_path, ["tagged_flows.js"])
     replies = client.pubsub()
     replies.subscribe("dati:feedback:reply")
     replies.get_message(timeout=5)

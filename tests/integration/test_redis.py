@@ -53,6 +53,33 @@ def stop_redis(p):
     p.wait(timeout=10)
 
 
+def start_redis_tcp():
+    """start_redis() on a free loopback port; returns (process, client, port)."""
+    import socket
+    for attempt in range(3):   # a free port may be taken before redis-server binds it
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        try:
+            return (*start_redis(port=port), port)
+        except AssertionError:
+            if attempt == 2:
+                raise
+
+
+def npm_app(tmp_path, names):
+    """The node analyzer files `names` in a directory of their own, with npm's
+    packages installed there; returns the directory."""
+    app = tmp_path / "node"
+    app.mkdir()
+    for name in ["package.json", *names]:
+        shutil.copy(ANALYZERS / "node" / name, app / name)
+    npm = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"],
+                         cwd=app, capture_output=True, text=True, timeout=300)
+    assert npm.returncode == 0, f"npm install failed: {npm.stderr[-2000:]}"
+    return app
+
+
 @pytest.fixture
 def redis_server(tmp_path):
     sock = tmp_path / "redis.sock"
@@ -222,13 +249,7 @@ def test_node_analyzer(tmp_path, binaries, redis_server, generated):
     client), started before dati: counts every request and session."""
     if not shutil.which("node") or not shutil.which("npm"):
         pytest.skip("node and npm are not installed")
-    app = tmp_path / "node"
-    app.mkdir()
-    for name in ("package.json", "requests.js"):
-        shutil.copy(ANALYZERS / "node" / name, app / name)
-    npm = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"],
-                         cwd=app, capture_output=True, text=True, timeout=300)
-    assert npm.returncode == 0, f"npm install failed: {npm.stderr[-2000:]}"
+    app = npm_app(tmp_path, ["requests.js"])
     out, _ = run_with_analyzer(
         ["node", app / "requests.js", "--socket", redis_server["sock"], "--password", "s3cret",
          "--channel", "http_GET", "--sessions", "test:sessions", "--period", "0.5",
@@ -391,17 +412,7 @@ def test_flow_hashes(tmp_path, binaries, redis_server, generated):
 
 def test_redis_over_tcp_loopback(tmp_path, binaries, generated):
     """REDIS_HOST/REDIS_PORT: the same records over TCP to 127.0.0.1."""
-    import socket
-    for attempt in range(3):   # a free port may be taken before redis-server binds it
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        try:
-            server, client = start_redis(port=port)
-            break
-        except AssertionError:
-            if attempt == 2:
-                raise
+    server, client, port = start_redis_tcp()
     try:
         text = CONF.format(sock="x").replace("REDIS_SOCK x", f"REDIS_HOST 127.0.0.1\nREDIS_PORT {port}")
         text = text.replace("REDIS_AUTH s3cret\n", "")

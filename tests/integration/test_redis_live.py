@@ -13,7 +13,7 @@ import time
 import pytest
 
 import dati_helpers as h
-from test_redis import CONF, start_redis, stop_redis
+from test_redis import CONF, start_redis, start_redis_tcp, stop_redis
 
 CONF_NOAUTH = CONF.replace("REDIS_AUTH s3cret\n", "")
 
@@ -303,16 +303,7 @@ def test_live_reconnects_off_the_packet_path(tmp_path, binaries, http_pcap):
     meanwhile, their records counted as dropped_disconnected."""
     import socket
     from test_feedback import packet_offsets
-    for attempt in range(3):   # a free port may be taken before redis-server binds it
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        try:
-            server, _ = start_redis(port=port)
-            break
-        except AssertionError:
-            if attempt == 2:
-                raise
+    server, _, port = start_redis_tcp()
     data = http_pcap.read_bytes()
     offs = packet_offsets(data)
     conf = h.write_config(tmp_path, "r.conf", CONF_NOAUTH.replace("REDIS_SOCK {sock}", (
