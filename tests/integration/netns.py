@@ -60,8 +60,9 @@ class Netns:
         self.procs = []
         sh("ip", "netns", "add", self.name)
         try:
-            self.run("sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1")
-            self.run("sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1")
+            # /proc/sys/net is per namespace; written directly: no procps needed
+            for conf in ("all", "default"):
+                self.run("sh", "-c", f"echo 1 > /proc/sys/net/ipv6/conf/{conf}/disable_ipv6")
             self.run("ip", "link", "set", "lo", "up")
             for i in range(pairs):
                 self.run("ip", "link", "add", f"s{i}", "mtu", "9000", "type", "veth",
