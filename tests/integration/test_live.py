@@ -118,19 +118,25 @@ def test_tun_pool_gets_every_matching_packet(tmp_path, gen, kind):
         for t in (f"{kind}0", f"{kind}1"):
             out = tmp_path / f"{t}.pcap"
             err = open(tmp_path / f"{t}.err", "wb")
-            p = ns.popen(["tcpdump", "-U", "-n", "-i", t, "-w", out], stderr=err)
+            # no 1 s buffering in libpcap's ring: packets still there at SIGINT are lost
+            p = ns.popen(["tcpdump", "--immediate-mode", "-U", "-n", "-i", t, "-w", out],
+                         stderr=err)
             dumps.append((p, out, tmp_path / f"{t}.err"))
         for p, out, errp in dumps:
             deadline = time.monotonic() + 10
             while "listening" not in errp.read_text() and time.monotonic() < deadline:
                 time.sleep(0.05)
         ns.replay(gen["path"], pps=20000)
-        time.sleep(1)
+        d.wait_packets(gen["summary"]["packets"])
+        expected = gen["summary"]["http_requests"]
+        deadline = time.monotonic() + 30
+        while sum(netns.pcap_records(out) for p, out, errp in dumps) < expected \
+                and time.monotonic() < deadline:
+            time.sleep(0.05)
         for p, out, errp in dumps:   # before dati: its devices go with it
             p.send_signal(signal.SIGINT)
             p.wait(timeout=10)
         recs, flows, st = split(d.stop())
-    expected = gen["summary"]["http_requests"]
     assert len(recs) == expected
     assert st["tap"] == {"forwarded": expected, "queue_full": 0, "errors": 0, "not_ip": 0}
     per_dev = {}
