@@ -53,7 +53,7 @@ def test_live_equals_file(tmp_path, gen):
     with netns.Netns() as ns:
         d = netns.Dati(ns, tmp_path, ["-i", "c0", "-t", 2])
         ns.replay(gen["path"], pps=20000)
-        time.sleep(0.5)
+        d.wait_packets(gen["summary"]["packets"])
         recs, flows, st = split(d.stop())
     frecs, fflows = gen["file"].records, gen["file"].flows
     assert st["interfaces"]["c0"]["kernel_drops"] == 0
@@ -76,7 +76,7 @@ def test_wall_clock_expiry(tmp_path, gen):
     with netns.Netns() as ns:
         d = netns.Dati(ns, tmp_path, ["-c", conf, "-i", "c0", "-t", 2])
         ns.replay(gen["path"], pps=40000)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if sum(1 for o in d.lines() if o["type"] == "flow") == len(expected):
                 break
@@ -93,7 +93,7 @@ def test_sigterm_mid_run_flushes_every_flow(tmp_path, gen):
         d = netns.Dati(ns, tmp_path, ["-i", "c0", "-t", 2])
         replay = ns.popen(["tcpreplay", "-q", "-i", "s0", "--pps", 5000, gen["path"]],
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(1.5)
+        d.wait_packets(2000)   # under way; the replay goes on for 3 s more
         recs, flows, st = split(d.stop())
         replay.kill()
     assert 0 < st["packets"] < gen["summary"]["packets"]
@@ -172,10 +172,10 @@ def test_two_interfaces_one_per_direction(tmp_path, gen, flap):
             ns.run("ip", "link", "set", "c1", "down")
             d.wait_for("c1: Network is down")
             ns.run("ip", "link", "set", "c1", "up")
-            time.sleep(0.5)
+            ns.wait_up("c1")
         ns.replay(halves["c0"], iface="s0", pps=20000)
         ns.replay(halves["c1"], iface="s1", pps=20000)
-        time.sleep(0.5)
+        d.wait_packets(sum(map(netns.pcap_records, halves.values())))
         recs, flows, st = split(d.stop())
     assert st["interfaces"]["c0"]["kernel_drops"] == st["interfaces"]["c1"]["kernel_drops"] == 0
     assert st["packets"] == st["interfaces"]["c0"]["received"] \
@@ -221,11 +221,12 @@ def test_interface_down_then_gone(tmp_path, gen):
     with netns.Netns() as ns:
         d = netns.Dati(ns, tmp_path, ["-i", "c0", "-t", 2])
         ns.replay(gen["path"], pps=40000)
+        d.wait_packets(gen["summary"]["packets"])   # none left in the ring when it goes
         ns.run("ip", "link", "set", "c0", "down")
         d.wait_for("c0: Network is down; waiting for it to come back")
         ns.run("ip", "link", "set", "c0", "up")
         ns.replay(gen["path"], pps=40000)
-        time.sleep(0.5)
+        d.wait_packets(2 * gen["summary"]["packets"])
         ns.run("ip", "link", "del", "c0")
         d.wait_for("c0: the interface is gone")
         recs, flows, st = split(d.stop(expect_rc=(1,)))
@@ -249,18 +250,19 @@ def test_sighup_reload(tmp_path, gen):
     file_dns = [r for r in file_dns if r["filter"] == "dns"]
     with netns.Netns() as ns:
         d = netns.Dati(ns, tmp_path, ["-c", conf, "-i", "c0", "-t", 2])
+        n = gen["summary"]["packets"]
         ns.replay(gen["path"], pps=20000)
-        time.sleep(0.3)
+        d.wait_packets(n)   # a backlog would get the new filters
         h.write_config(tmp_path, "dati.conf", DNS_TOO)
         d.signal(signal.SIGHUP)
         d.wait_for("reloaded")
         ns.replay(gen["path"], pps=20000)
-        time.sleep(0.3)
+        d.wait_packets(2 * n)
         h.write_config(tmp_path, "dati.conf", "FILTER_NAME broken\nBPF tcp port\n")
         d.signal(signal.SIGHUP)
         d.wait_for("reload refused")
         ns.replay(gen["path"], pps=20000)
-        time.sleep(0.3)
+        d.wait_packets(3 * n)
         recs, flows, st = split(d.stop())
     http = [r for r in recs if r["filter"] == "http"]
     dns = [r for r in recs if r["filter"] == "dns"]
@@ -312,13 +314,17 @@ def test_daemon_pidfile_user_and_reload(tmp_path, gen):
                     if l.startswith(("CapPrm:", "CapEff:", "CapAmb:"))}
             assert caps == {"CapPrm:": 0, "CapEff:": 0, "CapAmb:": 0}, status
             assert "NoNewPrivs:\t1" in status
+            # its stderr is syslog: the statistics records in its output tell
+            def wait_stats(cond, what):
+                netns.wait_stats(lambda: os.kill(pid, signal.SIGUSR1), out, cond, what)
+            n = gen["summary"]["packets"]
             ns.replay(gen["path"], pps=20000)
-            time.sleep(0.3)
+            wait_stats(lambda st: st["packets"] >= n, f"{n} packets")
             h.write_config(shared, "dati.conf", DNS_TOO)
             os.kill(pid, signal.SIGHUP)
-            time.sleep(1)
+            wait_stats(lambda st: "dns" in st["filters"], "the reloaded filters")
             ns.replay(gen["path"], pps=20000)
-            time.sleep(0.5)
+            wait_stats(lambda st: st["packets"] >= 2 * n, f"{2 * n} packets")
             os.kill(pid, signal.SIGTERM)
             deadline = time.monotonic() + 20
             while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
@@ -362,7 +368,7 @@ def test_live_into_redis(tmp_path, gen):
         with netns.Netns() as ns:
             d = netns.Dati(ns, tmp_path, ["-c", conf, "-i", "c0", "-t", 2])
             ns.replay(gen["path"], pps=20000)
-            time.sleep(0.5)
+            d.wait_packets(gen["summary"]["packets"])
             _, _, st = split(d.stop())
         expected = h.run_dati(["-r", gen["path"], "-c", h.write_config(tmp_path, "j.conf", DNS_TOO),
                                "--no-progress"]).records
@@ -433,7 +439,7 @@ def test_live_feedback_tags(tmp_path, gen):
                     ack = json.loads(m["data"])
             assert ack and ack["ok"] and ack["id"] == 1, ack
             ns.replay(gen["path"], pps=20000)
-            time.sleep(0.5)
+            d.wait_packets(gen["summary"]["packets"])
             _, _, st = split(d.stop())
         tags = collections.Counter()
         for key in client.scan_iter("dati:rec:*", count=1000):
