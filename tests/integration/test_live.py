@@ -279,15 +279,21 @@ def test_sighup_reload(tmp_path, gen):
 
 
 def test_sigusr1_prints_statistics(tmp_path, gen):
+    """SIGUSR1: the statistics so far, on stderr and as a record in the output."""
+    n = gen["summary"]["packets"]
     with netns.Netns() as ns:
         d = netns.Dati(ns, tmp_path, ["-i", "c0"])
         ns.replay(gen["path"], pps=40000)
-        time.sleep(0.5)   # the last packets leave the rings
-        d.signal(signal.SIGUSR1)
-        d.wait_for("[stats]")
+        d.wait_packets(n)   # itself by SIGUSR1, until the last packets left the rings
+        mine = d.request_stats()
         recs, flows, st = split(d.stop())
         interim = [o for o in d.lines() if o["type"] == "stats" and not o["final"]]
-    assert interim and interim[0]["packets"] == gen["summary"]["packets"]
+    assert mine["packets"] == interim[-1]["packets"] == st["packets"] == n
+    assert mine["interfaces"]["c0"]["received"] == n
+    # each report (signals, TIME_STATS) on both; the last one's on stderr too
+    reports = [l for l in d.stderr().splitlines() if l.startswith("dati: [stats] ")]
+    assert len(reports) == len(interim)
+    assert reports[-1].startswith(f"dati: [stats] {n} packets, ")
 
 
 def test_daemon_pidfile_user_and_reload(tmp_path, gen):
