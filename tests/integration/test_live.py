@@ -118,9 +118,11 @@ def test_tun_pool_gets_every_matching_packet(tmp_path, gen, kind):
         for t in (f"{kind}0", f"{kind}1"):
             out = tmp_path / f"{t}.pcap"
             err = open(tmp_path / f"{t}.err", "wb")
-            # no 1 s buffering in libpcap's ring: packets still there at SIGINT are lost
-            p = ns.popen(["tcpdump", "--immediate-mode", "-U", "-n", "-i", t, "-w", out],
-                         stderr=err)
+            # no 1 s buffering in libpcap's ring: packets still there at SIGINT are lost.
+            # Immediate mode gives a raw-IP device's packets frames of the snapshot length
+            # (256 KiB: 8 in the default ring); every frame here fits 9216 bytes
+            p = ns.popen(["tcpdump", "--immediate-mode", "-s", 9216, "-B", 16384, "-U", "-n",
+                          "-i", t, "-w", out], stderr=err)
             dumps.append((p, out, tmp_path / f"{t}.err"))
         for p, out, errp in dumps:
             deadline = time.monotonic() + 10
