@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -102,7 +103,7 @@ def test_sigterm_mid_run_flushes_every_flow(tmp_path, gen):
     assert sum(st["filters"][f]["records"] for f in st["filters"]) == len(recs)
 
 
-@pytest.mark.parametrize("kind", ["dtun", "dtap"])
+@pytest.mark.parametrize("kind", ["dtun", "tap"])   # a tap's name starts with "tap"
 def test_tun_pool_gets_every_matching_packet(tmp_path, gen, kind):
     """TAP_IF, tun (raw IP) and tap (Ethernet): each HTTP request goes to one device; the
     pool, read back with tcpdump, holds exactly the matching packets, and a
@@ -143,6 +144,8 @@ def test_tun_pool_gets_every_matching_packet(tmp_path, gen, kind):
     assert st["tap"] == {"forwarded": expected, "queue_full": 0, "errors": 0, "not_ip": 0}
     per_dev = {}
     for p, out, errp in dumps:
+        # the device's kind, as tcpdump saw it: Ethernet (1) or raw IP (101)
+        assert int.from_bytes(out.read_bytes()[20:24], sys.byteorder) == (1 if kind == "tap" else 101)
         rd = h.run_dati(["-r", out, "-c", conf, "--no-progress"])
         per_dev[out.stem] = rd.records
     got = per_dev[f"{kind}0"] + per_dev[f"{kind}1"]
