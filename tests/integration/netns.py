@@ -5,6 +5,7 @@ Needs root; tests skip with the reason otherwise."""
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import time
 from pathlib import Path
@@ -60,8 +61,9 @@ class Netns:
         self.procs = []
         sh("ip", "netns", "add", self.name)
         try:
-            self.run("sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1")
-            self.run("sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1")
+            # /proc/sys/net is per namespace; written directly: no procps needed
+            for conf in ("all", "default"):
+                self.run("sh", "-c", f"echo 1 > /proc/sys/net/ipv6/conf/{conf}/disable_ipv6")
             self.run("ip", "link", "set", "lo", "up")
             for i in range(pairs):
                 self.run("ip", "link", "add", f"s{i}", "mtu", "9000", "type", "veth",
@@ -82,6 +84,13 @@ class Netns:
         self.procs.append(p)
         return p
 
+    def wait_up(self, ifname, timeout=10):
+        """Until the kernel says the link is up (operstate UP, carrier on)."""
+        deadline = time.monotonic() + timeout
+        while "state UP" not in self.run("ip", "-o", "link", "show", "dev", ifname).stdout:
+            assert time.monotonic() < deadline, f"{ifname} not up in {timeout} s"
+            time.sleep(0.05)
+
     def replay(self, pcap, iface="s0", pps=20000):
         p = self.run("tcpreplay", "-q", "-i", iface, "--pps", pps, pcap)
         return p.stdout + p.stderr
@@ -98,6 +107,59 @@ class Netns:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def pcap_records(path):
+    """Complete records in a pcap file so far (a writer may be mid-record):
+    a 24-byte file header, then a 16-byte header per record, incl_len at 8."""
+    data = Path(path).read_bytes() if Path(path).exists() else b""
+    incl_len = "<I" if data[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">I"
+    n, off = 0, 24
+    while off + 16 <= len(data):
+        off += 16 + struct.unpack_from(incl_len, data, off + 8)[0]
+        if off > len(data):
+            break
+        n += 1
+    return n
+
+
+def interim_stats(out):
+    """The interim statistics records in dati's output so far; complete lines
+    only (dati may be writing the next one)."""
+    data = Path(out).read_bytes() if Path(out).exists() else b""
+    lines = [l for l in data.split(b"\n")[:-1] if l.startswith(b'{"type":"stats","final":false')]
+    return h.parse_json_lines(b"\n".join(lines), "dati live output")
+
+
+def request_stats(send, out, timeout=5, alive=lambda: None):
+    """send() asks dati for statistics (SIGUSR1); returns the first interim
+    record written after it, or None if none came in `timeout` s. alive()
+    raises if dati has ended."""
+    seen = len(interim_stats(out))
+    send()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        recs = interim_stats(out)
+        if len(recs) > seen:
+            return recs[seen]
+        alive()
+        time.sleep(0.02)
+    return None
+
+
+def wait_stats(send, out, cond, what, timeout=30, alive=lambda: None):
+    """Asks dati for statistics until a record satisfies cond; returns it.
+    Instead of a sleep that assumes how fast dati is (it is 2-5 times slower
+    under sanitizers, more on a loaded machine)."""
+    deadline = time.monotonic() + timeout
+    st = None
+    while time.monotonic() < deadline:
+        st = request_stats(send, out, min(5, max(deadline - time.monotonic(), 0.1)), alive) or st
+        if st is not None and cond(st):
+            return st
+        time.sleep(0.1)
+    last = st and {k: st[k] for k in ("packets", "interfaces", "filters") if k in st}
+    raise AssertionError(f"dati: no statistics with {what} in {timeout} s; last: {last}")
 
 
 class Dati:
@@ -128,6 +190,25 @@ class Dati:
 
     def signal(self, sig):
         self.p.send_signal(sig)
+
+    def alive(self):
+        if self.p.poll() is not None:
+            raise AssertionError(f"dati ended (exit {self.p.returncode}):\n"
+                                 f"{self.stderr()[-3000:]}")
+
+    def request_stats(self, timeout=10):
+        """SIGUSR1; the interim statistics record it wrote."""
+        st = request_stats(lambda: self.signal(signal.SIGUSR1), self.out, timeout, self.alive)
+        assert st is not None, f"no statistics record {timeout} s after SIGUSR1"
+        return st
+
+    def wait_packets(self, n, timeout=30):
+        """Returns (the statistics) once dati has taken n packets from its
+        rings: a SIGTERM or SIGHUP now acts only after them (it is seen
+        between packets; a stop abandons what is still in the rings, a
+        reload gives the backlog the new filters)."""
+        return wait_stats(lambda: self.signal(signal.SIGUSR1), self.out,
+                          lambda st: st["packets"] >= n, f"{n} packets", timeout, self.alive)
 
     def stop(self, timeout=30, expect_rc=(0,)):
         """SIGTERM, wait, check; returns the parsed output lines."""

@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -53,7 +54,7 @@ def test_live_equals_file(tmp_path, gen):
     with netns.Netns() as ns:
         d = netns.Dati(ns, tmp_path, ["-i", "c0", "-t", 2])
         ns.replay(gen["path"], pps=20000)
-        time.sleep(0.5)
+        d.wait_packets(gen["summary"]["packets"])
         recs, flows, st = split(d.stop())
     frecs, fflows = gen["file"].records, gen["file"].flows
     assert st["interfaces"]["c0"]["kernel_drops"] == 0
@@ -76,7 +77,7 @@ def test_wall_clock_expiry(tmp_path, gen):
     with netns.Netns() as ns:
         d = netns.Dati(ns, tmp_path, ["-c", conf, "-i", "c0", "-t", 2])
         ns.replay(gen["path"], pps=40000)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if sum(1 for o in d.lines() if o["type"] == "flow") == len(expected):
                 break
@@ -93,7 +94,7 @@ def test_sigterm_mid_run_flushes_every_flow(tmp_path, gen):
         d = netns.Dati(ns, tmp_path, ["-i", "c0", "-t", 2])
         replay = ns.popen(["tcpreplay", "-q", "-i", "s0", "--pps", 5000, gen["path"]],
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(1.5)
+        d.wait_packets(2000)   # under way; the replay goes on for 3 s more
         recs, flows, st = split(d.stop())
         replay.kill()
     assert 0 < st["packets"] < gen["summary"]["packets"]
@@ -102,7 +103,7 @@ def test_sigterm_mid_run_flushes_every_flow(tmp_path, gen):
     assert sum(st["filters"][f]["records"] for f in st["filters"]) == len(recs)
 
 
-@pytest.mark.parametrize("kind", ["dtun", "dtap"])
+@pytest.mark.parametrize("kind", ["dtun", "tap"])   # a tap's name starts with "tap"
 def test_tun_pool_gets_every_matching_packet(tmp_path, gen, kind):
     """TAP_IF, tun (raw IP) and tap (Ethernet): each HTTP request goes to one device; the
     pool, read back with tcpdump, holds exactly the matching packets, and a
@@ -118,23 +119,33 @@ def test_tun_pool_gets_every_matching_packet(tmp_path, gen, kind):
         for t in (f"{kind}0", f"{kind}1"):
             out = tmp_path / f"{t}.pcap"
             err = open(tmp_path / f"{t}.err", "wb")
-            p = ns.popen(["tcpdump", "-U", "-n", "-i", t, "-w", out], stderr=err)
+            # no 1 s buffering in libpcap's ring: packets still there at SIGINT are lost.
+            # Immediate mode gives a raw-IP device's packets frames of the snapshot length
+            # (256 KiB: 8 in the default ring); every frame here fits 9216 bytes
+            p = ns.popen(["tcpdump", "--immediate-mode", "-s", 9216, "-B", 16384, "-U", "-n",
+                          "-i", t, "-w", out], stderr=err)
             dumps.append((p, out, tmp_path / f"{t}.err"))
         for p, out, errp in dumps:
             deadline = time.monotonic() + 10
             while "listening" not in errp.read_text() and time.monotonic() < deadline:
                 time.sleep(0.05)
         ns.replay(gen["path"], pps=20000)
-        time.sleep(1)
+        d.wait_packets(gen["summary"]["packets"])
+        expected = gen["summary"]["http_requests"]
+        deadline = time.monotonic() + 30
+        while sum(netns.pcap_records(out) for p, out, errp in dumps) < expected \
+                and time.monotonic() < deadline:
+            time.sleep(0.05)
         for p, out, errp in dumps:   # before dati: its devices go with it
             p.send_signal(signal.SIGINT)
             p.wait(timeout=10)
         recs, flows, st = split(d.stop())
-    expected = gen["summary"]["http_requests"]
     assert len(recs) == expected
     assert st["tap"] == {"forwarded": expected, "queue_full": 0, "errors": 0, "not_ip": 0}
     per_dev = {}
     for p, out, errp in dumps:
+        # the device's kind, as tcpdump saw it: Ethernet (1) or raw IP (101)
+        assert int.from_bytes(out.read_bytes()[20:24], sys.byteorder) == (1 if kind == "tap" else 101)
         rd = h.run_dati(["-r", out, "-c", conf, "--no-progress"])
         per_dev[out.stem] = rd.records
     got = per_dev[f"{kind}0"] + per_dev[f"{kind}1"]
@@ -166,10 +177,10 @@ def test_two_interfaces_one_per_direction(tmp_path, gen, flap):
             ns.run("ip", "link", "set", "c1", "down")
             d.wait_for("c1: Network is down")
             ns.run("ip", "link", "set", "c1", "up")
-            time.sleep(0.5)
+            ns.wait_up("c1")
         ns.replay(halves["c0"], iface="s0", pps=20000)
         ns.replay(halves["c1"], iface="s1", pps=20000)
-        time.sleep(0.5)
+        d.wait_packets(sum(map(netns.pcap_records, halves.values())))
         recs, flows, st = split(d.stop())
     assert st["interfaces"]["c0"]["kernel_drops"] == st["interfaces"]["c1"]["kernel_drops"] == 0
     assert st["packets"] == st["interfaces"]["c0"]["received"] \
@@ -215,11 +226,12 @@ def test_interface_down_then_gone(tmp_path, gen):
     with netns.Netns() as ns:
         d = netns.Dati(ns, tmp_path, ["-i", "c0", "-t", 2])
         ns.replay(gen["path"], pps=40000)
+        d.wait_packets(gen["summary"]["packets"])   # none left in the ring when it goes
         ns.run("ip", "link", "set", "c0", "down")
         d.wait_for("c0: Network is down; waiting for it to come back")
         ns.run("ip", "link", "set", "c0", "up")
         ns.replay(gen["path"], pps=40000)
-        time.sleep(0.5)
+        d.wait_packets(2 * gen["summary"]["packets"])
         ns.run("ip", "link", "del", "c0")
         d.wait_for("c0: the interface is gone")
         recs, flows, st = split(d.stop(expect_rc=(1,)))
@@ -243,18 +255,19 @@ def test_sighup_reload(tmp_path, gen):
     file_dns = [r for r in file_dns if r["filter"] == "dns"]
     with netns.Netns() as ns:
         d = netns.Dati(ns, tmp_path, ["-c", conf, "-i", "c0", "-t", 2])
+        n = gen["summary"]["packets"]
         ns.replay(gen["path"], pps=20000)
-        time.sleep(0.3)
+        d.wait_packets(n)   # a backlog would get the new filters
         h.write_config(tmp_path, "dati.conf", DNS_TOO)
         d.signal(signal.SIGHUP)
         d.wait_for("reloaded")
         ns.replay(gen["path"], pps=20000)
-        time.sleep(0.3)
+        d.wait_packets(2 * n)
         h.write_config(tmp_path, "dati.conf", "FILTER_NAME broken\nBPF tcp port\n")
         d.signal(signal.SIGHUP)
         d.wait_for("reload refused")
         ns.replay(gen["path"], pps=20000)
-        time.sleep(0.3)
+        d.wait_packets(3 * n)
         recs, flows, st = split(d.stop())
     http = [r for r in recs if r["filter"] == "http"]
     dns = [r for r in recs if r["filter"] == "dns"]
@@ -271,15 +284,21 @@ def test_sighup_reload(tmp_path, gen):
 
 
 def test_sigusr1_prints_statistics(tmp_path, gen):
+    """SIGUSR1: the statistics so far, on stderr and as a record in the output."""
+    n = gen["summary"]["packets"]
     with netns.Netns() as ns:
         d = netns.Dati(ns, tmp_path, ["-i", "c0"])
         ns.replay(gen["path"], pps=40000)
-        time.sleep(0.5)   # the last packets leave the rings
-        d.signal(signal.SIGUSR1)
-        d.wait_for("[stats]")
+        d.wait_packets(n)   # itself by SIGUSR1, until the last packets left the rings
+        mine = d.request_stats()
         recs, flows, st = split(d.stop())
         interim = [o for o in d.lines() if o["type"] == "stats" and not o["final"]]
-    assert interim and interim[0]["packets"] == gen["summary"]["packets"]
+    assert mine["packets"] == interim[-1]["packets"] == st["packets"] == n
+    assert mine["interfaces"]["c0"]["received"] == n
+    # each report (signals, TIME_STATS) on both; the last one's on stderr too
+    reports = [l for l in d.stderr().splitlines() if l.startswith("dati: [stats] ")]
+    assert len(reports) == len(interim)
+    assert reports[-1].startswith(f"dati: [stats] {n} packets, ")
 
 
 def test_daemon_pidfile_user_and_reload(tmp_path, gen):
@@ -306,13 +325,17 @@ def test_daemon_pidfile_user_and_reload(tmp_path, gen):
                     if l.startswith(("CapPrm:", "CapEff:", "CapAmb:"))}
             assert caps == {"CapPrm:": 0, "CapEff:": 0, "CapAmb:": 0}, status
             assert "NoNewPrivs:\t1" in status
+            # its stderr is syslog: the statistics records in its output tell
+            def wait_stats(cond, what):
+                netns.wait_stats(lambda: os.kill(pid, signal.SIGUSR1), out, cond, what)
+            n = gen["summary"]["packets"]
             ns.replay(gen["path"], pps=20000)
-            time.sleep(0.3)
+            wait_stats(lambda st: st["packets"] >= n, f"{n} packets")
             h.write_config(shared, "dati.conf", DNS_TOO)
             os.kill(pid, signal.SIGHUP)
-            time.sleep(1)
+            wait_stats(lambda st: "dns" in st["filters"], "the reloaded filters")
             ns.replay(gen["path"], pps=20000)
-            time.sleep(0.5)
+            wait_stats(lambda st: st["packets"] >= 2 * n, f"{2 * n} packets")
             os.kill(pid, signal.SIGTERM)
             deadline = time.monotonic() + 20
             while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
@@ -356,7 +379,7 @@ def test_live_into_redis(tmp_path, gen):
         with netns.Netns() as ns:
             d = netns.Dati(ns, tmp_path, ["-c", conf, "-i", "c0", "-t", 2])
             ns.replay(gen["path"], pps=20000)
-            time.sleep(0.5)
+            d.wait_packets(gen["summary"]["packets"])
             _, _, st = split(d.stop())
         expected = h.run_dati(["-r", gen["path"], "-c", h.write_config(tmp_path, "j.conf", DNS_TOO),
                                "--no-progress"]).records
@@ -427,7 +450,7 @@ def test_live_feedback_tags(tmp_path, gen):
                     ack = json.loads(m["data"])
             assert ack and ack["ok"] and ack["id"] == 1, ack
             ns.replay(gen["path"], pps=20000)
-            time.sleep(0.5)
+            d.wait_packets(gen["summary"]["packets"])
             _, _, st = split(d.stop())
         tags = collections.Counter()
         for key in client.scan_iter("dati:rec:*", count=1000):

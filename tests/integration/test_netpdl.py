@@ -14,7 +14,6 @@ import shutil
 import signal
 import struct
 import subprocess
-import time
 from collections import Counter
 
 import pytest
@@ -366,19 +365,20 @@ def test_sighup_reloads_descriptions(tmp_path, binaries, sip_capture):
     conf = h.write_config(tmp_path, "dati.conf", RELOAD_CONF.format("s.method"))
     with netns.Netns() as ns:
         d = netns.Dati(ns, tmp_path, ["-c", conf, "-i", "c0"])
+        n = netns.pcap_records(sip_capture)
         ns.replay(sip_capture, pps=1000)
-        time.sleep(0.3)
+        d.wait_packets(n)   # a backlog would get the new descriptions
         (tmp_path / "d.xml").write_text(DESC_V2)
         h.write_config(tmp_path, "dati.conf", RELOAD_CONF.format("s.method s.uri"))
         d.signal(signal.SIGHUP)
         d.wait_for("reloaded")
         ns.replay(sip_capture, pps=1000)
-        time.sleep(0.3)
+        d.wait_packets(2 * n)
         (tmp_path / "d.xml").write_text(DESC_BROKEN)
         d.signal(signal.SIGHUP)
         d.wait_for("reload refused")
         ns.replay(sip_capture, pps=1000)
-        time.sleep(0.3)
+        d.wait_packets(3 * n)
         objs = d.stop()
         err = d.stderr()
     assert f"{tmp_path}/d.xml:2: unsupported element <loop>" in err
