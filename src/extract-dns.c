@@ -8,10 +8,11 @@
 
 #define DNS_MAX_HOPS 32
 
-/* Dotted text of the name at off into q->name; sets *end to the offset after
- * the name in the question. Returns 0, or -1 for a malformed name. */
-static int read_name(const uint8_t *m, uint32_t len, uint32_t off, struct dns_query *q,
-                     uint32_t *end)
+/* Dotted text of the name at off in the message m into name (DNS_NAME_TEXT
+ * bytes); sets *end to the offset after the name where it started. Returns 0,
+ * or -1 for a malformed name. */
+int dns_name_text(const uint8_t *m, uint32_t len, uint32_t off, char *name, uint16_t *name_len,
+                  uint32_t *end)
 {
     uint32_t out = 0, wire = 0;
     int hops = 0;
@@ -39,16 +40,16 @@ static int read_name(const uint8_t *m, uint32_t len, uint32_t off, struct dns_qu
         if (!BYTES_FITS(off + 1, l, len) || (wire += l + 1u) > 254)
             return -1;
         if (out)
-            q->name[out++] = '.';
-        memcpy(q->name + out, m + off + 1, l);
+            name[out++] = '.';
+        memcpy(name + out, m + off + 1, l);
         out += l;
         off += 1u + l;
     }
     if (out == 0) {
-        memcpy(q->name, "<Root>", 6);
+        memcpy(name, "<Root>", 6);
         out = 6;
     }
-    q->name_len = (uint16_t)out;
+    *name_len = (uint16_t)out;
     return 0;
 }
 
@@ -67,7 +68,7 @@ int dns_parse_query(const uint8_t *p, uint32_t len, int over_tcp, struct dns_que
     q->qdcount = rd16(p + 4);
     q->has_question = 0;
     uint32_t end;
-    if (q->qdcount > 0 && read_name(p, len, 12, q, &end) == 0 && BYTES_FITS(end, 4, len)) {
+    if (q->qdcount > 0 && dns_name_text(p, len, 12, q->name, &q->name_len, &end) == 0 && BYTES_FITS(end, 4, len)) {
         q->qtype = rd16(p + end);
         q->qclass = rd16(p + end + 2);
         q->has_question = 1;

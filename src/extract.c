@@ -55,6 +55,7 @@ void extract_begin(struct extract_ctx *x, const struct packet *p)
     x->found = 0;
     x->http_off = 0;
     x->pdl.set = NULL;
+    x->npdl_names = 0;
 }
 
 /* Descriptions start at the TCP or UDP payload; other packets have none. */
@@ -71,6 +72,27 @@ void extract_fini(struct extract_ctx *x)
     netpdl_run_fini(&x->pdl);
 }
 
+/* showtemplate="DNSName": the name that starts at off (compression pointers
+ * may lead anywhere in the message), as dotted text. Absent when malformed. */
+static int pdl_name(struct extract_ctx *x, int slot, uint32_t off, struct field_value *v)
+{
+    struct pdl_name *n = x->pdl_name;
+    int i = 0;
+    while (i < x->npdl_names && n[i].slot != slot)
+        i++;
+    if (i == x->npdl_names) {   /* the first time in this packet */
+        uint32_t end;
+        if (i == NETPDL_MAX_DNSNAMES)
+            return 0;   /* the load refuses more */
+        n[i].slot = (int16_t)slot;
+        if (dns_name_text(x->pdl.payload, x->pdl.len, off, n[i].text, &n[i].len, &end) < 0)
+            n[i].len = 0;
+        x->npdl_names++;
+    }
+    v->parts[0] = (struct slice){(const uint8_t *)n[i].text, n[i].len};
+    return n[i].len != 0;
+}
+
 static int netpdl_value(struct extract_ctx *x, int slot, struct field_value *v)
 {
     struct netpdl_span sp;
@@ -84,7 +106,7 @@ static int netpdl_value(struct extract_ctx *x, int slot, struct field_value *v)
     v->kind = VALUE_STR;
     v->nparts = 1;
     v->parts[0] = (struct slice){x->pdl.payload + sp.off, sp.len};
-    return 1;
+    return show == NETPDL_SHOW_DNSNAME ? pdl_name(x, slot, sp.off, v) : 1;
 }
 
 /* Runs the layer's parser once per packet; returns whether it found its protocol. */

@@ -96,6 +96,13 @@ struct extract_ctx {
     struct dns_query dns;
     struct slice sni;
     struct netpdl_run pdl;    /* the filter's NetPDL descriptions, if any */
+    /* description fields shown as DNS names, as text, made once per packet */
+    uint8_t npdl_names;
+    struct pdl_name {
+        int16_t slot;
+        uint16_t len;
+        char text[DNS_NAME_TEXT];
+    } pdl_name[NETPDL_MAX_DNSNAMES];
 };
 
 void extract_begin(struct extract_ctx *x, const struct packet *p);
@@ -117,6 +124,8 @@ int extract_http_next(struct extract_ctx *x);
 /* Protocol parsers, one file each; all return 1 when found, 0 when not. */
 int http_parse_request(const uint8_t *p, uint32_t len, uint32_t off, struct http_request *r);
 int dns_parse_query(const uint8_t *p, uint32_t len, int over_tcp, struct dns_query *q);
+int dns_name_text(const uint8_t *m, uint32_t len, uint32_t off, char *name, uint16_t *name_len,
+                  uint32_t *end);
 int tls_parse_sni(const uint8_t *p, uint32_t len, struct slice *sni);
 
 

@@ -108,6 +108,7 @@ struct netpdl_set {
     int nprotos;
     struct pdl_proto proto[NETPDL_MAX_PROTOS];
     int nfields;
+    int ndnsnames;          /* fields shown as DNSName */
     struct pdl_field field[NETPDL_MAX_FIELDS];
     struct pdl_step *step;
     uint32_t nsteps, capsteps;

@@ -287,7 +287,10 @@ static int field_slot(struct loader *ld, const xmlNode *n, const char *name, enu
             continue;
         if ((f->ftype == FT_BIT) != (t == FT_BIT) || f->show != show) {
             lerr(ld, n, "field %s already defined at %s:%d as a %s", full, f->file, f->line,
-                 f->ftype == FT_BIT ? "bit field" : f->show ? "number" : "byte string");
+                 f->ftype == FT_BIT                  ? "bit field"
+                 : f->show == NETPDL_SHOW_NUMBER     ? "number"
+                 : f->show == NETPDL_SHOW_DNSNAME    ? "DNS name"
+                                                     : "byte string");
             return -1;
         }
         return i;
@@ -295,6 +298,11 @@ static int field_slot(struct loader *ld, const xmlNode *n, const char *name, enu
     if (s->nfields == NETPDL_MAX_FIELDS) {
         lerr(ld, n, "too many fields (at most %d in the descriptions of one filter)",
              NETPDL_MAX_FIELDS);
+        return -1;
+    }
+    if (show == NETPDL_SHOW_DNSNAME && s->ndnsnames++ == NETPDL_MAX_DNSNAMES) {
+        lerr(ld, n, "too many DNSName fields (at most %d in the descriptions of one filter)",
+             NETPDL_MAX_DNSNAMES);
         return -1;
     }
     struct pdl_field *f = &s->field[s->nfields];
@@ -309,7 +317,8 @@ static int field_slot(struct loader *ld, const xmlNode *n, const char *name, enu
     return s->nfields++;
 }
 
-/* NetPDL's numeric show templates; everything else shows the bytes. */
+/* NetPDL's numeric show templates; DNSName (dati's) shows a DNS name that
+ * starts at the field as dotted text; everything else shows the bytes. */
 static int numeric_template(const char *t)
 {
     return t && (strncmp(t, "FieldDec", 8) == 0 || strncmp(t, "FieldHex", 8) == 0 ||
@@ -416,6 +425,13 @@ static int compile_field(struct loader *ld, const xmlNode *n)
     case FT_LINE:
     case FT_EATALL:
         break;
+    }
+    if (tmpl && strcmp(tmpl, "DNSName") == 0) {
+        if (show != NETPDL_SHOW_BYTES) {
+            lerr(ld, n, "field %s: a DNSName is not a number", name);
+            goto out;
+        }
+        show = NETPDL_SHOW_DNSNAME;
     }
     int slot = field_slot(ld, n, name, ftypes[i].type, show);
     if (slot < 0)

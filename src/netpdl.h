@@ -37,7 +37,12 @@ struct netpdl_run {
                                              * COUNTER_*, read by the stats thread */
 };
 
-enum netpdl_show { NETPDL_SHOW_BYTES, NETPDL_SHOW_NUMBER };
+enum netpdl_show {
+    NETPDL_SHOW_BYTES,
+    NETPDL_SHOW_NUMBER,
+    NETPDL_SHOW_DNSNAME   /* showtemplate="DNSName": the span is where the name starts */
+};
+#define NETPDL_MAX_DNSNAMES 8   /* DNSName fields per set: the text is made per packet */
 
 struct netpdl_set *netpdl_set_create(void);
 void netpdl_set_destroy(struct netpdl_set *s);

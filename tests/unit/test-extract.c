@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "extract.h"
+#include "netpdl.h"
 #include "test.h"
 
 /* An exact-size heap copy of n bytes, freed by the next call. */
@@ -546,6 +547,65 @@ static void test_dns_lengths(void)
     CHECK_EQ_U64(q.has_question, 1);
 }
 
+/* showtemplate="DNSName" of a description: the name that starts at the
+ * field, compression followed, as dotted text; malformed: absent. Two such
+ * fields in one packet keep their own text. */
+static void test_netpdl_dns_name(void)
+{
+    static const char doc[] =
+        "<netpdl><protocol name=\"d\"><format><fields>"
+        "<field type=\"fixed\" name=\"hdr\" size=\"12\"/>"
+        "<field type=\"tokenended\" name=\"q\" endtoken=\"\\x00\" showtemplate=\"DNSName\"/>"
+        "<field type=\"fixed\" name=\"gap\" size=\"4\"/>"
+        "<field type=\"eatall\" name=\"rest\" showtemplate=\"DNSName\"/>"
+        "</fields></format></protocol></netpdl>";
+    struct netpdl_set *set = netpdl_set_create();
+    CHECK_EQ_INT(netpdl_set_load_mem(set, doc, sizeof doc - 1, "d.xml", stderr), 0);
+    int q = FIELD_COUNT + netpdl_set_lookup(set, "d.q");
+    int rest = FIELD_COUNT + netpdl_set_lookup(set, "d.rest");
+    struct buf b;
+    dns_header(&b, 1, 0, 1);
+    dns_name(&b, "www.example.test");   /* 12..29 */
+    b_u16(&b, 1);
+    b_u16(&b, 1);
+    b_put(&b, "\x02" "m1\xc0\x10", 5);  /* 34: "m1" then "example.test" */
+    uint8_t frame[14 + sizeof b.d];
+    memset(frame, 0, 14);
+    memcpy(frame + 14, b.d, b.n);
+    struct packet p;
+    memset(&p, 0, sizeof p);
+    p.data = exact(frame, 14 + b.n);
+    p.caplen = p.wirelen = 14 + b.n;
+    p.flags = PKT_HAS_KEY;
+    p.ip_version = 4;
+    p.l4_proto = IPPROTO_UDP;
+    p.payload_off = 14;
+    p.payload_len = b.n;
+    struct extract_ctx x;
+    memset(&x, 0, sizeof x);
+    struct field_value v, w;
+    extract_begin(&x, &p);
+    extract_use_netpdl(&x, set);
+    CHECK_EQ_INT(extract_field(&x, q, &v), 1);
+    CHECK_EQ_INT(extract_field(&x, rest, &w), 1);
+    CHECK_SLICE(w.parts[0], "m1.example.test");
+    CHECK_SLICE(v.parts[0], "www.example.test");   /* not overwritten by the second */
+    CHECK_EQ_INT(extract_field(&x, q, &v), 1);     /* asked again: the same */
+    CHECK_SLICE(v.parts[0], "www.example.test");
+    /* the next packet: a pointer loop where the second name starts */
+    b.d[34] = 0xc0;
+    b.d[35] = 34;
+    memcpy(frame + 14, b.d, b.n);
+    p.data = exact(frame, 14 + b.n);
+    extract_begin(&x, &p);
+    extract_use_netpdl(&x, set);
+    CHECK_EQ_INT(extract_field(&x, rest, &w), 0);
+    CHECK_EQ_INT(extract_field(&x, q, &v), 1);
+    CHECK_SLICE(v.parts[0], "www.example.test");
+    extract_fini(&x);
+    netpdl_set_destroy(set);
+}
+
 /* ---- TLS ---- */
 
 /* A ClientHello with a session id, two cipher suites, a supported_versions
@@ -667,6 +727,7 @@ int main(int argc, char **argv)
     test_dns_basic();
     test_dns_compression();
     test_dns_lengths();
+    test_netpdl_dns_name();
     test_tls();
     return test_summary(argv[0]);
 }

@@ -580,6 +580,17 @@ static void test_bad(void)
     bad("<field type=\"fixed\" name=\"a\" size=\"1\"/><field type=\"bit\" name=\"a\" size=\"1\" "
         "mask=\"1\"/>", NULL, "t.xml:5: field p.a already defined at t.xml:5 as a byte string");
     bad("<field type=\"fixed\" name=\"a.b\" size=\"1\"/>", NULL, "letters, digits, _ and - only");
+    bad("<field type=\"bit\" name=\"a\" size=\"1\" mask=\"1\" showtemplate=\"DNSName\"/>", NULL,
+        "t.xml:5: field a: a DNSName is not a number");
+    bad("<field type=\"eatall\" name=\"a\" showtemplate=\"DNSName\"/><field type=\"eatall\" "
+        "name=\"a\"/>", NULL, "t.xml:5: field p.a already defined at t.xml:5 as a DNS name");
+    char names[1024] = "";
+    for (int i = 0; i <= NETPDL_MAX_DNSNAMES; i++) {
+        char f[100];
+        snprintf(f, sizeof f, "<field type=\"eatall\" name=\"n%d\" showtemplate=\"DNSName\"/>", i);
+        strcat(names, f);
+    }
+    bad(names, NULL, "t.xml:5: too many DNSName fields (at most 8 in the descriptions of one filter)");
     /* the parser's recursion is bounded: no stack overflow on deep nesting */
     char deep[4096] = "<field type=\"variable\" name=\"a\" expr=\"";
     for (int i = 0; i < 1000; i++)
