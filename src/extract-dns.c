@@ -68,7 +68,8 @@ int dns_parse_query(const uint8_t *p, uint32_t len, int over_tcp, struct dns_que
     q->qdcount = rd16(p + 4);
     q->has_question = 0;
     uint32_t end;
-    if (q->qdcount > 0 && dns_name_text(p, len, 12, q->name, &q->name_len, &end) == 0 && BYTES_FITS(end, 4, len)) {
+    if (q->qdcount > 0 && dns_name_text(p, len, 12, q->name, &q->name_len, &end) == 0 &&
+        BYTES_FITS(end, 4, len)) {
         q->qtype = rd16(p + end);
         q->qclass = rd16(p + end + 2);
         q->has_question = 1;

@@ -65,6 +65,7 @@ void extract_use_netpdl(struct extract_ctx *x, const struct netpdl_set *set)
     int l4 = (p->flags & PKT_HAS_KEY) &&
              (p->l4_proto == IPPROTO_TCP || p->l4_proto == IPPROTO_UDP);
     netpdl_run_begin(&x->pdl, l4 ? set : NULL, packet_payload(p), l4 ? p->payload_len : 0);
+    x->npdl_names = 0;   /* the memo is by slot, and slots are the set's */
 }
 
 void extract_fini(struct extract_ctx *x)

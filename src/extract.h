@@ -1,6 +1,8 @@
 /* extract.h - built-in fields: the names users put in FIELDS, and the values
- * they have in one packet. Values point into the packet (no copies); parsers
- * run lazily, once per packet, only for the protocols a filter asks for.
+ * they have in one packet. Values point into the packet (no copies), but for
+ * names made text (dns.qry.name, DNSName fields of descriptions), which live
+ * in the context until the next packet; parsers run lazily, once per packet,
+ * only for the protocols a filter asks for.
  * Per-worker state only. */
 #ifndef DATI_EXTRACT_H
 #define DATI_EXTRACT_H

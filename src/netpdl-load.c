@@ -300,11 +300,12 @@ static int field_slot(struct loader *ld, const xmlNode *n, const char *name, enu
              NETPDL_MAX_FIELDS);
         return -1;
     }
-    if (show == NETPDL_SHOW_DNSNAME && s->ndnsnames++ == NETPDL_MAX_DNSNAMES) {
+    if (show == NETPDL_SHOW_DNSNAME && s->ndnsnames == NETPDL_MAX_DNSNAMES) {
         lerr(ld, n, "too many DNSName fields (at most %d in the descriptions of one filter)",
              NETPDL_MAX_DNSNAMES);
         return -1;
     }
+    s->ndnsnames += show == NETPDL_SHOW_DNSNAME;
     struct pdl_field *f = &s->field[s->nfields];
     memset(f, 0, sizeof *f);
     f->name = xstrdup(ld, full);
@@ -771,6 +772,7 @@ static void rollback(struct netpdl_set *s, const struct netpdl_set *m)
     }
     s->nprotos = m->nprotos;
     s->nfields = m->nfields;
+    s->ndnsnames = m->ndnsnames;
     s->nsteps = m->nsteps;
     s->ncases = m->ncases;
     s->ninsn = m->ninsn;

@@ -4,6 +4,7 @@
 #include <hiredis/hiredis.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -409,9 +410,16 @@ static int live_reconnect(struct redis_out *r, int wait)
             return -1;
         r->connect_done = 0;
         r->connecting = 1;
+        /* signals are for the other threads: one here would cut a wait short */
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
         r->connector_threaded = pthread_create(&r->connector, NULL, connector_main, r) == 0;
-        if (!r->connector_threaded)
-            connector_main(r);   /* no thread to be had: here, then */
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (!r->connector_threaded) {
+            log_limited(r, "reconnecting", "no thread for it: connecting from the worker");
+            connector_main(r);
+        }
     }
     if (!wait && !__atomic_load_n(&r->connect_done, __ATOMIC_ACQUIRE))
         return -1;
@@ -962,16 +970,19 @@ void redis_out_flow_state(struct redis_out *r, const struct flow *fl, const char
     size_t kl = 10;
     memcpy(key, "dati:flow:", kl);
     kl += fmt_u64(key + kl, fl->id);
+    if (ended && !r->conf->redis_flow_expire && !(fl->marks & FLOW_STATE_SENT))
+        return;   /* no hash to remove: nothing to send */
     if (r->live && live_admit_update(r) < 0)
         return;
     if (!r->live && pipe_full(r))
         send_current(r);
     if (ended && !r->conf->redis_flow_expire) {
-        if (fl->marks & FLOW_STATE_SENT) {
-            const char *del[] = {"DEL", key};
-            size_t dell[] = {3, kl};
-            append(r, 2, del, dell, CMD_RECORD_MORE);
-        }
+        const char *del[] = {"DEL", key};
+        size_t dell[] = {3, kl};
+        if (append(r, 2, del, dell, CMD_RECORD_MORE) < 0)
+            COUNTER_INC(r->n.flow_updates_dropped);
+        else
+            COUNTER_INC(r->n.flow_states);
         return;
     }
     const struct flow_key *k = &fl->key;
@@ -1013,8 +1024,10 @@ void redis_out_flow_state(struct redis_out *r, const struct flow *fl, const char
         }
     }
     off[F_N] = s->len;
-    if (rc)
+    if (rc) {   /* out of memory */
+        COUNTER_INC(r->n.flow_updates_dropped);
         return;
+    }
     const char *argv[2 + 2 * (F_N + 2)];
     size_t argl[2 + 2 * (F_N + 2)];
     int n = 0;
@@ -1032,16 +1045,20 @@ void redis_out_flow_state(struct redis_out *r, const struct flow *fl, const char
         argv[n] = "tags", argl[n++] = 4;
         argv[n] = r->tags_csv, argl[n++] = r->tags_csvlen;
     }
-    if (!ended && !(fl->marks & FLOW_STATE_SENT) && fresh_hash(r, key, kl) < 0)
+    if (!ended && !(fl->marks & FLOW_STATE_SENT) && fresh_hash(r, key, kl) < 0) {
+        COUNTER_INC(r->n.flow_updates_dropped);
         return;
+    }
     char ttl[24];
     uint64_t secs = ended ? r->conf->redis_flow_expire
                           : (uint64_t)r->conf->pkt_ttl + 2 * (uint64_t)r->conf->flow_state_interval;
     const char *exp[] = {"EXPIRE", key, ttl};
     size_t expl[] = {6, kl, fmt_u64(ttl, secs)};
     if (append(r, n, argv, argl, CMD_RECORD_MORE) < 0 ||
-        append(r, 3, exp, expl, CMD_RECORD_MORE) < 0)
+        append(r, 3, exp, expl, CMD_RECORD_MORE) < 0) {
+        COUNTER_INC(r->n.flow_updates_dropped);
         return;
+    }
     COUNTER_INC(r->n.flow_states);
     if (r->since == 0)
         r->since = outbuf_now();
@@ -1061,16 +1078,20 @@ void redis_out_flow_event(struct redis_out *r, const struct flow *fl, const char
     if (json_flow(s, fl, FLOW_START, names) < 0 ||
         (r->tags_json && (s->len -= 2, json_lit(s, ",\"tags\":") |
                                            json_raw(s, r->tags_json, r->tags_jsonlen) |
-                                           json_lit(s, "}\n"))))
+                                           json_lit(s, "}\n")))) {
+        COUNTER_INC(r->n.flow_updates_dropped);   /* out of memory */
         return;
+    }
     if (r->live && live_admit_update(r) < 0)
         return;
     if (!r->live && pipe_full(r))
         send_current(r);
     const char *pub[] = {"PUBLISH", r->conf->flow_events, s->buf};
     size_t publ[] = {7, strlen(r->conf->flow_events), s->len - 1};
-    if (append(r, 3, pub, publ, CMD_RECORD_MORE) < 0)
+    if (append(r, 3, pub, publ, CMD_RECORD_MORE) < 0) {
+        COUNTER_INC(r->n.flow_updates_dropped);
         return;
+    }
     COUNTER_INC(r->n.flow_events);
     if (r->since == 0)
         r->since = outbuf_now();

@@ -592,6 +592,20 @@ static void test_netpdl_dns_name(void)
     CHECK_SLICE(v.parts[0], "www.example.test");   /* not overwritten by the second */
     CHECK_EQ_INT(extract_field(&x, q, &v), 1);     /* asked again: the same */
     CHECK_SLICE(v.parts[0], "www.example.test");
+    /* another filter's descriptions on the same packet: slot 1 is theirs */
+    static const char doc2[] =
+        "<netpdl><protocol name=\"e\"><format><fields>"
+        "<field type=\"fixed\" name=\"skip\" size=\"34\"/>"
+        "<field type=\"eatall\" name=\"n\" showtemplate=\"DNSName\"/>"
+        "</fields></format></protocol></netpdl>";
+    struct netpdl_set *set2 = netpdl_set_create();
+    CHECK_EQ_INT(netpdl_set_load_mem(set2, doc2, sizeof doc2 - 1, "e.xml", stderr), 0);
+    int n2 = FIELD_COUNT + netpdl_set_lookup(set2, "e.n");
+    CHECK_EQ_INT(n2, q);
+    extract_use_netpdl(&x, set2);
+    CHECK_EQ_INT(extract_field(&x, n2, &v), 1);
+    CHECK_SLICE(v.parts[0], "m1.example.test");
+    extract_use_netpdl(&x, set);
     /* the next packet: a pointer loop where the second name starts */
     b.d[34] = 0xc0;
     b.d[35] = 34;
@@ -604,6 +618,7 @@ static void test_netpdl_dns_name(void)
     CHECK_SLICE(v.parts[0], "www.example.test");
     extract_fini(&x);
     netpdl_set_destroy(set);
+    netpdl_set_destroy(set2);
 }
 
 /* ---- TLS ---- */

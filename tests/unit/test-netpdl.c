@@ -591,6 +591,20 @@ static void test_bad(void)
         strcat(names, f);
     }
     bad(names, NULL, "t.xml:5: too many DNSName fields (at most 8 in the descriptions of one filter)");
+    /* a refused description takes its DNSName fields back with it */
+    char doc[4096];
+    snprintf(doc, sizeof doc, "<netpdl><protocol name=\"p\"><format><fields>%.2000s"
+             "<field type=\"nope\" name=\"z\"/></fields></format></protocol></netpdl>",
+             strstr(names, "<field type=\"eatall\" name=\"n1\""));
+    netpdl_set_destroy(set);
+    set = netpdl_set_create();
+    errs = fmemopen(errbuf, sizeof errbuf, "w");
+    CHECK_EQ_INT(netpdl_set_load_mem(set, doc, strlen(doc), "a.xml", errs), 1);
+    static const char one[] = "<netpdl><protocol name=\"q\"><format><fields><field "
+                              "type=\"eatall\" name=\"n\" showtemplate=\"DNSName\"/>"
+                              "</fields></format></protocol></netpdl>";
+    CHECK_EQ_INT(netpdl_set_load_mem(set, one, sizeof one - 1, "b.xml", errs), 0);
+    fclose(errs);
     /* the parser's recursion is bounded: no stack overflow on deep nesting */
     char deep[4096] = "<field type=\"variable\" name=\"a\" expr=\"";
     for (int i = 0; i < 1000; i++)
