@@ -23,6 +23,7 @@ struct feedback {
     struct worker *workers;
     int nworkers;
     struct fb_queue *q;            /* one per worker */
+    uint32_t qcap;                 /* commands a queue holds: FB_QUEUE_SIZE (or the test hook's) */
     redisContext *sub, *pub;
     const char *channel;
     char reply[256];
@@ -39,10 +40,10 @@ struct feedback {
 
 /* ------------------------------------------------------------ the queues */
 
-static int q_push(struct fb_queue *q, struct fb_item *it)
+static int q_push(struct fb_queue *q, uint32_t cap, struct fb_item *it)
 {
     uint32_t head = q->head;
-    if (head - __atomic_load_n(&q->tail, __ATOMIC_ACQUIRE) == FB_QUEUE_SIZE)
+    if (head - __atomic_load_n(&q->tail, __ATOMIC_ACQUIRE) >= cap)
         return 0;
     q->slot[head & (FB_QUEUE_SIZE - 1)] = it;
     __atomic_store_n(&q->head, head + 1, __ATOMIC_RELEASE);
@@ -320,7 +321,7 @@ static void on_command(struct feedback *fb, const char *msg, size_t len)
     it->received_ns = outbuf_now();
     __atomic_store_n(&it->pending, fb->nworkers, __ATOMIC_RELAXED);
     for (int w = 0; w < fb->nworkers; w++) {
-        if (!q_push(&fb->q[w], it)) {   /* only this thread writes dropped */
+        if (!q_push(&fb->q[w], fb->qcap, it)) {   /* only this thread writes dropped */
             it->dropped++;
             release(fb, it);
         }
@@ -464,6 +465,11 @@ struct feedback *feedback_start(const struct config *conf, struct worker *worker
     fb->workers = workers;
     fb->nworkers = nworkers;
     fb->channel = conf->feedback_channel;
+    /* Test hook (doc/feedback.md): smaller queues, so that a test can make
+     * one overflow whatever the machine's speed. */
+    const char *cap = getenv("DATI_TEST_FB_QUEUE");
+    fb->qcap = cap && atoi(cap) > 0 && atoi(cap) < FB_QUEUE_SIZE ? (uint32_t)atoi(cap)
+                                                                  : FB_QUEUE_SIZE;
     if (conf->feedback_reply)
         snprintf(fb->reply, sizeof fb->reply, "%s", conf->feedback_reply);
     else

@@ -335,11 +335,10 @@ def test_bad_commands_and_a_flood(tmp_path, lab):
     and 100 000 commands in a burst: acknowledged errors or counted drops,
     no crash, the capture's counters as without them."""
     cut = lab["npackets"] // 3
-    # one worker, waiting for input, drains FB_POLL_MAX commands per 100 ms
-    # wait; whether the burst overflows its queue depends on how fast the
-    # feedback thread parses (a fast machine under ASan did not), so the
-    # test asserts the accounting, not the drop
-    s = Session(tmp_path, lab["pcap"], threads=1)
+    # one worker, waiting for input, drains its queue every 100 ms; with the
+    # full 1024 entries whether the burst overflows it depends on the
+    # machine's speed (a fast one under ASan did not), with 8 it does
+    s = Session(tmp_path, lab["pcap"], threads=1, env={"DATI_TEST_FB_QUEUE": "8"})
     try:
         s.feed(cut)
         time.sleep(0.3)
@@ -370,7 +369,7 @@ def test_bad_commands_and_a_flood(tmp_path, lab):
         fb["invalid"] == 1, fb
     routed = fb["received"] - 6 - 2   # rejected, and the stats requests
     assert fb["unknown_flow"] + fb["queue_full"] + fb["stopped"] == routed, fb
-    assert fb["applied"] == 0, fb
+    assert fb["applied"] == 0 and fb["queue_full"] > 0, fb
     assert fb["acks"] + fb["acks_lost"] == fb["received"], fb
     assert stats["packets"] == lab["npackets"]
     assert stats["records"]["field"] == sum(len(v) for v in lab["frames"].values())
