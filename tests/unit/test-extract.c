@@ -6,6 +6,7 @@
  * handshake, bad lengths); and extract_field() on top of them. Inputs are
  * exact-size heap copies so that the sanitizer build catches overreads. */
 #include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -547,20 +548,27 @@ static void test_dns_lengths(void)
     CHECK_EQ_U64(q.has_question, 1);
 }
 
+/* A description set of one protocol whose <fields> are `fields`. */
+static struct netpdl_set *pdl_load(const char *proto, const char *fields)
+{
+    char doc[2048];
+    snprintf(doc, sizeof doc, "<netpdl><protocol name=\"%s\"><format><fields>%s"
+             "</fields></format></protocol></netpdl>", proto, fields);
+    struct netpdl_set *set = netpdl_set_create();
+    CHECK_EQ_INT(netpdl_set_load_mem(set, doc, strlen(doc), "t.xml", stderr), 0);
+    return set;
+}
+
 /* showtemplate="DNSName" of a description: the name that starts at the
  * field, compression followed, as dotted text; malformed: absent. Two such
  * fields in one packet keep their own text. */
 static void test_netpdl_dns_name(void)
 {
-    static const char doc[] =
-        "<netpdl><protocol name=\"d\"><format><fields>"
+    struct netpdl_set *set = pdl_load("d",
         "<field type=\"fixed\" name=\"hdr\" size=\"12\"/>"
         "<field type=\"tokenended\" name=\"q\" endtoken=\"\\x00\" showtemplate=\"DNSName\"/>"
         "<field type=\"fixed\" name=\"gap\" size=\"4\"/>"
-        "<field type=\"eatall\" name=\"rest\" showtemplate=\"DNSName\"/>"
-        "</fields></format></protocol></netpdl>";
-    struct netpdl_set *set = netpdl_set_create();
-    CHECK_EQ_INT(netpdl_set_load_mem(set, doc, sizeof doc - 1, "d.xml", stderr), 0);
+        "<field type=\"eatall\" name=\"rest\" showtemplate=\"DNSName\"/>");
     int q = FIELD_COUNT + netpdl_set_lookup(set, "d.q");
     int rest = FIELD_COUNT + netpdl_set_lookup(set, "d.rest");
     struct buf b;
@@ -593,13 +601,9 @@ static void test_netpdl_dns_name(void)
     CHECK_EQ_INT(extract_field(&x, q, &v), 1);     /* asked again: the same */
     CHECK_SLICE(v.parts[0], "www.example.test");
     /* another filter's descriptions on the same packet: slot 1 is theirs */
-    static const char doc2[] =
-        "<netpdl><protocol name=\"e\"><format><fields>"
+    struct netpdl_set *set2 = pdl_load("e",
         "<field type=\"fixed\" name=\"skip\" size=\"34\"/>"
-        "<field type=\"eatall\" name=\"n\" showtemplate=\"DNSName\"/>"
-        "</fields></format></protocol></netpdl>";
-    struct netpdl_set *set2 = netpdl_set_create();
-    CHECK_EQ_INT(netpdl_set_load_mem(set2, doc2, sizeof doc2 - 1, "e.xml", stderr), 0);
+        "<field type=\"eatall\" name=\"n\" showtemplate=\"DNSName\"/>");
     int n2 = FIELD_COUNT + netpdl_set_lookup(set2, "e.n");
     CHECK_EQ_INT(n2, q);
     extract_use_netpdl(&x, set2);
