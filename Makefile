@@ -73,8 +73,14 @@ test-fuzz-replay: $(FUZZ_REPLAY)
 test-conf: $(BUILD)/dati
 	@tests/conf/run.sh $(BUILD)/dati
 
-test-integration: all
+# the allocation counter works with glibc's allocator, not a sanitizer's
+ALLOC_COUNT := $(if $(SANITIZE),,$(BUILD)/tests/alloc-count.so)
+
+test-integration: all $(ALLOC_COUNT)
 	@DATI_BUILD=$(BUILD) $(PYTHON) -m pytest -q tests/integration
+
+$(BUILD)/tests/alloc-count.so: tests/alloc-count.c | $(BUILD)/tests
+	$(CC) $(CFLAGS) -shared -fPIC $< -o $@
 
 demo: deps all
 	@scripts/demo.sh $(BUILD)

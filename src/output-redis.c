@@ -2,13 +2,16 @@
 #include "output-redis.h"
 
 #include <hiredis/hiredis.h>
+#include <errno.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "capture.h"
 #include "config.h"
@@ -23,8 +26,17 @@
 /* What each queued command carries, to count what an error reply loses. */
 enum cmd_kind { CMD_RECORD, CMD_RECORD_MORE, CMD_FLOW, CMD_IDS };
 
+/* A reply on the records' connections, read in place: every record takes
+ * two or three replies, and hiredis would allocate a redisReply for each. */
+struct reply {
+    int type;                            /* REDIS_REPLY_* */
+    long long integer;
+    char str[128];                       /* an error's or status' text, cut */
+};
+
 struct redis_out {
     redisContext *c;
+    struct reply reply;                  /* the last one read on c */
     const struct config *conf;
     uint64_t next_id, ids_left;          /* the reserved block */
     uint64_t spare_id;                   /* the next block, asked for ahead (CMD_IDS) */
@@ -139,6 +151,76 @@ redisContext *redis_out_connect(const struct config *conf, char *err, size_t err
     return c;
 }
 
+/* hiredis reader callbacks that fill struct reply (the reader's privdata)
+ * instead of allocating: the records' commands are never answered with an
+ * array, and should one come, its elements leave the reply as it was. */
+static void *reply_set(const redisReadTask *t, int type, long long integer, const char *str,
+                       size_t len)
+{
+    struct reply *rep = t->privdata;
+    if (t->parent)
+        return rep;
+    rep->type = type;
+    rep->integer = integer;
+    if (len >= sizeof rep->str)
+        len = sizeof rep->str - 1;
+    memcpy(rep->str, str, len);
+    rep->str[len] = '\0';
+    return rep;
+}
+
+static void *reply_string(const redisReadTask *t, char *str, size_t len)
+{
+    return reply_set(t, t->type, 0, str, len);
+}
+
+static void *reply_array(const redisReadTask *t, int elements)
+{
+    return reply_set(t, REDIS_REPLY_ARRAY, elements, "", 0);
+}
+
+static void *reply_integer(const redisReadTask *t, long long v)
+{
+    return reply_set(t, REDIS_REPLY_INTEGER, v, "", 0);
+}
+
+static void *reply_nil(const redisReadTask *t)
+{
+    return reply_set(t, REDIS_REPLY_NIL, 0, "", 0);
+}
+
+static void reply_keep(void *rep)
+{
+    (void)rep;
+}
+
+static redisReplyObjectFunctions reply_in_place = {reply_string, reply_array, reply_integer,
+                                                   reply_nil, reply_keep};
+
+/* c becomes r's connection, its replies read into r->reply. */
+static void attach(struct redis_out *r, redisContext *c)
+{
+    r->c = c;
+    if (!c)
+        return;
+    c->reader->fn = &reply_in_place;
+    c->reader->privdata = &r->reply;
+    c->reader->maxbuf = 0;   /* keep the read buffer rather than free and grow it again */
+}
+
+/* A command on r's connection, waiting for its reply (r->reply); NULL when
+ * the connection failed. */
+static const struct reply *command(struct redis_out *r, const char *fmt, ...)
+{
+    if (!r->c)
+        return NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    void *rep = redisvCommand(r->c, fmt, ap);
+    va_end(ap);
+    return rep;
+}
+
 static void sleep_ms(unsigned ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
@@ -181,7 +263,7 @@ struct redis_out *redis_out_open(const struct config *conf, char *err, size_t er
         if (!(r->pipes[i].kind = malloc(r->max_cmds)) || outbuf_init(&r->pipes[i].buf, NULL) < 0)
             goto oom;
     r->cur = &r->pipes[0];
-    r->c = connect_start(conf, err, errlen);
+    attach(r, connect_start(conf, err, errlen));
     if (!r->c)
         goto fail;
     /* Test hook (doc/records.md): the live capture's never-waiting mode,
@@ -231,7 +313,7 @@ static void log_limited(struct redis_out *r, const char *what, const char *detai
 }
 
 /* Counts an error reply by its first word, and what the command carried. */
-static void error_reply(struct redis_out *r, const redisReply *rep, enum cmd_kind kind)
+static void error_reply(struct redis_out *r, const struct reply *rep, enum cmd_kind kind)
 {
     if (strncmp(rep->str, "OOM", 3) == 0)
         COUNTER_INC(r->n.errors_oom);
@@ -259,7 +341,7 @@ static int reconnect(struct redis_out *r)
         char err[256];
         int refused;
         redisFree(r->c);
-        r->c = connect_to(r->conf, err, sizeof err, &refused);
+        attach(r, connect_to(r->conf, err, sizeof err, &refused));
         if (r->c) {
             COUNTER_INC(r->n.reconnects);
             return 0;
@@ -285,12 +367,22 @@ static void track_depth(struct redis_out *r)
 static int send_pipe(struct redis_out *r, struct pipe *p)
 {
     p->done = 0;
-    if (!r->c || redisAppendFormattedCommand(r->c, p->buf.buf, p->buf.len) != REDIS_OK)
+    if (!r->c || r->c->err)
         return -1;
-    int done = 0;
-    while (!done)
-        if (redisBufferWrite(r->c, &done) != REDIS_OK)
+    /* straight from the pipeline's buffer: hiredis would copy it into its own */
+    for (size_t off = 0; off < p->buf.len;) {
+        ssize_t n = write(r->c->fd, p->buf.buf + off, p->buf.len - off);
+        if (n > 0) {
+            off += (size_t)n;
+        } else if (n < 0 && errno == EINTR) {
+            continue;
+        } else {   /* a socket timeout (live mode) or a broken connection */
+            r->c->err = REDIS_ERR_IO;
+            snprintf(r->c->errstr, sizeof r->c->errstr, "%s",
+                     n < 0 ? strerror(errno) : "connection closed");
             return -1;
+        }
+    }
     return 0;
 }
 
@@ -302,7 +394,7 @@ static int readable(int fd)
 
 /* One reply of a sent pipeline: an error counted once across resends, an
  * id block kept for later. */
-static void take_reply(struct redis_out *r, struct pipe *p, redisReply *rep)
+static void take_reply(struct redis_out *r, struct pipe *p, const struct reply *rep)
 {
     unsigned i = p->done++;
     enum cmd_kind kind = (enum cmd_kind)p->kind[i];
@@ -317,7 +409,6 @@ static void take_reply(struct redis_out *r, struct pipe *p, redisReply *rep)
         error_reply(r, rep, kind);
     if (i >= p->counted)
         p->counted = i + 1;
-    freeReplyObject(rep);
 }
 
 /* Reads the replies of a sent pipeline; wait: until all are in, else only
@@ -430,7 +521,7 @@ static int live_reconnect(struct redis_out *r, int wait)
         r->retry_at = outbuf_now() + (uint64_t)r->retry_ms * 1000000u;
         return -1;
     }
-    r->c = r->fresh;
+    attach(r, r->fresh);
     r->fresh = NULL;
     COUNTER_INC(r->n.reconnects);
     r->down = 0;
@@ -596,13 +687,11 @@ void redis_out_flush(struct redis_out *r)
 
 static int send_stats(struct redis_out *r, const char *json, size_t len, int final)
 {
-    redisReply *a = r->c ? redisCommand(r->c, "HSET " REDIS_STATS_KEY " json %b final %d", json,
-                                        len, final) : NULL;
-    redisReply *b = r->c ? redisCommand(r->c, "PUBLISH " REDIS_STATS_KEY " %b", json, len) : NULL;
-    int ok = a && b && a->type != REDIS_REPLY_ERROR && b->type != REDIS_REPLY_ERROR;
-    freeReplyObject(a);
-    freeReplyObject(b);
-    return ok;
+    const struct reply *rep = command(r, "HSET " REDIS_STATS_KEY " json %b final %d", json, len,
+                                      final);
+    int ok = rep && rep->type != REDIS_REPLY_ERROR;
+    rep = command(r, "PUBLISH " REDIS_STATS_KEY " %b", json, len);   /* in the same place */
+    return ok && rep && rep->type != REDIS_REPLY_ERROR;
 }
 
 int redis_out_stats(struct redis_out *r, const char *json, size_t len, int final)
@@ -702,18 +791,16 @@ static int next_id(struct redis_out *r, uint64_t *id)
     }
     if (r->ids_left == 0) {
         redis_out_flush(r);   /* a synchronous round trip must not interleave replies */
-        redisReply *rep;
-        while (!(rep = r->c ? redisCommand(r->c, "INCRBY " ID_KEY " %d", ID_BLOCK) : NULL))
+        const struct reply *rep;
+        while (!(rep = command(r, "INCRBY " ID_KEY " %d", ID_BLOCK)))
             if (reconnect(r) < 0)
                 return -1;
         if (rep->type != REDIS_REPLY_INTEGER) {
             log_limited(r, "INCRBY " ID_KEY " failed", rep->type == REDIS_REPLY_ERROR ? rep->str : "?");
-            freeReplyObject(rep);
             return -1;
         }
         r->next_id = (uint64_t)rep->integer - ID_BLOCK + 1;
         r->ids_left = ID_BLOCK;
-        freeReplyObject(rep);
     }
     *id = r->next_id++;
     r->ids_left--;
