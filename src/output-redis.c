@@ -10,8 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "capture.h"
 #include "config.h"
@@ -20,6 +20,8 @@
 #include "output-json.h"
 
 #define ID_BLOCK 1024                    /* ids reserved per INCRBY */
+#define LIVE_TIMEOUT_S 2                 /* live: the longest wait for Redis */
+#define STOP_WAIT_S 5                    /* reading a file: the longest wait once stopping */
 #define ID_KEY "dati:id"                 /* the counter the ids come from */
 #define MAX_ARGS (32 + 2 * CONFIG_MAX_FIELDS)   /* command, key, fixed members, fields */
 
@@ -174,10 +176,28 @@ static void *reply_string(const redisReadTask *t, char *str, size_t len)
     return reply_set(t, t->type, 0, str, len);
 }
 
+#if HIREDIS_MAJOR >= 1   /* more reply types, and array sizes as size_t */
+static void *reply_array(const redisReadTask *t, size_t elements)
+{
+    return reply_set(t, REDIS_REPLY_ARRAY, (long long)elements, "", 0);
+}
+
+static void *reply_double(const redisReadTask *t, double value, char *str, size_t len)
+{
+    (void)value;
+    return reply_set(t, REDIS_REPLY_DOUBLE, 0, str, len);
+}
+
+static void *reply_bool(const redisReadTask *t, int value)
+{
+    return reply_set(t, REDIS_REPLY_BOOL, value, "", 0);
+}
+#else
 static void *reply_array(const redisReadTask *t, int elements)
 {
     return reply_set(t, REDIS_REPLY_ARRAY, elements, "", 0);
 }
+#endif
 
 static void *reply_integer(const redisReadTask *t, long long v)
 {
@@ -194,8 +214,17 @@ static void reply_keep(void *rep)
     (void)rep;
 }
 
-static redisReplyObjectFunctions reply_in_place = {reply_string, reply_array, reply_integer,
-                                                   reply_nil, reply_keep};
+static redisReplyObjectFunctions reply_in_place = {
+    .createString = reply_string,
+    .createArray = reply_array,
+    .createInteger = reply_integer,
+    .createNil = reply_nil,
+#if HIREDIS_MAJOR >= 1
+    .createDouble = reply_double,
+    .createBool = reply_bool,
+#endif
+    .freeObject = reply_keep,
+};
 
 /* c becomes r's connection, its replies read into r->reply. */
 static void attach(struct redis_out *r, redisContext *c)
@@ -208,16 +237,28 @@ static void attach(struct redis_out *r, redisContext *c)
     c->reader->maxbuf = 0;   /* keep the read buffer rather than free and grow it again */
 }
 
-/* A command on r's connection, waiting for its reply (r->reply); NULL when
- * the connection failed. */
+static int wait_fd(struct redis_out *r, short events);
+static void broken(struct redis_out *r, const char *why);
+
+/* A command on r's connection, waiting for its reply (r->reply) as the
+ * pipelines do (wait_fd); NULL when the connection failed or was given up. */
 static const struct reply *command(struct redis_out *r, const char *fmt, ...)
 {
-    if (!r->c)
+    if (!r->c || r->c->err)
         return NULL;
     va_list ap;
     va_start(ap, fmt);
-    void *rep = redisvCommand(r->c, fmt, ap);
+    int rc = redisvAppendCommand(r->c, fmt, ap);
     va_end(ap);
+    if (rc != REDIS_OK)
+        return NULL;
+    for (int done = 0; !done;)
+        if (wait_fd(r, POLLOUT) < 0 || redisBufferWrite(r->c, &done) != REDIS_OK)
+            return NULL;
+    void *rep = NULL;
+    while (redisGetReplyFromReader(r->c, &rep) == REDIS_OK && !rep)
+        if (wait_fd(r, POLLIN) < 0 || redisBufferRead(r->c) != REDIS_OK)
+            return NULL;
     return rep;
 }
 
@@ -369,17 +410,22 @@ static int send_pipe(struct redis_out *r, struct pipe *p)
     p->done = 0;
     if (!r->c || r->c->err)
         return -1;
-    /* straight from the pipeline's buffer: hiredis would copy it into its own */
+    if (r->c->obuf[0]) {   /* a command() cut short: its reply would be taken for ours */
+        broken(r, "a command left half sent");
+        return -1;
+    }
+    /* straight from the pipeline's buffer (hiredis would copy it into its
+     * own); a TLS connection, should dati get one, would need hiredis' write */
     for (size_t off = 0; off < p->buf.len;) {
-        ssize_t n = write(r->c->fd, p->buf.buf + off, p->buf.len - off);
+        ssize_t n = send(r->c->fd, p->buf.buf + off, p->buf.len - off,
+                         MSG_DONTWAIT | MSG_NOSIGNAL);
         if (n > 0) {
             off += (size_t)n;
-        } else if (n < 0 && errno == EINTR) {
-            continue;
-        } else {   /* a socket timeout (live mode) or a broken connection */
-            r->c->err = REDIS_ERR_IO;
-            snprintf(r->c->errstr, sizeof r->c->errstr, "%s",
-                     n < 0 ? strerror(errno) : "connection closed");
+        } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+            if (wait_fd(r, POLLOUT) < 0)
+                return -1;
+        } else {
+            broken(r, n < 0 ? strerror(errno) : "connection closed");
             return -1;
         }
     }
@@ -390,6 +436,52 @@ static int readable(int fd)
 {
     struct pollfd pfd = {fd, POLLIN, 0};
     return poll(&pfd, 1, 0) > 0;
+}
+
+/* The connection counts as broken from now on: what uses it fails at once. */
+static void broken(struct redis_out *r, const char *why)
+{
+    r->c->err = REDIS_ERR_IO;
+    snprintf(r->c->errstr, sizeof r->c->errstr, "%s", why);
+}
+
+/* Set once a wait gave up on a stalled Redis while dati was being stopped:
+ * the other connections' waits need not wait their turn. */
+static int stalled_at_stop;
+
+/* Waits until r's socket is ready for events (POLLIN, POLLOUT), in short
+ * polls, so that a stop is seen whichever thread the signal woke. Reading a
+ * file it waits as long as it takes (back-pressure), and once dati is being
+ * stopped STOP_WAIT_S at most; live, LIVE_TIMEOUT_S. Returns 0 when ready,
+ * -1 when it gave up (the connection is then broken). */
+static int wait_fd(struct redis_out *r, short events)
+{
+    uint64_t start = outbuf_now(), stop_seen = 0;
+    for (;;) {
+        struct pollfd pfd = {r->c->fd, events, 0};
+        int n = poll(&pfd, 1, 100);
+        if (n > 0)
+            return 0;   /* an error or hang-up too: the read or write says which */
+        if (n < 0 && errno != EINTR) {
+            broken(r, strerror(errno));
+            return -1;
+        }
+        uint64_t now = outbuf_now();
+        if (r->live && now - start >= LIVE_TIMEOUT_S * 1000000000ull) {
+            broken(r, "timed out");
+            return -1;
+        }
+        if (!r->live && stop_flag && *stop_flag) {
+            if (!stop_seen)
+                stop_seen = now;
+            if (__atomic_load_n(&stalled_at_stop, __ATOMIC_RELAXED) ||
+                now - stop_seen >= STOP_WAIT_S * 1000000000ull) {
+                __atomic_store_n(&stalled_at_stop, 1, __ATOMIC_RELAXED);
+                broken(r, "not answering, given up as dati stops");
+                return -1;
+            }
+        }
+    }
 }
 
 /* One reply of a sent pipeline: an error counted once across resends, an
@@ -426,6 +518,8 @@ static int collect(struct redis_out *r, struct pipe *p, int wait)
         }
         if (!wait && !readable(r->c->fd))
             return 1;
+        if (wait && wait_fd(r, POLLIN) < 0)
+            return -1;
         if (redisBufferRead(r->c) != REDIS_OK)
             return -1;
     }
@@ -463,7 +557,6 @@ static void went_down(struct redis_out *r)
 /* Live: the waits that remain (the final flush, a full socket) end after
  * LIVE_TIMEOUT_S, as a broken connection, instead of hanging on a stalled
  * server. */
-#define LIVE_TIMEOUT_S 2
 static void live_timeout(struct redis_out *r)
 {
     struct timeval tv = {LIVE_TIMEOUT_S, 0};

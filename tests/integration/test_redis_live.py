@@ -366,3 +366,48 @@ def test_live_reconnects_off_the_packet_path(tmp_path, binaries, http_pcap):
     assert stats["packets"] == len(offs) - 1
     assert rd["reconnects"] == 0 and rd["dropped_disconnected"] > 1000, rd
     assert rec["field"] + rec["field_dropped"] == json_total(tmp_path, http_pcap)
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_file_mode_stop_while_redis_is_stopped(tmp_path, binaries, http_pcap, threads):
+    """Reading a file, Redis frozen mid-run: dati waits for it (back-pressure,
+    nothing lost) until told to stop; then the waits for Redis give up after
+    5 s, what they held is counted as lost, and dati exits with its final
+    statistics instead of hanging (with 3 workers, the signal wakes the main
+    thread, not the workers waiting on Redis)."""
+    sock = tmp_path / "r.sock"
+    server, _ = start_redis(sock=sock)
+    data = http_pcap.read_bytes()
+    conf = h.write_config(tmp_path, "r.conf", CONF_NOAUTH.format(sock=sock))
+    dati = start_dati(["-r", "-", "-c", conf, "-q", "-t", threads])
+    out = []
+    reader = threading.Thread(target=lambda: out.extend(dati.stdout), daemon=True)
+    reader.start()
+
+    def feed():
+        try:
+            dati.stdin.write(data)
+            dati.stdin.close()
+        except (BrokenPipeError, ValueError):
+            pass   # dati stopped before reading it all
+    feeder = threading.Thread(target=feed, daemon=True)
+    try:
+        time.sleep(0.3)
+        os.kill(server.pid, signal.SIGSTOP)
+        feeder.start()
+        time.sleep(1.5)   # dati blocks on Redis (back-pressure), and the feeder on dati
+        dati.send_signal(signal.SIGTERM)
+        t0 = time.monotonic()
+        dati.wait(timeout=60)
+        waited = time.monotonic() - t0
+        reader.join(10)
+    finally:
+        os.kill(server.pid, signal.SIGCONT)
+        dati.kill()
+        stop_redis(server)
+    err = dati.stderr.read().decode("utf-8", "replace")
+    h.check_no_crash("dati", dati.returncode, err)
+    assert waited < 20, f"{waited:.1f} s to stop"
+    stats = json.loads(out[-1])
+    rd = stats["redis"]
+    assert stats["final"] and rd["lost"] > 0, rd
