@@ -239,6 +239,7 @@ static void attach(struct redis_out *r, redisContext *c)
 
 static int wait_fd(struct redis_out *r, short events);
 static void broken(struct redis_out *r, const char *why);
+static int send_all(struct redis_out *r, const char *buf, size_t len);
 
 /* A command on r's connection, waiting for its reply (r->reply) as the
  * pipelines do (wait_fd); NULL when the connection failed or was given up. */
@@ -246,15 +247,17 @@ static const struct reply *command(struct redis_out *r, const char *fmt, ...)
 {
     if (!r->c || r->c->err)
         return NULL;
+    char *cmd;
     va_list ap;
     va_start(ap, fmt);
-    int rc = redisvAppendCommand(r->c, fmt, ap);
+    int len = redisvFormatCommand(&cmd, fmt, ap);
     va_end(ap);
-    if (rc != REDIS_OK)
+    if (len < 0)
         return NULL;
-    for (int done = 0; !done;)
-        if (wait_fd(r, POLLOUT) < 0 || redisBufferWrite(r->c, &done) != REDIS_OK)
-            return NULL;
+    int rc = send_all(r, cmd, (size_t)len);
+    free(cmd);
+    if (rc < 0)
+        return NULL;
     void *rep = NULL;
     while (redisGetReplyFromReader(r->c, &rep) == REDIS_OK && !rep)
         if (wait_fd(r, POLLIN) < 0 || redisBufferRead(r->c) != REDIS_OK)
@@ -405,20 +408,12 @@ static void track_depth(struct redis_out *r)
 }
 
 /* Hands a pipeline to the socket now. Returns 0, or -1 on a broken connection. */
-static int send_pipe(struct redis_out *r, struct pipe *p)
+/* Writes buf whole, in non-blocking sends behind wait_fd(). Returns 0, or -1
+ * when the connection broke or was given up. */
+static int send_all(struct redis_out *r, const char *buf, size_t len)
 {
-    p->done = 0;
-    if (!r->c || r->c->err)
-        return -1;
-    if (r->c->obuf[0]) {   /* a command() cut short: its reply would be taken for ours */
-        broken(r, "a command left half sent");
-        return -1;
-    }
-    /* straight from the pipeline's buffer (hiredis would copy it into its
-     * own); a TLS connection, should dati get one, would need hiredis' write */
-    for (size_t off = 0; off < p->buf.len;) {
-        ssize_t n = send(r->c->fd, p->buf.buf + off, p->buf.len - off,
-                         MSG_DONTWAIT | MSG_NOSIGNAL);
+    for (size_t off = 0; off < len;) {
+        ssize_t n = send(r->c->fd, buf + off, len - off, MSG_DONTWAIT | MSG_NOSIGNAL);
         if (n > 0) {
             off += (size_t)n;
         } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
@@ -430,6 +425,17 @@ static int send_pipe(struct redis_out *r, struct pipe *p)
         }
     }
     return 0;
+}
+
+/* Hands a pipeline to the socket now, straight from its buffer (hiredis
+ * would copy it into its own; a TLS connection, should dati get one, would
+ * need hiredis' write). Returns 0, or -1 on a broken connection. */
+static int send_pipe(struct redis_out *r, struct pipe *p)
+{
+    p->done = 0;
+    if (!r->c || r->c->err)
+        return -1;
+    return send_all(r, p->buf.buf, p->buf.len);
 }
 
 static int readable(int fd)
@@ -456,6 +462,8 @@ static int stalled_at_stop;
  * -1 when it gave up (the connection is then broken). */
 static int wait_fd(struct redis_out *r, short events)
 {
+    if (r->c->err)
+        return -1;   /* given up already: no 100 ms poll per pipeline at the end */
     uint64_t start = outbuf_now(), stop_seen = 0;
     for (;;) {
         struct pollfd pfd = {r->c->fd, events, 0};
@@ -526,6 +534,18 @@ static int collect(struct redis_out *r, struct pipe *p, int wait)
     return 0;
 }
 
+/* The records of p that no reply has answered are lost (those answered
+ * were stored, or counted lost by their error reply). */
+static void count_unanswered(struct redis_out *r, const struct pipe *p)
+{
+    for (unsigned i = p->counted; i < p->ncmds; i++) {
+        if (p->kind[i] == CMD_RECORD)
+            COUNTER_INC(r->n.lost);
+        else if (p->kind[i] == CMD_FLOW)
+            COUNTER_INC(r->n.flows_lost);
+    }
+}
+
 static void clear(struct pipe *p)
 {
     p->buf.len = 0;
@@ -538,8 +558,8 @@ static void clear(struct pipe *p)
 static void went_down(struct redis_out *r)
 {
     for (int i = 0; i < 2; i++) {
-        COUNTER_ADD(r->n.lost, r->pipes[i].nrecords);
-        COUNTER_ADD(r->n.flows_lost, r->pipes[i].nflows);
+        COUNTER_ADD(r->n.commands, r->pipes[i].counted);
+        count_unanswered(r, &r->pipes[i]);
         clear(&r->pipes[i]);
     }
     log_limited(r, "connection lost", r->c ? r->c->errstr : "not connected");
@@ -637,15 +657,14 @@ static void settle(struct redis_out *r)
         }
         log_limited(r, "connection lost", r->c ? r->c->errstr : "not connected");
         if (reconnect(r) < 0) {   /* being stopped: what is in flight is lost */
-            COUNTER_ADD(r->n.lost, p->nrecords);
-            COUNTER_ADD(r->n.flows_lost, p->nflows);
+            count_unanswered(r, p);
             break;
         }
         send_pipe(r, p);   /* a failure shows in collect() */
         if (r->behind)
             send_pipe(r, r->behind);
     }
-    COUNTER_ADD(r->n.commands, p->ncmds);
+    COUNTER_ADD(r->n.commands, p->counted);   /* all of them, unless given up */
     clear(p);
     r->sent = NULL;
     track_depth(r);
@@ -945,11 +964,8 @@ int redis_out_record(struct redis_out *r, struct extract_ctx *x, const struct fi
     uint64_t id = 0;
     if (r->live && live_admit(r) < 0)
         return -1;
-    if (!stream && next_id(r, &id) < 0) {
-        if (!r->live)   /* live: counted by reason */
-            COUNTER_INC(r->n.lost);
-        return -1;
-    }
+    if (!stream && next_id(r, &id) < 0)
+        return -1;   /* never queued: the caller counts it dropped */
     struct outbuf *s = &r->scratch;
     s->len = 0;
     struct arg args[MAX_ARGS];

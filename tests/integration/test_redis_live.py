@@ -372,28 +372,38 @@ def test_live_reconnects_off_the_packet_path(tmp_path, binaries, http_pcap):
 def test_file_mode_stop_while_redis_is_stopped(tmp_path, binaries, http_pcap, threads):
     """Reading a file, Redis frozen mid-run: dati waits for it (back-pressure,
     nothing lost) until told to stop; then the waits for Redis give up after
-    5 s, what they held is counted as lost, and dati exits with its final
-    statistics instead of hanging (with 3 workers, the signal wakes the main
-    thread, not the workers waiting on Redis)."""
+    5 s, and dati exits with its final statistics instead of hanging (with 3
+    workers, the signal wakes the main thread, not the workers waiting on
+    Redis). Every record is accounted for: stored, lost in flight, or
+    dropped once Redis was given up."""
     sock = tmp_path / "r.sock"
-    server, _ = start_redis(sock=sock)
+    server, client = start_redis(sock=sock)
     data = http_pcap.read_bytes()
     conf = h.write_config(tmp_path, "r.conf", CONF_NOAUTH.format(sock=sock))
     dati = start_dati(["-r", "-", "-c", conf, "-q", "-t", threads])
     out = []
     reader = threading.Thread(target=lambda: out.extend(dati.stdout), daemon=True)
     reader.start()
+    third = len(data) // 3
 
-    def feed():
+    def feed(chunk, close):
         try:
-            dati.stdin.write(data)
-            dati.stdin.close()
+            dati.stdin.write(chunk)
+            dati.stdin.flush()
+            if close:
+                dati.stdin.close()
         except (BrokenPipeError, ValueError):
             pass   # dati stopped before reading it all
-    feeder = threading.Thread(target=feed, daemon=True)
+    feed(data[:third], False)
+    stopped = False
     try:
-        time.sleep(0.3)
+        end = time.monotonic() + 30
+        while len(client.keys("dati:rec:*")) < 1000:   # records flow into Redis
+            assert time.monotonic() < end, "no records stored"
+            time.sleep(0.05)
         os.kill(server.pid, signal.SIGSTOP)
+        stopped = True
+        feeder = threading.Thread(target=feed, args=(data[third:], True), daemon=True)
         feeder.start()
         time.sleep(1.5)   # dati blocks on Redis (back-pressure), and the feeder on dati
         dati.send_signal(signal.SIGTERM)
@@ -402,12 +412,15 @@ def test_file_mode_stop_while_redis_is_stopped(tmp_path, binaries, http_pcap, th
         waited = time.monotonic() - t0
         reader.join(10)
     finally:
-        os.kill(server.pid, signal.SIGCONT)
+        if stopped:
+            os.kill(server.pid, signal.SIGCONT)
         dati.kill()
         stop_redis(server)
     err = dati.stderr.read().decode("utf-8", "replace")
     h.check_no_crash("dati", dati.returncode, err)
     assert waited < 20, f"{waited:.1f} s to stop"
     stats = json.loads(out[-1])
-    rd = stats["redis"]
-    assert stats["final"] and rd["lost"] > 0, rd
+    rd, rec = stats["redis"], stats["records"]
+    assert stats["final"] and rd["records"] == rec["field"] and rd["lost"] <= rd["records"]
+    assert rd["lost"] + rec["field_dropped"] > 0, (rd, rec)   # the stop cut something off
+    assert rec["field"] + rec["field_dropped"] <= json_total(tmp_path, http_pcap)
