@@ -255,7 +255,7 @@ static const struct reply *command(struct redis_out *r, const char *fmt, ...)
     if (len < 0)
         return NULL;
     int rc = send_all(r, cmd, (size_t)len);
-    free(cmd);
+    redisFreeCommand(cmd);   /* hiredis' allocator, whichever it is */
     if (rc < 0)
         return NULL;
     void *rep = NULL;
