@@ -23,6 +23,16 @@ import dati_helpers as h
 PROTOCOLS = h.REPO / "protocols"
 HTTP_FIELDS = "http.method http.url http.version http.host http.useragent http.referer http.cookie"
 BASE = "ip.src ip.dst tcp.sport tcp.dport"
+# every HTTP field of http.xml, and dns.xml on UDP (more descriptions and FIELDS follow)
+HTTP_AND_UDP = f"""\
+FILTER_NAME http
+BPF tcp
+PROTOCOL_DEF {PROTOCOLS / 'http.xml'}
+FIELDS {BASE} {HTTP_FIELDS} http.get
+FILTER_NAME udp
+BPF udp
+PROTOCOL_DEF {PROTOCOLS / 'dns.xml'}
+"""
 
 
 def by_frame(run, filt=None):
@@ -216,14 +226,7 @@ def test_redis_equals_json(tmp_path, binaries, sip_capture):
         cases = [(sip_capture, ""), (h.PCAP_DIR / "zeek_dns-edns-ecs.pcap", ""),
                  (h.PCAP_DIR / "ndpi_1kxun.pcap", "")]
         body = f"""\
-FILTER_NAME http
-BPF tcp
-PROTOCOL_DEF {PROTOCOLS / 'http.xml'}
-FIELDS {BASE} {HTTP_FIELDS} http.get
-FILTER_NAME udp
-BPF udp
-PROTOCOL_DEF {PROTOCOLS / 'dns.xml'}
-PROTOCOL_DEF {PROTOCOLS / 'sip.xml'}
+{HTTP_AND_UDP}PROTOCOL_DEF {PROTOCOLS / 'sip.xml'}
 FIELDS ip.src dns.id dns.qr dns.qname dns.qtype {SIP_FIELDS}
 """
         rconf = h.write_config(tmp_path, "r.conf", f"TIME_STATS 0\nPKT_TTL 1000000000\n"
@@ -306,14 +309,7 @@ def test_threads_give_the_same_records(tmp_path, binaries):
     conf = h.write_config(tmp_path, "t.conf", f"""\
 TIME_STATS 0
 PKT_TTL 1000000000
-FILTER_NAME http
-BPF tcp
-PROTOCOL_DEF {PROTOCOLS / 'http.xml'}
-FIELDS {BASE} {HTTP_FIELDS} http.get
-FILTER_NAME udp
-BPF udp
-PROTOCOL_DEF {PROTOCOLS / 'dns.xml'}
-FIELDS dns.id dns.qname dns.qtype
+{HTTP_AND_UDP}FIELDS dns.id dns.qname dns.qtype
 """)
     one = h.run_dati(["-r", cap, "-c", conf, "-t", 1, "-q"])
     urls = sum(1 for r in one.records if "http.url" in r["fields"])
