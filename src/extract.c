@@ -55,7 +55,6 @@ void extract_begin(struct extract_ctx *x, const struct packet *p)
     x->found = 0;
     x->http_off = 0;
     x->pdl.set = NULL;
-    x->npdl_names = 0;
 }
 
 /* Descriptions start at the TCP or UDP payload; other packets have none. */

@@ -111,12 +111,6 @@ static void log_limited(struct feedback *fb, const char *what, const char *detai
         log_warn("feedback: %s: %s", what, detail);
 }
 
-/* The reply connection: a stalled server must not hold this thread (and
- * dati's exit, which joins it) for longer than redis_out_connect's timeout. */
-static redisContext *connect_replies(struct feedback *fb, char *err, size_t errlen)
-{
-    return redis_out_connect(fb->conf, err, errlen);
-}
 
 static void publish(struct feedback *fb)
 {
@@ -124,7 +118,7 @@ static void publish(struct feedback *fb)
     if (!fb->pub) {
         char err[256];
         uint64_t now = outbuf_now();
-        if (now < fb->retry_at || !(fb->pub = connect_replies(fb, err, sizeof err))) {
+        if (now < fb->retry_at || !(fb->pub = redis_out_connect(fb->conf, err, sizeof err))) {
             if (now >= fb->retry_at) {
                 log_limited(fb, "reply connection", err);
                 fb->retry_at = now + 1000000000u;
@@ -474,7 +468,7 @@ struct feedback *feedback_start(const struct config *conf, struct worker *worker
         snprintf(fb->reply, sizeof fb->reply, "%s", conf->feedback_reply);
     else
         snprintf(fb->reply, sizeof fb->reply, "%s:reply", conf->feedback_channel);
-    if (subscribe(fb, err, errlen) < 0 || !(fb->pub = connect_replies(fb, err, errlen)))
+    if (subscribe(fb, err, errlen) < 0 || !(fb->pub = redis_out_connect(fb->conf, err, errlen)))
         goto fail;
     if (pthread_create(&fb->thread, NULL, fb_main, fb) != 0) {
         snprintf(err, errlen, "cannot start the feedback thread");

@@ -292,6 +292,8 @@ enum ft_result flowtag_apply(struct flowtag *t, const struct fb_cmd *c, const ch
 
 int flowtag_text(const struct flowtag *t, const struct flow *f, struct tagtext *out)
 {
+    if (!flow_tagged(f))
+        return 0;   /* most flows: nothing to write out */
     char *c = out->csv, *j = out->json;
     *j++ = '[';
     for (int i = 0; i < FLOW_MAX_TAGS && f->tag[i]; i++) {
@@ -311,5 +313,5 @@ int flowtag_text(const struct flowtag *t, const struct flow *f, struct tagtext *
     *j++ = ']';
     out->csvlen = (size_t)(c - out->csv);
     out->jsonlen = (size_t)(j - out->json);
-    return f->tag[0] != 0;
+    return 1;
 }

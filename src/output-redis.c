@@ -407,7 +407,6 @@ static void track_depth(struct redis_out *r)
         __atomic_store_n(&r->n.queued_peak, d, __ATOMIC_RELAXED);
 }
 
-/* Hands a pipeline to the socket now. Returns 0, or -1 on a broken connection. */
 /* Writes buf whole, in non-blocking sends behind wait_fd(). Returns 0, or -1
  * when the connection broke or was given up. */
 static int send_all(struct redis_out *r, const char *buf, size_t len)
@@ -742,33 +741,20 @@ static void live_pump(struct redis_out *r, int force)
     swap_pipes(r);
 }
 
-/* Live: whether a record may be queued now; if not, counts it by reason. */
-static int live_admit(struct redis_out *r)
+/* Live: whether a record may be queued now; if not, counts it by reason,
+ * or, for a flow's state hash or start event (not records: the record drop
+ * counters must add up to the records'), in *update_dropped. */
+static int live_admit(struct redis_out *r, uint64_t *update_dropped)
 {
     if (!r->down && pipe_full(r))
         live_pump(r, 0);
-    if (r->down && live_reconnect(r, 0) < 0) {
-        COUNTER_INC(r->n.dropped_disconnected);
-        return -1;
-    }
-    if (pipe_full(r)) {
-        COUNTER_INC(r->n.dropped_queue_full);
-        return -1;
-    }
-    return 0;
-}
-
-/* Live: the same for a flow's state hash or event, which are not records
- * (the record drop counters must add up to the records'): one count. */
-static int live_admit_update(struct redis_out *r)
-{
-    if (!r->down && pipe_full(r))
-        live_pump(r, 0);
-    if ((r->down && live_reconnect(r, 0) < 0) || pipe_full(r)) {
-        COUNTER_INC(r->n.flow_updates_dropped);
-        return -1;
-    }
-    return 0;
+    uint64_t *dropped = r->down && live_reconnect(r, 0) < 0 ? &r->n.dropped_disconnected
+                        : pipe_full(r)                       ? &r->n.dropped_queue_full
+                                                             : NULL;
+    if (!dropped)
+        return 0;
+    COUNTER_INC(*(update_dropped ? update_dropped : dropped));
+    return -1;
 }
 
 /* After a record was queued: send when the pipeline is full. */
@@ -962,7 +948,7 @@ int redis_out_record(struct redis_out *r, struct extract_ctx *x, const struct fi
     (void)sub;
     int stream = r->conf->redis_stream;
     uint64_t id = 0;
-    if (r->live && live_admit(r) < 0)
+    if (r->live && live_admit(r, NULL) < 0)
         return -1;
     if (!stream && next_id(r, &id) < 0)
         return -1;   /* never queued: the caller counts it dropped */
@@ -1071,24 +1057,30 @@ static int fresh_hash(struct redis_out *r, const char *key, size_t kl)
     return append(r, 2, del, dell, CMD_RECORD_MORE);
 }
 
+/* The key of a flow's hash, dati:flow:<id>, into k (48 bytes); its length. */
+static size_t flow_key(char *k, uint64_t id)
+{
+    memcpy(k, "dati:flow:", 10);
+    return 10 + fmt_u64(k + 10, id);
+}
+
 /* REDIS_FLOW_EXPIRE: the flow record also as a hash dati:flow:<id> (json,
  * reason, packets, bytes) that expires on its own. */
 static void flow_hash(struct redis_out *r, const struct flow *fl, enum flow_end why,
                      const char *json, size_t len)
 {
     char key[48], packets[24], bytes[24], ttl[24];
-    int kl = snprintf(key, sizeof key, "dati:flow:%llu", (unsigned long long)fl->id);
-    int pl = snprintf(packets, sizeof packets, "%llu",
-                      (unsigned long long)(fl->packets[0] + fl->packets[1]));
-    int bl = snprintf(bytes, sizeof bytes, "%llu", (unsigned long long)(fl->bytes[0] + fl->bytes[1]));
-    int tl = snprintf(ttl, sizeof ttl, "%u", r->conf->redis_flow_expire);
+    size_t kl = flow_key(key, fl->id);
+    size_t pl = fmt_u64(packets, fl->packets[0] + fl->packets[1]);
+    size_t bl = fmt_u64(bytes, fl->bytes[0] + fl->bytes[1]);
+    size_t tl = fmt_u64(ttl, r->conf->redis_flow_expire);
     const char *reason = flow_end_name(why);
     const char *hset[] = {"HSET", key, "json", json, "reason", reason, "packets", packets,
                           "bytes", bytes};
-    size_t hsetl[] = {4, (size_t)kl, 4, len, 6, strlen(reason), 7, (size_t)pl, 5, (size_t)bl};
+    size_t hsetl[] = {4, kl, 4, len, 6, strlen(reason), 7, pl, 5, bl};
     const char *exp[] = {"EXPIRE", key, ttl};
-    size_t expl[] = {6, (size_t)kl, (size_t)tl};
-    if (!(fl->marks & FLOW_STATE_SENT) && fresh_hash(r, key, (size_t)kl) < 0)
+    size_t expl[] = {6, kl, tl};
+    if (!(fl->marks & FLOW_STATE_SENT) && fresh_hash(r, key, kl) < 0)
         return;
     if (append(r, 10, hset, hsetl, CMD_RECORD_MORE) < 0 ||
         append(r, 3, exp, expl, CMD_RECORD_MORE) < 0)
@@ -1114,12 +1106,12 @@ int redis_out_flow(struct redis_out *r, const struct flow *fl, enum flow_end why
     r->seq_on = 0;
     const char *channel = r->conf->session_channel ? r->conf->session_channel : "dati:sessions";
     char maxlen[24];
-    int ml = snprintf(maxlen, sizeof maxlen, "%u", r->conf->redis_maxlen);
+    size_t ml = fmt_u64(maxlen, r->conf->redis_maxlen);
     const char *pub[] = {"PUBLISH", channel, s->buf};
     size_t publ[] = {7, strlen(channel), s->len - 1};   /* without the newline */
     const char *xadd[] = {"XADD", channel, "MAXLEN", "~", maxlen, "*", "flow", s->buf};
-    size_t xaddl[] = {4, strlen(channel), 6, 1, (size_t)ml, 1, 4, s->len - 1};
-    if (r->live && live_admit(r) < 0)   /* counted there, by reason */
+    size_t xaddl[] = {4, strlen(channel), 6, 1, ml, 1, 4, s->len - 1};
+    if (r->live && live_admit(r, NULL) < 0)   /* counted there, by reason */
         return -1;
     if (!r->live && pipe_full(r))
         send_current(r);
@@ -1163,12 +1155,10 @@ void redis_out_flow_state(struct redis_out *r, const struct flow *fl, const char
                           int ended, enum flow_end why)
 {
     char key[48];
-    size_t kl = 10;
-    memcpy(key, "dati:flow:", kl);
-    kl += fmt_u64(key + kl, fl->id);
+    size_t kl = flow_key(key, fl->id);
     if (ended && !r->conf->redis_flow_expire && !(fl->marks & FLOW_STATE_SENT))
         return;   /* no hash to remove: nothing to send */
-    if (r->live && live_admit_update(r) < 0)
+    if (r->live && live_admit(r, &r->n.flow_updates_dropped) < 0)
         return;
     if (!r->live && pipe_full(r))
         send_current(r);
@@ -1278,7 +1268,7 @@ void redis_out_flow_event(struct redis_out *r, const struct flow *fl, const char
         COUNTER_INC(r->n.flow_updates_dropped);   /* out of memory */
         return;
     }
-    if (r->live && live_admit_update(r) < 0)
+    if (r->live && live_admit(r, &r->n.flow_updates_dropped) < 0)
         return;
     if (!r->live && pipe_full(r))
         send_current(r);

@@ -329,7 +329,8 @@ void worker_process(struct worker *w, const struct packet *p)
     uint64_t recorded = mask & w->pl->record_filters;
     if (f) {
         f->filters |= mask;
-        if (f->marks) {   /* feedback: ignored flows give none, watched ones every packet */
+        /* feedback: ignored flows give none, watched ones every packet */
+        if (f->marks & (FLOW_WATCH | FLOW_IGNORE)) {
             if (f->marks & FLOW_IGNORE) {
                 COUNTER_ADD(w->ft->c.ignored_records, (uint64_t)__builtin_popcountll(recorded));
                 recorded = 0;
