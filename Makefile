@@ -1,6 +1,8 @@
 # dati - GNU Makefile. `make` builds, `make test` runs everything (and a
 # sanitizer build of the unit and integration tests), `make demo` and
-# `make bench` do what they say. Dependencies are installed when missing.
+# `make bench` do what they say. Those three install missing dependencies
+# (`make deps`) and then build in a second make: this make read pkg-config's
+# flags when it started, before the packages were there.
 
 CC ?= cc
 BUILD ?= build
@@ -26,7 +28,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz-*.c)
 FUZZ_REPLAY := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/tests/replay-%)
 
-.PHONY: all deps test test-unit test-integration test-fuzz-replay test-conf test-sanitize \
+.PHONY: all deps pkgcheck test test-unit test-integration test-fuzz-replay test-conf test-sanitize \
         demo bench fuzz clean
 
 all: $(BUILD)/dati $(BUILD)/dati-gen
@@ -34,8 +36,15 @@ all: $(BUILD)/dati $(BUILD)/dati-gen
 deps:
 	@scripts/install-deps.sh
 
-$(BUILD)/obj/%.o: src/%.c | $(BUILD)/obj
+$(BUILD)/obj/%.o: src/%.c | $(BUILD)/obj pkgcheck
 	$(CC) $(CFLAGS) -c $< -o $@
+
+# Plain `make` installs nothing: without the packages, say so, not a compiler error.
+pkgcheck:
+	@pkg-config --exists $(PKGS) 2>/dev/null || { \
+	  echo "dati: build packages missing (pkg-config finds no $(PKGS))." >&2; \
+	  echo "dati: run 'make deps' to install them (make demo, make test and make bench do it themselves)." >&2; \
+	  exit 1; }
 
 $(BUILD)/libdati.a: $(LIB_OBJ)
 	$(AR) rcs $@ $^
@@ -82,10 +91,12 @@ test-integration: all $(ALLOC_COUNT)
 $(BUILD)/tests/alloc-count.so: tests/alloc-count.c | $(BUILD)/tests
 	$(CC) $(CFLAGS) -shared -fPIC $< -o $@
 
-demo: deps all
+demo: deps
+	@$(MAKE) --no-print-directory all
 	@scripts/demo.sh $(BUILD)
 
-bench: deps all
+bench: deps
+	@$(MAKE) --no-print-directory all
 	@bench/run.sh $(BUILD)
 
 # libFuzzer targets (clang): make fuzz; then build/fuzz/fuzz-packet corpus-dir

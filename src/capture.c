@@ -9,22 +9,42 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-int capture_open_file(struct capture *c, const char *path, const struct capture_options *opt)
+int capture_input_open(const char *path, char *err, size_t errlen)
 {
-    memset(c, 0, sizeof *c);
     if (strcmp(path, "-") == 0)
-        return capture_file_open_fd(c, STDIN_FILENO, 0, opt);
+        return STDIN_FILENO;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        snprintf(c->errbuf, sizeof c->errbuf, "%s", strerror(errno));
+        snprintf(err, errlen, "%s", strerror(errno));
         return -1;
     }
+    struct stat st;
+    if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+        snprintf(err, errlen, "%s", strerror(EISDIR));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+int capture_open_input(struct capture *c, int fd, const struct capture_options *opt)
+{
+    memset(c, 0, sizeof *c);
+    if (fd == STDIN_FILENO)
+        return capture_file_open_fd(c, fd, 0, opt);
     struct stat st;
     if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
         c->size = (uint64_t)st.st_size;
         posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     }
     return capture_file_open_fd(c, fd, 1, opt);
+}
+
+int capture_open_file(struct capture *c, const char *path, const struct capture_options *opt)
+{
+    memset(c, 0, sizeof *c);
+    int fd = capture_input_open(path, c->errbuf, sizeof c->errbuf);
+    return fd < 0 ? -1 : capture_open_input(c, fd, opt);
 }
 
 static const char *iface_names[CAPTURE_MAX_IFACES + 1];

@@ -49,6 +49,14 @@ struct capture {
  * reason in c->errbuf (without the path: the caller names the input). */
 int capture_open_file(struct capture *c, const char *path, const struct capture_options *opt);
 
+/* The two halves of capture_open_file, for a caller that opens the input
+ * before anything else (a missing file is then the only message):
+ * capture_input_open returns a descriptor (standard input for "-"), or -1
+ * with the reason in err; capture_open_input takes the descriptor over in
+ * every case and returns as capture_open_file does. */
+int capture_input_open(const char *path, char *err, size_t errlen);
+int capture_open_input(struct capture *c, int fd, const struct capture_options *opt);
+
 /* Reads pcap or pcapng from fd (closed by capture_close when owns_fd). */
 int capture_file_open_fd(struct capture *c, int fd, int owns_fd, const struct capture_options *opt);
 

@@ -279,6 +279,8 @@ static void teardown(struct run *r)
     if (r->sink_open)
         output_sink_close(&r->sink);
     capture_close(&r->cap);
+    if (r->input_fd > STDIN_FILENO)
+        close(r->input_fd);
     pipeline_free(r->pl);
     while (r->retired) {
         struct pipeline *next = r->retired->retired;
@@ -294,6 +296,14 @@ int run_main(const struct config *conf, const struct run_options *opt)
     memset(&r, 0, sizeof r);
     r.conf = conf;
     r.opt = opt;
+    /* before anything is opened or started: a missing file is one line */
+    char err[256];
+    if (opt->input && (r.input_fd = capture_input_open(opt->input, err, sizeof err)) < 0) {
+        log_error("%s: %s", opt->input, err);
+        return 1;
+    }
+    if (!opt->input)
+        r.input_fd = -1;
     redis_out_set_stop(&run_stop_requested);
     signal(SIGPIPE, SIG_IGN);
     struct sigaction sa;

@@ -35,6 +35,7 @@ struct run {
     const struct run_options *opt;
     struct pipeline *pl;           /* filters and fields in use (replaced by a reload) */
     struct capture cap;            /* the file (reader.c) */
+    int input_fd;                  /* the file, opened first; -1 once cap has it */
     struct output_sink sink;
     struct outbuf statbuf;         /* stats records from this thread */
     struct redis_out *stats_redis; /* this thread's connection, with the Redis output */
@@ -66,8 +67,9 @@ struct run {
 extern volatile int run_stop_requested;
 
 /* Runs dati over opt->input or opt->ifnames. Returns the exit status: 0 when
- * everything was read and written, 1 when the input was damaged or failed,
- * or the output failed (what came before is processed and reported), 2 when
+ * everything was read and written, 1 when the input could not be opened
+ * (said in one line, nothing else done), was damaged or failed, or the
+ * output failed (what came before is processed and reported), 2 when
  * the run could not start. */
 int run_main(const struct config *conf, const struct run_options *opt);
 

@@ -1,6 +1,9 @@
 """A full flow table, output that cannot be written, and periodic statistics:
 each must give an exact count or a clear error, never a silent loss."""
 import os
+
+import pytest
+
 import dati_helpers as h
 
 
@@ -105,3 +108,25 @@ def test_stop_signal_while_input_stalls(tmp_path, binaries):
         assert s["flows"]["shutdown"] == len(run.flows) > 0
         assert {f["reason"] for f in run.flows} == {"shutdown"}
         assert s["processed"] == sum(s["decoded"].values())
+
+
+@pytest.mark.parametrize("name, reason", [
+    ("missing.pcap", "No such file or directory"),
+    (".", "Is a directory"),
+    ("empty.pcap", "empty file: not a capture"),
+    ("text.pcap", "not a pcap or pcapng file"),
+])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_input_that_cannot_be_opened_is_one_line(tmp_path, binaries, name, reason, threads):
+    """A run that never started: one line naming the input and why, exit 1,
+    no statistics and no records (a file that cannot be opened is found
+    before the output is made; a bad header, once it is open but empty)."""
+    (tmp_path / "empty.pcap").write_bytes(b"")
+    (tmp_path / "text.pcap").write_text("hello, world\n")
+    out = tmp_path / "out.json"
+    run = h.run_dati(["-r", tmp_path / name, "-t", threads, "-w", out], expect_rc=(1,),
+                     parse=False)
+    lines = run.stderr.splitlines()
+    assert len(lines) == 1 and str(tmp_path / name) in lines[0] and reason in lines[0], lines
+    assert run.stdout == b""
+    assert not out.exists() if name in ("missing.pcap", ".") else out.read_bytes() == b""
