@@ -86,8 +86,6 @@ static int read_loop(struct run *r, uint64_t *clock_out)
 static int buffer_free(void *ctx, unsigned slot)
 {
     struct run *r = ctx;
-    if (!r->queues)   /* nothing queued yet while the capture opens */
-        return 1;
     for (int w = 0; w < r->nworkers; w++)
         if (!pktq_consumed(&r->queues[w], r->fence[slot][w]))
             return 0;
@@ -103,7 +101,7 @@ static int buffer_free(void *ctx, unsigned slot)
 static int on_input_wait(void *ctx)
 {
     struct run *r = ctx;
-    if (r->queues)   /* none yet while the capture opens */
+    if (r->nworkers > 1)
         for (int w = 0; w < r->nworkers; w++)
             pktq_publish(&r->queues[w]);
     tick(r);
@@ -133,22 +131,20 @@ static int start_workers(struct run *r)
 int reader_run(struct run *r)
 {
     const struct run_options *opt = r->opt;
+    if (run_start_feedback(r) < 0 || (r->nworkers > 1 && start_workers(r) < 0))
+        return 2;
+    uint64_t clock = 0;
+    int done = -1;
     struct capture_options copt = {
         .idle = on_input_wait, .ctx = r, .read_thread = r->read_thread, .spins = r->spins};
     if (r->nworkers > 1)
         copt.slot_free = buffer_free;
-    /* Not a capture (empty, wrong magic, bad header): one line, no
-     * statistics of a run that never started. */
+    /* opened by run_main, which said so if it could not be; what is in it
+     * (not a capture, a cut header) is damage, reported with the statistics */
     int fd = r->input_fd;
     r->input_fd = -1;
-    if (capture_open_input(&r->cap, fd, &copt) < 0) {
-        log_error("%s: %s", opt->input, r->cap.errbuf);
-        return 1;
-    }
-    if (run_start_feedback(r) < 0 || (r->nworkers > 1 && start_workers(r) < 0))
-        return 2;
-    uint64_t clock = 0;
-    int done = read_loop(r, &clock);
+    if (capture_open_input(&r->cap, fd, &copt) == 0)
+        done = read_loop(r, &clock);
     enum flow_end why = done == 0 && (run_stop_requested || r->sink.error) ? FLOW_END_SHUTDOWN
                                                                            : FLOW_END_EOF;
     if (r->nworkers > 1) {
