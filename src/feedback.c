@@ -15,7 +15,7 @@
 #include "flowtag.h"
 #include "log.h"
 #include "output-json.h"
-#include "output-redis.h"
+#include "redis-conn.h"
 #include "worker.h"
 
 struct feedback {
@@ -118,7 +118,7 @@ static void publish(struct feedback *fb)
     if (!fb->pub) {
         char err[256];
         uint64_t now = outbuf_now();
-        if (now < fb->retry_at || !(fb->pub = redis_out_connect(fb->conf, err, sizeof err))) {
+        if (now < fb->retry_at || !(fb->pub = redis_conn_connect(fb->conf, err, sizeof err))) {
             if (now >= fb->retry_at) {
                 log_limited(fb, "reply connection", err);
                 fb->retry_at = now + 1000000000u;
@@ -379,7 +379,7 @@ static int keepalive(struct feedback *fb)
  * that a stalled server never keeps dati from stopping. */
 static int subscribe(struct feedback *fb, char *err, size_t errlen)
 {
-    if (!(fb->sub = redis_out_connect(fb->conf, err, errlen)))
+    if (!(fb->sub = redis_conn_connect(fb->conf, err, errlen)))
         return -1;
     redisReply *rep = redisCommand(fb->sub, "SUBSCRIBE %s", fb->channel);
     if (!rep || rep->type == REDIS_REPLY_ERROR) {
@@ -468,7 +468,7 @@ struct feedback *feedback_start(const struct config *conf, struct worker *worker
         snprintf(fb->reply, sizeof fb->reply, "%s", conf->feedback_reply);
     else
         snprintf(fb->reply, sizeof fb->reply, "%s:reply", conf->feedback_channel);
-    if (subscribe(fb, err, errlen) < 0 || !(fb->pub = redis_out_connect(fb->conf, err, errlen)))
+    if (subscribe(fb, err, errlen) < 0 || !(fb->pub = redis_conn_connect(fb->conf, err, errlen)))
         goto fail;
     if (pthread_create(&fb->thread, NULL, fb_main, fb) != 0) {
         snprintf(err, errlen, "cannot start the feedback thread");

@@ -19,7 +19,7 @@
 #include <stdint.h>
 
 #include "feedback-cmd.h"
-#include "output.h"
+#include "outbuf.h"
 
 #define FB_QUEUE_SIZE 1024   /* commands waiting per worker; a power of two */
 #define FB_POLL_MAX 256      /* commands a worker applies per drain */

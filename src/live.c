@@ -121,7 +121,7 @@ int live_run(struct run *r)
     int status = 0, started = 0, pidfile_written = 0;
     clock_init();
     if (r->stats_redis)
-        redis_out_set_live(r->stats_redis, 1);
+        redis_conn_set_live(r->stats_redis);
     /* every ring first, so that a refusal stops the run before any thread runs */
     for (int i = 0; i < r->nworkers; i++) {
         struct live_worker *lw = &lws[i];
@@ -130,8 +130,8 @@ int live_run(struct run *r)
         lw->w->frame = (uint64_t)i + 1 - (uint64_t)r->nworkers;   /* first frame: i + 1 */
         lw->w->clock = flow_clock_now();
         lw->copt = (struct capture_options){.idle = live_timed, .ctx = lw, .notice = live_notice};
-        if (lw->w->redis)   /* capture never waits for Redis: drops are counted */
-            redis_out_set_live(lw->w->redis, 1);
+        if (lw->w->out->ops->set_live)   /* capture never waits for Redis: drops are counted */
+            lw->w->out->ops->set_live(lw->w->out);
         if (capture_open_live(&lw->w->cap, r->ifaces, r->nifaces, &lo, &lw->copt) < 0) {
             log_error("%s", lw->w->cap.errbuf);
             status = 2;

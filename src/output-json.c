@@ -1,12 +1,16 @@
 /* output-json.c - formatting records as JSON lines, straight from packet
- * memory into the worker's output buffer. */
+ * memory into the worker's output buffer; and the JSON lines output. */
 #include "output-json.h"
 
 #include <netinet/in.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "capture.h"
 #include "config.h"
+#include "counter.h"
+#include "flowtag.h"
+#include "stats.h"
 
 int json_raw(struct outbuf *b, const char *s, size_t n)
 {
@@ -348,4 +352,88 @@ int json_flow(struct outbuf *b, const struct flow *fl, enum flow_end why,
     if (rc)
         b->len = start;
     return rc ? -1 : 0;
+}
+
+int json_meta(struct outbuf *b, const struct record_meta *m)
+{
+    if (!m->tags && !m->seq)
+        return 0;
+    b->len -= 2;   /* "}\n" */
+    int rc = 0;
+    if (m->tags)
+        rc |= json_lit(b, ",\"tags\":") | json_raw(b, m->tags->json, m->tags->jsonlen);
+    if (m->seq)
+        rc |= json_lit(b, ",\"worker\":") | json_u64(b, m->worker) | json_lit(b, ",\"seq\":") |
+              json_u64(b, m->seq);
+    return rc | json_lit(b, "}\n");
+}
+
+/* The JSON lines output: one buffer per worker, into the shared sink. */
+struct json_output {
+    struct output base;
+    struct outbuf out;
+};
+
+static int json_out_field(struct output *o, struct extract_ctx *x, const struct record_meta *m)
+{
+    struct outbuf *b = &((struct json_output *)o)->out;
+    size_t start = b->len;
+    if (json_record(b, x, m->filter, m->filter_index, m->flow_id, m->sub) < 0 ||
+        json_meta(b, m) < 0) {
+        b->len = start;   /* no half record for the next to be appended to */
+        return -1;
+    }
+    outbuf_end_line(b);
+    return 0;
+}
+
+static int json_out_flow(struct output *o, const struct flow *fl, enum flow_end why,
+                         const struct record_meta *m)
+{
+    struct outbuf *b = &((struct json_output *)o)->out;
+    size_t start = b->len;
+    if (json_flow(b, fl, why, m->filter_names) < 0 || json_meta(b, m) < 0) {
+        b->len = start;
+        return -1;
+    }
+    outbuf_end_line(b);
+    return 0;
+}
+
+static void json_out_drain(struct output *o)
+{
+    struct outbuf *b = &((struct json_output *)o)->out;
+    if (b->since)   /* read the clock only when a line waits */
+        outbuf_drain(b, outbuf_now());
+}
+
+static void json_out_flush(struct output *o) { outbuf_flush(&((struct json_output *)o)->out); }
+
+static void json_out_sum(const struct output *o, struct stats_totals *t)
+{
+    t->output_lost += COUNTER_GET(((const struct json_output *)o)->out.lost);
+}
+
+static void json_out_close(struct output *o)
+{
+    struct json_output *j = (struct json_output *)o;
+    outbuf_flush(&j->out);
+    outbuf_fini(&j->out);
+    free(j);
+}
+
+static const struct output_ops json_ops = {
+    .field = json_out_field, .flow = json_out_flow, .drain = json_out_drain,
+    .flush = json_out_flush, .sum = json_out_sum, .close = json_out_close,
+};
+
+struct output *output_json_open(struct output_sink *sink)
+{
+    struct json_output *j = calloc(1, sizeof *j);
+    if (!j || outbuf_init(&j->out, sink) < 0) {
+        free(j);
+        return NULL;
+    }
+    j->base.ops = &json_ops;
+    return &j->base;
 }

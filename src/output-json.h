@@ -9,6 +9,7 @@
 
 #include "extract.h"
 #include "flow.h"
+#include "outbuf.h"
 #include "output.h"
 
 struct filter_conf;
@@ -29,5 +30,13 @@ int json_record(struct outbuf *b, struct extract_ctx *x, const struct filter_con
 /* One flow record; names[i] is filter i's name. */
 int json_flow(struct outbuf *b, const struct flow *fl, enum flow_end why,
               const char *const *names);
+
+/* Adds the members a record's meta asks for ("tags", then "worker" and
+ * "seq") to the JSON object just written, which ends in "}\n". */
+int json_meta(struct outbuf *b, const struct record_meta *m);
+
+/* JSON lines into sink, through a buffer of the output's own that reaches
+ * the sink in whole lines. NULL when out of memory. */
+struct output *output_json_open(struct output_sink *sink);
 
 #endif

@@ -1,69 +1,75 @@
-/* output.h - where records go: a sink (a file descriptor shared by all
- * workers) and per-worker buffers that reach it in whole lines, one write()
- * per buffer-full, under the sink's lock. A record is never split. */
+/* output.h - what every output implements, as libpcap's back-ends do: a
+ * table of operations that a worker calls without knowing which output it
+ * is (JSON lines, Redis hashes, Redis streams). Each worker has an output of
+ * its own; only that worker's thread calls it, or the main thread once the
+ * worker has ended (flush, close) or to read its counters. */
 #ifndef DATI_OUTPUT_H
 #define DATI_OUTPUT_H
 
-#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
-struct output_sink {
-    int fd;
-    int owns_fd;
-    pthread_mutex_t lock;
-    int error;                /* errno of the first failed write, 0 while fine */
-    uint64_t bytes;           /* written so far */
+#include "flow.h"
+
+struct config;
+struct extract_ctx;
+struct filter_conf;
+struct output_sink;
+struct stats_totals;
+struct tagtext;
+
+/* What belongs to one record besides its content: it travels with each
+ * call, nothing is set before a record and cleared after. */
+struct record_meta {
+    const char *const *filter_names;   /* filter i's name (a flow's filter list) */
+    const struct tagtext *tags;        /* the flow's tags (feedback channel); NULL: none */
+    unsigned worker;                   /* RECORD_SEQ: the worker that made the record */
+    uint64_t seq;                      /* and its number there; 0: records carry neither */
+    /* field records only */
+    const struct filter_conf *filter;  /* the filter that matched */
+    int filter_index;
+    uint64_t flow_id;                  /* the packet's flow, 0: none */
+    unsigned sub;                      /* which HTTP request of the packet (pipelining) */
 };
 
-/* Opens path for writing ("-" is stdout). Returns 0, or -1 with the reason in err. */
-int output_sink_open(struct output_sink *s, const char *path, char *err, size_t errlen);
-void output_sink_close(struct output_sink *s);
+struct output;
 
-#define OUTBUF_FLUSH_AT (64u << 10)   /* bytes buffered before a write */
-
-struct outbuf {
-    char *buf;
-    size_t len, cap;
-    struct output_sink *sink;
-    uint64_t since;           /* monotonic ns of the oldest unwritten line, 0: none */
-    uint64_t lines;           /* complete lines in buf */
-    uint64_t lost;            /* lines the sink refused (a counter: read by the stats) */
+struct output_ops {
+    /* A field record (the filter's FIELDS of x's packet) and a flow record
+     * (at the flow's end, or FLOW_INTERIM). 0 when written or queued, -1
+     * when dropped: the caller counts it; the output counts why. */
+    int (*field)(struct output *o, struct extract_ctx *x, const struct record_meta *m);
+    int (*flow)(struct output *o, const struct flow *fl, enum flow_end why,
+                const struct record_meta *m);
+    /* FLOW_STATE_INTERVAL: a flow's live state (ended: its last); FLOW_EVENTS:
+     * a flow has started. NULL where the output has no such thing. */
+    void (*flow_state)(struct output *o, const struct flow *fl, int ended, enum flow_end why,
+                       const struct record_meta *m);
+    void (*flow_event)(struct output *o, const struct flow *fl, const struct record_meta *m);
+    /* Live capture: never wait for the destination, drop and count instead.
+     * NULL where writing never waits long (a file, a pipe). */
+    void (*set_live)(struct output *o);
+    void (*drain)(struct output *o);   /* the drain timer: write what has waited enough */
+    void (*flush)(struct output *o);   /* write everything, and wait until it is taken */
+    /* Adds this output's counters into the statistics (relaxed loads). */
+    void (*sum)(const struct output *o, struct stats_totals *t);
+    void (*close)(struct output *o);   /* flushes, then frees */
 };
 
-#define OUTBUF_DRAIN_NS (100u * 1000 * 1000)   /* longest a line waits in a buffer */
+struct output {
+    const struct output_ops *ops;
+};
 
-uint64_t outbuf_now(void);
+/* The output the configuration asks for: Redis (either layout) when
+ * REDIS_* is set, else JSON lines into the shared sink. NULL with the
+ * reason in err. */
+struct output *output_open(const struct config *conf, struct output_sink *sink, char *err,
+                           size_t errlen);
 
-int outbuf_init(struct outbuf *b, struct output_sink *sink);
-void outbuf_fini(struct outbuf *b);
-
-/* Makes room for n more bytes, growing the buffer if a record needs it.
- * Returns 0, or -1 when memory ran out (the record is then dropped). */
-int outbuf_grow(struct outbuf *b, size_t n);
-
-static inline int outbuf_room(struct outbuf *b, size_t n)
+static inline void output_close(struct output *o)
 {
-    return b->cap - b->len >= n ? 0 : outbuf_grow(b, n);
-}
-
-/* Writes the buffer to the sink. Returns 0, or -1 once the sink has failed. */
-int outbuf_flush(struct outbuf *b);
-
-/* Called after each complete line: flushes when enough is buffered. */
-static inline int outbuf_end_line(struct outbuf *b)
-{
-    if (b->since == 0)
-        b->since = outbuf_now();
-    b->lines++;
-    return b->len >= OUTBUF_FLUSH_AT ? outbuf_flush(b) : 0;
-}
-
-/* The drain timer: writes what has waited OUTBUF_DRAIN_NS or more, so that
- * a trickle of records is not held back for want of a full buffer. */
-static inline int outbuf_drain(struct outbuf *b, uint64_t now)
-{
-    return b->since && now - b->since >= OUTBUF_DRAIN_NS ? outbuf_flush(b) : 0;
+    if (o)
+        o->ops->close(o);
 }
 
 #endif

@@ -116,7 +116,7 @@ void run_report(struct run *r, int final, const char *input_error)
     }
     if (stats_json(&r->statbuf, &r->src, &t, elapsed, final, input_error) == 0) {
         if (r->stats_redis)
-            redis_out_stats(r->stats_redis, r->statbuf.buf, r->statbuf.len - 1, final);
+            redis_conn_stats(r->stats_redis, r->statbuf.buf, r->statbuf.len - 1, final);
         outbuf_flush(&r->statbuf);
     }
 }
@@ -216,7 +216,7 @@ static int setup(struct run *r)
     r->sink_open = 1;
     if (outbuf_init(&r->statbuf, &r->sink) < 0)
         return -1;
-    if (conf->redis_line && !(r->stats_redis = redis_out_open(conf, err, sizeof err))) {
+    if (conf->redis_line && !(r->stats_redis = redis_conn_open(conf, err, sizeof err))) {
         log_error("%s", err);
         return -1;
     }
@@ -275,7 +275,7 @@ static void teardown(struct run *r)
     free(r->workers);
     free(r->queues);
     outbuf_fini(&r->statbuf);
-    redis_out_close(r->stats_redis);
+    redis_conn_close(r->stats_redis);
     if (r->sink_open)
         output_sink_close(&r->sink);
     capture_close(&r->cap);
@@ -304,7 +304,7 @@ int run_main(const struct config *conf, const struct run_options *opt)
     }
     if (!opt->input)
         r.input_fd = -1;
-    redis_out_set_stop(&run_stop_requested);
+    redis_conn_set_stop(&run_stop_requested);
     signal(SIGPIPE, SIG_IGN);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);

@@ -7,8 +7,8 @@
 
 #include "capture.h"
 #include "config.h"
-#include "output.h"
-#include "output-redis.h"
+#include "outbuf.h"
+#include "redis-conn.h"
 #include "readahead.h"
 #include "stats.h"
 #include "worker.h"
@@ -38,7 +38,7 @@ struct run {
     int input_fd;                  /* the file, opened first; -1 once cap has it */
     struct output_sink sink;
     struct outbuf statbuf;         /* stats records from this thread */
-    struct redis_out *stats_redis; /* this thread's connection, with the Redis output */
+    struct redis_conn *stats_redis;/* this thread's connection, with the Redis output */
     struct worker *workers;
     struct feedback *fb;           /* FEEDBACK_CHANNEL: the subscriber thread */
     struct pktq *queues;

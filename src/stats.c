@@ -7,6 +7,7 @@
 #include "counter.h"
 #include "feedback.h"
 #include "output-json.h"
+#include "output-redis.h"
 
 /* Anonymous resident memory in KiB (our heap: flows, buffers, queues; not
  * the mapped capture file, which the page cache owns), or 0 if unknown. */
@@ -75,30 +76,8 @@ void stats_sum(const struct stats_source *s, struct stats_totals *t)
         t->records_dropped += COUNTER_GET(c->records_dropped);
         t->flow_records += COUNTER_GET(c->flow_records);
         t->flow_records_dropped += COUNTER_GET(c->flow_records_dropped);
-        t->output_lost += COUNTER_GET(s->workers[w].out.lost);
+        s->workers[w].out->ops->sum(s->workers[w].out, t);
         t->netpdl_regex_errors += COUNTER_GET(s->workers[w].x.pdl.regex_errors);
-        if (s->workers[w].redis) {
-            const struct redis_counters *rc = redis_out_counters(s->workers[w].redis);
-            t->redis = 1;
-            t->rd.records += COUNTER_GET(rc->records);
-            t->rd.flows += COUNTER_GET(rc->flows);
-            t->rd.lost += COUNTER_GET(rc->lost);
-            t->rd.flows_lost += COUNTER_GET(rc->flows_lost);
-            t->rd.commands += COUNTER_GET(rc->commands);
-            t->rd.errors += COUNTER_GET(rc->errors);
-            t->rd.errors_oom += COUNTER_GET(rc->errors_oom);
-            t->rd.errors_auth += COUNTER_GET(rc->errors_auth);
-            t->rd.errors_wrongtype += COUNTER_GET(rc->errors_wrongtype);
-            t->rd.errors_other += COUNTER_GET(rc->errors_other);
-            t->rd.reconnects += COUNTER_GET(rc->reconnects);
-            t->rd.flow_states += COUNTER_GET(rc->flow_states);
-            t->rd.flow_events += COUNTER_GET(rc->flow_events);
-            t->rd.flow_updates_dropped += COUNTER_GET(rc->flow_updates_dropped);
-            t->rd.queued += COUNTER_GET(rc->queued);
-            t->rd.queued_peak += COUNTER_GET(rc->queued_peak);
-            t->rd.dropped_queue_full += COUNTER_GET(rc->dropped_queue_full);
-            t->rd.dropped_disconnected += COUNTER_GET(rc->dropped_disconnected);
-        }
         t->flows_active += COUNTER_GET(ft->active);
         t->flows_created += COUNTER_GET(ft->created);
         for (int i = 0; i < FLOW_END_COUNT; i++)

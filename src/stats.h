@@ -8,7 +8,8 @@
 #include <stdio.h>
 
 #include "decode.h"
-#include "output.h"
+#include "outbuf.h"
+#include "redis-conn.h"
 #include "worker.h"
 
 /* A live interface's kernel counters, as seen by PACKET_STATISTICS. */

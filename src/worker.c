@@ -12,33 +12,19 @@
 #include "feedback.h"
 #include "flowtag.h"
 #include "log.h"
-#include "output-json.h"
 
-/* Adds "tags":[...] to the JSON object just written (ending in "}\n"). */
-static int json_tags(struct outbuf *b, const struct tagtext *tt)
+/* What a record of flow f carries besides its content: the filter names,
+ * the flow's tags (into tt), and with seq, RECORD_SEQ's next number (taken
+ * even if the record is then lost, which is how a gap shows). */
+static struct record_meta meta(struct worker *w, const struct flow *f, struct tagtext *tt,
+                               int seq)
 {
-    b->len -= 2;
-    return json_lit(b, ",\"tags\":") | json_raw(b, tt->json, tt->jsonlen) | json_lit(b, "}\n");
-}
-
-/* RECORD_SEQ: "worker" and "seq" members added to the JSON object just written. */
-static int json_seq(struct worker *w, struct outbuf *b)
-{
-    b->len -= 2;
-    return json_lit(b, ",\"worker\":") | json_u64(b, (uint64_t)w->index) |
-           json_lit(b, ",\"seq\":") | json_u64(b, w->seq) | json_lit(b, "}\n");
-}
-
-/* The next record's sequence number (taken even if the record is then lost,
- * which is how a gap shows). Returns whether records carry it. */
-static int next_seq(struct worker *w)
-{
-    if (!w->pl->conf->record_seq)
-        return 0;
-    w->seq++;
-    if (w->redis)
-        redis_out_set_seq(w->redis, (unsigned)w->index, w->seq);
-    return 1;
+    struct record_meta m = {.filter_names = w->pl->filter_name, .worker = (unsigned)w->index};
+    if (f && w->ft && flowtag_text(w->ft, f, tt))
+        m.tags = tt;
+    if (seq && w->pl->conf->record_seq)
+        m.seq = ++w->seq;
+    return m;
 }
 
 /* A flow record: at the flow's end, or (why FLOW_INTERIM) an interim one. */
@@ -46,32 +32,15 @@ static void emit_flow(void *ctx, const struct flow *f, enum flow_end why)
 {
     struct worker *w = ctx;
     struct tagtext tt;
-    int seq = next_seq(w);
-    int tagged = w->ft && flowtag_text(w->ft, f, &tt);
+    struct record_meta m = meta(w, f, &tt, 1);
     if (w->ft && why != FLOW_INTERIM)
         flowtag_ended(w->ft, f);
-    if (w->redis) {
-        if (tagged)
-            redis_out_set_tags(w->redis, tt.csv, tt.csvlen, tt.json, tt.jsonlen);
-        if (redis_out_flow(w->redis, f, why, w->pl->filter_name) < 0)
-            COUNTER_INC(w->c.flow_records_dropped);
-        else
-            COUNTER_INC(w->c.flow_records);
-        if (w->pl->conf->flow_state_interval && why != FLOW_INTERIM)
-            redis_out_flow_state(w->redis, f, w->pl->filter_name, 1, why);
-        if (tagged)
-            redis_out_set_tags(w->redis, NULL, 0, NULL, 0);
-        return;
-    }
-    size_t start = w->out.len;
-    if (json_flow(&w->out, f, why, w->pl->filter_name) < 0 ||
-        (tagged && json_tags(&w->out, &tt) < 0) || (seq && json_seq(w, &w->out) < 0)) {
-        w->out.len = start;
+    if (w->out->ops->flow(w->out, f, why, &m) < 0)
         COUNTER_INC(w->c.flow_records_dropped);
-        return;
-    }
-    COUNTER_INC(w->c.flow_records);
-    outbuf_end_line(&w->out);
+    else
+        COUNTER_INC(w->c.flow_records);
+    if (w->pl->conf->flow_state_interval && why != FLOW_INTERIM && w->out->ops->flow_state)
+        w->out->ops->flow_state(w->out, f, 1, why, &m);
 }
 
 int worker_init(struct worker *w, int index, const struct pipeline *pl, uint32_t max_flows,
@@ -85,11 +54,7 @@ int worker_init(struct worker *w, int index, const struct pipeline *pl, uint32_t
         snprintf(err, errlen, "out of memory for %u flows per worker", max_flows);
         return -1;
     }
-    if (outbuf_init(&w->out, sink) < 0) {
-        snprintf(err, errlen, "out of memory");
-        goto err;
-    }
-    if (pl->conf->redis_line && !(w->redis = redis_out_open(pl->conf, err, errlen)))
+    if (!(w->out = output_open(pl->conf, sink, err, errlen)))
         goto err;
     w->active_ns = (uint64_t)pl->conf->active_timeout * 1000000000u;
     if (pl->conf->feedback_channel &&
@@ -100,22 +65,22 @@ int worker_init(struct worker *w, int index, const struct pipeline *pl, uint32_t
         goto err;
     }
     if (w->ft)
-        w->ft->track_state = w->redis && pl->conf->flow_state_interval;
+        w->ft->track_state = w->out->ops->flow_state && pl->conf->flow_state_interval;
     return 0;
 err:
     flow_table_fini(&w->flows);
-    outbuf_fini(&w->out);
+    output_close(w->out);
+    w->out = NULL;
     return -1;
 }
 
 void worker_fini(struct worker *w)
 {
-    redis_out_close(w->redis);
+    output_close(w->out);
     if (w->ft)
         flowtag_fini(w->ft);
     free(w->ft);
     flow_table_fini(&w->flows);
-    outbuf_fini(&w->out);
     extract_fini(&w->x);
 }
 
@@ -161,12 +126,8 @@ void worker_take_pipeline(struct worker *w)
 static void flow_state(struct worker *w, struct flow *f)
 {
     struct tagtext tt;
-    int tagged = w->ft && flowtag_text(w->ft, f, &tt);
-    if (tagged)
-        redis_out_set_tags(w->redis, tt.csv, tt.csvlen, tt.json, tt.jsonlen);
-    redis_out_flow_state(w->redis, f, w->pl->filter_name, 0, FLOW_END_COUNT);
-    if (tagged)
-        redis_out_set_tags(w->redis, NULL, 0, NULL, 0);
+    struct record_meta m = meta(w, f, &tt, 0);
+    w->out->ops->flow_state(w->out, f, 0, FLOW_END_COUNT, &m);
     f->marks = (uint8_t)((f->marks | FLOW_STATE_SENT) & ~FLOW_STATE_DIRTY);
 }
 
@@ -212,7 +173,7 @@ static void flow_states(struct worker *w)
 
 void worker_drain(struct worker *w)
 {
-    if (w->redis && w->pl->conf->flow_state_interval)
+    if (w->out->ops->flow_state && w->pl->conf->flow_state_interval)
         flow_states(w);
     struct feedback *fb = __atomic_load_n(&w->fb, __ATOMIC_ACQUIRE);
     if (w->ft)   /* live: a quiet worker's rules still count TTLs from now */
@@ -221,61 +182,42 @@ void worker_drain(struct worker *w)
         feedback_poll(fb, w->index, w->ft);
     if (w->ft && (w->ft->nchanged || w->ft->dirty))   /* only with FLOW_STATE_INTERVAL */
         changed_states(w);
-    if (w->redis)
-        redis_out_drain(w->redis);
-    else if (w->out.since)   /* read the clock only when a line waits */
-        outbuf_drain(&w->out, outbuf_now());
+    w->out->ops->drain(w->out);
 }
 
 static void write_records(struct worker *w, const struct packet *p, uint64_t mask,
                           const struct flow *fl)
 {
     const struct config *conf = w->pl->conf;
-    uint64_t flow_id = fl ? fl->id : 0;
     struct tagtext tt;
-    int tagged = fl && w->ft && flowtag_text(w->ft, fl, &tt);
-    if (tagged && w->redis)
-        redis_out_set_tags(w->redis, tt.csv, tt.csvlen, tt.json, tt.jsonlen);
+    struct record_meta m = meta(w, fl, &tt, 0);
+    m.flow_id = fl ? fl->id : 0;
     for (int i = 0; mask; i++, mask >>= 1) {
         if (!(mask & 1))
             continue;
         const struct filter_conf *f = &conf->filter[i];
         extract_begin(&w->x, p);
         extract_use_netpdl(&w->x, f->netpdl);
-        unsigned sub = 0;
+        m.filter = f;
+        m.filter_index = i;
+        m.sub = 0;
         do {
-            int seq = next_seq(w);
-            size_t start = w->out.len;
-            if (w->redis) {
-                if (redis_out_record(w->redis, &w->x, f, i, flow_id, sub) == 0)
-                    COUNTER_INC(w->c.records[i]);
-                else
-                    COUNTER_INC(w->c.records_dropped);
-            } else if (json_record(&w->out, &w->x, f, i, flow_id, sub) == 0 &&
-                       (!tagged || json_tags(&w->out, &tt) == 0) &&
-                       (!seq || json_seq(w, &w->out) == 0)) {
+            if (conf->record_seq)
+                m.seq = ++w->seq;
+            if (w->out->ops->field(w->out, &w->x, &m) == 0)
                 COUNTER_INC(w->c.records[i]);
-                outbuf_end_line(&w->out);
-            } else {
-                w->out.len = start;   /* no half record for the next to be appended to */
+            else
                 COUNTER_INC(w->c.records_dropped);
-            }
-        } while (f->uses_http && ++sub < 64 && extract_http_next(&w->x));
+        } while (f->uses_http && ++m.sub < 64 && extract_http_next(&w->x));
     }
-    if (tagged && w->redis)
-        redis_out_set_tags(w->redis, NULL, 0, NULL, 0);
 }
 
 /* FLOW_EVENTS: a new flow, after its first packet. */
 static void flow_event(struct worker *w, const struct flow *f)
 {
     struct tagtext tt;
-    int tagged = w->ft && flowtag_text(w->ft, f, &tt);
-    if (tagged)
-        redis_out_set_tags(w->redis, tt.csv, tt.csvlen, tt.json, tt.jsonlen);
-    redis_out_flow_event(w->redis, f, w->pl->filter_name);
-    if (tagged)
-        redis_out_set_tags(w->redis, NULL, 0, NULL, 0);
+    struct record_meta m = meta(w, f, &tt, 0);
+    w->out->ops->flow_event(w->out, f, &m);
 }
 
 /* counter[i]++ for every bit i set in mask */
@@ -341,7 +283,7 @@ void worker_process(struct worker *w, const struct packet *p)
             }
         }
         int seen = flow_update(&w->flows, f, p);
-        if (created && w->redis && w->pl->conf->flow_events)
+        if (created && w->pl->conf->flow_events && w->out->ops->flow_event)
             flow_event(w, f);
         if (w->active_ns && p->ts > f->first_ts && f->reports < 255 &&
             p->ts - f->first_ts >= (f->reports + 1u) * w->active_ns) {
@@ -364,9 +306,7 @@ void worker_finish(struct worker *w, uint64_t clock, enum flow_end why)
 {
     flow_table_advance(&w->flows, clock);
     flow_table_flush(&w->flows, why);
-    outbuf_flush(&w->out);
-    if (w->redis)
-        redis_out_flush(w->redis);
+    w->out->ops->flush(w->out);
 }
 
 #define WORKER_CHUNK 256   /* packets processed between releases of queue slots */

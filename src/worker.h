@@ -14,8 +14,8 @@
 #include "config.h"
 #include "extract.h"
 #include "flow.h"
+#include "outbuf.h"
 #include "output.h"
-#include "output-redis.h"
 #include "pktq.h"
 #include "tap.h"
 
@@ -71,11 +71,10 @@ struct worker {
     int index;
     const struct pipeline *pl;
     struct flow_table flows;
-    struct outbuf out;
+    struct output *out;            /* JSON lines, Redis: its ops table says which */
     struct extract_ctx x;
     struct worker_counters c;
     struct pktq *q;                /* NULL when running inline */
-    struct redis_out *redis;       /* records go to Redis instead of JSON lines */
     struct flowtag *ft;            /* with FEEDBACK_CHANNEL: tags, marks, rules, id index */
     struct feedback *fb;           /* atomic: set while the feedback thread runs */
     uint64_t active_ns;            /* ACTIVE_TIMEOUT in ns, 0: off */
@@ -94,7 +93,8 @@ struct worker {
 };
 
 /* Returns 0, or -1 with the reason in err: no memory for the flow table or
- * buffer, or Redis (when configured) could not be reached. */
+ * the output, or Redis (when configured) could not be reached. JSON lines
+ * go to sink. */
 int worker_init(struct worker *w, int index, const struct pipeline *pl, uint32_t max_flows,
                 uint32_t buckets, struct output_sink *sink, char *err, size_t errlen);
 
