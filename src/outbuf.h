@@ -1,6 +1,7 @@
-/* outbuf.h - where JSON lines go: a sink (a file descriptor shared by all
- * workers) and per-worker buffers that reach it in whole lines, one write()
- * per buffer-full, under the sink's lock. A record is never split. */
+/* outbuf.h - growable byte buffers, and where JSON lines go: a sink (a file
+ * descriptor shared by all workers) that per-worker buffers reach in whole
+ * lines, one write() per buffer-full, under the sink's lock. A record is
+ * never split. Without a sink, a buffer is plain storage (Redis pipelines). */
 #ifndef DATI_OUTBUF_H
 #define DATI_OUTBUF_H
 

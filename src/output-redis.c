@@ -21,9 +21,6 @@
 
 #define MAX_ARGS (32 + 2 * CONFIG_MAX_FIELDS)   /* command, key, fixed members, fields */
 
-#define STR_(x) #x
-#define STR(x) STR_(x)
-
 struct redis_output {
     struct output base;
     struct redis_conn *conn;
@@ -134,7 +131,7 @@ static int hash_field(struct output *o, struct extract_ctx *x, const struct reco
     const struct filter_conf *f = m->filter;
     uint64_t id;
     if (redis_conn_admit(c, NULL) < 0 || redis_conn_next_id(c, &id) < 0)
-        return -1;   /* never queued: counted there, and dropped by the caller */
+        return -1;   /* never queued: the caller counts it dropped (live: also by reason) */
     char key[96];   /* REDIS_PREFIX is at most 64 characters */
     size_t keylen = strlen(f->redis_prefix);
     memcpy(key, f->redis_prefix, keylen);

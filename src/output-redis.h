@@ -11,7 +11,6 @@
 #include <stddef.h>
 
 #include "output.h"
-#include "redis-conn.h"
 
 /* Connects as the configuration says (REDIS_RETRY: retrying an unreachable
  * server that long). Returns the output, or NULL with the reason (naming

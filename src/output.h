@@ -1,8 +1,9 @@
 /* output.h - what every output implements, as libpcap's back-ends do: a
  * table of operations that a worker calls without knowing which output it
  * is (JSON lines, Redis hashes, Redis streams). Each worker has an output of
- * its own; only that worker's thread calls it, or the main thread once the
- * worker has ended (flush, close) or to read its counters. */
+ * its own; only that worker's thread calls it, or the main thread before
+ * the worker starts (set_live) or once it has ended (flush, close), and the
+ * statistics read its counters (sum) with relaxed loads. */
 #ifndef DATI_OUTPUT_H
 #define DATI_OUTPUT_H
 

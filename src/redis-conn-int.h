@@ -66,14 +66,12 @@ void conn_track_depth(struct redis_conn *r);
 int conn_send_pipe(struct redis_conn *r, struct pipe *p);
 void conn_swap_pipes(struct redis_conn *r);
 int conn_pipe_full(const struct redis_conn *r);
-void conn_settle(struct redis_conn *r);
 
 /* redis-live.c, for redis-conn.c */
 void live_went_down(struct redis_conn *r);
 int live_reconnect(struct redis_conn *r, int wait);
 void live_pump(struct redis_conn *r, int force);
 int live_admit(struct redis_conn *r, uint64_t *update_dropped);
-void live_timeout(struct redis_conn *r);
 void live_connector_join(struct redis_conn *r);
 
 #endif

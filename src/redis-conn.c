@@ -1,8 +1,9 @@
 /* redis-conn.c - a connection to Redis and its two pipelines: connecting
  * (AUTH, SELECT, REDIS_RETRY), commands formatted in RESP into dati's own
  * buffers and written from there, replies read in place, id blocks, and the
- * accounting of every record a pipeline carries. Reading a file it waits
- * for Redis and resends after a reconnection; live mode is redis-live.c. */
+ * accounting of what a pipeline carries (lost when unanswered or refused).
+ * Reading a file it waits for Redis and resends after a reconnection; live
+ * mode's admission and reconnection are in redis-live.c. */
 #include "redis-conn-int.h"
 
 #include <errno.h>
@@ -25,7 +26,6 @@
 static const volatile int *stop_flag;
 
 void redis_conn_set_stop(const volatile int *flag) { stop_flag = flag; }
-
 
 /* Connects, authenticates and selects the database. Returns the context, or
  * NULL with the reason in err; *refused tells a server that answered (AUTH,
@@ -492,7 +492,7 @@ void conn_clear(struct pipe *p)
 /* Waits for the pipeline in flight to be answered. When the connection
  * fails, reconnects and sends it again (HSET and EXPIRE repeat harmlessly; a
  * PUBLISH may reach a subscriber twice); live, drops it instead. */
-void conn_settle(struct redis_conn *r)
+static void conn_settle(struct redis_conn *r)
 {
     struct pipe *p = r->sent;
     if (!p)
@@ -727,4 +727,5 @@ ask:
         size_t argl[] = {6, sizeof ID_KEY - 1, sizeof STR(ID_BLOCK) - 1};
         r->ids_asked = redis_conn_append(r, 3, argv, argl, REDIS_CMD_IDS) == 0;
     }
-    return rc;}
+    return rc;
+}

@@ -3,7 +3,9 @@
  * commands into it; it sends them, reads every reply in place, reconnects
  * and resends (reading a file: nothing lost), or in live mode never waits
  * and counts each drop by cause (redis-live.c). Only its owner's thread
- * touches it; the counters are read by the statistics with relaxed loads. */
+ * touches it, but for live mode's reconnection thread (its own fields, behind
+ * an atomic flag); the counters are read by the statistics with relaxed
+ * loads. */
 #ifndef DATI_REDIS_CONN_H
 #define DATI_REDIS_CONN_H
 
@@ -89,7 +91,8 @@ int redis_conn_next_id(struct redis_conn *c, uint64_t *id);
 
 /* Sends what is queued and reads every reply. */
 void redis_conn_flush(struct redis_conn *c);
-/* The drain timer: flushes what has waited OUTBUF_DRAIN_NS. */
+/* The drain timer: sends what has waited OUTBUF_DRAIN_NS (reading a file,
+ * and waits for the replies; live, takes those arrived, never waits). */
 void redis_conn_drain(struct redis_conn *c);
 
 struct redis_counters *redis_conn_counters(struct redis_conn *c);

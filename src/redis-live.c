@@ -37,7 +37,7 @@ void live_went_down(struct redis_conn *r)
 /* Live: the waits that remain (the final flush, a full socket) end after
  * LIVE_TIMEOUT_S, as a broken connection, instead of hanging on a stalled
  * server. */
-void live_timeout(struct redis_conn *r)
+static void live_timeout(struct redis_conn *r)
 {
     struct timeval tv = {LIVE_TIMEOUT_S, 0};
     if (r->c)
@@ -141,13 +141,14 @@ int live_admit(struct redis_conn *r, uint64_t *update_dropped)
     if (!r->down && conn_pipe_full(r))
         live_pump(r, 0);
     uint64_t *dropped = r->down && live_reconnect(r, 0) < 0 ? &r->n.dropped_disconnected
-                        : conn_pipe_full(r)                       ? &r->n.dropped_queue_full
-                                                             : NULL;
+                        : conn_pipe_full(r)                         ? &r->n.dropped_queue_full
+                                                                    : NULL;
     if (!dropped)
         return 0;
     COUNTER_INC(*(update_dropped ? update_dropped : dropped));
     return -1;
 }
+
 void redis_conn_set_live(struct redis_conn *r)
 {
     uint64_t id;

@@ -7,7 +7,6 @@
 #include "counter.h"
 #include "feedback.h"
 #include "output-json.h"
-#include "output-redis.h"
 
 /* Anonymous resident memory in KiB (our heap: flows, buffers, queues; not
  * the mapped capture file, which the page cache owns), or 0 if unknown. */
