@@ -354,10 +354,8 @@ int json_flow(struct outbuf *b, const struct flow *fl, enum flow_end why,
     return rc ? -1 : 0;
 }
 
-int json_meta(struct outbuf *b, const struct record_meta *m)
+int json_meta_add(struct outbuf *b, const struct record_meta *m)
 {
-    if (!m->tags && !m->seq)
-        return 0;
     b->len -= 2;   /* "}\n" */
     int rc = 0;
     if (m->tags)

@@ -651,8 +651,10 @@ void redis_conn_drain(struct redis_conn *r)
         redis_conn_flush(r);
 }
 
-/* "<type><n>\r\n" at o; returns the end. */
-static char *resp_len(char *o, char type, size_t n)
+/* "<type><n>\r\n" at o; returns the end. Called for every argument: out
+ * of line (as gcc chose once append was no longer static) it cost 2 % of
+ * the instructions per record in hash mode. */
+static inline __attribute__((always_inline)) char *resp_len(char *o, char type, size_t n)
 {
     *o++ = type;
     o += redis_fmt_u64(o, n);
