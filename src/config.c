@@ -298,6 +298,51 @@ static void kw_output(struct parser *ps, char *v)
 {
     free(ps->c->output);
     ps->c->output = dup(ps, v);
+    ps->c->output_line = ps->line;
+}
+
+/* host:port, an IPv6 address in brackets; the name is resolved at start. */
+static void kw_ipfix_collector(struct parser *ps, char *v)
+{
+    char *colon = strrchr(v, ':');
+    size_t hostlen = colon ? (size_t)(colon - v) : 0;
+    unsigned long port;
+    if (!colon || hostlen == 0 || strpbrk(v, " \t") ||
+        (v[0] == '[' && (hostlen < 3 || v[hostlen - 1] != ']')) ||
+        (v[0] != '[' && memchr(v, ':', hostlen))) {
+        perr(ps, v, "IPFIX_COLLECTOR is host:port (an IPv6 address in brackets: [::1]:4739)");
+        return;
+    }
+    if (parse_uint(ps, "IPFIX_COLLECTOR's port", colon + 1, 1, 65535, &port) < 0)
+        return;
+    free(ps->c->ipfix_collector);
+    ps->c->ipfix_collector = dup(ps, v);
+}
+
+static void kw_ipfix_transport(struct parser *ps, char *v)
+{
+    if (strcmp(v, "udp") == 0 || strcmp(v, "tcp") == 0)
+        ps->c->ipfix_tcp = v[0] == 't';
+    else
+        perr(ps, v, "IPFIX_TRANSPORT is udp or tcp");
+}
+
+/* SECONDS [MESSAGES] */
+static void kw_ipfix_refresh(struct parser *ps, char *v)
+{
+    char *msgs = strpbrk(v, " \t");
+    if (msgs) {
+        *msgs++ = 0;
+        while (isspace((unsigned char)*msgs))
+            msgs++;
+    }
+    unsigned long s, m = ps->c->ipfix_refresh_msgs;
+    if (parse_uint(ps, "IPFIX_TEMPLATE_REFRESH", v, 0, 86400, &s) == 0 &&
+        (!msgs || parse_uint(ps, "IPFIX_TEMPLATE_REFRESH's messages", msgs, 0, 1000000000,
+                             &m) == 0)) {
+        ps->c->ipfix_refresh_s = (unsigned)s;
+        ps->c->ipfix_refresh_msgs = (unsigned)m;
+    }
 }
 
 static void set_redis_str(struct parser *ps, char **dst, char *v)
@@ -417,6 +462,10 @@ static const struct keyword {
     HANDLER("FLOW_EVENTS", GLOBAL, kw_flow_events),
     NUMBER("ACTIVE_TIMEOUT", 0, 1000000000, active_timeout),
     NUMBER("RECORD_SEQ", 0, 1, record_seq),
+    HANDLER("IPFIX_COLLECTOR", GLOBAL, kw_ipfix_collector),
+    HANDLER("IPFIX_TRANSPORT", GLOBAL, kw_ipfix_transport),
+    NUMBER("IPFIX_DOMAIN", 0, 4294967295ul, ipfix_domain),
+    HANDLER("IPFIX_TEMPLATE_REFRESH", GLOBAL, kw_ipfix_refresh),
 };
 
 static void parse_line(struct parser *ps, char *line)
@@ -495,6 +544,11 @@ static void check_whole(struct parser *ps)
         ps->line = c->feedback_line;
         perr(ps, c->feedback_channel, "FEEDBACK_CHANNEL needs Redis (REDIS_SOCK or REDIS_HOST)");
     }
+    if (c->output && strcmp(c->output, "none") == 0 && !c->ipfix_collector && !c->redis_line) {
+        ps->line = c->output_line;
+        perr(ps, c->output, "OUTPUT none leaves the records nowhere to go: it needs "
+                            "IPFIX_COLLECTOR or Redis");
+    }
     if (c->flow_events && !c->redis_line) {
         ps->line = c->flow_events_line;
         perr(ps, c->flow_events, "FLOW_EVENTS needs Redis (REDIS_SOCK or REDIS_HOST)");
@@ -524,6 +578,8 @@ struct config *config_parse(const char *name, const char *text, size_t len, FILE
     c->redis_port = 6379;
     c->redis_pipeline = 50;
     c->redis_maxlen = 1000000;
+    c->ipfix_refresh_s = 60;
+    c->ipfix_refresh_msgs = 1000;
     struct parser ps = {.c = c, .name = name, .errs = errs};
     c->path = dup(&ps, name);
     char *line = buf;
@@ -603,6 +659,7 @@ void config_free(struct config *c)
         free(c->ifname[i]);
     free(c->path);
     free(c->output);
+    free(c->ipfix_collector);
     free(c->redis_sock);
     free(c->redis_host);
     free(c->redis_auth);

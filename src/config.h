@@ -71,6 +71,13 @@ struct config {
     int flow_events_line;
     unsigned active_timeout;           /* > 0: interim flow records of long flows, s */
     unsigned record_seq;               /* 1: records carry "worker" and a per-worker "seq" */
+    /* IPFIX export (ipfix.h) */
+    char *ipfix_collector;             /* host:port; NULL: no export */
+    int ipfix_tcp;                     /* IPFIX_TRANSPORT tcp */
+    unsigned ipfix_domain;             /* observation domain id */
+    unsigned ipfix_refresh_s;          /* UDP: templates again after this many seconds, 0: never */
+    unsigned ipfix_refresh_msgs;       /* and after this many messages, 0: never */
+    int output_line;                   /* of OUTPUT */
     int redis_line;
 };
 

@@ -15,6 +15,7 @@
 struct config;
 struct extract_ctx;
 struct filter_conf;
+struct ipfix_exporter;
 struct output_sink;
 struct stats_totals;
 struct tagtext;
@@ -26,6 +27,7 @@ struct record_meta {
     const struct tagtext *tags;        /* the flow's tags (feedback channel); NULL: none */
     unsigned worker;                   /* RECORD_SEQ: the worker that made the record */
     uint64_t seq;                      /* and its number there; 0: records carry neither */
+    uint32_t flow_slot;                /* flow records: the flow's index in its worker's table */
     /* field records only */
     const struct filter_conf *filter;  /* the filter that matched */
     int filter_index;
@@ -38,7 +40,8 @@ struct output;
 struct output_ops {
     /* A field record (the filter's FIELDS of x's packet) and a flow record
      * (at the flow's end, or FLOW_INTERIM). 0 when written or queued, -1
-     * when dropped: the caller counts it; the output counts why. */
+     * when dropped: the caller counts it; the output counts why. field is
+     * NULL for an output of flows only (IPFIX): no field records are made. */
     int (*field)(struct output *o, struct extract_ctx *x, const struct record_meta *m);
     int (*flow)(struct output *o, const struct flow *fl, enum flow_end why,
                 const struct record_meta *m);
@@ -61,10 +64,18 @@ struct output {
     const struct output_ops *ops;
 };
 
+/* What a worker's output is made from: the run's shared resources. */
+struct output_env {
+    struct output_sink *sink;          /* JSON lines; NULL: none (OUTPUT none) */
+    struct ipfix_exporter *ipfix;      /* IPFIX_COLLECTOR; NULL: none */
+    uint32_t max_flows;                /* the worker's flow table size */
+};
+
 /* The output the configuration asks for: Redis (either layout) when
- * REDIS_* is set, else JSON lines into the shared sink. NULL with the
- * reason in err. */
-struct output *output_open(const struct config *conf, struct output_sink *sink, char *err,
+ * REDIS_* is set, else JSON lines into the shared sink; with IPFIX, flow
+ * records also (or, without JSON lines, only) to the collector. NULL with
+ * the reason in err. */
+struct output *output_open(const struct config *conf, const struct output_env *env, char *err,
                            size_t errlen);
 
 static inline void output_close(struct output *o)

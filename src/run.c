@@ -209,7 +209,13 @@ static int setup(struct run *r)
     r->read_thread = cpus > threads;
     threads += r->read_thread;
     r->spins = cpus >= threads ? WAIT_SPINS : 0;
-    if (output_sink_open(&r->sink, r->opt->output, err, sizeof err) < 0) {
+    /* OUTPUT none: no JSON lines, the statistics record still on stdout */
+    int no_lines = strcmp(r->opt->output, "none") == 0;
+    if (no_lines && !conf->ipfix_collector && !conf->redis_line) {
+        log_error("-w none leaves the records nowhere to go: it needs IPFIX_COLLECTOR or Redis");
+        return -1;
+    }
+    if (output_sink_open(&r->sink, no_lines ? "-" : r->opt->output, err, sizeof err) < 0) {
         log_error("%s", err);
         return -1;
     }
@@ -220,14 +226,19 @@ static int setup(struct run *r)
         log_error("%s", err);
         return -1;
     }
+    if (conf->ipfix_collector && !(r->ipfix = ipfix_open(conf, err, sizeof err))) {
+        log_error("%s", err);
+        return -1;
+    }
     r->workers = calloc((size_t)r->nworkers, sizeof *r->workers);
     if (!r->workers)
         return -1;
+    struct output_env env = {no_lines ? NULL : &r->sink, r->ipfix, 0};
     uint32_t n = (uint32_t)r->nworkers;
     uint32_t max_flows = (conf->max_flows + n - 1) / n;
     uint32_t buckets = ((conf->flow_table_size ? conf->flow_table_size : conf->max_flows) + n - 1) / n;
     for (int i = 0; i < r->nworkers; i++) {
-        if (worker_init(&r->workers[i], i, r->pl, max_flows, buckets, &r->sink, err,
+        if (worker_init(&r->workers[i], i, r->pl, max_flows, buckets, &env, err,
                         sizeof err) < 0) {
             log_error("%s", err);
             return -1;
@@ -235,7 +246,7 @@ static int setup(struct run *r)
         r->ready_workers = i + 1;
     }
     r->src = (struct stats_source){&r->rc, r->workers, r->nworkers, r->pl, r->ifstats, r->nifaces,
-                                   NULL};
+                                   NULL, r->ipfix};
     return 0;
 }
 
@@ -276,6 +287,7 @@ static void teardown(struct run *r)
     free(r->queues);
     outbuf_fini(&r->statbuf);
     redis_conn_close(r->stats_redis);
+    ipfix_close(r->ipfix);   /* after the workers: their outputs sent what they held */
     if (r->sink_open)
         output_sink_close(&r->sink);
     capture_close(&r->cap);

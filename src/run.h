@@ -8,6 +8,7 @@
 #include "capture.h"
 #include "config.h"
 #include "outbuf.h"
+#include "ipfix.h"
 #include "redis-conn.h"
 #include "readahead.h"
 #include "stats.h"
@@ -39,6 +40,7 @@ struct run {
     struct output_sink sink;
     struct outbuf statbuf;         /* stats records from this thread */
     struct redis_conn *stats_redis;/* this thread's connection, with the Redis output */
+    struct ipfix_exporter *ipfix;  /* IPFIX_COLLECTOR: shared by the workers' outputs */
     struct worker *workers;
     struct feedback *fb;           /* FEEDBACK_CHANNEL: the subscriber thread */
     struct pktq *queues;

@@ -82,6 +82,10 @@ void stats_sum(const struct stats_source *s, struct stats_totals *t)
         for (int i = 0; i < FLOW_END_COUNT; i++)
             t->flows_ended[i] += COUNTER_GET(ft->ended[i]);
     }
+    if (s->ipfix) {
+        t->ipfix = 1;
+        ipfix_counters_get(s->ipfix, &t->ix);
+    }
     t->rss_anon_kb = rss_anon_kb();
 }
 
@@ -140,6 +144,15 @@ void stats_print(FILE *f, const struct stats_source *s, const struct stats_total
                 (unsigned long long)t->rd.queued_peak, (unsigned long long)t->rd.dropped_queue_full,
                 (unsigned long long)t->rd.dropped_disconnected,
                 (unsigned long long)t->rd.flow_updates_dropped);
+    if (t->ipfix)
+        fprintf(f, "dati:   ipfix: %llu records in %llu messages (%llu bytes), %llu template "
+                   "messages; %llu lost (send failed), %llu dropped (collector down), %llu "
+                   "pending; %llu send errors, %llu reconnects\n",
+                (unsigned long long)t->ix.records, (unsigned long long)t->ix.messages,
+                (unsigned long long)t->ix.bytes, (unsigned long long)t->ix.templates,
+                (unsigned long long)t->ix.lost, (unsigned long long)t->ix.dropped,
+                (unsigned long long)t->ipfix_pending, (unsigned long long)t->ix.send_errors,
+                (unsigned long long)t->ix.reconnects);
     if (s->fb) {
         const struct feedback_counters *c = feedback_counters(s->fb);
         fprintf(f, "dati:   feedback: %llu commands, %llu applied, %llu unknown flow, "
@@ -264,6 +277,20 @@ int stats_json(struct outbuf *b, const struct stats_source *s, const struct stat
         rc |= member(b, "queued_peak", t->rd.queued_peak, &first);
         rc |= member(b, "dropped_queue_full", t->rd.dropped_queue_full, &first);
         rc |= member(b, "dropped_disconnected", t->rd.dropped_disconnected, &first);
+        rc |= json_lit(b, "}");
+    }
+    if (t->ipfix) {
+        rc |= json_lit(b, ",\"ipfix\":{");
+        first = 1;
+        rc |= member(b, "records", t->ix.records, &first);
+        rc |= member(b, "messages", t->ix.messages, &first);
+        rc |= member(b, "templates", t->ix.templates, &first);
+        rc |= member(b, "bytes", t->ix.bytes, &first);
+        rc |= member(b, "lost", t->ix.lost, &first);
+        rc |= member(b, "dropped", t->ix.dropped, &first);
+        rc |= member(b, "pending", t->ipfix_pending, &first);
+        rc |= member(b, "send_errors", t->ix.send_errors, &first);
+        rc |= member(b, "reconnects", t->ix.reconnects, &first);
         rc |= json_lit(b, "}");
     }
     if (s->fb) {

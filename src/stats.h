@@ -9,6 +9,7 @@
 
 #include "decode.h"
 #include "outbuf.h"
+#include "ipfix.h"
 #include "redis-conn.h"
 #include "worker.h"
 
@@ -33,6 +34,9 @@ struct stats_totals {
     struct tap_counters tap;
     int redis;                     /* the Redis output is in use */
     struct redis_counters rd;
+    int ipfix;                     /* IPFIX export is on */
+    struct ipfix_counters ix;
+    uint64_t ipfix_pending;        /* records in the workers' messages, not yet sent */
 };
 
 struct stats_source {
@@ -43,6 +47,7 @@ struct stats_source {
     const struct iface_stats *ifaces;   /* live capture; NULL reading a file */
     int nifaces;
     const struct feedback *fb;     /* NULL without FEEDBACK_CHANNEL */
+    const struct ipfix_exporter *ipfix; /* NULL without IPFIX_COLLECTOR */
 };
 
 void stats_sum(const struct stats_source *s, struct stats_totals *t);

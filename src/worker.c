@@ -33,6 +33,7 @@ static void emit_flow(void *ctx, const struct flow *f, enum flow_end why)
     struct worker *w = ctx;
     struct tagtext tt;
     struct record_meta m = meta(w, f, &tt, 1);
+    m.flow_slot = (uint32_t)(f - w->flows.flows);
     if (w->ft && why != FLOW_INTERIM)
         flowtag_ended(w->ft, f);
     if (w->out->ops->flow(w->out, f, why, &m) < 0)
@@ -44,7 +45,7 @@ static void emit_flow(void *ctx, const struct flow *f, enum flow_end why)
 }
 
 int worker_init(struct worker *w, int index, const struct pipeline *pl, uint32_t max_flows,
-                uint32_t buckets, struct output_sink *sink, char *err, size_t errlen)
+                uint32_t buckets, const struct output_env *env, char *err, size_t errlen)
 {
     memset(w, 0, sizeof *w);
     w->index = index;
@@ -54,7 +55,9 @@ int worker_init(struct worker *w, int index, const struct pipeline *pl, uint32_t
         snprintf(err, errlen, "out of memory for %u flows per worker", max_flows);
         return -1;
     }
-    if (!(w->out = output_open(pl->conf, sink, err, errlen)))
+    struct output_env e = *env;
+    e.max_flows = max_flows;
+    if (!(w->out = output_open(pl->conf, &e, err, errlen)))
         goto err;
     w->active_ns = (uint64_t)pl->conf->active_timeout * 1000000000u;
     if (pl->conf->feedback_channel &&
@@ -189,6 +192,8 @@ static void write_records(struct worker *w, const struct packet *p, uint64_t mas
                           const struct flow *fl)
 {
     const struct config *conf = w->pl->conf;
+    if (!w->out->ops->field)   /* an output of flows only */
+        return;
     struct tagtext tt;
     struct record_meta m = meta(w, fl, &tt, 0);
     m.flow_id = fl ? fl->id : 0;

@@ -93,10 +93,10 @@ struct worker {
 };
 
 /* Returns 0, or -1 with the reason in err: no memory for the flow table or
- * the output, or Redis (when configured) could not be reached. JSON lines
- * go to sink. */
+ * the output, or Redis (when configured) could not be reached. The output
+ * is made from env (its max_flows is set here). */
 int worker_init(struct worker *w, int index, const struct pipeline *pl, uint32_t max_flows,
-                uint32_t buckets, struct output_sink *sink, char *err, size_t errlen);
+                uint32_t buckets, const struct output_env *env, char *err, size_t errlen);
 
 /* Takes a pipeline a reload handed over in w->next_pl, if any: flows and
  * per-filter counters follow their filters by name. Called between packets. */
