@@ -4,7 +4,7 @@
 set -eu
 
 PKGS="build-essential pkg-config libpcap-dev libhiredis-dev libxml2-dev libpcre2-dev python3 python3-pytest python3-redis
-      redis-server redis-tools tcpdump tshark clang tcpreplay iproute2"
+      redis-server redis-tools tcpdump tshark clang tcpreplay iproute2 nfdump softflowd"
 
 missing=""
 for p in $PKGS; do

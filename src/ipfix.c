@@ -36,6 +36,7 @@ struct ipfix_exporter {
     int tcp;
     int connecting;                /* TCP: a non-blocking connect is under way */
     int connected_once;
+    int live;                      /* atomic: sends never wait (live capture) */
     size_t message_max;
     uint32_t sequence;             /* data records sent in this domain, mod 2^32 */
     uint64_t templates_at;         /* monotonic ns of the last template message */
@@ -75,9 +76,14 @@ static void header(struct ipfix_exporter *e, uint8_t *msg, size_t len)
 static int send_msg(struct ipfix_exporter *e, const uint8_t *msg, size_t len)
 {
     for (size_t off = 0; off < len;) {
-        ssize_t n = send(e->fd, msg + off, len - off, MSG_NOSIGNAL);
+        int flags = MSG_NOSIGNAL | (__atomic_load_n(&e->live, __ATOMIC_RELAXED) ? MSG_DONTWAIT : 0);
+        ssize_t n = send(e->fd, msg + off, len - off, flags);
         if (n < 0 && errno == EINTR)
             continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && off == 0) {
+            COUNTER_INC(e->n.send_errors);   /* live: the socket is full; the stream is whole */
+            return -1;
+        }
         if (n < 0 || (!e->tcp && (size_t)n != len)) {
             int err = n < 0 ? errno : EMSGSIZE;
             COUNTER_INC(e->n.send_errors);
@@ -297,6 +303,8 @@ void ipfix_close(struct ipfix_exporter *e)
 }
 
 size_t ipfix_message_max(const struct ipfix_exporter *e) { return e->message_max; }
+
+void ipfix_set_live(struct ipfix_exporter *e) { __atomic_store_n(&e->live, 1, __ATOMIC_RELAXED); }
 
 void ipfix_counters_get(const struct ipfix_exporter *e, struct ipfix_counters *out)
 {

@@ -48,6 +48,10 @@ size_t ipfix_message_max(const struct ipfix_exporter *e);
  * (lost, dropped). Takes the exporter's lock. */
 void ipfix_send(struct ipfix_exporter *e, uint8_t *msg, size_t len, unsigned nrecords);
 
+/* Live capture: a send never waits. A message the socket cannot take at
+ * once is counted lost (a TCP stream cut mid-message is reconnected). */
+void ipfix_set_live(struct ipfix_exporter *e);
+
 /* The exporter's counters, read with relaxed loads. */
 void ipfix_counters_get(const struct ipfix_exporter *e, struct ipfix_counters *out);
 

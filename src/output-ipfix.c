@@ -131,9 +131,11 @@ static void ipfix_close_output(struct output *o)
     free(io);
 }
 
+static void ipfix_live(struct output *o) { ipfix_set_live(((struct ipfix_output *)o)->ex); }
+
 static const struct output_ops ipfix_ops = {
-    .flow = ipfix_flow, .drain = ipfix_drain, .flush = ipfix_flush, .sum = ipfix_sum,
-    .close = ipfix_close_output,
+    .flow = ipfix_flow, .set_live = ipfix_live, .drain = ipfix_drain, .flush = ipfix_flush,
+    .sum = ipfix_sum, .close = ipfix_close_output,
 };
 
 struct output *output_ipfix_open(const struct config *conf, struct ipfix_exporter *ex,
