@@ -9,6 +9,7 @@
 #   5. live capture (bench/live.sh, as root): lossless rates, dati vs tcpdump
 #   6. NetPDL descriptions (bench/netpdl.sh): http.xml against the built-in fields
 #   7. feedback channel: tag latency, commands/s absorbed (bench/feedback.py)
+#   8. IPFIX export to nfcapd: flow records/s, cost on the lab mix, softflowd (bench/ipfix.sh)
 # Each timing is the median of RUNS runs (wall clock) after a warm-up run,
 # files in page cache.
 set -euo pipefail
@@ -161,3 +162,7 @@ if command -v redis-server >/dev/null && /usr/bin/python3 -c 'import redis' 2>/d
 else
     echo "7. feedback channel: redis-server or python3-redis missing (make deps)"
 fi
+
+# 8. IPFIX export to nfcapd on loopback (bench/ipfix.sh)
+echo
+bash "$(dirname "$0")/ipfix.sh" "$build"
