@@ -24,7 +24,7 @@ struct ipfix_flow_values {
 size_t ipfix_record_templates(uint8_t *out, size_t room);
 
 /* Largest data record: fixed part, both addresses IPv6, two strings of
- * up to 255 bytes (longer ones are cut). */
+ * up to 254 bytes (longer ones are cut). */
 #define IPFIX_RECORD_MAX (128 + 2 * 258)
 
 /* The template id of f's record (IPv4 or IPv6). */

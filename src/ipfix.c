@@ -24,6 +24,8 @@
 
 #define TCP_MESSAGE_MAX 16384      /* bytes: a stream has no path MTU to fit */
 #define TCP_SEND_TIMEOUT_S 2       /* a collector that takes nothing for this long is gone */
+#define TCP_CONNECT_TIMEOUT_S 2    /* a connection not made by then is tried again later */
+#define LIVE_STALL_S 2             /* live: a collector whose socket stays full this long is gone */
 #define RETRY_MIN_MS 100
 #define RETRY_MAX_MS 30000
 
@@ -37,6 +39,8 @@ struct ipfix_exporter {
     int connecting;                /* TCP: a non-blocking connect is under way */
     int connected_once;
     int live;                      /* atomic: sends never wait (live capture) */
+    uint64_t connect_at;           /* TCP: monotonic ns the connection attempt began */
+    uint64_t stall_since;          /* live: first of the sends the full socket refused */
     size_t message_max;
     uint32_t sequence;             /* data records sent in this domain, mod 2^32 */
     uint64_t templates_at;         /* monotonic ns of the last template message */
@@ -71,44 +75,62 @@ static void header(struct ipfix_exporter *e, uint8_t *msg, size_t len)
     put32(msg + 12, e->conf->ipfix_domain);
 }
 
-/* Sends a whole message; 0, or -1 with errno (TCP: the connection is then
- * closed, and tried again later). */
+/* TCP: the connection is given up; the next is tried after back-off. */
+static void tcp_drop(struct ipfix_exporter *e)
+{
+    close(e->fd);
+    e->fd = -1;
+    e->connecting = 0;
+    e->retry_ms = RETRY_MIN_MS;
+    e->retry_at = now_ns() + RETRY_MIN_MS * 1000000ull;
+}
+
+/* Sends a whole message; 0, or -1 (TCP: a connection that broke, or took
+ * nothing for TCP_SEND_TIMEOUT_S, is closed and tried again later). */
 static int send_msg(struct ipfix_exporter *e, const uint8_t *msg, size_t len)
 {
+    int live = __atomic_load_n(&e->live, __ATOMIC_RELAXED);
     for (size_t off = 0; off < len;) {
-        int flags = MSG_NOSIGNAL | (__atomic_load_n(&e->live, __ATOMIC_RELAXED) ? MSG_DONTWAIT : 0);
-        ssize_t n = send(e->fd, msg + off, len - off, flags);
+        ssize_t n = send(e->fd, msg + off, len - off, MSG_NOSIGNAL | (live ? MSG_DONTWAIT : 0));
         if (n < 0 && errno == EINTR)
             continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && off == 0) {
-            COUNTER_INC(e->n.send_errors);   /* live: the socket is full; the stream is whole */
-            return -1;
-        }
-        if (n < 0 || (!e->tcp && (size_t)n != len)) {
-            int err = n < 0 ? errno : EMSGSIZE;
+        int err = n < 0 ? errno : EMSGSIZE;
+        if (n < 0 && (err == EAGAIN || err == EWOULDBLOCK) && live && off == 0) {
+            /* live: the socket is full, the stream still whole; a collector
+             * that stays this way for LIVE_STALL_S is gone */
+            uint64_t now = now_ns();
             COUNTER_INC(e->n.send_errors);
-            if (log_due(&e->last_log, 5000000000u))
-                log_warn("IPFIX collector %s: %s", e->where, strerror(err));
-            if (e->tcp) {
-                close(e->fd);
-                e->fd = -1;
-                e->retry_ms = RETRY_MIN_MS;
-                e->retry_at = now_ns() + RETRY_MIN_MS * 1000000ull;
-            }
-            errno = err;
-            return -1;
+            if (!e->stall_since)
+                e->stall_since = now;
+            if (!e->tcp || now - e->stall_since < LIVE_STALL_S * 1000000000ull)
+                return -1;
+        } else if (n >= 0 && (e->tcp || (size_t)n == len)) {
+            off += (size_t)n;
+            continue;
+        } else {
+            COUNTER_INC(e->n.send_errors);
         }
-        off += (size_t)n;
+        if (log_due(&e->last_log, 5000000000u))
+            log_warn("IPFIX collector %s: %s", e->where,
+                     err == EAGAIN || err == EWOULDBLOCK ? "takes nothing: given up" : strerror(err));
+        if (e->tcp)
+            tcp_drop(e);
+        e->stall_since = 0;
+        return -1;
     }
+    e->stall_since = 0;
     COUNTER_ADD(e->n.bytes, len);
     return 0;
 }
 
+/* Sends the templates; due again at once when that failed (a collector
+ * just restarted must not wait a whole refresh period). */
 static void send_templates(struct ipfix_exporter *e)
 {
     header(e, e->template_msg, e->template_len);
-    if (send_msg(e, e->template_msg, e->template_len) == 0)
-        COUNTER_INC(e->n.templates);
+    if (send_msg(e, e->template_msg, e->template_len) < 0)
+        return;
+    COUNTER_INC(e->n.templates);
     e->templates_at = now_ns();
     e->messages_since = 0;
     e->templates_due = 0;
@@ -136,7 +158,7 @@ static int tcp_connect(struct ipfix_exporter *e)
             return -1;
         int fd = new_socket(e);
         if (fd < 0)
-            return -1;
+            goto failed;
         if (connect(fd, (struct sockaddr *)&e->addr, e->addrlen) < 0 && errno != EINPROGRESS) {
             int saved = errno;
             close(fd);
@@ -145,10 +167,18 @@ static int tcp_connect(struct ipfix_exporter *e)
         }
         e->fd = fd;
         e->connecting = 1;
+        e->connect_at = now_ns();
     }
     struct pollfd pfd = {e->fd, POLLOUT, 0};
-    if (poll(&pfd, 1, 0) == 0)
-        return -1;   /* still connecting: what comes meanwhile is dropped */
+    if (poll(&pfd, 1, 0) == 0) {
+        if (now_ns() - e->connect_at < TCP_CONNECT_TIMEOUT_S * 1000000000ull)
+            return -1;   /* still connecting: what comes meanwhile is dropped */
+        close(e->fd);    /* a host that does not answer: try again after back-off */
+        e->fd = -1;
+        e->connecting = 0;
+        errno = ETIMEDOUT;
+        goto failed;
+    }
     int soerr = 0;
     socklen_t sl = sizeof soerr;
     getsockopt(e->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl);
@@ -178,6 +208,16 @@ failed:
 void ipfix_send(struct ipfix_exporter *e, uint8_t *msg, size_t len, unsigned nrecords)
 {
     pthread_mutex_lock(&e->lock);
+    if (e->tcp && e->fd >= 0 && !e->connecting) {
+        /* a collector never sends: a readable socket was closed by it (a
+         * message written now would be taken by the kernel, then lost) */
+        struct pollfd pfd = {e->fd, POLLIN | POLLRDHUP, 0};
+        if (poll(&pfd, 1, 0) > 0) {
+            log_warn("IPFIX collector %s: closed the connection, reconnecting", e->where);
+            tcp_drop(e);
+            e->retry_at = 0;
+        }
+    }
     if (e->tcp && e->fd < 0 && tcp_connect(e) < 0) {
         COUNTER_ADD(e->n.dropped, nrecords);
         pthread_mutex_unlock(&e->lock);
@@ -243,10 +283,14 @@ struct ipfix_exporter *ipfix_open(const struct config *conf, char *err, size_t e
     e->templates_due = 1;
     snprintf(e->where, sizeof e->where, "%s", conf->ipfix_collector);
     char host[256], port[16];
-    struct addrinfo hints = {.ai_socktype = e->tcp ? SOCK_STREAM : SOCK_DGRAM}, *ai = NULL;
-    int rc = split_collector(conf->ipfix_collector, host, sizeof host, port, sizeof port);
-    if (rc == 0)
-        rc = getaddrinfo(host, port, &hints, &ai);
+    struct addrinfo hints = {.ai_socktype = e->tcp ? SOCK_STREAM : SOCK_DGRAM,
+                             .ai_flags = AI_ADDRCONFIG}, *ai = NULL;
+    if (split_collector(conf->ipfix_collector, host, sizeof host, port, sizeof port) < 0) {
+        snprintf(err, errlen, "IPFIX collector %s: not host:port", e->where);
+        free(e);
+        return NULL;
+    }
+    int rc = getaddrinfo(host, port, &hints, &ai);
     if (rc != 0 || !ai) {
         snprintf(err, errlen, "IPFIX collector %s: %s", e->where,
                  rc ? gai_strerror(rc) : "no address");
@@ -286,9 +330,12 @@ struct ipfix_exporter *ipfix_open(const struct config *conf, char *err, size_t e
             mtu = 1500;
         size_t max = (size_t)mtu - (v6 ? 48 : 28);
         /* a record must fit, whatever the path says (the IP layer fragments) */
-        e->message_max = max > 65535 ? 65535 : max < 1024 ? 1024 : max;
+        size_t least = IPFIX_HEADER_LEN + 4 + IPFIX_RECORD_MAX;
+        e->message_max = max > 65535 ? 65535 : max < least ? least : max;
     }
     pthread_mutex_init(&e->lock, NULL);
+    if (e->fd >= 0 && !e->connecting)
+        send_templates(e);   /* at start: a collector knows them before any record */
     return e;
 }
 
@@ -304,7 +351,10 @@ void ipfix_close(struct ipfix_exporter *e)
 
 size_t ipfix_message_max(const struct ipfix_exporter *e) { return e->message_max; }
 
-void ipfix_set_live(struct ipfix_exporter *e) { __atomic_store_n(&e->live, 1, __ATOMIC_RELAXED); }
+void ipfix_set_live(struct ipfix_exporter *e, int on)
+{
+    __atomic_store_n(&e->live, on, __ATOMIC_RELAXED);
+}
 
 void ipfix_counters_get(const struct ipfix_exporter *e, struct ipfix_counters *out)
 {

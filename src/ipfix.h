@@ -32,9 +32,11 @@ struct ipfix_counters {
 
 struct ipfix_exporter;
 
-/* Resolves IPFIX_COLLECTOR and opens the socket (TCP: starts connecting;
- * a collector that is down is retried with back-off, not an error).
- * Returns the exporter, or NULL with the reason in err. */
+/* Resolves IPFIX_COLLECTOR (once, the first address: a name that does not
+ * resolve is an error at start) and opens the socket, sending the
+ * templates (TCP: starts connecting; a collector that is down is retried
+ * with back-off, not an error). Returns the exporter, or NULL with the
+ * reason in err. */
 struct ipfix_exporter *ipfix_open(const struct config *conf, char *err, size_t errlen);
 void ipfix_close(struct ipfix_exporter *e);
 
@@ -48,9 +50,11 @@ size_t ipfix_message_max(const struct ipfix_exporter *e);
  * (lost, dropped). Takes the exporter's lock. */
 void ipfix_send(struct ipfix_exporter *e, uint8_t *msg, size_t len, unsigned nrecords);
 
-/* Live capture: a send never waits. A message the socket cannot take at
- * once is counted lost (a TCP stream cut mid-message is reconnected). */
-void ipfix_set_live(struct ipfix_exporter *e);
+/* Live capture (on): a send never waits. A message the socket cannot take
+ * at once is counted lost; a TCP collector that takes nothing for
+ * LIVE_STALL_S is taken as gone and reconnected. Off again for the final
+ * flush, once the capture has stopped. */
+void ipfix_set_live(struct ipfix_exporter *e, int on);
 
 /* The exporter's counters, read with relaxed loads. */
 void ipfix_counters_get(const struct ipfix_exporter *e, struct ipfix_counters *out);

@@ -187,7 +187,11 @@ int live_run(struct run *r)
         if (lws[i].failed)
             status = 1;
     }
-    /* what is still in flight ends now: idle flows as idle, the rest shutdown */
+    /* what is still in flight ends now: idle flows as idle, the rest
+     * shutdown; the capture has stopped, so the export may wait for the
+     * socket (live, a full one loses the message) */
+    if (r->ipfix)
+        ipfix_set_live(r->ipfix, 0);
     uint64_t now = flow_clock_now();
     for (int i = 0; i < r->nworkers; i++)
         worker_finish(&r->workers[i], now > r->workers[i].clock ? now : r->workers[i].clock,

@@ -51,7 +51,8 @@ static void send_message(struct ipfix_output *io)
     io->since = 0;
 }
 
-/* "a,b": the names of the filters that matched f, cut to fit. */
+/* "a,b": the names of the filters that matched f, whole names only, in
+ * fewer than room bytes (254 fit a record's string). */
 static size_t filter_list(char *buf, size_t room, const struct flow *f, const char *const *names)
 {
     size_t n = 0;
@@ -78,11 +79,12 @@ static int ipfix_flow(struct output *o, const struct flow *f, enum flow_end why,
         .bytes = {f->bytes[0], f->bytes[1]},
         .why = why,
         .filters = filters,
-        .filterslen = filter_list(filters, sizeof filters, f, m->filter_names),
+        .filterslen = filter_list(filters, sizeof filters - 1, f, m->filter_names),
         .tags = m->tags ? m->tags->csv : NULL,
         .tagslen = m->tags ? m->tags->csvlen : 0,
     };
-    if (io->reported && m->flow_slot < io->nslots) {
+    /* only flows with interim records use their slot: reports counts them */
+    if (io->reported && f->reports && m->flow_slot < io->nslots) {
         uint64_t *r = io->reported[m->flow_slot];
         v.packets[0] -= r[0], v.bytes[0] -= r[1], v.packets[1] -= r[2], v.bytes[1] -= r[3];
         if (why == FLOW_INTERIM)
@@ -131,7 +133,7 @@ static void ipfix_close_output(struct output *o)
     free(io);
 }
 
-static void ipfix_live(struct output *o) { ipfix_set_live(((struct ipfix_output *)o)->ex); }
+static void ipfix_live(struct output *o) { ipfix_set_live(((struct ipfix_output *)o)->ex, 1); }
 
 static const struct output_ops ipfix_ops = {
     .flow = ipfix_flow, .set_live = ipfix_live, .drain = ipfix_drain, .flush = ipfix_flush,

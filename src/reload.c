@@ -48,6 +48,11 @@ static const char *fixed_setting_changed(const struct config *a, const struct co
     SAME_NUM(flow_state_interval, "FLOW_STATE_INTERVAL");
     SAME_NUM(active_timeout, "ACTIVE_TIMEOUT");
     SAME_NUM(record_seq, "RECORD_SEQ");
+    SAME_STR(ipfix_collector, "IPFIX_COLLECTOR");
+    SAME_NUM(ipfix_tcp, "IPFIX_TRANSPORT");
+    SAME_NUM(ipfix_domain, "IPFIX_DOMAIN");
+    SAME_NUM(ipfix_refresh_s, "IPFIX_TEMPLATE_REFRESH");
+    SAME_NUM(ipfix_refresh_msgs, "IPFIX_TEMPLATE_REFRESH");
     for (int i = 0; i < a->nifnames; i++)
         if (strcmp(a->ifname[i], b->ifname[i]) != 0)
             return "IFNAME";
