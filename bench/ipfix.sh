@@ -15,16 +15,7 @@ if ! command -v nfcapd >/dev/null || ! command -v softflowd >/dev/null; then
     exit 0
 fi
 port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-median_time() {
-    local out="$dir/.time" times=()
-    "$@" >/dev/null 2>&1 || true
-    for _ in $(seq "$RUNS"); do
-        /usr/bin/time -f "%e" -o "$out" "$@" >/dev/null 2>&1
-        times+=("$(tail -1 "$out")")
-    done
-    printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'
-}
-rate() { awk "BEGIN{ if ($2 > 0) printf \"%.0f\", $1 / $2; else print \"inf\" }"; }
+. "$(dirname "$0")/common.sh"
 # nfcapd into a fresh directory; prints the flows it wrote when stopped
 nf_start() { rm -rf "$dir/nf"; mkdir -p "$dir/nf"; nfcapd -b 127.0.0.1 -p "$port" -w "$dir/nf" -t 3600 -B 8000000 >"$dir/nf.log" 2>&1 & nf_pid=$!; sleep 0.3; }
 nf_stop() { kill "$nf_pid"; wait "$nf_pid" || true; sed -n "s/.*Flows: \([0-9]*\),.*/\1/p" "$dir/nf.log" | tail -1; }

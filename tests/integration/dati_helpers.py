@@ -10,6 +10,7 @@ import json
 import os
 import re
 import signal
+import struct
 import subprocess
 import time
 import unicodedata
@@ -376,3 +377,12 @@ def records_of(run, group):
     """Field records of one purpose ('http', 'dns', 'tls')."""
     names = FILTER_GROUPS[group]
     return [r for r in run.records if r["filter"] in names]
+
+
+def packet_offsets(data):
+    """Byte offset of each packet of a pcap (and of the end)."""
+    offs, pos = [], 24
+    while pos + 16 <= len(data):
+        offs.append(pos)
+        pos += 16 + struct.unpack_from("<I", data, pos + 8)[0]
+    return offs + [pos]

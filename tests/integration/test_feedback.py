@@ -36,15 +36,6 @@ FIELDS {fields}
 """
 
 
-def packet_offsets(data):
-    """Byte offset of each packet of a pcap (and of the end)."""
-    offs, pos = [], 24
-    while pos + 16 <= len(data):
-        offs.append(pos)
-        pos += 16 + struct.unpack_from("<I", data, pos + 8)[0]
-    return offs + [pos]
-
-
 class Session:
     """dati reading a capture from a pipe, a redis-server, a subscriber to the
     reply channel; the test feeds packets and publishes commands."""
@@ -55,7 +46,7 @@ class Session:
         conf = h.write_config(tmp_path, "fb.conf", CONF.format(
             sock=self.sock, bpf=bpf, fields=FIELDS) + extra)
         self.data = pcap.read_bytes()
-        self.offs = packet_offsets(self.data)
+        self.offs = h.packet_offsets(self.data)
         self.sent = 0   # packets fed so far
         self.acks, self.next_id = {}, 1
         self.ps = self.client.pubsub()
@@ -817,7 +808,7 @@ REDIS_CHANNEL http_GET
         # the capture in pieces, then a pause before its end: the commands
         # land while the flows are active
         data = generated["path"].read_bytes()
-        offs = packet_offsets(data)
+        offs = h.packet_offsets(data)
         dati = subprocess.Popen([str(h.DATI), "-r", "-", "-c", str(conf), "-q"],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 env=h.sanitizer_env())

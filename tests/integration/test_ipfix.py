@@ -430,15 +430,6 @@ def write_icmp_pcap(path, pairs=3, rounds=4):
     return path
 
 
-def packet_offsets(data):
-    """Byte offset of each packet of a pcap (and of the end)."""
-    offs, pos = [], 24
-    while pos + 16 <= len(data):
-        offs.append(pos)
-        pos += 16 + struct.unpack_from("<I", data, pos + 8)[0]
-    return offs + [pos]
-
-
 @pytest.fixture(scope="module")
 def gen_v6(tmp_path_factory, binaries):
     """IPv4 and IPv6, both directions (HTTP responses; background flows
@@ -1190,7 +1181,7 @@ def test_collector_restarted_mid_run(tmp_path, binaries, gen_slow):
     error of the gap may hit the first send after the restart); nothing it
     decodes is wrong; nfcapd counts no bad packet."""
     data = gen_slow.read_bytes()
-    offs = packet_offsets(data)
+    offs = h.packet_offsets(data)
     half = len(offs) // 2
     out_path, err_path = tmp_path / "dati.out", tmp_path / "dati.err"
     col1 = Nfcapd(tmp_path, "nfcapd1")

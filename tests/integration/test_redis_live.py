@@ -302,10 +302,9 @@ def test_live_reconnects_off_the_packet_path(tmp_path, binaries, http_pcap):
     attempts run on a thread of their own, so packets go on being processed
     meanwhile, their records counted as dropped_disconnected."""
     import socket
-    from test_feedback import packet_offsets
     server, _, port = start_redis_tcp()
     data = http_pcap.read_bytes()
-    offs = packet_offsets(data)
+    offs = h.packet_offsets(data)
     conf = h.write_config(tmp_path, "r.conf", CONF_NOAUTH.replace("REDIS_SOCK {sock}", (
         f"REDIS_HOST 127.0.0.1\nREDIS_PORT {port}")))
     dati = start_dati(["-r", "-", "-c", conf, "-q"], {"DATI_TEST_REDIS_LIVE": "1"})
