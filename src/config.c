@@ -361,6 +361,31 @@ static void kw_redis_sock(struct parser *ps, char *v)
 }
 
 static void kw_redis_host(struct parser *ps, char *v) { set_redis_str(ps, &ps->c->redis_host, v); }
+
+/* REDIS_CLUSTER host:port [host:port ...]: the seed nodes */
+static void kw_redis_cluster(struct parser *ps, char *v)
+{
+    struct config *c = ps->c;
+    for (int i = 0; i < c->redis_ncluster; i++)
+        free(c->redis_cluster[i]);
+    c->redis_ncluster = 0;
+    for (char *save, *tok = strtok_r(v, " \t", &save); tok; tok = strtok_r(NULL, " \t", &save)) {
+        char *colon = strrchr(tok, ':');
+        unsigned long port;
+        int v6 = tok[0] == '[' && colon && colon > tok + 2 && colon[-1] == ']';
+        if (!colon || colon == tok || (!v6 && strchr(tok, ':') != colon)) {
+            perr(ps, tok, "REDIS_CLUSTER lists host:port seed nodes ([v6]:port)");
+            return;
+        }
+        if (parse_uint(ps, "REDIS_CLUSTER's port", colon + 1, 1, 65535, &port) < 0)
+            return;
+        if (c->redis_ncluster == (int)(sizeof c->redis_cluster / sizeof c->redis_cluster[0])) {
+            perr(ps, tok, "REDIS_CLUSTER takes at most 16 seed nodes");
+            return;
+        }
+        c->redis_cluster[c->redis_ncluster++] = dup(ps, tok);
+    }
+}
 static void kw_redis_auth(struct parser *ps, char *v) { set_redis_str(ps, &ps->c->redis_auth, v); }
 
 static void kw_redis_mode(struct parser *ps, char *v)
@@ -447,6 +472,8 @@ static const struct keyword {
     HANDLER("OUTPUT", GLOBAL, kw_output),
     HANDLER("REDIS_SOCK", GLOBAL, kw_redis_sock),
     HANDLER("REDIS_HOST", GLOBAL, kw_redis_host),
+    HANDLER("REDIS_CLUSTER", GLOBAL, kw_redis_cluster),
+    NUMBER("REDIS_STREAM_SHARDS", 1, 64, redis_stream_shards),
     NUMBER("REDIS_PORT", 1, 65535, redis_port),
     HANDLER("REDIS_AUTH", GLOBAL, kw_redis_auth),
     NUMBER("REDIS_DB", 0, 65535, redis_db),
@@ -540,6 +567,15 @@ static void check_whole(struct parser *ps)
         ps->line = c->redis_line;
         perr(ps, c->redis_sock, "REDIS_SOCK and REDIS_HOST are exclusive: pick one");
     }
+    if (c->redis_ncluster && (c->redis_sock || c->redis_host)) {
+        ps->line = c->redis_line;
+        perr(ps, c->redis_cluster[0], "REDIS_CLUSTER and REDIS_SOCK/REDIS_HOST are exclusive: "
+                                      "pick one");
+    }
+    if (c->redis_ncluster && c->redis_db) {
+        ps->line = c->redis_line;
+        perr(ps, c->redis_cluster[0], "a Redis Cluster has no databases: REDIS_DB must be 0");
+    }
     if (c->feedback_channel && !c->redis_line) {
         ps->line = c->feedback_line;
         perr(ps, c->feedback_channel, "FEEDBACK_CHANNEL needs Redis (REDIS_SOCK or REDIS_HOST)");
@@ -578,6 +614,7 @@ struct config *config_parse(const char *name, const char *text, size_t len, FILE
     c->redis_port = 6379;
     c->redis_pipeline = 50;
     c->redis_maxlen = 1000000;
+    c->redis_stream_shards = 1;
     c->ipfix_refresh_s = 60;
     c->ipfix_refresh_msgs = 1000;
     struct parser ps = {.c = c, .name = name, .errs = errs};
@@ -660,6 +697,8 @@ void config_free(struct config *c)
     free(c->path);
     free(c->output);
     free(c->ipfix_collector);
+    for (int i = 0; i < c->redis_ncluster; i++)
+        free(c->redis_cluster[i]);
     free(c->redis_sock);
     free(c->redis_host);
     free(c->redis_auth);

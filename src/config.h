@@ -62,6 +62,10 @@ struct config {
     unsigned redis_maxlen;             /* streams keep about this many entries */
     unsigned redis_flow_expire;        /* > 0: flow records also as hashes with this TTL, s */
     unsigned redis_retry;              /* > 0: at start, retry an unreachable Redis this long, s */
+    /* REDIS_CLUSTER: seed nodes, "host:port" each; NULL: one Redis */
+    char *redis_cluster[16];
+    int redis_ncluster;
+    unsigned redis_stream_shards;      /* stream mode: each channel over this many keys */
     /* Feedback channel (feedback.h): analyzers tag, watch and ignore flows */
     char *feedback_channel;            /* NULL: no feedback subscriber */
     char *feedback_reply;              /* acknowledgements; default <feedback_channel>:reply */

@@ -16,6 +16,7 @@
 #include "counter.h"
 #include "flowtag.h"
 #include "output-json.h"
+#include "redis-cluster.h"
 #include "redis-conn.h"
 #include "stats.h"
 
@@ -23,10 +24,25 @@
 
 struct redis_output {
     struct output base;
-    struct redis_conn *conn;
+    struct redis_conn *conn;         /* one Redis; NULL with a cluster */
+    struct redis_cluster *cl;        /* REDIS_CLUSTER: a connection per master */
     const struct config *conf;
     struct outbuf scratch;           /* values that are not bytes of the packet */
+    unsigned shard_tag[64];          /* REDIS_STREAM_SHARDS: shard s is <channel>:{<tag[s]>} */
 };
+
+/* The connection for key: the one Redis, or the master of key's slot. */
+static struct redis_conn *route(struct redis_output *ro, const char *key, size_t len)
+{
+    return ro->cl ? redis_cluster_conn(ro->cl, key, len) : ro->conn;
+}
+
+/* After a record's commands: what a cluster redirected is sent on. */
+static void service(struct redis_output *ro)
+{
+    if (ro->cl)
+        redis_cluster_service(ro->cl);
+}
 
 /* An argument: text in scratch (numbers, addresses, times, joined headers),
  * at an offset since scratch may move while it grows; or elsewhere (ptr). */
@@ -123,19 +139,83 @@ static void argv_of(const struct outbuf *s, const struct arg *args, int n, const
     }
 }
 
+/* REDIS_STREAM_SHARDS N: a channel's records go to N streams, the record's
+ * flow choosing one (its records stay in order). Shard s of N is the key
+ * <channel>:{<t>}, t the smallest number whose key slot lies in the s-th
+ * N-th of the slot space: an evenly split cluster keeps the shards on
+ * different masters, and the names depend on N only. */
+static void shard_tags(unsigned *tag, unsigned n)
+{
+    for (unsigned s = 0; s < n; s++) {
+        unsigned lo = s * REDIS_CLUSTER_SLOTS / n, hi = (s + 1) * REDIS_CLUSTER_SLOTS / n;
+        for (unsigned t = 0;; t++) {
+            char d[16];
+            unsigned slot = redis_keyslot(d, (size_t)snprintf(d, sizeof d, "%u", t));
+            if (slot >= lo && slot < hi) {
+                tag[s] = t;
+                break;
+            }
+        }
+    }
+}
+
+/* The stream key for a record of flow `flow` on channel, appended to s (an
+ * argument by offset); with one shard, the channel itself. -1: no memory. */
+static int stream_key(struct redis_output *ro, struct outbuf *s, const char *channel,
+                      uint64_t flow, struct arg *a)
+{
+    unsigned n = ro->conf->redis_stream_shards;
+    size_t cl = strlen(channel), start = s->len;
+    if (n <= 1) {
+        *a = ARG_STR(channel, cl);
+        return 0;
+    }
+    char tag[24];
+    size_t tl = redis_fmt_u64(tag, ro->shard_tag[flow % n]);
+    int rc = json_raw(s, channel, cl) | json_raw(s, ":{", 2) | json_raw(s, tag, tl) |
+             json_raw(s, "}", 1);
+    *a = (struct arg){start, s->len - start, NULL};
+    return rc;
+}
+
+/* Stream mode: the shard keys of each channel, for analyzers to read them
+ * all: HSET dati:streams <channel> <key>,<key>,... (sent with the first
+ * pipeline to the channel's node). */
+static void register_streams(struct redis_output *ro, const char *channel)
+{
+    struct outbuf *s = &ro->scratch;
+    s->len = 0;
+    for (unsigned i = 0; i < ro->conf->redis_stream_shards; i++) {
+        struct arg a;
+        if ((i && json_raw(s, ",", 1) < 0) || stream_key(ro, s, channel, i, &a) < 0)
+            return;
+        if (ro->conf->redis_stream_shards <= 1 && json_raw(s, channel, strlen(channel)) < 0)
+            return;
+    }
+    const char *hset[] = {"HSET", "dati:streams", channel, s->buf};
+    size_t hsetl[] = {4, 12, strlen(channel), s->len};
+    struct redis_conn *c = route(ro, "dati:streams", 12);
+    if (redis_conn_append(c, 4, hset, hsetl, REDIS_CMD_MORE) == 0)
+        redis_conn_touch(c);
+}
+
 /* Hash layout: HSET <prefix><id> ..., EXPIRE, PUBLISH <channel> <key>. */
 static int hash_field(struct output *o, struct extract_ctx *x, const struct record_meta *m)
 {
     struct redis_output *ro = (struct redis_output *)o;
-    struct redis_conn *c = ro->conn;
     const struct filter_conf *f = m->filter;
     uint64_t id;
-    if (redis_conn_admit(c, NULL) < 0 || redis_conn_next_id(c, &id) < 0)
+    /* ids come from dati:id's node; in a cluster the record goes where its
+     * key's slot is, admitted there */
+    struct redis_conn *c = ro->cl ? redis_cluster_id_conn(ro->cl) : ro->conn;
+    if ((!ro->cl && redis_conn_admit(c, NULL) < 0) || redis_conn_next_id(c, &id) < 0)
         return -1;   /* never queued: the caller counts it dropped (live: also by reason) */
     char key[96];   /* REDIS_PREFIX is at most 64 characters */
     size_t keylen = strlen(f->redis_prefix);
     memcpy(key, f->redis_prefix, keylen);
     keylen += redis_fmt_u64(key + keylen, id);
+    if (ro->cl && redis_conn_admit(c = route(ro, key, keylen), NULL) < 0)
+        return -1;
     struct outbuf *s = &ro->scratch;
     s->len = 0;
     struct arg args[MAX_ARGS];
@@ -163,6 +243,7 @@ static int hash_field(struct output *o, struct extract_ctx *x, const struct reco
         return -1;
     }
     redis_conn_queued(c, 0);
+    service(ro);
     return 0;
 }
 
@@ -170,16 +251,20 @@ static int hash_field(struct output *o, struct extract_ctx *x, const struct reco
 static int stream_field(struct output *o, struct extract_ctx *x, const struct record_meta *m)
 {
     struct redis_output *ro = (struct redis_output *)o;
-    struct redis_conn *c = ro->conn;
     const struct filter_conf *f = m->filter;
-    if (redis_conn_admit(c, NULL) < 0)
-        return -1;
     struct outbuf *s = &ro->scratch;
     s->len = 0;
-    char maxlen[24];
     struct arg args[MAX_ARGS];
+    if (stream_key(ro, s, f->redis_channel, m->flow_id, &args[1]) < 0) {
+        COUNTER_INC(redis_conn_counters(route(ro, f->redis_channel,
+                                              strlen(f->redis_channel)))->lost);
+        return -1;
+    }
+    struct redis_conn *c = route(ro, s->buf + args[1].off, args[1].len);
+    if (redis_conn_admit(c, NULL) < 0)
+        return -1;
+    char maxlen[24];
     args[0] = ARG_LIT("XADD");
-    args[1] = ARG_STR(f->redis_channel, strlen(f->redis_channel));
     args[2] = ARG_LIT("MAXLEN");
     args[3] = ARG_LIT("~");
     args[4] = ARG_STR(maxlen, redis_fmt_u64(maxlen, ro->conf->redis_maxlen));
@@ -194,6 +279,7 @@ static int stream_field(struct output *o, struct extract_ctx *x, const struct re
         return -1;
     }
     redis_conn_queued(c, 0);
+    service(ro);
     return 0;
 }
 
@@ -219,9 +305,11 @@ static size_t flow_key(char *k, uint64_t id)
 static void flow_hash(struct redis_output *ro, const struct flow *fl, enum flow_end why,
                       const char *json, size_t len)
 {
-    struct redis_conn *c = ro->conn;
     char key[48], packets[24], bytes[24], ttl[24];
     size_t kl = flow_key(key, fl->id);
+    struct redis_conn *c = route(ro, key, kl);
+    if (ro->cl && redis_conn_admit(c, &redis_conn_counters(c)->flow_updates_dropped) < 0)
+        return;
     size_t pl = redis_fmt_u64(packets, fl->packets[0] + fl->packets[1]);
     size_t bl = redis_fmt_u64(bytes, fl->bytes[0] + fl->bytes[1]);
     size_t tl = redis_fmt_u64(ttl, ro->conf->redis_flow_expire);
@@ -244,21 +332,27 @@ static int flow_record(struct output *o, const struct flow *fl, enum flow_end wh
                        const struct record_meta *m)
 {
     struct redis_output *ro = (struct redis_output *)o;
-    struct redis_conn *c = ro->conn;
+    const struct config *conf = ro->conf;
+    const char *channel = conf->session_channel ? conf->session_channel : "dati:sessions";
     struct outbuf *s = &ro->scratch;
     s->len = 0;
-    if (json_flow(s, fl, why, m->filter_names) < 0 || json_meta(s, m) < 0) {
+    /* the stream's key first (a shard by flow), then the JSON line */
+    struct arg key = ARG_STR(channel, strlen(channel));
+    if (conf->redis_stream && stream_key(ro, s, channel, fl->id, &key) < 0)
+        s->len = 0, key.len = 0;
+    size_t json = s->len;
+    struct redis_conn *c = route(ro, key.ptr ? channel : s->buf + key.off, key.len);
+    if (!key.len || json_flow(s, fl, why, m->filter_names) < 0 || json_meta(s, m) < 0) {
         COUNTER_INC(redis_conn_counters(c)->flows_lost);
         return -1;
     }
-    const struct config *conf = ro->conf;
-    const char *channel = conf->session_channel ? conf->session_channel : "dati:sessions";
+    const char *skey = key.ptr ? channel : s->buf + key.off;
     char maxlen[24];
     size_t ml = redis_fmt_u64(maxlen, conf->redis_maxlen);
-    const char *pub[] = {"PUBLISH", channel, s->buf};
-    size_t publ[] = {7, strlen(channel), s->len - 1};   /* without the newline */
-    const char *xadd[] = {"XADD", channel, "MAXLEN", "~", maxlen, "*", "flow", s->buf};
-    size_t xaddl[] = {4, strlen(channel), 6, 1, ml, 1, 4, s->len - 1};
+    const char *pub[] = {"PUBLISH", channel, s->buf + json};
+    size_t publ[] = {7, strlen(channel), s->len - json - 1};   /* without the newline */
+    const char *xadd[] = {"XADD", skey, "MAXLEN", "~", maxlen, "*", "flow", s->buf + json};
+    size_t xaddl[] = {4, key.len, 6, 1, ml, 1, 4, s->len - json - 1};
     if (redis_conn_admit(c, NULL) < 0)   /* counted there, by reason */
         return -1;
     if (conf->redis_stream ? redis_conn_append(c, 8, xadd, xaddl, REDIS_CMD_FLOW) < 0
@@ -266,9 +360,10 @@ static int flow_record(struct output *o, const struct flow *fl, enum flow_end wh
         COUNTER_INC(redis_conn_counters(c)->flows_lost);
         return -1;
     }
-    if (conf->redis_flow_expire)
-        flow_hash(ro, fl, why, s->buf, s->len - 1);
     redis_conn_queued(c, 1);
+    if (conf->redis_flow_expire)
+        flow_hash(ro, fl, why, s->buf + json, s->len - json - 1);
+    service(ro);
     return 0;
 }
 
@@ -281,11 +376,11 @@ static void flow_state(struct output *o, const struct flow *fl, int ended, enum 
                        const struct record_meta *m)
 {
     struct redis_output *ro = (struct redis_output *)o;
-    struct redis_conn *c = ro->conn;
-    struct redis_counters *n_ = redis_conn_counters(c);
     const struct config *conf = ro->conf;
     char key[48];
     size_t kl = flow_key(key, fl->id);
+    struct redis_conn *c = route(ro, key, kl);
+    struct redis_counters *n_ = redis_conn_counters(c);
     if (ended && !conf->redis_flow_expire && !(fl->marks & FLOW_STATE_SENT))
         return;   /* no hash to remove: nothing to send */
     if (redis_conn_admit(c, &n_->flow_updates_dropped) < 0)
@@ -375,6 +470,7 @@ static void flow_state(struct output *o, const struct flow *fl, int ended, enum 
     }
     COUNTER_INC(n_->flow_states);
     redis_conn_touch(c);
+    service(ro);
 }
 
 /* FLOW_EVENTS: PUBLISH <channel> <the flow record as it is now, reason
@@ -383,7 +479,7 @@ static void flow_state(struct output *o, const struct flow *fl, int ended, enum 
 static void flow_event(struct output *o, const struct flow *fl, const struct record_meta *m)
 {
     struct redis_output *ro = (struct redis_output *)o;
-    struct redis_conn *c = ro->conn;
+    struct redis_conn *c = route(ro, ro->conf->flow_events, strlen(ro->conf->flow_events));
     struct redis_counters *n = redis_conn_counters(c);
     struct outbuf *s = &ro->scratch;
     s->len = 0;
@@ -403,15 +499,37 @@ static void flow_event(struct output *o, const struct flow *fl, const struct rec
     redis_conn_touch(c);
 }
 
-static void set_live(struct output *o) { redis_conn_set_live(((struct redis_output *)o)->conn); }
-static void drain(struct output *o) { redis_conn_drain(((struct redis_output *)o)->conn); }
-static void flush(struct output *o) { redis_conn_flush(((struct redis_output *)o)->conn); }
-
-static void sum(const struct output *o, struct stats_totals *t)
+static void set_live(struct output *o)
 {
-    const struct redis_counters *rc = redis_conn_counters(((const struct redis_output *)o)->conn);
+    struct redis_output *ro = (struct redis_output *)o;
+    if (ro->cl)
+        redis_cluster_set_live(ro->cl);
+    else
+        redis_conn_set_live(ro->conn);
+}
+
+static void drain(struct output *o)
+{
+    struct redis_output *ro = (struct redis_output *)o;
+    if (ro->cl)
+        redis_cluster_drain(ro->cl);
+    else
+        redis_conn_drain(ro->conn);
+}
+
+static void flush(struct output *o)
+{
+    struct redis_output *ro = (struct redis_output *)o;
+    if (ro->cl)
+        redis_cluster_flush(ro->cl);
+    else
+        redis_conn_flush(ro->conn);
+}
+
+static void sum_conn(struct redis_conn *c, struct stats_totals *t)
+{
+    const struct redis_counters *rc = redis_conn_counters(c);
     struct redis_counters *rd = &t->rd;
-    t->redis = 1;
     rd->records += COUNTER_GET(rc->records);
     rd->flows += COUNTER_GET(rc->flows);
     rd->lost += COUNTER_GET(rc->lost);
@@ -432,10 +550,38 @@ static void sum(const struct output *o, struct stats_totals *t)
     rd->dropped_disconnected += COUNTER_GET(rc->dropped_disconnected);
 }
 
+/* The statistics read a cluster's node list while the worker may add a
+ * node (a redirection to a new one): the count is read first, and nodes
+ * are never removed. */
+static void sum(const struct output *o, struct stats_totals *t)
+{
+    struct redis_output *ro = (struct redis_output *)o;
+    t->redis = 1;
+    if (!ro->cl) {
+        sum_conn(ro->conn, t);
+        return;
+    }
+    int n = redis_cluster_nodes(ro->cl);
+    for (int i = 0; i < n; i++)
+        sum_conn(redis_cluster_node(ro->cl, i), t);
+    const struct redis_cluster_counters *cc = redis_cluster_counters(ro->cl);
+    t->cluster = 1;
+    uint64_t masters = COUNTER_GET(cc->masters);   /* each worker connects to them all */
+    if (masters > t->cl.masters)
+        t->cl.masters = masters;
+    t->cl.moved += COUNTER_GET(cc->moved);
+    t->cl.ask += COUNTER_GET(cc->ask);
+    t->cl.retries += COUNTER_GET(cc->retries);
+    t->cl.refreshes += COUNTER_GET(cc->refreshes);
+}
+
 static void close_(struct output *o)
 {
     struct redis_output *ro = (struct redis_output *)o;
-    redis_conn_close(ro->conn);
+    if (ro->cl)
+        redis_cluster_close(ro->cl);
+    else
+        redis_conn_close(ro->conn);
     outbuf_fini(&ro->scratch);
     free(ro);
 }
@@ -462,10 +608,18 @@ struct output *output_redis_open(const struct config *conf, char *err, size_t er
     }
     ro->base.ops = conf->redis_stream ? &stream_ops : &hash_ops;
     ro->conf = conf;
-    if (!(ro->conn = redis_conn_open(conf, err, errlen))) {
+    if (conf->redis_ncluster ? !(ro->cl = redis_cluster_open(conf, err, errlen))
+                             : !(ro->conn = redis_conn_open(conf, err, errlen))) {
         outbuf_fini(&ro->scratch);
         free(ro);
         return NULL;
+    }
+    if (conf->redis_stream && (conf->redis_stream_shards > 1 || conf->redis_ncluster)) {
+        shard_tags(ro->shard_tag, conf->redis_stream_shards);
+        for (int i = 0; i < conf->nfilters; i++)
+            if (conf->filter[i].nfields)
+                register_streams(ro, conf->filter[i].redis_channel);
+        register_streams(ro, conf->session_channel ? conf->session_channel : "dati:sessions");
     }
     return &ro->base;
 }

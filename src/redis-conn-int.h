@@ -21,8 +21,27 @@ struct reply {
     char str[128];                       /* an error's or status' text, cut */
 };
 
+/* One command given back by the cluster (MOVED, ASK, TRYAGAIN, CLUSTERDOWN)
+ * to be sent again: its bytes are in the list's buffer. */
+struct redirect {
+    uint8_t kind;                        /* enum redis_cmd_kind */
+    uint8_t how;                         /* REDIRECT_* */
+    uint16_t slot;
+    uint32_t off, len;                   /* in bytes */
+    char target[64];                     /* host:port of MOVED and ASK */
+};
+
+struct redis_redirects {
+    struct outbuf bytes;
+    struct redirect *v;
+    unsigned n, cap;
+};
+
 struct redis_conn {
     redisContext *c;
+    struct redis_addr addr;              /* where it connects (host owned) */
+    int cluster;                         /* redirections are kept to be resent, not errors */
+    struct redis_redirects redir;
     struct reply reply;                  /* the last one read on c */
     const struct config *conf;
     uint64_t next_id, ids_left;          /* the reserved block */
@@ -45,6 +64,7 @@ struct redis_conn {
     struct pipe {
         struct outbuf buf;
         uint8_t *kind;                   /* enum redis_cmd_kind of each command */
+        uint32_t *off;                   /* where each command starts in buf */
         unsigned ncmds, nrecords, nflows;
         unsigned counted;                /* replies already counted (across a resend) */
         unsigned done;                   /* replies read since it was last sent */
@@ -57,7 +77,8 @@ struct redis_conn {
 };
 
 /* redis-conn.c, for redis-live.c */
-redisContext *conn_connect_to(const struct config *conf, char *err, size_t errlen, int *refused);
+redisContext *conn_connect_to(const struct config *conf, const struct redis_addr *a, char *err,
+                              size_t errlen, int *refused);
 void conn_attach(struct redis_conn *r, redisContext *c);
 int conn_collect(struct redis_conn *r, struct pipe *p, int wait);
 void conn_count_unanswered(struct redis_conn *r, const struct pipe *p);

@@ -34,25 +34,22 @@ void redis_conn_set_stop(const volatile int *flag) { stop_flag = flag; }
  * SELECT for CONNECT_TIMEOUT_S at most; the context returned has no timeout
  * (blocking back-pressure reading a file): callers that must not wait set
  * their own. TCP connections get keepalives: a peer gone is noticed. */
-redisContext *conn_connect_to(const struct config *conf, char *err, size_t errlen, int *refused)
+redisContext *conn_connect_to(const struct config *conf, const struct redis_addr *a, char *err,
+                              size_t errlen, int *refused)
 {
     *refused = 0;
     struct timeval tv = {CONNECT_TIMEOUT_S, 0}, forever = {0, 0};
-    redisContext *c = conf->redis_sock ? redisConnectUnixWithTimeout(conf->redis_sock, tv)
-                                       : redisConnectWithTimeout(conf->redis_host ? conf->redis_host
-                                                                                  : "127.0.0.1",
-                                                                 (int)conf->redis_port, tv);
-    const char *where = conf->redis_sock ? conf->redis_sock : conf->redis_host ? conf->redis_host
-                                                                             : "127.0.0.1";
+    redisContext *c = a->sock ? redisConnectUnixWithTimeout(a->sock, tv)
+                              : redisConnectWithTimeout(a->host, (int)a->port, tv);
+    const char *where = a->sock ? a->sock : a->host;
     if (!c || c->err) {
         snprintf(err, errlen, "cannot connect to Redis at %s%s%.0u: %s", where,
-                 conf->redis_sock ? "" : ":", conf->redis_sock ? 0 : conf->redis_port,
-                 c ? c->errstr : "out of memory");
+                 a->sock ? "" : ":", a->sock ? 0 : a->port, c ? c->errstr : "out of memory");
         redisFree(c);
         return NULL;
     }
     redisSetTimeout(c, tv);
-    if (!conf->redis_sock)
+    if (!a->sock)
         redisEnableKeepAlive(c);
     redisReply *rep = NULL;
     if (conf->redis_auth) {
@@ -87,10 +84,34 @@ redisContext *conn_connect_to(const struct config *conf, char *err, size_t errle
     return c;
 }
 
+unsigned redis_split_hostport(const char *spec, char *hostbuf, size_t hostlen)
+{
+    const char *colon = strrchr(spec, ':'), *h = spec, *end = colon;
+    if (!colon || !hostlen)
+        return 0;
+    if (*h == '[' && end > h + 1 && end[-1] == ']')
+        h++, end--;
+    size_t n = (size_t)(end - h) < hostlen ? (size_t)(end - h) : hostlen - 1;
+    memcpy(hostbuf, h, n);
+    hostbuf[n] = 0;
+    return (unsigned)atoi(colon + 1);
+}
+
+struct redis_addr redis_addr_of(const struct config *conf, char *hostbuf, size_t hostlen)
+{
+    if (conf->redis_ncluster)
+        return (struct redis_addr){NULL, hostbuf,
+                                   redis_split_hostport(conf->redis_cluster[0], hostbuf, hostlen)};
+    return (struct redis_addr){conf->redis_sock, conf->redis_host ? conf->redis_host : "127.0.0.1",
+                               conf->redis_port};
+}
+
 redisContext *redis_conn_connect(const struct config *conf, char *err, size_t errlen)
 {
     int refused;
-    redisContext *c = conn_connect_to(conf, err, errlen, &refused);
+    char host[256];
+    struct redis_addr a = redis_addr_of(conf, host, sizeof host);
+    redisContext *c = conn_connect_to(conf, &a, err, errlen, &refused);
     struct timeval tv = {CONNECT_TIMEOUT_S, 0};
     if (c)   /* its users never wait for a stalled server */
         redisSetTimeout(c, tv);
@@ -218,10 +239,11 @@ static void sleep_ms(unsigned ms)
 /* REDIS_RETRY: a Redis not reachable yet is tried again, with back-off (0.1 s
  * doubling to 2 s), for up to conf->redis_retry seconds or until dati is
  * stopped. A server that answers and refuses (AUTH, SELECT) is not retried. */
-static redisContext *connect_start(const struct config *conf, char *err, size_t errlen)
+static redisContext *connect_start(const struct config *conf, const struct redis_addr *a,
+                                   char *err, size_t errlen)
 {
     int refused;
-    redisContext *c = conn_connect_to(conf, err, errlen, &refused);
+    redisContext *c = conn_connect_to(conf, a, err, errlen, &refused);
     if (c || refused || !conf->redis_retry)
         return c;
     uint64_t deadline = outbuf_now() + (uint64_t)conf->redis_retry * 1000000000u;
@@ -232,24 +254,45 @@ static redisContext *connect_start(const struct config *conf, char *err, size_t 
             log_warn("%s; retrying (REDIS_RETRY %u)", err, conf->redis_retry);
         sleep_ms(delay_ms);
         delay_ms = delay_ms < 1000 ? delay_ms * 2 : 2000;
-        if ((c = conn_connect_to(conf, err, errlen, &refused)) || refused)
+        if ((c = conn_connect_to(conf, a, err, errlen, &refused)) || refused)
             return c;
     }
     return NULL;
 }
 
-struct redis_conn *redis_conn_open(const struct config *conf, char *err, size_t errlen)
+static void free_conn(struct redis_conn *r)
+{
+    for (int i = 0; i < 2; i++) {
+        outbuf_fini(&r->pipes[i].buf);
+        free(r->pipes[i].kind);
+        free(r->pipes[i].off);
+    }
+    redis_redirects_free(&r->redir);
+    free((char *)r->addr.host);
+    free((char *)r->addr.sock);
+    free(r);
+}
+
+static struct redis_conn *open_at(const struct config *conf, const struct redis_addr *a,
+                                  int cluster, char *err, size_t errlen)
 {
     struct redis_conn *r = calloc(1, sizeof *r);
     if (!r)
         goto oom;
     r->conf = conf;
+    r->cluster = cluster;
+    r->addr.port = a->port;
+    if ((a->host && !(r->addr.host = strdup(a->host))) ||
+        (a->sock && !(r->addr.sock = strdup(a->sock))))
+        goto oom;
     r->max_cmds = 3 * conf->redis_pipeline + 64;
     for (int i = 0; i < 2; i++)
-        if (!(r->pipes[i].kind = malloc(r->max_cmds)) || outbuf_init(&r->pipes[i].buf, NULL) < 0)
+        if (!(r->pipes[i].kind = malloc(r->max_cmds)) ||
+            !(r->pipes[i].off = malloc(sizeof *r->pipes[i].off * r->max_cmds)) ||
+            outbuf_init(&r->pipes[i].buf, NULL) < 0)
             goto oom;
     r->cur = &r->pipes[0];
-    conn_attach(r, connect_start(conf, err, errlen));
+    conn_attach(r, connect_start(conf, &r->addr, err, errlen));
     if (!r->c)
         goto fail;
     /* Test hook (doc/records.md): the live capture's never-waiting mode,
@@ -261,14 +304,23 @@ struct redis_conn *redis_conn_open(const struct config *conf, char *err, size_t 
 oom:
     snprintf(err, errlen, "out of memory");
 fail:
-    if (r) {
-        for (int i = 0; i < 2; i++) {
-            outbuf_fini(&r->pipes[i].buf);
-            free(r->pipes[i].kind);
-        }
-    }
-    free(r);
+    if (r)
+        free_conn(r);
     return NULL;
+}
+
+struct redis_conn *redis_conn_open(const struct config *conf, char *err, size_t errlen)
+{
+    char host[256];
+    struct redis_addr a = redis_addr_of(conf, host, sizeof host);
+    return open_at(conf, &a, 0, err, errlen);
+}
+
+struct redis_conn *redis_conn_open_node(const struct config *conf, const char *host, unsigned port,
+                                        char *err, size_t errlen)
+{
+    struct redis_addr a = {NULL, host, port};
+    return open_at(conf, &a, 1, err, errlen);
 }
 
 void redis_conn_close(struct redis_conn *r)
@@ -279,11 +331,7 @@ void redis_conn_close(struct redis_conn *r)
     live_connector_join(r);
     redisFree(r->fresh);
     redisFree(r->c);
-    for (int i = 0; i < 2; i++) {
-        outbuf_fini(&r->pipes[i].buf);
-        free(r->pipes[i].kind);
-    }
-    free(r);
+    free_conn(r);
 }
 
 struct redis_counters *redis_conn_counters(struct redis_conn *r) { return &r->n; }
@@ -323,7 +371,7 @@ static int reconnect(struct redis_conn *r)
         char err[256];
         int refused;
         redisFree(r->c);
-        conn_attach(r, conn_connect_to(r->conf, err, sizeof err, &refused));
+        conn_attach(r, conn_connect_to(r->conf, &r->addr, err, sizeof err, &refused));
         if (r->c) {
             COUNTER_INC(r->n.reconnects);
             return 0;
@@ -429,6 +477,67 @@ static int wait_fd(struct redis_conn *r, short events)
     }
 }
 
+void redis_redirects_free(struct redis_redirects *l)
+{
+    if (l->bytes.buf)
+        outbuf_fini(&l->bytes);
+    free(l->v);
+    memset(l, 0, sizeof *l);
+}
+
+unsigned redis_conn_take_redirects(struct redis_conn *r, struct redis_redirects *out)
+{
+    *out = r->redir;
+    memset(&r->redir, 0, sizeof r->redir);
+    return out->n;
+}
+
+/* Cluster: command i of p, answered MOVED, ASK, TRYAGAIN or CLUSTERDOWN, is
+ * kept with its bytes for the cluster to send again (not an error, not
+ * lost). Returns 1 when rep was one of those (and the command is kept, or
+ * is an id request, asked again of dati:id's node), 0 otherwise or when out
+ * of memory (then it counts as an error reply). */
+static int redirected(struct redis_conn *r, struct pipe *p, unsigned i, const struct reply *rep)
+{
+    const char *s = rep->str;
+    int how = strncmp(s, "MOVED ", 6) == 0 ? REDIRECT_MOVED
+              : strncmp(s, "ASK ", 4) == 0 ? REDIRECT_ASK
+              : strncmp(s, "TRYAGAIN", 8) == 0 || strncmp(s, "CLUSTERDOWN", 11) == 0
+                  ? REDIRECT_RETRY : -1;
+    if (how < 0)
+        return 0;
+    if (p->kind[i] == REDIS_CMD_IDS)
+        return 1;   /* ids_asked was reset: the next request goes where dati:id is */
+    struct redis_redirects *l = &r->redir;
+    uint32_t start = p->off[i], end = i + 1 < p->ncmds ? p->off[i + 1] : (uint32_t)p->buf.len;
+    if (l->n == l->cap) {
+        unsigned cap = l->cap ? 2 * l->cap : 64;
+        struct redirect *v = realloc(l->v, cap * sizeof *v);
+        if (!v)
+            return 0;
+        l->v = v;
+        l->cap = cap;
+    }
+    if ((!l->bytes.buf && outbuf_init(&l->bytes, NULL) < 0) ||
+        outbuf_room(&l->bytes, end - start) < 0)
+        return 0;
+    struct redirect *d = &l->v[l->n++];
+    memset(d, 0, sizeof *d);
+    d->kind = p->kind[i];
+    d->how = (uint8_t)how;
+    d->off = (uint32_t)l->bytes.len;
+    d->len = end - start;
+    memcpy(l->bytes.buf + l->bytes.len, p->buf.buf + start, d->len);
+    l->bytes.len += d->len;
+    if (how != REDIRECT_RETRY) {   /* "MOVED 3999 127.0.0.1:6381" */
+        const char *sp = strchr(s, ' ');
+        d->slot = (uint16_t)(atoi(sp + 1) & 16383);
+        const char *t = sp ? strchr(sp + 1, ' ') : NULL;
+        snprintf(d->target, sizeof d->target, "%s", t ? t + 1 : "");
+    }
+    return 1;
+}
+
 /* One reply of a sent pipeline: an error counted once across resends, an
  * id block kept for later. */
 static void take_reply(struct redis_conn *r, struct pipe *p, const struct reply *rep)
@@ -442,7 +551,7 @@ static void take_reply(struct redis_conn *r, struct pipe *p, const struct reply 
             r->spare_ready = 1;
         }
     }
-    if (rep->type == REDIS_REPLY_ERROR && i >= p->counted)
+    if (rep->type == REDIS_REPLY_ERROR && i >= p->counted && !(r->cluster && redirected(r, p, i, rep)))
         error_reply(r, rep, kind);
     if (i >= p->counted)
         p->counted = i + 1;
@@ -673,6 +782,7 @@ int redis_conn_append(struct redis_conn *r, int argc, const char **argv, const s
         need += len[i] + 24;
     if (p->ncmds == r->max_cmds || outbuf_room(&p->buf, need) < 0)
         return -1;
+    p->off[p->ncmds] = (uint32_t)p->buf.len;
     char *o = resp_len(p->buf.buf + p->buf.len, '*', (size_t)argc);
     for (int i = 0; i < argc; i++) {
         o = resp_len(o, '$', len[i]);
@@ -682,6 +792,19 @@ int redis_conn_append(struct redis_conn *r, int argc, const char **argv, const s
         *o++ = '\n';
     }
     p->buf.len = (size_t)(o - p->buf.buf);
+    p->kind[p->ncmds++] = (uint8_t)kind;
+    return 0;
+}
+
+int redis_conn_append_raw(struct redis_conn *r, const char *cmd, size_t len,
+                          enum redis_cmd_kind kind)
+{
+    struct pipe *p = r->cur;
+    if (p->ncmds == r->max_cmds || outbuf_room(&p->buf, len) < 0)
+        return -1;
+    p->off[p->ncmds] = (uint32_t)p->buf.len;
+    memcpy(p->buf.buf + p->buf.len, cmd, len);
+    p->buf.len += len;
     p->kind[p->ncmds++] = (uint8_t)kind;
     return 0;
 }

@@ -39,6 +39,21 @@ struct redis_counters {
  * record, or one that loses no record of its own. */
 enum redis_cmd_kind { REDIS_CMD_RECORD, REDIS_CMD_MORE, REDIS_CMD_FLOW, REDIS_CMD_IDS };
 
+/* Where a connection goes: a unix socket, or host and port. */
+struct redis_addr {
+    const char *sock;
+    const char *host;
+    unsigned port;
+};
+
+/* host:port or [v6]:port into hostbuf (the host) and the port; 0 when it
+ * is not that. */
+unsigned redis_split_hostport(const char *spec, char *hostbuf, size_t hostlen);
+
+/* The configured single Redis, or with REDIS_CLUSTER the first seed node
+ * (host written into hostbuf). */
+struct redis_addr redis_addr_of(const struct config *conf, char *hostbuf, size_t hostlen);
+
 /* While Redis is down, connections wait and reconnect until *flag is set. */
 void redis_conn_set_stop(const volatile int *flag);
 
@@ -52,6 +67,23 @@ struct redisContext *redis_conn_connect(const struct config *conf, char *err, si
  * server that long). Returns the connection, or NULL with the reason
  * (naming the address) in err. */
 struct redis_conn *redis_conn_open(const struct config *conf, char *err, size_t errlen);
+/* The same to one node of a cluster (its redirections are kept for the
+ * cluster to resend: redis_conn_take_redirects). */
+struct redis_conn *redis_conn_open_node(const struct config *conf, const char *host, unsigned port,
+                                        char *err, size_t errlen);
+
+/* A command the cluster answered with MOVED/ASK (to another node) or
+ * TRYAGAIN/CLUSTERDOWN (later). */
+enum { REDIRECT_MOVED, REDIRECT_ASK, REDIRECT_RETRY };
+struct redis_redirects;
+/* Hands over the commands to resend (into *out, which the caller frees
+ * with redis_redirects_free); returns their number. */
+unsigned redis_conn_take_redirects(struct redis_conn *c, struct redis_redirects *out);
+void redis_redirects_free(struct redis_redirects *l);
+
+/* Appends a command already in RESP (a redirected one). */
+int redis_conn_append_raw(struct redis_conn *c, const char *cmd, size_t len,
+                          enum redis_cmd_kind kind);
 /* Sends what is queued, waits for the replies, and frees. */
 void redis_conn_close(struct redis_conn *c);
 

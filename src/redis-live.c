@@ -51,7 +51,7 @@ static void *connector_main(void *arg)
 {
     struct redis_conn *r = arg;
     int refused;
-    r->fresh = conn_connect_to(r->conf, r->connect_err, sizeof r->connect_err, &refused);
+    r->fresh = conn_connect_to(r->conf, &r->addr, r->connect_err, sizeof r->connect_err, &refused);
     __atomic_store_n(&r->connect_done, 1, __ATOMIC_RELEASE);
     return NULL;
 }
@@ -153,8 +153,10 @@ void redis_conn_set_live(struct redis_conn *r)
 {
     uint64_t id;
     r->live = 0;
-    /* the first id block with a round trip now, not by dropping records */
-    if (!r->conf->redis_stream && r->ids_left == 0 && redis_conn_next_id(r, &id) == 0) {
+    /* the first id block with a round trip now, not by dropping records (a
+     * cluster's node may not hold dati:id: its first records wait for it) */
+    if (!r->cluster && !r->conf->redis_stream && r->ids_left == 0 &&
+        redis_conn_next_id(r, &id) == 0) {
         r->next_id--;
         r->ids_left++;
     }

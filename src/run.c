@@ -222,7 +222,13 @@ static int setup(struct run *r)
     r->sink_open = 1;
     if (outbuf_init(&r->statbuf, &r->sink) < 0)
         return -1;
-    if (conf->redis_line && !(r->stats_redis = redis_conn_open(conf, err, sizeof err))) {
+    /* statistics: to the node of dati:stats, in a cluster */
+    if (conf->redis_ncluster && (r->stats_cluster = redis_cluster_open(conf, err, sizeof err)))
+        r->stats_redis = redis_cluster_conn(r->stats_cluster, REDIS_STATS_KEY,
+                                            sizeof REDIS_STATS_KEY - 1);
+    else if (conf->redis_line && !conf->redis_ncluster)
+        r->stats_redis = redis_conn_open(conf, err, sizeof err);
+    if (conf->redis_line && !r->stats_redis) {
         log_error("%s", err);
         return -1;
     }
@@ -286,7 +292,10 @@ static void teardown(struct run *r)
     free(r->workers);
     free(r->queues);
     outbuf_fini(&r->statbuf);
-    redis_conn_close(r->stats_redis);
+    if (r->stats_cluster)
+        redis_cluster_close(r->stats_cluster);
+    else
+        redis_conn_close(r->stats_redis);
     ipfix_close(r->ipfix);   /* after the workers: their outputs sent what they held */
     if (r->sink_open)
         output_sink_close(&r->sink);

@@ -9,6 +9,7 @@
 #include "config.h"
 #include "outbuf.h"
 #include "ipfix.h"
+#include "redis-cluster.h"
 #include "redis-conn.h"
 #include "readahead.h"
 #include "stats.h"
@@ -41,6 +42,7 @@ struct run {
     struct outbuf statbuf;         /* stats records from this thread */
     struct redis_conn *stats_redis;/* this thread's connection, with the Redis output */
     struct ipfix_exporter *ipfix;  /* IPFIX_COLLECTOR: shared by the workers' outputs */
+    struct redis_cluster *stats_cluster; /* REDIS_CLUSTER: stats_redis is one of its nodes */
     struct worker *workers;
     struct feedback *fb;           /* FEEDBACK_CHANNEL: the subscriber thread */
     struct pktq *queues;

@@ -277,6 +277,16 @@ int stats_json(struct outbuf *b, const struct stats_source *s, const struct stat
         rc |= member(b, "queued_peak", t->rd.queued_peak, &first);
         rc |= member(b, "dropped_queue_full", t->rd.dropped_queue_full, &first);
         rc |= member(b, "dropped_disconnected", t->rd.dropped_disconnected, &first);
+        if (t->cluster) {
+            rc |= json_lit(b, ",\"cluster\":{");
+            first = 1;
+            rc |= member(b, "masters", t->cl.masters, &first);
+            rc |= member(b, "moved", t->cl.moved, &first);
+            rc |= member(b, "ask", t->cl.ask, &first);
+            rc |= member(b, "retries", t->cl.retries, &first);
+            rc |= member(b, "refreshes", t->cl.refreshes, &first);
+            rc |= json_lit(b, "}");
+        }
         rc |= json_lit(b, "}");
     }
     if (t->ipfix) {

@@ -10,6 +10,7 @@
 #include "decode.h"
 #include "outbuf.h"
 #include "ipfix.h"
+#include "redis-cluster.h"
 #include "redis-conn.h"
 #include "worker.h"
 
@@ -34,6 +35,8 @@ struct stats_totals {
     struct tap_counters tap;
     int redis;                     /* the Redis output is in use */
     struct redis_counters rd;
+    int cluster;                   /* the Redis output is a cluster's */
+    struct redis_cluster_counters cl;
     int ipfix;                     /* IPFIX export is on */
     struct ipfix_counters ix;
     uint64_t ipfix_pending;        /* records in the workers' messages, not yet sent */

@@ -1,0 +1,302 @@
+/* redis-cluster.c - Redis Cluster (its specification: "Redis Cluster
+ * Specification", key distribution and redirections): the slot map from
+ * CLUSTER SLOTS at start, one connection per master, key slots, and the
+ * resending of redirected commands. A command a node answered MOVED or ASK
+ * is kept, with its bytes, by that node's connection (redis-conn.c); this
+ * file sends it on to the node that owns the slot now, outside the loop
+ * that reads replies, in the order the replies came. */
+#include "redis-cluster.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "config.h"
+#include "counter.h"
+#include "log.h"
+#include "redis-conn-int.h"
+
+#define MAX_ROUNDS 16   /* redirections of redirections: a loop is a broken cluster */
+
+struct redis_cluster {
+    const struct config *conf;
+    struct redis_conn *node[REDIS_CLUSTER_MAX_NODES];
+    char name[REDIS_CLUSTER_MAX_NODES][64];   /* host:port */
+    int nnodes;
+    uint8_t slot_node[REDIS_CLUSTER_SLOTS];   /* index into node[] */
+    int live;
+    struct redis_cluster_counters n;
+};
+
+/* CRC16-XMODEM (polynomial 0x1021), as the cluster specification defines
+ * the key slot; bitwise: keys are short and this is not the hot path of a
+ * record's formatting. */
+static uint16_t crc16(const char *s, size_t n)
+{
+    uint16_t crc = 0;
+    for (size_t i = 0; i < n; i++) {
+        crc ^= (uint16_t)((uint8_t)s[i] << 8);
+        for (int b = 0; b < 8; b++)
+            crc = crc & 0x8000 ? (uint16_t)((crc << 1) ^ 0x1021) : (uint16_t)(crc << 1);
+    }
+    return crc;
+}
+
+unsigned redis_keyslot(const char *key, size_t len)
+{
+    const char *open = memchr(key, '{', len);
+    if (open) {
+        const char *close = memchr(open + 1, '}', len - (size_t)(open + 1 - key));
+        if (close && close > open + 1)
+            return crc16(open + 1, (size_t)(close - open - 1)) & (REDIS_CLUSTER_SLOTS - 1);
+    }
+    return crc16(key, len) & (REDIS_CLUSTER_SLOTS - 1);
+}
+
+/* The node called host:port, connected to if new; -1 when it cannot be. */
+static int node_index(struct redis_cluster *cl, const char *host, unsigned port, char *err,
+                      size_t errlen)
+{
+    char name[64];
+    snprintf(name, sizeof name, "%s:%u", host, port);
+    for (int i = 0; i < cl->nnodes; i++)
+        if (strcmp(cl->name[i], name) == 0)
+            return i;
+    if (cl->nnodes == REDIS_CLUSTER_MAX_NODES) {
+        snprintf(err, errlen, "more than %d cluster nodes", REDIS_CLUSTER_MAX_NODES);
+        return -1;
+    }
+    struct redis_conn *c = redis_conn_open_node(cl->conf, host, port, err, errlen);
+    if (!c)
+        return -1;
+    if (cl->live)
+        redis_conn_set_live(c);
+    int i = cl->nnodes;
+    cl->node[i] = c;
+    snprintf(cl->name[i], sizeof cl->name[i], "%s", name);
+    __atomic_store_n(&cl->nnodes, i + 1, __ATOMIC_RELEASE);   /* the statistics read it */
+    COUNTER_INC(cl->n.masters);
+    return i;
+}
+
+/* "host:port" of a redirection */
+static int node_named(struct redis_cluster *cl, const char *target)
+{
+    char host[64], err[256];
+    unsigned port = redis_split_hostport(target, host, sizeof host);
+    if (!port)
+        return -1;
+    int i = node_index(cl, host, port, err, sizeof err);
+    if (i < 0)
+        redis_conn_log(cl->node[0], "redirected to a node that cannot be reached", err);
+    return i;
+}
+
+/* Reads the slot map from one seed. Returns 0, 1 when the seed could not
+ * be reached (try the next), -1 with err when it answered and refused. */
+static int read_slots(struct redis_cluster *cl, const char *seed, char *err, size_t errlen)
+{
+    char host[256];
+    struct redis_addr a = {NULL, host, redis_split_hostport(seed, host, sizeof host)};
+    int refused;
+    redisContext *c = conn_connect_to(cl->conf, &a, err, errlen, &refused);
+    if (!c)
+        return refused ? -1 : 1;
+    struct timeval tv = {CONNECT_TIMEOUT_S, 0};
+    redisSetTimeout(c, tv);
+    redisReply *rep = redisCommand(c, "CLUSTER SLOTS");
+    int rc = -1;
+    if (!rep) {
+        snprintf(err, errlen, "Redis at %s: CLUSTER SLOTS: %s", seed, c->errstr);
+        rc = 1;
+    } else if (rep->type == REDIS_REPLY_ERROR) {
+        snprintf(err, errlen, "Redis at %s is not in cluster mode (%s): REDIS_CLUSTER needs "
+                 "cluster-enabled nodes", seed, rep->str);
+    } else if (rep->type != REDIS_REPLY_ARRAY) {
+        snprintf(err, errlen, "Redis at %s: CLUSTER SLOTS: unexpected reply", seed);
+    } else {
+        rc = 0;
+        for (size_t i = 0; i < rep->elements && rc == 0; i++) {
+            const redisReply *e = rep->element[i];
+            if (e->type != REDIS_REPLY_ARRAY || e->elements < 3 ||
+                e->element[2]->type != REDIS_REPLY_ARRAY || e->element[2]->elements < 2) {
+                snprintf(err, errlen, "Redis at %s: CLUSTER SLOTS: unexpected entry", seed);
+                rc = -1;
+                break;
+            }
+            const redisReply *m = e->element[2];
+            /* an empty or unknown endpoint is the node we asked */
+            const char *mhost = m->element[0]->type == REDIS_REPLY_STRING && m->element[0]->len &&
+                                strcmp(m->element[0]->str, "?") != 0 ? m->element[0]->str : host;
+            int k = node_index(cl, mhost, (unsigned)m->element[1]->integer, err, errlen);
+            if (k < 0) {
+                rc = -1;
+                break;
+            }
+            long long lo = e->element[0]->integer, hi = e->element[1]->integer;
+            for (long long s = lo; s <= hi && s < REDIS_CLUSTER_SLOTS; s++)
+                if (s >= 0)
+                    cl->slot_node[s] = (uint8_t)(k + 1);   /* 0: not covered */
+        }
+    }
+    freeReplyObject(rep);
+    redisFree(c);
+    return rc;
+}
+
+struct redis_cluster *redis_cluster_open(const struct config *conf, char *err, size_t errlen)
+{
+    struct redis_cluster *cl = calloc(1, sizeof *cl);
+    if (!cl) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    cl->conf = conf;
+    int rc = 1;
+    for (int i = 0; i < conf->redis_ncluster && rc == 1; i++)
+        rc = read_slots(cl, conf->redis_cluster[i], err, errlen);
+    if (rc == 1) {
+        char last[256];
+        snprintf(last, sizeof last, "%s", err);
+        snprintf(err, errlen, "no seed node of REDIS_CLUSTER answered (%s)", last);
+    }
+    for (int s = 0; rc == 0 && s < REDIS_CLUSTER_SLOTS; s++)
+        if (!cl->slot_node[s]) {
+            snprintf(err, errlen, "the Redis Cluster does not cover slot %d: is its state ok?", s);
+            rc = -1;
+        }
+    if (rc != 0) {
+        redis_cluster_close(cl);
+        return NULL;
+    }
+    for (int s = 0; s < REDIS_CLUSTER_SLOTS; s++)
+        cl->slot_node[s]--;
+    return cl;
+}
+
+void redis_cluster_close(struct redis_cluster *cl)
+{
+    if (!cl)
+        return;
+    redis_cluster_flush(cl);
+    for (int i = 0; i < cl->nnodes; i++)
+        redis_conn_close(cl->node[i]);
+    free(cl);
+}
+
+struct redis_conn *redis_cluster_conn(struct redis_cluster *cl, const char *key, size_t len)
+{
+    return cl->node[cl->slot_node[redis_keyslot(key, len)]];
+}
+
+struct redis_conn *redis_cluster_id_conn(struct redis_cluster *cl)
+{
+    return redis_cluster_conn(cl, "dati:id", 7);
+}
+
+/* A redirected command that cannot be sent again is lost, by what it carried. */
+static void lost(struct redis_conn *c, const struct redirect *d)
+{
+    if (d->kind == REDIS_CMD_RECORD)
+        COUNTER_INC(c->n.lost);
+    else if (d->kind == REDIS_CMD_FLOW)
+        COUNTER_INC(c->n.flows_lost);
+}
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+}
+
+/* Sends on the commands node i gave back; returns how many there were. */
+static unsigned resend(struct redis_cluster *cl, int i, int last_round)
+{
+    struct redis_redirects l;
+    unsigned n = redis_conn_take_redirects(cl->node[i], &l);
+    int slept = 0;
+    for (unsigned k = 0; k < n; k++) {
+        const struct redirect *d = &l.v[k];
+        int to = i;
+        if (d->how == REDIRECT_RETRY) {
+            COUNTER_INC(cl->n.retries);
+            if (!slept && !cl->live) {   /* a slot being moved, a failover under way */
+                sleep_ms(100);
+                slept = 1;
+            }
+        } else if ((to = node_named(cl, d->target)) >= 0) {
+            if (d->how == REDIRECT_MOVED && cl->slot_node[d->slot] != to) {
+                cl->slot_node[d->slot] = (uint8_t)to;   /* MOVED: the slot is there now */
+                COUNTER_INC(cl->n.refreshes);
+            }
+            COUNTER_INC(*(d->how == REDIRECT_MOVED ? &cl->n.moved : &cl->n.ask));
+        }
+        struct redis_conn *c = to >= 0 ? cl->node[to] : cl->node[i];
+        uint64_t dropped = 0;
+        static const char asking[] = "*1\r\n$6\r\nASKING\r\n";
+        if (to < 0 || last_round || redis_conn_admit(c, &dropped) < 0 ||
+            (d->how == REDIRECT_ASK &&
+             redis_conn_append_raw(c, asking, sizeof asking - 1, REDIS_CMD_MORE) < 0) ||
+            redis_conn_append_raw(c, l.bytes.buf + d->off, d->len, d->kind) < 0) {
+            lost(c, d);
+            continue;
+        }
+        redis_conn_touch(c);
+    }
+    redis_redirects_free(&l);
+    return n;
+}
+
+static int pending(const struct redis_cluster *cl)
+{
+    for (int i = 0; i < cl->nnodes; i++)
+        if (cl->node[i]->redir.n)
+            return 1;
+    return 0;
+}
+
+void redis_cluster_service(struct redis_cluster *cl)
+{
+    for (int round = 0; round < MAX_ROUNDS && pending(cl); round++)
+        for (int i = 0; i < cl->nnodes; i++)
+            if (cl->node[i]->redir.n)
+                resend(cl, i, round == MAX_ROUNDS - 1);
+}
+
+void redis_cluster_set_live(struct redis_cluster *cl)
+{
+    cl->live = 1;
+    for (int i = 0; i < cl->nnodes; i++)
+        redis_conn_set_live(cl->node[i]);
+}
+
+void redis_cluster_drain(struct redis_cluster *cl)
+{
+    for (int i = 0; i < cl->nnodes; i++)
+        redis_conn_drain(cl->node[i]);
+    redis_cluster_service(cl);
+}
+
+void redis_cluster_flush(struct redis_cluster *cl)
+{
+    for (int round = 0; round < MAX_ROUNDS; round++) {
+        for (int i = 0; i < cl->nnodes; i++)
+            redis_conn_flush(cl->node[i]);
+        if (!pending(cl))
+            return;
+        redis_cluster_service(cl);
+    }
+}
+
+int redis_cluster_nodes(const struct redis_cluster *cl)
+{
+    return __atomic_load_n(&cl->nnodes, __ATOMIC_ACQUIRE);
+}
+
+struct redis_conn *redis_cluster_node(struct redis_cluster *cl, int i) { return cl->node[i]; }
+
+const struct redis_cluster_counters *redis_cluster_counters(const struct redis_cluster *cl)
+{
+    return &cl->n;
+}
