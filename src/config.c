@@ -362,6 +362,23 @@ static void kw_redis_sock(struct parser *ps, char *v)
 
 static void kw_redis_host(struct parser *ps, char *v) { set_redis_str(ps, &ps->c->redis_host, v); }
 
+/* REDIS_WAIT_REPLICAS N [TIMEOUT_MS] */
+static void kw_redis_wait(struct parser *ps, char *v)
+{
+    char *ms = strpbrk(v, " \t");
+    if (ms) {
+        *ms++ = 0;
+        while (isspace((unsigned char)*ms))
+            ms++;
+    }
+    unsigned long n, t = ps->c->redis_wait_ms;
+    if (parse_uint(ps, "REDIS_WAIT_REPLICAS", v, 0, 16, &n) == 0 &&
+        (!ms || parse_uint(ps, "REDIS_WAIT_REPLICAS's timeout", ms, 1, 60000, &t) == 0)) {
+        ps->c->redis_wait_replicas = (unsigned)n;
+        ps->c->redis_wait_ms = (unsigned)t;
+    }
+}
+
 /* REDIS_CLUSTER host:port [host:port ...]: the seed nodes */
 static void kw_redis_cluster(struct parser *ps, char *v)
 {
@@ -474,6 +491,7 @@ static const struct keyword {
     HANDLER("REDIS_HOST", GLOBAL, kw_redis_host),
     HANDLER("REDIS_CLUSTER", GLOBAL, kw_redis_cluster),
     NUMBER("REDIS_STREAM_SHARDS", 1, 64, redis_stream_shards),
+    HANDLER("REDIS_WAIT_REPLICAS", GLOBAL, kw_redis_wait),
     NUMBER("REDIS_PORT", 1, 65535, redis_port),
     HANDLER("REDIS_AUTH", GLOBAL, kw_redis_auth),
     NUMBER("REDIS_DB", 0, 65535, redis_db),
@@ -572,6 +590,10 @@ static void check_whole(struct parser *ps)
         perr(ps, c->redis_cluster[0], "REDIS_CLUSTER and REDIS_SOCK/REDIS_HOST are exclusive: "
                                       "pick one");
     }
+    if (c->redis_wait_replicas && !c->redis_ncluster) {
+        ps->line = c->redis_line;
+        perr(ps, "REDIS_WAIT_REPLICAS", "REDIS_WAIT_REPLICAS is for a Redis Cluster (REDIS_CLUSTER)");
+    }
     if (c->redis_ncluster && c->redis_db) {
         ps->line = c->redis_line;
         perr(ps, c->redis_cluster[0], "a Redis Cluster has no databases: REDIS_DB must be 0");
@@ -615,6 +637,7 @@ struct config *config_parse(const char *name, const char *text, size_t len, FILE
     c->redis_pipeline = 50;
     c->redis_maxlen = 1000000;
     c->redis_stream_shards = 1;
+    c->redis_wait_ms = 1000;
     c->ipfix_refresh_s = 60;
     c->ipfix_refresh_msgs = 1000;
     struct parser ps = {.c = c, .name = name, .errs = errs};

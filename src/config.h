@@ -66,6 +66,8 @@ struct config {
     char *redis_cluster[16];
     int redis_ncluster;
     unsigned redis_stream_shards;      /* stream mode: each channel over this many keys */
+    unsigned redis_wait_replicas;      /* cluster: WAIT for this many replicas per pipeline */
+    unsigned redis_wait_ms;            /* and for this long at most, ms */
     /* Feedback channel (feedback.h): analyzers tag, watch and ignore flows */
     char *feedback_channel;            /* NULL: no feedback subscriber */
     char *feedback_reply;              /* acknowledgements; default <feedback_channel>:reply */

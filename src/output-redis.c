@@ -205,10 +205,11 @@ static int hash_field(struct output *o, struct extract_ctx *x, const struct reco
     struct redis_output *ro = (struct redis_output *)o;
     const struct filter_conf *f = m->filter;
     uint64_t id;
-    /* ids come from dati:id's node; in a cluster the record goes where its
-     * key's slot is, admitted there */
-    struct redis_conn *c = ro->cl ? redis_cluster_id_conn(ro->cl) : ro->conn;
-    if ((!ro->cl && redis_conn_admit(c, NULL) < 0) || redis_conn_next_id(c, &id) < 0)
+    /* in a cluster ids come from dati:id's master, and the record goes
+     * where its key's slot is, admitted there */
+    struct redis_conn *c = ro->conn;
+    if (ro->cl ? redis_cluster_next_id(ro->cl, &id) < 0
+               : redis_conn_admit(c, NULL) < 0 || redis_conn_next_id(c, &id) < 0)
         return -1;   /* never queued: the caller counts it dropped (live: also by reason) */
     char key[96];   /* REDIS_PREFIX is at most 64 characters */
     size_t keylen = strlen(f->redis_prefix);
@@ -548,6 +549,8 @@ static void sum_conn(struct redis_conn *c, struct stats_totals *t)
     rd->queued_peak += COUNTER_GET(rc->queued_peak);
     rd->dropped_queue_full += COUNTER_GET(rc->dropped_queue_full);
     rd->dropped_disconnected += COUNTER_GET(rc->dropped_disconnected);
+    rd->rerouted += COUNTER_GET(rc->rerouted);
+    rd->wait_short += COUNTER_GET(rc->wait_short);
 }
 
 /* The statistics read a cluster's node list while the worker may add a
@@ -573,6 +576,7 @@ static void sum(const struct output *o, struct stats_totals *t)
     t->cl.ask += COUNTER_GET(cc->ask);
     t->cl.retries += COUNTER_GET(cc->retries);
     t->cl.refreshes += COUNTER_GET(cc->refreshes);
+    t->cl.failovers += COUNTER_GET(cc->failovers);
 }
 
 static void close_(struct output *o)

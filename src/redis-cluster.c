@@ -18,6 +18,7 @@
 #include "redis-conn-int.h"
 
 #define MAX_ROUNDS 16   /* redirections of redirections: a loop is a broken cluster */
+#define FAILOVER_POLL_MS 200   /* asking for the slot map while a master fails over */
 
 struct redis_cluster {
     const struct config *conf;
@@ -26,8 +27,11 @@ struct redis_cluster {
     int nnodes;
     uint8_t slot_node[REDIS_CLUSTER_SLOTS];   /* index into node[] */
     int live;
+    uint64_t next_id, ids_left;               /* the reserved block of record ids */
     struct redis_cluster_counters n;
 };
+
+#define CLUSTER_ID_BLOCK 1024   /* ids reserved per INCRBY, as with one Redis */
 
 /* CRC16-XMODEM (polynomial 0x1021), as the cluster specification defines
  * the key slot; bitwise: keys are short and this is not the hot path of a
@@ -93,10 +97,14 @@ static int node_named(struct redis_cluster *cl, const char *target)
     return i;
 }
 
-/* Reads the slot map from one seed. Returns 0, 1 when the seed could not
- * be reached (try the next), -1 with err when it answered and refused. */
+/* Reads the slot map from one node (host:port), and takes it when it
+ * covers every slot. Returns 0, 1 when the node could not be reached or its
+ * map is not whole (try another), -1 with err when it answered and
+ * refused. */
 static int read_slots(struct redis_cluster *cl, const char *seed, char *err, size_t errlen)
 {
+    uint8_t map[REDIS_CLUSTER_SLOTS];   /* node index + 1; 0: not covered */
+    memset(map, 0, sizeof map);
     char host[256];
     struct redis_addr a = {NULL, host, redis_split_hostport(seed, host, sizeof host)};
     int refused;
@@ -137,11 +145,18 @@ static int read_slots(struct redis_cluster *cl, const char *seed, char *err, siz
             long long lo = e->element[0]->integer, hi = e->element[1]->integer;
             for (long long s = lo; s <= hi && s < REDIS_CLUSTER_SLOTS; s++)
                 if (s >= 0)
-                    cl->slot_node[s] = (uint8_t)(k + 1);   /* 0: not covered */
+                    map[s] = (uint8_t)(k + 1);
         }
     }
     freeReplyObject(rep);
     redisFree(c);
+    for (int s = 0; rc == 0 && s < REDIS_CLUSTER_SLOTS; s++)
+        if (!map[s]) {
+            snprintf(err, errlen, "the Redis Cluster does not cover slot %d: is its state ok?", s);
+            rc = 1;
+        }
+    for (int s = 0; rc == 0 && s < REDIS_CLUSTER_SLOTS; s++)
+        cl->slot_node[s] = (uint8_t)(map[s] - 1);
     return rc;
 }
 
@@ -159,19 +174,12 @@ struct redis_cluster *redis_cluster_open(const struct config *conf, char *err, s
     if (rc == 1) {
         char last[256];
         snprintf(last, sizeof last, "%s", err);
-        snprintf(err, errlen, "no seed node of REDIS_CLUSTER answered (%s)", last);
+        snprintf(err, errlen, "no seed node of REDIS_CLUSTER gave a whole slot map (%s)", last);
     }
-    for (int s = 0; rc == 0 && s < REDIS_CLUSTER_SLOTS; s++)
-        if (!cl->slot_node[s]) {
-            snprintf(err, errlen, "the Redis Cluster does not cover slot %d: is its state ok?", s);
-            rc = -1;
-        }
     if (rc != 0) {
         redis_cluster_close(cl);
         return NULL;
     }
-    for (int s = 0; s < REDIS_CLUSTER_SLOTS; s++)
-        cl->slot_node[s]--;
     return cl;
 }
 
@@ -185,14 +193,100 @@ void redis_cluster_close(struct redis_cluster *cl)
     free(cl);
 }
 
-struct redis_conn *redis_cluster_conn(struct redis_cluster *cl, const char *key, size_t len)
+static void sleep_ms(unsigned ms)
 {
-    return cl->node[cl->slot_node[redis_keyslot(key, len)]];
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
 }
 
-struct redis_conn *redis_cluster_id_conn(struct redis_cluster *cl)
+/* The slot map again, from any node that gives a whole one. */
+static void refresh(struct redis_cluster *cl)
 {
-    return redis_cluster_conn(cl, "dati:id", 7);
+    char err[256];
+    for (int i = 0; i < cl->nnodes; i++)
+        if (read_slots(cl, cl->name[i], err, sizeof err) == 0)
+            return;
+    for (int i = 0; i < cl->conf->redis_ncluster; i++)
+        if (read_slots(cl, cl->conf->redis_cluster[i], err, sizeof err) == 0)
+            return;
+}
+
+/* A master that answers for slot: its node, once the cluster has one.
+ * Reading a file, a master lost waits for its replica to take over (the
+ * slot map is asked for again every FAILOVER_POLL_MS) as long as it takes,
+ * as dati waits for a single Redis; -1 once dati is being stopped, or
+ * live, where nothing waits. */
+static int live_owner(struct redis_cluster *cl, unsigned slot)
+{
+    uint64_t last_log = 0;
+    for (;;) {
+        int i = cl->slot_node[slot];
+        if (redis_conn_alive(cl->node[i]))
+            return i;
+        if (cl->live || redis_conn_stopping())
+            return -1;
+        refresh(cl);
+        i = cl->slot_node[slot];
+        if (redis_conn_alive(cl->node[i])) {
+            COUNTER_INC(cl->n.failovers);
+            return i;
+        }
+        if (log_due(&last_log, 5000000000u))
+            log_warn("Redis Cluster: the master of slot %u (%s) is down; waiting for a replica "
+                     "to take over", slot, cl->name[i]);
+        sleep_ms(FAILOVER_POLL_MS);
+    }
+}
+
+struct redis_conn *redis_cluster_conn(struct redis_cluster *cl, const char *key, size_t len)
+{
+    unsigned slot = redis_keyslot(key, len);
+    struct redis_conn *c = cl->node[cl->slot_node[slot]];
+    if (!c->c) {   /* its node was lost: where is the slot now? */
+        int i = live_owner(cl, slot);
+        if (i >= 0)
+            c = cl->node[i];
+    }
+    return c;
+}
+
+int redis_cluster_next_id(struct redis_cluster *cl, uint64_t *id)
+{
+    if (cl->ids_left == 0) {
+        int to = -1, asking = 0;
+        for (int round = 0; round < MAX_ROUNDS; round++) {
+            struct redis_conn *c = to >= 0 ? cl->node[to] : redis_cluster_conn(cl, "dati:id", 7);
+            char err[160];
+            long long v;
+            if (redis_conn_incrby(c, "dati:id", CLUSTER_ID_BLOCK, asking, &v, err, sizeof err) == 0) {
+                cl->next_id = (uint64_t)v - CLUSTER_ID_BLOCK + 1;
+                cl->ids_left = CLUSTER_ID_BLOCK;
+                break;
+            }
+            const char *target = strrchr(err, ' ');
+            asking = strncmp(err, "ASK ", 4) == 0;
+            if ((asking || strncmp(err, "MOVED ", 6) == 0) && target &&
+                (to = node_named(cl, target + 1)) >= 0) {
+                if (!asking) {
+                    cl->slot_node[redis_keyslot("dati:id", 7)] = (uint8_t)to;
+                    COUNTER_INC(cl->n.refreshes);
+                }
+                continue;
+            }
+            to = -1, asking = 0;
+            if (redis_conn_stopping() || cl->live) {
+                redis_conn_log(c, "INCRBY dati:id failed", err[0] ? err : "connection lost");
+                return -1;
+            }
+            sleep_ms(100);   /* TRYAGAIN, CLUSTERDOWN, a lost master: the map again */
+            refresh(cl);
+        }
+        if (cl->ids_left == 0)
+            return -1;
+    }
+    *id = cl->next_id++;
+    cl->ids_left--;
+    return 0;
 }
 
 /* A redirected command that cannot be sent again is lost, by what it carried. */
@@ -204,12 +298,6 @@ static void lost(struct redis_conn *c, const struct redirect *d)
         COUNTER_INC(c->n.flows_lost);
 }
 
-static void sleep_ms(unsigned ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-    nanosleep(&ts, NULL);
-}
-
 /* Sends on the commands node i gave back; returns how many there were. */
 static unsigned resend(struct redis_cluster *cl, int i, int last_round)
 {
@@ -219,7 +307,9 @@ static unsigned resend(struct redis_cluster *cl, int i, int last_round)
     for (unsigned k = 0; k < n; k++) {
         const struct redirect *d = &l.v[k];
         int to = i;
-        if (d->how == REDIRECT_RETRY) {
+        if (d->how == REDIRECT_REROUTE) {
+            to = live_owner(cl, d->slot);
+        } else if (d->how == REDIRECT_RETRY) {
             COUNTER_INC(cl->n.retries);
             if (!slept && !cl->live) {   /* a slot being moved, a failover under way */
                 sleep_ms(100);

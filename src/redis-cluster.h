@@ -19,6 +19,7 @@ struct redis_cluster_counters {
     uint64_t moved, ask;       /* commands sent again after MOVED, after ASK */
     uint64_t retries;          /* commands sent again after TRYAGAIN or CLUSTERDOWN */
     uint64_t refreshes;        /* slots whose owner changed (MOVED) */
+    uint64_t failovers;        /* masters lost, and their slots found on another */
 };
 
 struct redis_cluster;
@@ -36,8 +37,10 @@ void redis_cluster_close(struct redis_cluster *cl);
 
 /* The connection of the master that owns key's slot. */
 struct redis_conn *redis_cluster_conn(struct redis_cluster *cl, const char *key, size_t len);
-/* The master of dati:id, where the record ids come from. */
-struct redis_conn *redis_cluster_id_conn(struct redis_cluster *cl);
+/* The next record id, from blocks of 1024 reserved with INCRBY dati:id on
+ * its master, synchronously, following MOVED and ASK (a slot migration or
+ * failover moves dati:id too). 0, or -1 when none could be had. */
+int redis_cluster_next_id(struct redis_cluster *cl, uint64_t *id);
 
 /* Sends again what the cluster redirected, to the node that now owns it
  * (MOVED: the slot map follows; ASK: once, after ASKING; TRYAGAIN and

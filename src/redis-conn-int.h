@@ -68,6 +68,7 @@ struct redis_conn {
         unsigned ncmds, nrecords, nflows;
         unsigned counted;                /* replies already counted (across a resend) */
         unsigned done;                   /* replies read since it was last sent */
+        int waited;                      /* REDIS_WAIT_REPLICAS: its WAIT is in it */
     } pipes[2], *cur, *sent;             /* sent: NULL when nothing is in flight */
     struct pipe *behind;                 /* cur, already written behind sent (send_current) */
     unsigned max_cmds;

@@ -5,6 +5,7 @@
  * Reading a file it waits for Redis and resends after a reconnection; live
  * mode's admission and reconnection are in redis-live.c. */
 #include "redis-conn-int.h"
+#include "redis-cluster.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -27,6 +28,8 @@ static const volatile int *stop_flag;
 
 void redis_conn_set_stop(const volatile int *flag) { stop_flag = flag; }
 
+int redis_conn_stopping(void) { return stop_flag && *stop_flag; }
+
 /* Connects, authenticates and selects the database. Returns the context, or
  * NULL with the reason in err; *refused tells a server that answered (AUTH,
  * SELECT refused) from one that could not be reached. A server that accepts
@@ -41,10 +44,14 @@ redisContext *conn_connect_to(const struct config *conf, const struct redis_addr
     struct timeval tv = {CONNECT_TIMEOUT_S, 0}, forever = {0, 0};
     redisContext *c = a->sock ? redisConnectUnixWithTimeout(a->sock, tv)
                               : redisConnectWithTimeout(a->host, (int)a->port, tv);
-    const char *where = a->sock ? a->sock : a->host;
+    char where[300];
+    if (a->sock)
+        snprintf(where, sizeof where, "%s", a->sock);
+    else
+        snprintf(where, sizeof where, "%s:%u", a->host, a->port);
     if (!c || c->err) {
-        snprintf(err, errlen, "cannot connect to Redis at %s%s%.0u: %s", where,
-                 a->sock ? "" : ":", a->sock ? 0 : a->port, c ? c->errstr : "out of memory");
+        snprintf(err, errlen, "cannot connect to Redis at %s: %s", where,
+                 c ? c->errstr : "out of memory");
         redisFree(c);
         return NULL;
     }
@@ -203,6 +210,8 @@ void conn_attach(struct redis_conn *r, redisContext *c)
 }
 
 static int wait_fd(struct redis_conn *r, short events);
+static int pipe_append_raw(struct redis_conn *r, struct pipe *p, const char *cmd, size_t len,
+                           enum redis_cmd_kind kind);
 static void broken(struct redis_conn *r, const char *why);
 static int send_all(struct redis_conn *r, const char *buf, size_t len);
 
@@ -228,6 +237,25 @@ static const struct reply *command(struct redis_conn *r, const char *fmt, ...)
         if (wait_fd(r, POLLIN) < 0 || redisBufferRead(r->c) != REDIS_OK)
             return NULL;
     return rep;
+}
+
+int redis_conn_incrby(struct redis_conn *r, const char *key, long long n, int asking,
+                      long long *val, char *err, size_t errlen)
+{
+    redis_conn_flush(r);   /* a synchronous round trip must not interleave replies */
+    const struct reply *rep = asking ? command(r, "ASKING") : NULL;
+    if (!asking || rep)
+        rep = command(r, "INCRBY %s %lld", key, n);
+    if (!rep) {
+        snprintf(err, errlen, "%s", "");
+        return -1;
+    }
+    if (rep->type != REDIS_REPLY_INTEGER) {
+        snprintf(err, errlen, "%s", rep->type == REDIS_REPLY_ERROR ? rep->str : "?");
+        return -1;
+    }
+    *val = rep->integer;
+    return 0;
 }
 
 static void sleep_ms(unsigned ms)
@@ -418,6 +446,16 @@ static int send_all(struct redis_conn *r, const char *buf, size_t len)
 int conn_send_pipe(struct redis_conn *r, struct pipe *p)
 {
     p->done = 0;
+    if (r->cluster && r->conf->redis_wait_replicas && !p->waited && p->ncmds) {
+        /* the pipeline counts as stored once replicas have it (WAIT) */
+        char cmd[96];
+        int n = snprintf(cmd, sizeof cmd, "*3\r\n$4\r\nWAIT\r\n$%d\r\n%u\r\n$%d\r\n%u\r\n",
+                         snprintf(NULL, 0, "%u", r->conf->redis_wait_replicas),
+                         r->conf->redis_wait_replicas,
+                         snprintf(NULL, 0, "%u", r->conf->redis_wait_ms), r->conf->redis_wait_ms);
+        if (pipe_append_raw(r, p, cmd, (size_t)n, REDIS_CMD_WAIT) == 0)
+            p->waited = 1;
+    }
     if (!r->c || r->c->err)
         return -1;
     return send_all(r, p->buf.buf, p->buf.len);
@@ -477,6 +515,34 @@ static int wait_fd(struct redis_conn *r, short events)
     }
 }
 
+/* Keeps command i of p, with its bytes, to be sent again; NULL when out of
+ * memory. */
+static struct redirect *keep(struct redis_conn *r, struct pipe *p, unsigned i, int how)
+{
+    struct redis_redirects *l = &r->redir;
+    uint32_t start = p->off[i], end = i + 1 < p->ncmds ? p->off[i + 1] : (uint32_t)p->buf.len;
+    if (l->n == l->cap) {
+        unsigned cap = l->cap ? 2 * l->cap : 64;
+        struct redirect *v = realloc(l->v, cap * sizeof *v);
+        if (!v)
+            return NULL;
+        l->v = v;
+        l->cap = cap;
+    }
+    if ((!l->bytes.buf && outbuf_init(&l->bytes, NULL) < 0) ||
+        outbuf_room(&l->bytes, end - start) < 0)
+        return NULL;
+    struct redirect *d = &l->v[l->n++];
+    memset(d, 0, sizeof *d);
+    d->kind = p->kind[i];
+    d->how = (uint8_t)how;
+    d->off = (uint32_t)l->bytes.len;
+    d->len = end - start;
+    memcpy(l->bytes.buf + l->bytes.len, p->buf.buf + start, d->len);
+    l->bytes.len += d->len;
+    return d;
+}
+
 void redis_redirects_free(struct redis_redirects *l)
 {
     if (l->bytes.buf)
@@ -506,36 +572,94 @@ static int redirected(struct redis_conn *r, struct pipe *p, unsigned i, const st
                   ? REDIRECT_RETRY : -1;
     if (how < 0)
         return 0;
-    if (p->kind[i] == REDIS_CMD_IDS)
+    if (p->kind[i] == REDIS_CMD_IDS || p->kind[i] == REDIS_CMD_WAIT)
         return 1;   /* ids_asked was reset: the next request goes where dati:id is */
-    struct redis_redirects *l = &r->redir;
-    uint32_t start = p->off[i], end = i + 1 < p->ncmds ? p->off[i + 1] : (uint32_t)p->buf.len;
-    if (l->n == l->cap) {
-        unsigned cap = l->cap ? 2 * l->cap : 64;
-        struct redirect *v = realloc(l->v, cap * sizeof *v);
-        if (!v)
-            return 0;
-        l->v = v;
-        l->cap = cap;
-    }
-    if ((!l->bytes.buf && outbuf_init(&l->bytes, NULL) < 0) ||
-        outbuf_room(&l->bytes, end - start) < 0)
-        return 0;
-    struct redirect *d = &l->v[l->n++];
-    memset(d, 0, sizeof *d);
-    d->kind = p->kind[i];
-    d->how = (uint8_t)how;
-    d->off = (uint32_t)l->bytes.len;
-    d->len = end - start;
-    memcpy(l->bytes.buf + l->bytes.len, p->buf.buf + start, d->len);
-    l->bytes.len += d->len;
-    if (how != REDIRECT_RETRY) {   /* "MOVED 3999 127.0.0.1:6381" */
+    struct redirect *d = keep(r, p, i, how);
+    if (d && how != REDIRECT_RETRY) {   /* "MOVED 3999 127.0.0.1:6381" */
         const char *sp = strchr(s, ' ');
         d->slot = (uint16_t)(atoi(sp + 1) & 16383);
         const char *t = sp ? strchr(sp + 1, ' ') : NULL;
         snprintf(d->target, sizeof d->target, "%s", t ? t + 1 : "");
     }
-    return 1;
+    return d != NULL;
+}
+
+/* The key slot of a command in RESP (its second argument), -1 for one
+ * without a key or that is not resent on its own (ASKING, WAIT). */
+static int command_slot(const char *c, size_t len)
+{
+    const char *end = c + len;
+    char *q;
+    if (len < 4 || c[0] != '*' || strtol(c + 1, &q, 10) < 2 || q[0] != '\r')
+        return -1;
+    const char *p = q + 2;
+    if (p >= end || *p != '$')
+        return -1;
+    long nl = strtol(p + 1, &q, 10);
+    const char *name = q + 2;
+    if (name + nl + 2 >= end || (nl == 4 && memcmp(name, "WAIT", 4) == 0))
+        return -1;
+    p = name + nl + 2;
+    if (*p != '$')
+        return -1;
+    long kl = strtol(p + 1, &q, 10);
+    if (q + 2 + kl > end)
+        return -1;
+    return (int)redis_keyslot(q + 2, (size_t)kl);
+}
+
+/* Cluster: the commands of p from `from` on, kept to go where their slots
+ * are now (their node was lost); p is emptied. */
+static void reroute(struct redis_conn *r, struct pipe *p, unsigned from)
+{
+    for (unsigned i = from; i < p->ncmds; i++) {
+        if (p->kind[i] == REDIS_CMD_IDS || p->kind[i] == REDIS_CMD_WAIT)
+            continue;
+        uint32_t start = p->off[i], end = i + 1 < p->ncmds ? p->off[i + 1] : (uint32_t)p->buf.len;
+        int slot = command_slot(p->buf.buf + start, end - start);
+        struct redirect *d = slot < 0 ? NULL : keep(r, p, i, REDIRECT_REROUTE);
+        if (d) {
+            d->slot = (uint16_t)slot;
+            COUNTER_INC(r->n.rerouted);
+        } else if (slot >= 0 && p->kind[i] == REDIS_CMD_RECORD) {
+            COUNTER_INC(r->n.lost);   /* out of memory */
+        } else if (slot >= 0 && p->kind[i] == REDIS_CMD_FLOW) {
+            COUNTER_INC(r->n.flows_lost);
+        }
+    }
+    COUNTER_ADD(r->n.commands, p->counted);
+    conn_clear(p);
+}
+
+/* Cluster: the node's connection is lost and could not be made again. What
+ * its pipelines hold goes to the cluster, to be sent where the slots are
+ * now (the whole pipeline in flight with REDIS_WAIT_REPLICAS: nothing of it
+ * is known to be on a replica); the node stays down until it answers. */
+static void node_lost(struct redis_conn *r, struct pipe *sent)
+{
+    redis_conn_log(r, "cluster node lost", "its commands go where its slots are now");
+    reroute(r, sent, r->conf->redis_wait_replicas ? 0 : sent->counted);
+    for (int i = 0; i < 2; i++)
+        if (&r->pipes[i] != sent)
+            reroute(r, &r->pipes[i], 0);
+    redisFree(r->c);
+    r->c = NULL;
+    r->ids_asked = 0;
+    r->ids_left = 0;
+    r->spare_ready = 0;
+}
+
+int redis_conn_alive(struct redis_conn *r)
+{
+    if (r->c && !r->c->err)
+        return 1;
+    char err[256];
+    int refused;
+    redisFree(r->c);
+    conn_attach(r, conn_connect_to(r->conf, &r->addr, err, sizeof err, &refused));
+    if (r->c)
+        COUNTER_INC(r->n.reconnects);
+    return r->c != NULL;
 }
 
 /* One reply of a sent pipeline: an error counted once across resends, an
@@ -551,6 +675,9 @@ static void take_reply(struct redis_conn *r, struct pipe *p, const struct reply 
             r->spare_ready = 1;
         }
     }
+    if (kind == REDIS_CMD_WAIT && rep->type == REDIS_REPLY_INTEGER && i >= p->counted &&
+        rep->integer < (long long)r->conf->redis_wait_replicas)
+        COUNTER_INC(r->n.wait_short);
     if (rep->type == REDIS_REPLY_ERROR && i >= p->counted && !(r->cluster && redirected(r, p, i, rep)))
         error_reply(r, rep, kind);
     if (i >= p->counted)
@@ -596,6 +723,7 @@ void conn_clear(struct pipe *p)
 {
     p->buf.len = 0;
     p->ncmds = p->nrecords = p->nflows = p->counted = p->done = 0;
+    p->waited = 0;
 }
 
 /* Waits for the pipeline in flight to be answered. When the connection
@@ -612,7 +740,17 @@ static void conn_settle(struct redis_conn *r)
             return;
         }
         redis_conn_log(r, "connection lost", r->c ? r->c->errstr : "not connected");
-        if (reconnect(r) < 0) {   /* being stopped: what is in flight is lost */
+        if (r->cluster && !redis_conn_stopping() && !redis_conn_alive(r)) {
+            node_lost(r, p);   /* the cluster sends it where the slots are now */
+            r->sent = NULL;
+            conn_track_depth(r);
+            return;
+        }
+        if (!r->cluster && reconnect(r) < 0) {   /* being stopped: what is in flight is lost */
+            conn_count_unanswered(r, p);
+            break;
+        }
+        if (r->cluster && redis_conn_stopping()) {
             conn_count_unanswered(r, p);
             break;
         }
@@ -743,7 +881,8 @@ int redis_conn_stats(struct redis_conn *r, const char *json, size_t len, int fin
     int ok = send_stats(r, json, len, final);
     /* reading a file, a connection that broke since the last statistics (a
      * Redis restarted) is mended as the records' connections are */
-    if (!ok && !r->live && r->c && r->c->err && reconnect(r) == 0)
+    if (!ok && !r->live && r->c && r->c->err &&
+        (r->cluster ? redis_conn_alive(r) : reconnect(r) == 0))   /* a cluster node: once */
         ok = send_stats(r, json, len, final);
     if (!ok)
         redis_conn_log(r, "statistics not stored", r->c && r->c->err ? r->c->errstr : "error reply");
@@ -799,7 +938,12 @@ int redis_conn_append(struct redis_conn *r, int argc, const char **argv, const s
 int redis_conn_append_raw(struct redis_conn *r, const char *cmd, size_t len,
                           enum redis_cmd_kind kind)
 {
-    struct pipe *p = r->cur;
+    return pipe_append_raw(r, r->cur, cmd, len, kind);
+}
+
+static int pipe_append_raw(struct redis_conn *r, struct pipe *p, const char *cmd, size_t len,
+                           enum redis_cmd_kind kind)
+{
     if (p->ncmds == r->max_cmds || outbuf_room(&p->buf, len) < 0)
         return -1;
     p->off[p->ncmds] = (uint32_t)p->buf.len;

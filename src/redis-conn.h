@@ -32,12 +32,15 @@ struct redis_counters {
     /* live mode: records (either kind) never queued, by reason */
     uint64_t dropped_queue_full;    /* both pipelines busy: Redis is slower than the traffic */
     uint64_t dropped_disconnected;  /* the connection is down, reconnecting */
+    uint64_t rerouted;              /* cluster: commands of a lost node sent to its slots' new owners */
+    uint64_t wait_short;            /* REDIS_WAIT_REPLICAS: pipelines fewer replicas acknowledged */
 };
 
 /* What each queued command carries, to count what an error reply or a
  * lost connection loses: the first command of a field record or of a flow
  * record, or one that loses no record of its own. */
-enum redis_cmd_kind { REDIS_CMD_RECORD, REDIS_CMD_MORE, REDIS_CMD_FLOW, REDIS_CMD_IDS };
+enum redis_cmd_kind { REDIS_CMD_RECORD, REDIS_CMD_MORE, REDIS_CMD_FLOW, REDIS_CMD_IDS,
+                      REDIS_CMD_WAIT };
 
 /* Where a connection goes: a unix socket, or host and port. */
 struct redis_addr {
@@ -74,12 +77,26 @@ struct redis_conn *redis_conn_open_node(const struct config *conf, const char *h
 
 /* A command the cluster answered with MOVED/ASK (to another node) or
  * TRYAGAIN/CLUSTERDOWN (later). */
-enum { REDIRECT_MOVED, REDIRECT_ASK, REDIRECT_RETRY };
+enum { REDIRECT_MOVED, REDIRECT_ASK, REDIRECT_RETRY,
+       REDIRECT_REROUTE /* its node was lost: to the slot's owner, once known */ };
+
+/* Whether dati is being stopped (the waits give up). */
+int redis_conn_stopping(void);
+
+/* Cluster: whether the node's connection is up; if not, one attempt to
+ * make it again (no waiting). */
+int redis_conn_alive(struct redis_conn *c);
 struct redis_redirects;
 /* Hands over the commands to resend (into *out, which the caller frees
  * with redis_redirects_free); returns their number. */
 unsigned redis_conn_take_redirects(struct redis_conn *c, struct redis_redirects *out);
 void redis_redirects_free(struct redis_redirects *l);
+
+/* Cluster: INCRBY key n now, synchronously (ASKING first when asking);
+ * 0 with the new value, or -1 with the error reply in err ("MOVED ...",
+ * "ASK ...") or an empty err when the connection failed. */
+int redis_conn_incrby(struct redis_conn *c, const char *key, long long n, int asking,
+                      long long *val, char *err, size_t errlen);
 
 /* Appends a command already in RESP (a redirected one). */
 int redis_conn_append_raw(struct redis_conn *c, const char *cmd, size_t len,

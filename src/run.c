@@ -115,6 +115,9 @@ void run_report(struct run *r, int final, const char *input_error)
         stats_print(stderr, &r->src, &t, elapsed, final);
     }
     if (stats_json(&r->statbuf, &r->src, &t, elapsed, final, input_error) == 0) {
+        if (r->stats_cluster)   /* dati:stats's master, now (a failover moves it) */
+            r->stats_redis = redis_cluster_conn(r->stats_cluster, REDIS_STATS_KEY,
+                                                sizeof REDIS_STATS_KEY - 1);
         if (r->stats_redis)
             redis_conn_stats(r->stats_redis, r->statbuf.buf, r->statbuf.len - 1, final);
         outbuf_flush(&r->statbuf);

@@ -285,6 +285,9 @@ int stats_json(struct outbuf *b, const struct stats_source *s, const struct stat
             rc |= member(b, "ask", t->cl.ask, &first);
             rc |= member(b, "retries", t->cl.retries, &first);
             rc |= member(b, "refreshes", t->cl.refreshes, &first);
+            rc |= member(b, "failovers", t->cl.failovers, &first);
+            rc |= member(b, "rerouted", t->rd.rerouted, &first);
+            rc |= member(b, "wait_short", t->rd.wait_short, &first);
             rc |= json_lit(b, "}");
         }
         rc |= json_lit(b, "}");

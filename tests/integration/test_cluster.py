@@ -1,0 +1,680 @@
+"""The Redis output against a real Redis Cluster: six redis-server processes
+on loopback ports (three masters, one replica each, cluster.py), one cluster
+for the module, flushed before each test.
+
+test_harness_*: the cluster itself (key slots, RedisCluster, resharding,
+failover), without dati. The other tests run dati with REDIS_CLUSTER:
+  - hash mode: the single-Redis layout spread over every master, each record
+    equal to its JSON record; PUBLISH reaches subscribers on any node;
+  - stream mode with REDIS_STREAM_SHARDS 3: one stream per shard, each on
+    its own master, each record in the shard of its flow;
+  - a slot migrated while dati writes (ASK, then MOVED): nothing lost;
+  - bad seeds, passwords and configurations: clear errors, exit 2;
+  - a master killed mid-run (last: it leaves the cluster one node short)."""
+import json
+import random
+import re
+import shutil
+import subprocess
+import threading
+import time
+from collections import Counter, defaultdict
+
+import pytest
+
+import dati_helpers as h
+
+redis = pytest.importorskip("redis", reason="python3-redis is not installed (make deps)")
+for _tool in ("redis-server", "redis-cli"):
+    if not shutil.which(_tool):
+        pytest.skip(f"{_tool} is not installed (make deps)", allow_module_level=True)
+try:
+    import redis.cluster   # noqa: F401  (python3-redis >= 4.1)
+except ImportError:
+    pytest.skip("python3-redis has no redis.cluster (4.1 or later needed)",
+                allow_module_level=True)
+
+import cluster as cl   # noqa: E402  (needs redis.cluster)
+from test_redis import (CONF, expected_from_json, json_value, record_tuple,  # noqa: E402
+                        start_redis_tcp, stop_redis)
+
+# test_redis's configuration (filters http -> channel http_GET, dns with
+# REDIS_PREFIX dati:rec:dns:, sessions on test:sessions), on a cluster
+CLUSTER_CONF = CONF.replace("REDIS_SOCK {sock}\nREDIS_AUTH s3cret\n", "REDIS_CLUSTER {seeds}\n")
+assert "REDIS_CLUSTER" in CLUSTER_CONF
+REDIS_ONLY = ("REDIS_CLUSTER", "REDIS_AUTH", "SESSION", "REDIS_MODE", "REDIS_STREAM_SHARDS")
+CHANNELS = ("http_GET", "dns", "test:sessions")
+
+
+# ---------------------------------------------------------------- fixtures
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    c = cl.Cluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        c.start()
+        yield c
+    finally:
+        c.stop()
+
+
+@pytest.fixture
+def rc(cluster):
+    """The module's cluster, healthy and empty."""
+    cluster.wait_healthy()
+    cluster.flushall()
+    return cluster
+
+
+def write_confs(tmp_path, seeds, extra="", auth=None, name="cluster.conf"):
+    """(dati's config with REDIS_CLUSTER seeds, the same minus Redis for JSON)."""
+    text = CLUSTER_CONF.format(seeds=seeds)
+    if auth:
+        extra += f"REDIS_AUTH {auth}\n"
+    text = text.replace("PKT_TTL 1000000000\n", "PKT_TTL 1000000000\n" + extra)
+    jtext = "\n".join(l for l in text.splitlines() if not l.startswith(REDIS_ONLY)) + "\n"
+    return h.write_config(tmp_path, name, text), h.write_config(tmp_path, "json." + name, jtext)
+
+
+@pytest.fixture(scope="module")
+def big(tmp_path_factory, binaries):
+    """A capture of 200 000 HTTP requests (1000 flows) and its JSON run."""
+    d = tmp_path_factory.mktemp("big")
+    pcap = d / "big.pcap"
+    h.run_gen(["-n", 200000, "--http-share", 100], pcap)
+    _, jconf = write_confs(d, "127.0.0.1:1")
+    want = h.run_dati(["-r", pcap, "-c", jconf, "-t", 2, "-q"])
+    assert len(want.records) >= 200000
+    return {"path": pcap, "want": want}
+
+
+@pytest.fixture(scope="module")
+def mid(tmp_path_factory, binaries):
+    """40 000 TCP packets, half of them HTTP requests (BPF tcp: 40 000
+    records, 2000 flows), and the JSON run."""
+    d = tmp_path_factory.mktemp("mid")
+    pcap = d / "mid.pcap"
+    h.run_gen(["-n", 40000, "-s", 3, "--http-share", 50], pcap)
+    _, jconf = write_confs(d, "127.0.0.1:1")
+    want = h.run_dati(["-r", pcap, "-c", jconf, "-t", 2, "-q"])
+    return {"path": pcap, "want": want, "data": pcap.read_bytes()}
+
+
+# ---------------------------------------------------------------- helpers
+
+def cluster_stats(stats):
+    """The final stats record's redis.cluster member:
+    {"masters", "moved", "ask", "retries", "refreshes", ...}."""
+    rd = stats.get("redis", {})
+    assert "cluster" in rd, f"no redis.cluster in the stats record: {sorted(rd)}"
+    cs = rd["cluster"]
+    for k in ("masters", "moved", "ask", "retries", "refreshes"):
+        assert isinstance(cs.get(k), int), f"stats cluster.{k}: {cs}"
+    return cs
+
+
+def fetch(cluster, keys, what="hgetall"):
+    """{key: reply} of one command per key, pipelined on each key's master."""
+    owners = cluster.owner_table()
+    by_node = defaultdict(list)
+    for k in keys:
+        by_node[owners[cl.keyslot(k)]].append(k)
+    out = {}
+    for port, ks in by_node.items():
+        pipe = cluster.node_client(port).pipeline(transaction=False)
+        for k in ks:
+            getattr(pipe, what)(k)
+        out.update(zip(ks, pipe.execute()))
+    return out
+
+
+def xrange_all(client, key, chunk=10000):
+    """Every entry of a stream, in chunks."""
+    out, start = [], "-"
+    while True:
+        part = client.xrange(key, min=start, count=chunk)
+        out.extend(part)
+        if len(part) < chunk:
+            return out
+        start = "(" + part[-1][0].decode()
+
+
+def json_record_hash(r):
+    """The hash (or stream entry) of a JSON field record, as test_redis's
+    expected_from_json() makes it."""
+    d = {b"Timestamp": str(r["ts"]).encode(), b"filter": r["filter"].encode()}
+    if "flow" in r:
+        d[b"flow"] = str(r["flow"]).encode()
+    for k, v in r["fields"].items():
+        d[k.encode()] = json_value(v)
+    return d
+
+
+def check_hash_records(cluster, stats, want, sample=None):
+    """The stats and the hashes of a hash-mode run against the JSON run:
+    one dati:rec:* key per JSON record, equal (all, or a sample) field by
+    field, each with its TTL."""
+    rd = stats["redis"]
+    assert rd["lost"] == 0 and rd["flows_lost"] == 0 and rd["errors"] == 0, rd
+    assert rd["records"] == len(want.records) and rd["flows"] == len(want.flows), rd
+    keys = cluster.scan_all("dati:rec:*")
+    assert len(keys) == len(want.records), (len(keys), len(want.records))
+    ids = [int(k.rsplit(b":", 1)[1]) for k in keys]
+    top = int(cluster.client().get("dati:id"))
+    assert top % 1024 == 0 and max(ids) <= top, (top, max(ids))   # blocks of INCRBY dati:id 1024
+    if sample is None:
+        got = fetch(cluster, keys)
+        assert Counter(record_tuple(v) for v in got.values()) == expected_from_json(want), \
+            "Redis hashes differ from the JSON records"
+        checked = keys[:100]
+    else:
+        by_key = {}
+        for r in want.records:   # (Timestamp, filter, flow) names one record of these captures
+            d = json_record_hash(r)
+            k = (d[b"Timestamp"], d[b"filter"], d.get(b"flow"))
+            assert k not in by_key, f"two JSON records with {k}"
+            by_key[k] = d
+        checked = random.Random(7).sample(keys, min(sample, len(keys)))
+        bad = []
+        for k, v in fetch(cluster, checked).items():
+            w = by_key.get((v.get(b"Timestamp"), v.get(b"filter"), v.get(b"flow")))
+            if w != v:
+                bad.append(f"{k}: {v} / JSON {w}")
+        assert not bad, f"{len(bad)} of {len(checked)} hashes differ: " + "\n".join(bad[:10])
+    ttls = fetch(cluster, checked, "ttl")
+    assert all(0 < t <= 300 for t in ttls.values()), f"TTLs of record hashes: {sorted(ttls.values())[:5]}"
+    return keys
+
+
+def subscribe_all_nodes(cluster, port, channels):
+    """Subscribes on one node (e.g. a replica); finish() collects every message
+    until an end mark published on every live node has come back: PUBLISH
+    reaches other nodes over the cluster bus, in order from each node."""
+    client = cluster.node_client(port)
+    ps = client.pubsub()
+    ps.subscribe(*channels)
+    for _ in channels:
+        ps.get_message(timeout=5)
+    got, marks = [], set()
+    nodes = cluster.live_ports()
+    done = threading.Event()
+
+    def loop():
+        while not done.is_set():
+            m = ps.get_message(timeout=0.1)
+            if m and m["type"] == "message":
+                if m["data"].startswith(b"__test_end__"):
+                    marks.add(m["data"])
+                    if len(marks) == len(nodes):
+                        return
+                else:
+                    got.append((m["channel"], m["data"]))
+    t = threading.Thread(target=loop, daemon=True)
+    t.start()
+
+    def finish():
+        for p in nodes:
+            cluster.node_client(p).publish(channels[0], b"__test_end__%d" % p)
+        t.join(60)
+        done.set()
+        assert not t.is_alive(), f"end marks back: {sorted(marks)} of {nodes}"
+        ps.close()
+        return got
+    return finish
+
+
+class FedDati:
+    """dati reading a capture on its standard input, fed piece by piece (at
+    packet boundaries) from a thread, its output collected by threads."""
+
+    def __init__(self, args, data):
+        self.data, self.offs = data, h.packet_offsets(data)
+        self.packets = len(self.offs) - 1
+        self.proc = subprocess.Popen([str(h.DATI), "-r", "-"] + [str(a) for a in args],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, env=h.sanitizer_env())
+        self.out, self.err = [], []
+        self.readers = [threading.Thread(target=lambda f=f, b=b: b.extend(f), daemon=True)
+                        for f, b in ((self.proc.stdout, self.out), (self.proc.stderr, self.err))]
+        for t in self.readers:
+            t.start()
+        self.sent = 0
+        self._write(data[:24])
+
+    def _write(self, chunk, timeout=30):
+        def run():
+            try:
+                self.proc.stdin.write(chunk)
+                self.proc.stdin.flush()
+            except BrokenPipeError:
+                pass
+        t = threading.Thread(target=run, daemon=True)
+        t.start()
+        t.join(timeout)
+        assert not t.is_alive(), f"dati stopped reading its input:\n{self.stderr()[-2000:]}"
+
+    def feed(self, upto):
+        """Packets up to (not including) index upto."""
+        upto = min(upto, self.packets)
+        self._write(self.data[self.offs[self.sent]:self.offs[upto]])
+        self.sent = upto
+
+    def stderr(self):
+        return b"".join(self.err).decode("utf-8", "replace")
+
+    def finish(self, timeout=90):
+        """The rest of the input, end of input; returns (exit status, final
+        stats, stderr) once dati has exited."""
+        self.feed(self.packets)
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"dati still running {timeout} s after the end of its input\n"
+                                 f"stderr: {self.stderr()[-2000:]}") from None
+        for t in self.readers:
+            t.join(10)
+        err = self.stderr()
+        h.check_no_crash("dati -r -", self.proc.returncode, err)
+        lines = b"".join(self.out).decode().splitlines()
+        stats = json.loads(lines[-1]) if lines else None
+        return self.proc.returncode, stats, err
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def records_upto(want, packets):
+    """JSON records of the first `packets` packets."""
+    return sum(1 for r in want.records if r["frame"] <= packets)
+
+
+def wait_stored(cluster, n, dati, what, timeout=30):
+    """Until n dati:rec:* keys are in the cluster (on any master)."""
+    end, got = time.monotonic() + timeout, None
+    while time.monotonic() < end:
+        got = len(cluster.scan_all("dati:rec:*"))
+        if got == n:
+            return
+        assert dati.proc.poll() is None, f"dati exited: {dati.stderr()[-2000:]}"
+        time.sleep(0.1)
+    hint = " (a multiple of 1024: waiting for INCRBY dati:id?)" if got and got % 1024 == 0 else ""
+    raise AssertionError(f"{what}: {got} records stored after {timeout} s, expected {n}{hint}\n"
+                         f"dati's stderr: {dati.stderr()[-2000:]}")
+
+
+# ---------------------------------------------------------------- the harness
+
+def test_harness_keyslot(cluster):
+    """keyslot() (CRC16-XMODEM, hash tags) equals CLUSTER KEYSLOT; the
+    contract's shard tags for 3 shards land on the 3 masters of redis-cli's
+    split."""
+    assert cl.crc16(b"123456789") == 0x31C3   # the specification's check value
+    rnd = random.Random(5)
+    keys = ["", "foo", "{user1000}.following", "{user1000}.followers", "foo{}{bar}",
+            "foo{{bar}}zap", "foo{bar}{zap}", "{}", "{", "}", "}{", "a{b", "a}b{c}",
+            "dati:id", "dati:streams", "http_GET:{0}", "dati:rec:1", "\u00e9t\u00e9"]
+    keys += [f"dati:rec:{i}" for i in rnd.sample(range(10 ** 7), 500)]
+    keys += ["".join(rnd.choice("ab{}:x0") for _ in range(rnd.randint(0, 12))) for _ in range(500)]
+    keys += [bytes(rnd.randrange(256) for _ in range(rnd.randint(1, 20))) for _ in range(300)]
+    pipe = cluster.node_client(cluster.masters()[0]).pipeline(transaction=False)
+    for k in keys:
+        pipe.execute_command("CLUSTER KEYSLOT", k)
+    want = pipe.execute()
+    bad = [(k, cl.keyslot(k), w) for k, w in zip(keys, want) if cl.keyslot(k) != w]
+    assert not bad, bad[:10]
+    assert [cl.keyslot(str(t)) for t in cl.shard_tags(3)] == [1584, 9842, 13907]
+    assert cl.shard_keys("c", 3) == ["c:{3}", "c:{1}", "c:{0}"] and cl.shard_keys("c", 1) == ["c"]
+    owners = cluster.owner_table()
+    assert len({owners[cl.keyslot(k)] for k in cl.shard_keys("c", 3)}) == 3
+
+
+
+def test_harness_cluster(rc):
+    """Three masters splitting the slots as redis-cli does, one replica each;
+    RedisCluster spreads keys over every master, each where keyslot() says."""
+    masters, replicas = rc.masters(), rc.replicas()
+    assert len(masters) == 3 and len(replicas) == 3
+    assert [(s, e) for s, e, _, _ in rc.slot_map()] == [(0, 5460), (5461, 10922), (10923, 16383)]
+    for _, p in masters:
+        assert len(rc.replicas_of(p)) == 1
+    c = rc.client()
+    for i in range(3000):
+        c.set(f"k:{i}", i)
+    assert all(n > 500 for n in rc.dbsize().values()), rc.dbsize()
+    assert len(rc.scan_all("k:*")) == 3000
+    for i in range(0, 3000, 97):
+        k = f"k:{i}"
+        assert rc.node_client(rc.node_for_key(k)).get(k) == str(i).encode()
+    rc.wait_replicated()
+    owners = rc.owner_table()
+    for _, p in replicas:   # a replica holds its master's keys
+        master = rc.node_client(p).info("replication")["master_port"]
+        mine = rc.scan_node(p, "k:*")
+        assert mine and all(owners[cl.keyslot(k)] == master for k in mine)
+
+
+def test_harness_migrate_slot(rc):
+    """migrate_slot(): while MIGRATING/IMPORTING the source answers ASK for
+    keys it does not have; after SETSLOT NODE it answers MOVED; the keys are
+    on the destination, every node agrees, and RedisCluster finds them. The
+    slot is moved back at the end (the standard split for later tests)."""
+    c = rc.client()
+    slot = cl.keyslot("{mig}")
+    src = rc.node_for_slot(slot)[1]
+    dst = [p for _, p in rc.masters() if p != src][0]
+    for i in range(250):
+        c.set(f"{{mig}}:{i}", i)
+    seen = []
+
+    def step(name):
+        seen.append(name)
+        s = rc.node_client(src)
+        if name == "migrating":
+            assert s.get("{mig}:1") == b"1"            # still here: served
+            with pytest.raises(redis.exceptions.ResponseError, match=r"^ASK %d 127.0.0.1:%d" % (slot, dst)):
+                s.set("{mig}:new", "x")                # not here: ASK
+            d = rc.node_client(dst)
+            with pytest.raises(redis.exceptions.ResponseError, match=r"^MOVED %d" % slot):
+                d.get("{mig}:1")                       # not without ASKING
+            pipe = d.pipeline(transaction=False)
+            pipe.execute_command("ASKING")
+            pipe.set("{mig}:new", "x")
+            assert pipe.execute() == [True, True]
+        elif name == "keys_moved":
+            with pytest.raises(redis.exceptions.ResponseError, match=r"^ASK "):
+                s.get("{mig}:1")
+            assert s.execute_command("CLUSTER COUNTKEYSINSLOT", slot) == 0
+        elif name == "node":
+            pass
+    t0 = time.monotonic()
+    moved = rc.migrate_slot(slot, src, dst, pause=0.2, on_step=step)
+    took = time.monotonic() - t0
+    assert seen == ["migrating", "keys_moved", "node"] and moved == 250
+    assert rc.node_for_slot(slot) == ("127.0.0.1", dst)
+    for _, p in rc.masters():
+        assert rc.slot_map(p) == rc.slot_map()
+    with pytest.raises(redis.exceptions.ResponseError, match=r"^MOVED %d 127.0.0.1:%d" % (slot, dst)):
+        rc.node_client(src).get("{mig}:1")
+    assert rc.node_client(dst).execute_command("CLUSTER COUNTKEYSINSLOT", slot) == 251
+    assert [c.get(f"{{mig}}:{i}") for i in range(250)] == [str(i).encode() for i in range(250)]
+    assert rc.migrate_slot(slot, dst, src) == 251
+    assert [(s, e) for s, e, _, _ in rc.slot_map()] == [(0, 5460), (5461, 10922), (10923, 16383)]
+    assert took < 5
+
+
+def test_harness_failover(rc):
+    """kill() a master (SIGKILL): its replica takes over its slots with
+    every key it had; restart() brings the old master back as a replica."""
+    c = rc.client()
+    for i in range(2000):
+        c.set(f"f:{i}", i)
+    rc.wait_replicated()
+    _, victim = rc.masters()[1]
+    replica = rc.replicas_of(victim)[0]
+    t0 = time.monotonic()
+    rc.kill(victim)
+    new = rc.wait_failover(victim)
+    took = time.monotonic() - t0
+    assert new == replica and len(rc.masters()) == 3
+    c2 = rc.client()
+    assert [c2.get(f"f:{i}") for i in range(2000)] == [str(i).encode() for i in range(2000)]
+    rc.restart(victim)
+    assert ("127.0.0.1", victim) in rc.replicas() and rc.replicas_of(new[1]) == [("127.0.0.1", victim)]
+    assert took < 20, f"failover took {took:.1f} s"
+
+
+# ---------------------------------------------------------------- dati: hash mode
+
+def test_hash_mode_200k(tmp_path, binaries, rc, big):
+    """200 000 records in hash mode: every one a hash on the master of its
+    key's slot (each master holds about a third), equal to the JSON record."""
+    want = big["want"]
+    conf, _ = write_confs(tmp_path, rc.seeds(rc.masters()[:1]))
+    run = h.run_dati(["-r", big["path"], "-c", conf, "-t", 2, "-q"])
+    cs = cluster_stats(run.stats)
+    assert cs["masters"] == 3, cs
+    per_master = rc.count_keys("dati:rec:*")
+    assert all(n > len(want.records) / 6 for n in per_master.values()), per_master
+    assert all(n > 0 for n in rc.dbsize().values())
+    check_hash_records(rc, run.stats, want, sample=1000)
+    assert run.stdout.decode().count("\n") == 1, "with Redis, stdout has only the stats line"
+
+
+def test_hash_mode_publish_reaches_any_node(tmp_path, binaries, rc, generated):
+    """Seeds: a closed port, then a replica (no master), three workers: every
+    record a hash equal to its JSON record; a subscriber on a replica gets
+    every key on its filter's channel and every flow record on the session
+    channel; the final statistics are in dati:stats and published there, as
+    with one Redis."""
+    seed, sub = rc.replicas()[0], rc.replicas()[-1]
+    conf, jconf = write_confs(tmp_path, f"127.0.0.1:{cl.closed_ports(1)[0]} " + rc.seeds([seed]))
+    finish = subscribe_all_nodes(rc, sub[1], ["http_GET", "dns", "test:sessions", "dati:stats"])
+    run = h.run_dati(["-r", generated["path"], "-c", conf, "-t", 3, "-q"])
+    messages = finish()
+    want = h.run_dati(["-r", generated["path"], "-c", jconf, "-t", 3, "-q"])
+    keys = check_hash_records(rc, run.stats, want)
+    dns_keys = [k for k in keys if k.startswith(b"dati:rec:dns:")]   # REDIS_PREFIX
+    assert len(dns_keys) == sum(1 for r in want.records if r["filter"] == "dns") > 0
+    published = [d for c, d in messages if c in (b"http_GET", b"dns")]
+    assert sorted(published) == sorted(keys), "published keys differ from the hashes"
+    assert all(c == b"dns" for c, d in messages if d.startswith(b"dati:rec:dns:"))
+    sessions = Counter(d.decode() for c, d in messages if c == b"test:sessions")
+    assert sessions == Counter(l for l in want.lines if l.startswith('{"type":"flow"'))
+    final = [l for l in run.lines if l.startswith('{"type":"stats"')][-1]
+    assert rc.client().hget("dati:stats", "json").decode() == final
+    assert final.encode() in [d for c, d in messages if c == b"dati:stats"]
+    assert cluster_stats(run.stats)["masters"] == 3
+
+
+# ---------------------------------------------------------------- dati: stream mode
+
+def test_stream_mode_3_shards(tmp_path, binaries, rc, big):
+    """REDIS_STREAM_SHARDS 3: each channel's records in 3 streams
+    <channel>:{t}, one per master, listed in dati:streams; a record in shard
+    flow mod 3, the entries equal to the JSON records, flow records the same
+    way on the session channel; no hashes."""
+    want = big["want"]
+    conf, _ = write_confs(tmp_path, rc.seeds(), "REDIS_MODE stream\nREDIS_STREAM_SHARDS 3\n")
+    run = h.run_dati(["-r", big["path"], "-c", conf, "-t", 2, "-q"])
+    rd = run.stats["redis"]
+    assert rd["lost"] == 0 and rd["flows_lost"] == 0 and rd["records"] == len(want.records), rd
+    assert cluster_stats(run.stats)["masters"] == 3
+    c = rc.client()
+    listed = {k.decode(): v.decode().split(",") for k, v in c.hgetall("dati:streams").items()}
+    for ch in CHANNELS:
+        assert listed.get(ch) == cl.shard_keys(ch, 3), (ch, listed)
+    assert len({rc.node_for_key(k) for k in listed["http_GET"]}) == 3, "shards share a master"
+    got, n = Counter(), 0
+    for s, key in enumerate(listed["http_GET"]):
+        entries = xrange_all(rc.node_client(rc.node_for_key(key)), key)
+        n += len(entries)
+        wrong = [f for _, f in entries if int(f[b"flow"]) % 3 != s]
+        assert not wrong, f"{key}: {len(wrong)} records of other shards, e.g. {wrong[0]}"
+        got.update(record_tuple(f) for _, f in entries)
+    assert n == len(want.records)
+    assert got == expected_from_json(want), "stream entries differ from the JSON records"
+    flows = Counter()
+    for s, key in enumerate(listed["test:sessions"]):
+        for _, f in xrange_all(rc.node_client(rc.node_for_key(key)), key):
+            assert json.loads(f[b"flow"])["flow"] % 3 == s, (key, f)
+            flows[f[b"flow"].decode()] += 1
+    assert flows == Counter(l for l in want.lines if l.startswith('{"type":"flow"'))
+    assert rc.scan_all("dati:rec:*") == [] and c.exists("http_GET", "test:sessions") == 0
+
+
+# ---------------------------------------------------------------- dati: resharding
+
+def test_slot_migrated_while_writing(tmp_path, binaries, rc, mid):
+    """Slots migrated while dati writes, fed a capture in quarters: the slot
+    of dati:id and 63 slots of record ids dati is about to use, all of one
+    master, moved to another. Quarter 2 is written while they are MIGRATING
+    (new keys: ASK), quarter 3 once their keys are moved (every key: ASK),
+    quarter 4 after SETSLOT NODE (MOVED to a client with the old map). Every
+    record is stored once, the ids stay unique, nothing is lost."""
+    want, data = mid["want"], mid["data"]
+    conf, _ = write_confs(tmp_path, rc.seeds())
+    dati = FedDati(["-c", conf, "-t", 2, "-q"], data)
+    try:
+        q = [dati.packets * i // 4 for i in range(5)]
+        dati.feed(q[1])
+        wait_stored(rc, records_upto(want, q[1]), dati, "quarter 1")
+        c = rc.client()
+        top = int(c.get("dati:id"))
+        existing = set(rc.scan_all("dati:rec:*"))
+        owners = rc.owner_table()
+        src = owners[cl.keyslot("dati:id")]
+        dst = next(p for _, p in rc.masters() if p != src)
+        # ids of the blocks the two workers hold and of the next ones
+        upcoming, seen = [], set()
+        for i in range(max(1, top - 4095), top + 4 * len(want.records) // 3):
+            k = b"dati:rec:%d" % i
+            s = cl.keyslot(k)
+            if k not in existing and owners[s] == src and s not in seen:
+                upcoming.append(s)
+                seen.add(s)
+        slots = [cl.keyslot("dati:id")] + [s for s in upcoming[::max(1, len(upcoming) // 63)]
+                                          if s != cl.keyslot("dati:id")][:63]
+
+        def step(name):
+            if name == "migrating":
+                dati.feed(q[2])
+                wait_stored(rc, records_upto(want, q[2]), dati, "quarter 2 (MIGRATING)")
+            elif name == "keys_moved":
+                assert all(rc.node_client(src).execute_command("CLUSTER COUNTKEYSINSLOT", s) == 0
+                           for s in slots)
+                dati.feed(q[3])
+                wait_stored(rc, records_upto(want, q[3]), dati, "quarter 3 (keys moved)")
+        moved_keys = rc.migrate_slots(slots, src, dst, on_step=step)
+        status, stats, err = dati.finish()
+    finally:
+        dati.kill()
+    assert status == 0, err[-3000:]
+    assert moved_keys > 1   # dati:id and the records of quarter 1 in those slots
+    owners = rc.owner_table()
+    assert all(owners[s] == dst for s in slots)
+    assert all(rc.node_client(src).execute_command("CLUSTER COUNTKEYSINSLOT", s) == 0 for s in slots)
+    check_hash_records(rc, stats, want)
+    cs = cluster_stats(stats)
+    assert cs["moved"] + cs["ask"] > 0, cs
+    assert cs["ask"] > 0, f"quarter 3 reached keys of moved slots only through ASK: {cs}"
+    assert cs["masters"] == 3, cs
+
+
+# ---------------------------------------------------------------- dati: bad input
+
+def test_seed_not_in_cluster_mode(tmp_path, binaries, generated):
+    server, _, port = start_redis_tcp()
+    try:
+        conf, _ = write_confs(tmp_path, f"127.0.0.1:{port}")
+        run = h.run_dati(["-r", generated["path"], "-c", conf, "-q"], expect_rc=(2,), parse=False,
+                         timeout=30)
+    finally:
+        stop_redis(server)
+    assert f"127.0.0.1:{port}" in run.stderr, run.stderr
+    assert re.search(r"not (in |a )?cluster|cluster (mode|support) (is )?(disabled|off)",
+                     run.stderr, re.I), run.stderr
+    assert len([l for l in run.stderr.splitlines() if l.strip()]) <= 2, run.stderr
+
+
+def test_seeds_unreachable(tmp_path, binaries, generated):
+    ports = cl.closed_ports(3)
+    conf, _ = write_confs(tmp_path, " ".join(f"127.0.0.1:{p}" for p in ports))
+    t0 = time.monotonic()
+    run = h.run_dati(["-r", generated["path"], "-c", conf, "-q"], expect_rc=(2,), parse=False,
+                     timeout=30)
+    assert time.monotonic() - t0 < 10
+    assert "cannot connect" in run.stderr, run.stderr
+    assert any(f"127.0.0.1:{p}" in run.stderr for p in ports), run.stderr
+
+
+@pytest.fixture
+def password(rc):
+    """The module's cluster with requirepass and masterauth on every node,
+    removed again after the test."""
+    rc.set_password("cl-s3cret")
+    try:
+        yield "cl-s3cret"
+    finally:
+        rc.set_password(None)
+
+
+def test_cluster_auth(tmp_path, binaries, rc, password, generated):
+    """A cluster that requires a password: dati without REDIS_AUTH, or with
+    a wrong one, stops at start (exit 2) saying AUTH was refused; with the
+    right one every record is stored (REDIS_AUTH applies to every node)."""
+    for auth, name in ((None, "none.conf"), ("wrong", "wrong.conf")):
+        conf, _ = write_confs(tmp_path, rc.seeds(), auth=auth, name=name)
+        t0 = time.monotonic()
+        run = h.run_dati(["-r", generated["path"], "-c", conf, "-q"], expect_rc=(2,), parse=False,
+                         timeout=30)
+        assert time.monotonic() - t0 < 10
+        assert re.search(r"refused AUTH|AUTH (was )?refused|NOAUTH|[Aa]uthentication required",
+                         run.stderr), (auth, run.stderr)
+        assert "127.0.0.1:" in run.stderr, run.stderr
+    conf, jconf = write_confs(tmp_path, rc.seeds(), auth=password, name="right.conf")
+    run = h.run_dati(["-r", generated["path"], "-c", conf, "-t", 2, "-q"])
+    want = h.run_dati(["-r", generated["path"], "-c", jconf, "-t", 2, "-q"])
+    check_hash_records(rc, run.stats, want)
+
+
+CHECKS = [
+    # (config lines before the filter, exit status, words of the error line)
+    ("REDIS_CLUSTER 127.0.0.1:7000 127.0.0.1:7001\nREDIS_SOCK /tmp/x.sock\n", 2,
+     ("REDIS_CLUSTER", "REDIS_SOCK")),
+    ("REDIS_SOCK /tmp/x.sock\nREDIS_CLUSTER 127.0.0.1:7000\n", 2, ("REDIS_CLUSTER", "REDIS_SOCK")),
+    ("REDIS_CLUSTER 127.0.0.1:7000\nREDIS_HOST 127.0.0.1\n", 2, ("REDIS_CLUSTER", "REDIS_HOST")),
+    ("REDIS_CLUSTER 127.0.0.1:7000\nREDIS_DB 1\n", 2, ("REDIS_DB",)),
+    ("REDIS_CLUSTER 127.0.0.1:7000\nREDIS_STREAM_SHARDS 0\n", 2, ("REDIS_STREAM_SHARDS",)),
+    ("REDIS_CLUSTER 127.0.0.1:7000\nREDIS_STREAM_SHARDS 65\n", 2, ("REDIS_STREAM_SHARDS",)),
+    ("REDIS_CLUSTER 127.0.0.1:7000 127.0.0.1:70000\n", 2, ("70000",)),
+    ("REDIS_CLUSTER\n", 2, ("REDIS_CLUSTER",)),
+    ("REDIS_CLUSTER 127.0.0.1:7000 127.0.0.1:7001\nREDIS_DB 0\nREDIS_MODE stream\n"
+     "REDIS_STREAM_SHARDS 64\nREDIS_AUTH pw\n", 0, None),
+    ("REDIS_CLUSTER 127.0.0.1:7000\n", 0, None),
+]
+
+
+@pytest.mark.parametrize("lines,status,words", CHECKS)
+def test_cluster_config_check(tmp_path, binaries, lines, status, words):
+    """--check: REDIS_CLUSTER excludes REDIS_SOCK/REDIS_HOST and REDIS_DB
+    other than 0, REDIS_STREAM_SHARDS is 1..64, seeds are host:port; each
+    error as file:line naming what is wrong. A valid configuration passes
+    without any cluster running (--check connects to nothing)."""
+    conf = h.write_config(tmp_path, "c.conf", lines + "FILTER_NAME a\nBPF tcp\nFIELDS ip.src\n")
+    run = h.run_dati(["-c", conf, "--check"], expect_rc=(status,), parse=False, timeout=10)
+    if words:
+        where = re.compile(r"c\.conf:[1-%d]: " % lines.count("\n"))
+        errs = [l for l in run.stderr.splitlines() if where.search(l)]
+        assert any(all(w in l for w in words) for l in errs), run.stderr
+
+
+# ---------------------------------------------------------------- dati: failover (last)
+
+def test_failover_master_killed_mid_run(tmp_path, binaries, rc, mid):
+    """The master holding dati:id killed (SIGKILL) mid-run, its replica
+    promoted 2-4 s later (cluster-node-timeout 2000): dati, reading a
+    capture, waits for the new master and loses nothing. Last in the module:
+    the cluster stays one node short."""
+    want, data = mid["want"], mid["data"]
+    conf, _ = write_confs(tmp_path, rc.seeds())
+    dati = FedDati(["-c", conf, "-t", 2, "-q"], data)
+    try:
+        half = dati.packets // 2
+        dati.feed(half)
+        wait_stored(rc, records_upto(want, half), dati, "first half")
+        rc.wait_replicated()
+        victim = rc.node_for_key("dati:id")[1]
+        rc.kill(victim)
+        dati.feed(half + (dati.packets - half) // 2)
+        new = rc.wait_failover(victim)
+        status, stats, err = dati.finish(timeout=60)
+    finally:
+        dati.kill()
+    assert status == 0, err[-3000:]
+    assert new != ("127.0.0.1", victim)
+    check_hash_records(rc, stats, want)
+    cs = cluster_stats(stats)
+    assert cs["failovers"] >= 1 and cs["masters"] == 4, cs   # the promoted replica is a 4th
