@@ -41,6 +41,7 @@ struct redis_conn {
     redisContext *c;
     struct redis_addr addr;              /* where it connects (host owned) */
     int cluster;                         /* redirections are kept to be resent, not errors */
+    int wait_short;                      /* the last WAIT timed out: a master without replicas */
     struct redis_redirects redir;
     struct reply reply;                  /* the last one read on c */
     const struct config *conf;

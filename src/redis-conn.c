@@ -447,12 +447,14 @@ int conn_send_pipe(struct redis_conn *r, struct pipe *p)
 {
     p->done = 0;
     if (r->cluster && r->conf->redis_wait_replicas && !p->waited && p->ncmds) {
-        /* the pipeline counts as stored once replicas have it (WAIT) */
+        /* the pipeline counts as stored once replicas have it (WAIT); after
+         * one timed out (a master with no replica left, say after a
+         * failover), 10 ms until one succeeds again: not a second a pipeline */
         char cmd[96];
+        unsigned ms = r->wait_short && r->conf->redis_wait_ms > 10 ? 10 : r->conf->redis_wait_ms;
         int n = snprintf(cmd, sizeof cmd, "*3\r\n$4\r\nWAIT\r\n$%d\r\n%u\r\n$%d\r\n%u\r\n",
                          snprintf(NULL, 0, "%u", r->conf->redis_wait_replicas),
-                         r->conf->redis_wait_replicas,
-                         snprintf(NULL, 0, "%u", r->conf->redis_wait_ms), r->conf->redis_wait_ms);
+                         r->conf->redis_wait_replicas, snprintf(NULL, 0, "%u", ms), ms);
         if (pipe_append_raw(r, p, cmd, (size_t)n, REDIS_CMD_WAIT) == 0)
             p->waited = 1;
     }
@@ -675,9 +677,11 @@ static void take_reply(struct redis_conn *r, struct pipe *p, const struct reply 
             r->spare_ready = 1;
         }
     }
-    if (kind == REDIS_CMD_WAIT && rep->type == REDIS_REPLY_INTEGER && i >= p->counted &&
-        rep->integer < (long long)r->conf->redis_wait_replicas)
-        COUNTER_INC(r->n.wait_short);
+    if (kind == REDIS_CMD_WAIT && rep->type == REDIS_REPLY_INTEGER && i >= p->counted) {
+        r->wait_short = rep->integer < (long long)r->conf->redis_wait_replicas;
+        if (r->wait_short)
+            COUNTER_INC(r->n.wait_short);
+    }
     if (rep->type == REDIS_REPLY_ERROR && i >= p->counted && !(r->cluster && redirected(r, p, i, rep)))
         error_reply(r, rep, kind);
     if (i >= p->counted)

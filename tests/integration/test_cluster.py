@@ -659,7 +659,9 @@ def test_failover_master_killed_mid_run(tmp_path, binaries, rc, mid):
     capture, waits for the new master and loses nothing. Last in the module:
     the cluster stays one node short."""
     want, data = mid["want"], mid["data"]
-    conf, _ = write_confs(tmp_path, rc.seeds())
+    # REDIS_WAIT_REPLICAS 1: what the master acknowledged is on its replica,
+    # or is sent again to the promoted one
+    conf, _ = write_confs(tmp_path, rc.seeds(), extra="REDIS_WAIT_REPLICAS 1 1000\n")
     dati = FedDati(["-c", conf, "-t", 2, "-q"], data)
     try:
         half = dati.packets // 2
