@@ -327,15 +327,22 @@ static void kw_ipfix_transport(struct parser *ps, char *v)
         perr(ps, v, "IPFIX_TRANSPORT is udp or tcp");
 }
 
+/* "N [M]": ends v after its first word; the second, or NULL. */
+static char *second_word(char *v)
+{
+    char *w = strpbrk(v, " \t");
+    if (w) {
+        *w++ = 0;
+        while (isspace((unsigned char)*w))
+            w++;
+    }
+    return w;
+}
+
 /* SECONDS [MESSAGES] */
 static void kw_ipfix_refresh(struct parser *ps, char *v)
 {
-    char *msgs = strpbrk(v, " \t");
-    if (msgs) {
-        *msgs++ = 0;
-        while (isspace((unsigned char)*msgs))
-            msgs++;
-    }
+    char *msgs = second_word(v);
     unsigned long s, m = ps->c->ipfix_refresh_msgs;
     if (parse_uint(ps, "IPFIX_TEMPLATE_REFRESH", v, 0, 86400, &s) == 0 &&
         (!msgs || parse_uint(ps, "IPFIX_TEMPLATE_REFRESH's messages", msgs, 0, 1000000000,
@@ -365,17 +372,13 @@ static void kw_redis_host(struct parser *ps, char *v) { set_redis_str(ps, &ps->c
 /* REDIS_WAIT_REPLICAS N [TIMEOUT_MS] */
 static void kw_redis_wait(struct parser *ps, char *v)
 {
-    char *ms = strpbrk(v, " \t");
-    if (ms) {
-        *ms++ = 0;
-        while (isspace((unsigned char)*ms))
-            ms++;
-    }
+    char *ms = second_word(v);
     unsigned long n, t = ps->c->redis_wait_ms;
     if (parse_uint(ps, "REDIS_WAIT_REPLICAS", v, 0, 16, &n) == 0 &&
         (!ms || parse_uint(ps, "REDIS_WAIT_REPLICAS's timeout", ms, 1, 60000, &t) == 0)) {
         ps->c->redis_wait_replicas = (unsigned)n;
         ps->c->redis_wait_ms = (unsigned)t;
+        ps->c->redis_wait_line = ps->line;
     }
 }
 
@@ -591,7 +594,7 @@ static void check_whole(struct parser *ps)
                                       "pick one");
     }
     if (c->redis_wait_replicas && !c->redis_ncluster) {
-        ps->line = c->redis_line;
+        ps->line = c->redis_wait_line;
         perr(ps, "REDIS_WAIT_REPLICAS", "REDIS_WAIT_REPLICAS is for a Redis Cluster (REDIS_CLUSTER)");
     }
     if (c->redis_ncluster && c->redis_db) {

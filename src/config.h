@@ -68,6 +68,7 @@ struct config {
     unsigned redis_stream_shards;      /* stream mode: each channel over this many keys */
     unsigned redis_wait_replicas;      /* cluster: WAIT for this many replicas per pipeline */
     unsigned redis_wait_ms;            /* and for this long at most, ms */
+    int redis_wait_line;
     /* Feedback channel (feedback.h): analyzers tag, watch and ignore flows */
     char *feedback_channel;            /* NULL: no feedback subscriber */
     char *feedback_reply;              /* acknowledgements; default <feedback_channel>:reply */
