@@ -21,6 +21,7 @@
 #include "counter.h"
 #include "ipfix-record.h"
 #include "log.h"
+#include "outbuf.h"
 
 #define TCP_MESSAGE_MAX 16384      /* bytes: a stream has no path MTU to fit */
 #define TCP_SEND_TIMEOUT_S 2       /* a collector that takes nothing for this long is gone */
@@ -55,13 +56,6 @@ struct ipfix_exporter {
     struct ipfix_counters n;
 };
 
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static void put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)(v >> 8), p[1] = (uint8_t)v; }
 static void put32(uint8_t *p, uint32_t v) { put16(p, (uint16_t)(v >> 16)), put16(p + 2, (uint16_t)v); }
 
@@ -82,7 +76,7 @@ static void tcp_drop(struct ipfix_exporter *e)
     e->fd = -1;
     e->connecting = 0;
     e->retry_ms = RETRY_MIN_MS;
-    e->retry_at = now_ns() + RETRY_MIN_MS * 1000000ull;
+    e->retry_at = outbuf_now() + RETRY_MIN_MS * 1000000ull;
 }
 
 /* Sends a whole message; 0, or -1 (TCP: a connection that broke, or took
@@ -98,7 +92,7 @@ static int send_msg(struct ipfix_exporter *e, const uint8_t *msg, size_t len)
         if (n < 0 && (err == EAGAIN || err == EWOULDBLOCK) && live && off == 0) {
             /* live: the socket is full, the stream still whole; a collector
              * that stays this way for LIVE_STALL_S is gone */
-            uint64_t now = now_ns();
+            uint64_t now = outbuf_now();
             COUNTER_INC(e->n.send_errors);
             if (!e->stall_since)
                 e->stall_since = now;
@@ -131,7 +125,7 @@ static void send_templates(struct ipfix_exporter *e)
     if (send_msg(e, e->template_msg, e->template_len) < 0)
         return;
     COUNTER_INC(e->n.templates);
-    e->templates_at = now_ns();
+    e->templates_at = outbuf_now();
     e->messages_since = 0;
     e->templates_due = 0;
 }
@@ -154,7 +148,7 @@ static int new_socket(struct ipfix_exporter *e)
 static int tcp_connect(struct ipfix_exporter *e)
 {
     if (!e->connecting) {
-        if (now_ns() < e->retry_at)
+        if (outbuf_now() < e->retry_at)
             return -1;
         int fd = new_socket(e);
         if (fd < 0)
@@ -167,11 +161,11 @@ static int tcp_connect(struct ipfix_exporter *e)
         }
         e->fd = fd;
         e->connecting = 1;
-        e->connect_at = now_ns();
+        e->connect_at = outbuf_now();
     }
     struct pollfd pfd = {e->fd, POLLOUT, 0};
     if (poll(&pfd, 1, 0) == 0) {
-        if (now_ns() - e->connect_at < TCP_CONNECT_TIMEOUT_S * 1000000000ull)
+        if (outbuf_now() - e->connect_at < TCP_CONNECT_TIMEOUT_S * 1000000000ull)
             return -1;   /* still connecting: what comes meanwhile is dropped */
         close(e->fd);    /* a host that does not answer: try again after back-off */
         e->fd = -1;
@@ -200,7 +194,7 @@ static int tcp_connect(struct ipfix_exporter *e)
 failed:
     if (log_due(&e->last_log, 5000000000u))
         log_warn("IPFIX collector %s: unreachable (%s), retrying", e->where, strerror(errno));
-    e->retry_at = now_ns() + (uint64_t)e->retry_ms * 1000000u;
+    e->retry_at = outbuf_now() + (uint64_t)e->retry_ms * 1000000u;
     e->retry_ms = e->retry_ms * 2 < RETRY_MAX_MS ? e->retry_ms * 2 : RETRY_MAX_MS;
     return -1;
 }
@@ -218,19 +212,14 @@ void ipfix_send(struct ipfix_exporter *e, uint8_t *msg, size_t len, unsigned nre
             e->retry_at = 0;
         }
     }
-    if (e->tcp && e->fd < 0 && tcp_connect(e) < 0) {
-        COUNTER_ADD(e->n.dropped, nrecords);
-        pthread_mutex_unlock(&e->lock);
-        return;
-    }
-    if (e->tcp && e->connecting && tcp_connect(e) < 0) {
-        COUNTER_ADD(e->n.dropped, nrecords);
+    if (e->tcp && (e->fd < 0 || e->connecting) && tcp_connect(e) < 0) {
+        COUNTER_ADD(e->n.dropped, nrecords);   /* down, or still connecting */
         pthread_mutex_unlock(&e->lock);
         return;
     }
     const struct config *c = e->conf;
     if (!e->tcp && ((c->ipfix_refresh_s &&
-                     now_ns() - e->templates_at >= (uint64_t)c->ipfix_refresh_s * 1000000000u) ||
+                     outbuf_now() - e->templates_at >= (uint64_t)c->ipfix_refresh_s * 1000000000u) ||
                     (c->ipfix_refresh_msgs && e->messages_since >= c->ipfix_refresh_msgs)))
         e->templates_due = 1;
     if (e->templates_due)

@@ -120,8 +120,12 @@ int live_run(struct run *r)
         return 2;
     int status = 0, started = 0, pidfile_written = 0;
     clock_init();
-    if (r->stats_redis)
+    if (r->stats_cluster)   /* the statistics' connection(s) never wait either */
+        redis_cluster_set_live(r->stats_cluster);
+    else if (r->stats_redis)
         redis_conn_set_live(r->stats_redis);
+    if (r->ipfix)   /* the run's exporter, shared by the workers' outputs */
+        ipfix_set_live(r->ipfix, 1);
     /* every ring first, so that a refusal stops the run before any thread runs */
     for (int i = 0; i < r->nworkers; i++) {
         struct live_worker *lw = &lws[i];

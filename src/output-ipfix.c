@@ -133,11 +133,10 @@ static void ipfix_close_output(struct output *o)
     free(io);
 }
 
-static void ipfix_live(struct output *o) { ipfix_set_live(((struct ipfix_output *)o)->ex, 1); }
-
+/* no set_live: the exporter is the run's, put in live mode by live.c */
 static const struct output_ops ipfix_ops = {
-    .flow = ipfix_flow, .set_live = ipfix_live, .drain = ipfix_drain, .flush = ipfix_flush,
-    .sum = ipfix_sum, .close = ipfix_close_output,
+    .flow = ipfix_flow, .drain = ipfix_drain, .flush = ipfix_flush, .sum = ipfix_sum,
+    .close = ipfix_close_output,
 };
 
 struct output *output_ipfix_open(const struct config *conf, struct ipfix_exporter *ex,

@@ -498,6 +498,7 @@ static void flow_event(struct output *o, const struct flow *fl, const struct rec
     }
     COUNTER_INC(n->flow_events);
     redis_conn_touch(c);
+    service(ro);
 }
 
 static void set_live(struct output *o)

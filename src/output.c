@@ -49,11 +49,8 @@ static void tee_flow_event(struct output *o, const struct flow *f, const struct 
 
 static void tee_set_live(struct output *o)
 {
-    struct tee *t = (struct tee *)o;
-    if (t->records->ops->set_live)
-        t->records->ops->set_live(t->records);
-    if (t->flows->ops->set_live)
-        t->flows->ops->set_live(t->flows);
+    struct output *r = ((struct tee *)o)->records;
+    r->ops->set_live(r);
 }
 
 static void tee_drain(struct output *o)
@@ -96,7 +93,7 @@ static struct output *tee_open(struct output *records, struct output *flows)
         .flow = tee_flow,
         .flow_state = r->flow_state ? tee_flow_state : NULL,
         .flow_event = r->flow_event ? tee_flow_event : NULL,
-        .set_live = r->set_live || flows->ops->set_live ? tee_set_live : NULL,
+        .set_live = r->set_live ? tee_set_live : NULL,
         .drain = tee_drain, .flush = tee_flush, .sum = tee_sum, .close = tee_close,
     };
     t->base.ops = &t->ops;

@@ -10,7 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include <pthread.h>
 
 #include "config.h"
 #include "counter.h"
@@ -31,19 +31,28 @@ struct redis_cluster {
     struct redis_cluster_counters n;
 };
 
-#define CLUSTER_ID_BLOCK 1024   /* ids reserved per INCRBY, as with one Redis */
 
 /* CRC16-XMODEM (polynomial 0x1021), as the cluster specification defines
- * the key slot; bitwise: keys are short and this is not the hot path of a
- * record's formatting. */
-static uint16_t crc16(const char *s, size_t n)
+ * the key slot: once per record, so a byte at a time from a table. */
+static uint16_t crc_table[256];
+static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
+
+static void crc_init(void)
 {
-    uint16_t crc = 0;
-    for (size_t i = 0; i < n; i++) {
-        crc ^= (uint16_t)((uint8_t)s[i] << 8);
+    for (unsigned i = 0; i < 256; i++) {
+        uint16_t crc = (uint16_t)(i << 8);
         for (int b = 0; b < 8; b++)
             crc = crc & 0x8000 ? (uint16_t)((crc << 1) ^ 0x1021) : (uint16_t)(crc << 1);
+        crc_table[i] = crc;
     }
+}
+
+static uint16_t crc16(const char *s, size_t n)
+{
+    pthread_once(&crc_once, crc_init);
+    uint16_t crc = 0;
+    for (size_t i = 0; i < n; i++)
+        crc = (uint16_t)((crc << 8) ^ crc_table[((crc >> 8) ^ (uint8_t)s[i]) & 0xff]);
     return crc;
 }
 
@@ -193,12 +202,6 @@ void redis_cluster_close(struct redis_cluster *cl)
     free(cl);
 }
 
-static void sleep_ms(unsigned ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-    nanosleep(&ts, NULL);
-}
-
 /* The slot map again, from any node that gives a whole one. */
 static void refresh(struct redis_cluster *cl)
 {
@@ -234,7 +237,7 @@ static int live_owner(struct redis_cluster *cl, unsigned slot)
         if (log_due(&last_log, 5000000000u))
             log_warn("Redis Cluster: the master of slot %u (%s) is down; waiting for a replica "
                      "to take over", slot, cl->name[i]);
-        sleep_ms(FAILOVER_POLL_MS);
+        conn_sleep_ms(FAILOVER_POLL_MS);
     }
 }
 
@@ -255,12 +258,12 @@ int redis_cluster_next_id(struct redis_cluster *cl, uint64_t *id)
     if (cl->ids_left == 0) {
         int to = -1, asking = 0;
         for (int round = 0; round < MAX_ROUNDS; round++) {
-            struct redis_conn *c = to >= 0 ? cl->node[to] : redis_cluster_conn(cl, "dati:id", 7);
+            struct redis_conn *c = to >= 0 ? cl->node[to] : redis_cluster_conn(cl, ID_KEY, sizeof ID_KEY - 1);
             char err[160];
             long long v;
-            if (redis_conn_incrby(c, "dati:id", CLUSTER_ID_BLOCK, asking, &v, err, sizeof err) == 0) {
-                cl->next_id = (uint64_t)v - CLUSTER_ID_BLOCK + 1;
-                cl->ids_left = CLUSTER_ID_BLOCK;
+            if (redis_conn_incrby(c, ID_KEY, ID_BLOCK, asking, &v, err, sizeof err) == 0) {
+                cl->next_id = (uint64_t)v - ID_BLOCK + 1;
+                cl->ids_left = ID_BLOCK;
                 break;
             }
             const char *target = strrchr(err, ' ');
@@ -268,7 +271,7 @@ int redis_cluster_next_id(struct redis_cluster *cl, uint64_t *id)
             if ((asking || strncmp(err, "MOVED ", 6) == 0) && target &&
                 (to = node_named(cl, target + 1)) >= 0) {
                 if (!asking) {
-                    cl->slot_node[redis_keyslot("dati:id", 7)] = (uint8_t)to;
+                    cl->slot_node[redis_keyslot(ID_KEY, sizeof ID_KEY - 1)] = (uint8_t)to;
                     COUNTER_INC(cl->n.refreshes);
                 }
                 continue;
@@ -278,7 +281,7 @@ int redis_cluster_next_id(struct redis_cluster *cl, uint64_t *id)
                 redis_conn_log(c, "INCRBY dati:id failed", err[0] ? err : "connection lost");
                 return -1;
             }
-            sleep_ms(100);   /* TRYAGAIN, CLUSTERDOWN, a lost master: the map again */
+            conn_sleep_ms(100);   /* TRYAGAIN, CLUSTERDOWN, a lost master: the map again */
             refresh(cl);
         }
         if (cl->ids_left == 0)
@@ -287,15 +290,6 @@ int redis_cluster_next_id(struct redis_cluster *cl, uint64_t *id)
     *id = cl->next_id++;
     cl->ids_left--;
     return 0;
-}
-
-/* A redirected command that cannot be sent again is lost, by what it carried. */
-static void lost(struct redis_conn *c, const struct redirect *d)
-{
-    if (d->kind == REDIS_CMD_RECORD)
-        COUNTER_INC(c->n.lost);
-    else if (d->kind == REDIS_CMD_FLOW)
-        COUNTER_INC(c->n.flows_lost);
 }
 
 /* Sends on the commands node i gave back; returns how many there were. */
@@ -312,7 +306,7 @@ static unsigned resend(struct redis_cluster *cl, int i, int last_round)
         } else if (d->how == REDIRECT_RETRY) {
             COUNTER_INC(cl->n.retries);
             if (!slept && !cl->live) {   /* a slot being moved, a failover under way */
-                sleep_ms(100);
+                conn_sleep_ms(100);
                 slept = 1;
             }
         } else if ((to = node_named(cl, d->target)) >= 0) {
@@ -329,7 +323,7 @@ static unsigned resend(struct redis_cluster *cl, int i, int last_round)
             (d->how == REDIRECT_ASK &&
              redis_conn_append_raw(c, asking, sizeof asking - 1, REDIS_CMD_MORE) < 0) ||
             redis_conn_append_raw(c, l.bytes.buf + d->off, d->len, d->kind) < 0) {
-            lost(c, d);
+            conn_count_lost(c, d->kind);
             continue;
         }
         redis_conn_touch(c);

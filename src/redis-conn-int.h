@@ -11,6 +11,8 @@
 #include "redis-conn.h"
 
 #define LIVE_TIMEOUT_S 2                 /* live: the longest wait for Redis */
+#define ID_BLOCK 1024                    /* record ids reserved per INCRBY */
+#define ID_KEY "dati:id"                 /* the counter the ids come from */
 #define CONNECT_TIMEOUT_S 2              /* a step of connecting: handshake, AUTH, SELECT */
 
 /* A reply on the records' connections, read in place: every record takes
@@ -78,7 +80,10 @@ struct redis_conn {
     struct redis_counters n;
 };
 
-/* redis-conn.c, for redis-live.c */
+/* redis-conn.c, for redis-live.c and redis-cluster.c */
+void conn_sleep_ms(unsigned ms);
+/* A command that carried a record (kind) was not stored: counted lost. */
+void conn_count_lost(struct redis_conn *r, int kind);
 redisContext *conn_connect_to(const struct config *conf, const struct redis_addr *a, char *err,
                               size_t errlen, int *refused);
 void conn_attach(struct redis_conn *r, redisContext *c);

@@ -20,15 +20,21 @@
 #include "counter.h"
 #include "log.h"
 
-#define ID_BLOCK 1024                    /* ids reserved per INCRBY */
 #define STOP_WAIT_S 5                    /* reading a file: the longest wait once stopping */
-#define ID_KEY "dati:id"                 /* the counter the ids come from */
 
 static const volatile int *stop_flag;
 
 void redis_conn_set_stop(const volatile int *flag) { stop_flag = flag; }
 
 int redis_conn_stopping(void) { return stop_flag && *stop_flag; }
+
+void conn_count_lost(struct redis_conn *r, int kind)
+{
+    if (kind == REDIS_CMD_RECORD)
+        COUNTER_INC(r->n.lost);
+    else if (kind == REDIS_CMD_FLOW)
+        COUNTER_INC(r->n.flows_lost);
+}
 
 /* Connects, authenticates and selects the database. Returns the context, or
  * NULL with the reason in err; *refused tells a server that answered (AUTH,
@@ -258,7 +264,7 @@ int redis_conn_incrby(struct redis_conn *r, const char *key, long long n, int as
     return 0;
 }
 
-static void sleep_ms(unsigned ms)
+void conn_sleep_ms(unsigned ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
     nanosleep(&ts, NULL);
@@ -277,10 +283,10 @@ static redisContext *connect_start(const struct config *conf, const struct redis
     uint64_t deadline = outbuf_now() + (uint64_t)conf->redis_retry * 1000000000u;
     uint64_t last_log = 0;
     unsigned delay_ms = 100;
-    while (!(stop_flag && *stop_flag) && outbuf_now() < deadline) {
+    while (!redis_conn_stopping() && outbuf_now() < deadline) {
         if (log_due(&last_log, 5000000000u))   /* every 5 s at most */
             log_warn("%s; retrying (REDIS_RETRY %u)", err, conf->redis_retry);
-        sleep_ms(delay_ms);
+        conn_sleep_ms(delay_ms);
         delay_ms = delay_ms < 1000 ? delay_ms * 2 : 2000;
         if ((c = conn_connect_to(conf, a, err, errlen, &refused)) || refused)
             return c;
@@ -382,10 +388,7 @@ static void error_reply(struct redis_conn *r, const struct reply *rep, enum redi
     else
         COUNTER_INC(r->n.errors_other);
     COUNTER_INC(r->n.errors);
-    if (kind == REDIS_CMD_RECORD)
-        COUNTER_INC(r->n.lost);
-    else if (kind == REDIS_CMD_FLOW)
-        COUNTER_INC(r->n.flows_lost);
+    conn_count_lost(r, kind);
     redis_conn_log(r, "error reply", rep->str);
 }
 
@@ -395,7 +398,7 @@ static void error_reply(struct redis_conn *r, const struct reply *rep, enum redi
 static int reconnect(struct redis_conn *r)
 {
     unsigned delay_ms = 100;
-    while (!(stop_flag && *stop_flag)) {
+    while (!redis_conn_stopping()) {
         char err[256];
         int refused;
         redisFree(r->c);
@@ -405,7 +408,7 @@ static int reconnect(struct redis_conn *r)
             return 0;
         }
         redis_conn_log(r, "unreachable, retrying", err);
-        sleep_ms(delay_ms);
+        conn_sleep_ms(delay_ms);
         delay_ms = delay_ms < 1000 ? delay_ms * 2 : 2000;
     }
     return -1;
@@ -504,7 +507,7 @@ static int wait_fd(struct redis_conn *r, short events)
             broken(r, "timed out");
             return -1;
         }
-        if (!r->live && stop_flag && *stop_flag) {
+        if (!r->live && redis_conn_stopping()) {
             if (!stop_seen)
                 stop_seen = now;
             if (__atomic_load_n(&stalled_at_stop, __ATOMIC_RELAXED) ||
@@ -623,10 +626,8 @@ static void reroute(struct redis_conn *r, struct pipe *p, unsigned from)
         if (d) {
             d->slot = (uint16_t)slot;
             COUNTER_INC(r->n.rerouted);
-        } else if (slot >= 0 && p->kind[i] == REDIS_CMD_RECORD) {
-            COUNTER_INC(r->n.lost);   /* out of memory */
-        } else if (slot >= 0 && p->kind[i] == REDIS_CMD_FLOW) {
-            COUNTER_INC(r->n.flows_lost);
+        } else if (slot >= 0) {
+            conn_count_lost(r, p->kind[i]);   /* out of memory */
         }
     }
     COUNTER_ADD(r->n.commands, p->counted);
@@ -715,12 +716,8 @@ int conn_collect(struct redis_conn *r, struct pipe *p, int wait)
  * were stored, or counted lost by their error reply). */
 void conn_count_unanswered(struct redis_conn *r, const struct pipe *p)
 {
-    for (unsigned i = p->counted; i < p->ncmds; i++) {
-        if (p->kind[i] == REDIS_CMD_RECORD)
-            COUNTER_INC(r->n.lost);
-        else if (p->kind[i] == REDIS_CMD_FLOW)
-            COUNTER_INC(r->n.flows_lost);
-    }
+    for (unsigned i = p->counted; i < p->ncmds; i++)
+        conn_count_lost(r, p->kind[i]);
 }
 
 void conn_clear(struct pipe *p)

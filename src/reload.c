@@ -49,6 +49,13 @@ static const char *fixed_setting_changed(const struct config *a, const struct co
     SAME_NUM(active_timeout, "ACTIVE_TIMEOUT");
     SAME_NUM(record_seq, "RECORD_SEQ");
     SAME_STR(ipfix_collector, "IPFIX_COLLECTOR");
+    SAME_NUM(redis_ncluster, "REDIS_CLUSTER");
+    SAME_NUM(redis_stream_shards, "REDIS_STREAM_SHARDS");
+    SAME_NUM(redis_wait_replicas, "REDIS_WAIT_REPLICAS");
+    SAME_NUM(redis_wait_ms, "REDIS_WAIT_REPLICAS");
+    for (int i = 0; i < a->redis_ncluster; i++)
+        if (strcmp(a->redis_cluster[i], b->redis_cluster[i]) != 0)
+            return "REDIS_CLUSTER";
     SAME_NUM(ipfix_tcp, "IPFIX_TRANSPORT");
     SAME_NUM(ipfix_domain, "IPFIX_DOMAIN");
     SAME_NUM(ipfix_refresh_s, "IPFIX_TEMPLATE_REFRESH");
