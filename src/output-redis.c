@@ -528,10 +528,9 @@ static void flush(struct output *o)
         redis_conn_flush(ro->conn);
 }
 
-static void sum_conn(struct redis_conn *c, struct stats_totals *t)
+static void sum_conn(struct redis_conn *c, struct redis_counters *rd)
 {
     const struct redis_counters *rc = redis_conn_counters(c);
-    struct redis_counters *rd = &t->rd;
     rd->records += COUNTER_GET(rc->records);
     rd->flows += COUNTER_GET(rc->flows);
     rd->lost += COUNTER_GET(rc->lost);
@@ -562,12 +561,26 @@ static void sum(const struct output *o, struct stats_totals *t)
     struct redis_output *ro = (struct redis_output *)o;
     t->redis = 1;
     if (!ro->cl) {
-        sum_conn(ro->conn, t);
+        sum_conn(ro->conn, &t->rd);
         return;
     }
     int n = redis_cluster_nodes(ro->cl);
-    for (int i = 0; i < n; i++)
-        sum_conn(redis_cluster_node(ro->cl, i), t);
+    for (int i = 0; i < n; i++) {
+        struct redis_conn *c = redis_cluster_node(ro->cl, i);
+        sum_conn(c, &t->rd);
+        const char *name = redis_cluster_node_name(ro->cl, i);
+        int k = 0;   /* the same node in every worker's cluster: by name */
+        while (k < t->nnodes && strcmp(t->node[k].name, name) != 0)
+            k++;
+        if (k == REDIS_CLUSTER_MAX_NODES)
+            continue;
+        if (k == t->nnodes) {
+            snprintf(t->node[k].name, sizeof t->node[k].name, "%s", name);
+            memset(&t->node[k].rd, 0, sizeof t->node[k].rd);
+            t->nnodes++;
+        }
+        sum_conn(c, &t->node[k].rd);
+    }
     const struct redis_cluster_counters *cc = redis_cluster_counters(ro->cl);
     t->cluster = 1;
     uint64_t masters = COUNTER_GET(cc->masters);   /* each worker connects to them all */

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <pthread.h>
+#include <signal.h>
 
 #include "config.h"
 #include "counter.h"
@@ -19,6 +20,14 @@
 
 #define MAX_ROUNDS 16   /* redirections of redirections: a loop is a broken cluster */
 #define FAILOVER_POLL_MS 200   /* asking for the slot map while a master fails over */
+#define LIVE_REFRESH_MS 1000   /* live: the slot map asked for at most this often */
+
+/* A slot map as a node gave it: the owner of each slot by name. */
+struct slot_map {
+    char name[REDIS_CLUSTER_MAX_NODES][64];   /* host:port */
+    int nnames;
+    uint8_t slot[REDIS_CLUSTER_SLOTS];        /* index into name[] + 1; 0: not covered */
+};
 
 struct redis_cluster {
     const struct config *conf;
@@ -28,6 +37,14 @@ struct redis_cluster {
     uint8_t slot_node[REDIS_CLUSTER_SLOTS];   /* index into node[] */
     int live;
     uint64_t next_id, ids_left;               /* the reserved block of record ids */
+    /* live: the slot map is read on a thread of its own (a node may be
+     * frozen), at most once per LIVE_REFRESH_MS, when a master is down */
+    pthread_t refresher;
+    int refreshing;                           /* started, not yet taken */
+    int refresh_done;                         /* atomic: fresh holds its result */
+    int refresh_ok;
+    uint64_t refresh_at;
+    struct slot_map fresh;
     struct redis_cluster_counters n;
 };
 
@@ -72,7 +89,7 @@ static int node_index(struct redis_cluster *cl, const char *host, unsigned port,
                       size_t errlen)
 {
     char name[64];
-    snprintf(name, sizeof name, "%s:%u", host, port);
+    snprintf(name, sizeof name, strchr(host, ':') ? "[%s]:%u" : "%s:%u", host, port);
     for (int i = 0; i < cl->nnodes; i++)
         if (strcmp(cl->name[i], name) == 0)
             return i;
@@ -93,31 +110,41 @@ static int node_index(struct redis_cluster *cl, const char *host, unsigned port,
     return i;
 }
 
-/* "host:port" of a redirection */
-static int node_named(struct redis_cluster *cl, const char *target)
+/* The node called host:port (a redirection's target, a slot map's
+ * master), connected to if new; -1 with err when it cannot be. */
+static int node_named(struct redis_cluster *cl, const char *target, char *err, size_t errlen)
 {
-    char host[64], err[256];
+    char host[64];
     unsigned port = redis_split_hostport(target, host, sizeof host);
-    if (!port)
+    if (!port) {
+        snprintf(err, errlen, "not host:port: %s", target);
         return -1;
-    int i = node_index(cl, host, port, err, sizeof err);
+    }
+    return node_index(cl, host, port, err, errlen);
+}
+
+/* A redirection's target; -1 (logged) when it cannot be reached. */
+static int redirect_target(struct redis_cluster *cl, const char *target)
+{
+    char err[256];
+    int i = node_named(cl, target, err, sizeof err);
     if (i < 0)
         redis_conn_log(cl->node[0], "redirected to a node that cannot be reached", err);
     return i;
 }
 
-/* Reads the slot map from one node (host:port), and takes it when it
- * covers every slot. Returns 0, 1 when the node could not be reached or its
- * map is not whole (try another), -1 with err when it answered and
- * refused. */
-static int read_slots(struct redis_cluster *cl, const char *seed, char *err, size_t errlen)
+/* Reads the slot map from one node (host:port) into m, connecting to
+ * nothing else. Returns 0 when it covers every slot, 1 when the node could
+ * not be reached or its map is not whole (try another), -1 with err when it
+ * answered and refused. */
+static int fetch_slots(const struct config *conf, const char *seed, struct slot_map *m,
+                       char *err, size_t errlen)
 {
-    uint8_t map[REDIS_CLUSTER_SLOTS];   /* node index + 1; 0: not covered */
-    memset(map, 0, sizeof map);
+    memset(m, 0, sizeof *m);
     char host[256];
     struct redis_addr a = {NULL, host, redis_split_hostport(seed, host, sizeof host)};
     int refused;
-    redisContext *c = conn_connect_to(cl->conf, &a, err, errlen, &refused);
+    redisContext *c = conn_connect_to(conf, &a, err, errlen, &refused);
     if (!c)
         return refused ? -1 : 1;
     struct timeval tv = {CONNECT_TIMEOUT_S, 0};
@@ -142,31 +169,63 @@ static int read_slots(struct redis_cluster *cl, const char *seed, char *err, siz
                 rc = -1;
                 break;
             }
-            const redisReply *m = e->element[2];
+            const redisReply *mr = e->element[2];
             /* an empty or unknown endpoint is the node we asked */
-            const char *mhost = m->element[0]->type == REDIS_REPLY_STRING && m->element[0]->len &&
-                                strcmp(m->element[0]->str, "?") != 0 ? m->element[0]->str : host;
-            int k = node_index(cl, mhost, (unsigned)m->element[1]->integer, err, errlen);
-            if (k < 0) {
+            const char *mhost = mr->element[0]->type == REDIS_REPLY_STRING && mr->element[0]->len &&
+                                strcmp(mr->element[0]->str, "?") != 0 ? mr->element[0]->str : host;
+            char name[64];
+            snprintf(name, sizeof name, strchr(mhost, ':') ? "[%s]:%lld" : "%s:%lld", mhost,
+                     mr->element[1]->integer);
+            int k = 0;
+            while (k < m->nnames && strcmp(m->name[k], name) != 0)
+                k++;
+            if (k == REDIS_CLUSTER_MAX_NODES) {
+                snprintf(err, errlen, "more than %d cluster nodes", REDIS_CLUSTER_MAX_NODES);
                 rc = -1;
                 break;
             }
+            if (k == m->nnames)
+                memcpy(m->name[m->nnames++], name, sizeof name);
             long long lo = e->element[0]->integer, hi = e->element[1]->integer;
             for (long long s = lo; s <= hi && s < REDIS_CLUSTER_SLOTS; s++)
                 if (s >= 0)
-                    map[s] = (uint8_t)(k + 1);
+                    m->slot[s] = (uint8_t)(k + 1);
         }
     }
     freeReplyObject(rep);
     redisFree(c);
     for (int s = 0; rc == 0 && s < REDIS_CLUSTER_SLOTS; s++)
-        if (!map[s]) {
+        if (!m->slot[s]) {
             snprintf(err, errlen, "the Redis Cluster does not cover slot %d: is its state ok?", s);
             rc = 1;
         }
-    for (int s = 0; rc == 0 && s < REDIS_CLUSTER_SLOTS; s++)
-        cl->slot_node[s] = (uint8_t)(map[s] - 1);
     return rc;
+}
+
+/* Takes a whole map: connects to its masters not known yet. */
+static int apply_map(struct redis_cluster *cl, const struct slot_map *m, char *err, size_t errlen)
+{
+    int idx[REDIS_CLUSTER_MAX_NODES];
+    for (int k = 0; k < m->nnames; k++)
+        if ((idx[k] = node_named(cl, m->name[k], err, errlen)) < 0)
+            return -1;
+    for (int s = 0; s < REDIS_CLUSTER_SLOTS; s++)
+        cl->slot_node[s] = (uint8_t)idx[m->slot[s] - 1];
+    return 0;
+}
+
+static int read_slots(struct redis_cluster *cl, const char *seed, char *err, size_t errlen)
+{
+    struct slot_map *m = &cl->fresh;   /* not refreshing: the worker's own */
+    int rc = fetch_slots(cl->conf, seed, m, err, errlen);
+    return rc == 0 ? apply_map(cl, m, err, errlen) : rc;
+}
+
+static void refresher_join(struct redis_cluster *cl)
+{
+    if (cl->refreshing)
+        pthread_join(cl->refresher, NULL);
+    cl->refreshing = 0;
 }
 
 struct redis_cluster *redis_cluster_open(const struct config *conf, char *err, size_t errlen)
@@ -189,6 +248,8 @@ struct redis_cluster *redis_cluster_open(const struct config *conf, char *err, s
         redis_cluster_close(cl);
         return NULL;
     }
+    if (redis_test_live())
+        redis_cluster_set_live(cl);
     return cl;
 }
 
@@ -197,6 +258,7 @@ void redis_cluster_close(struct redis_cluster *cl)
     if (!cl)
         return;
     redis_cluster_flush(cl);
+    refresher_join(cl);
     for (int i = 0; i < cl->nnodes; i++)
         redis_conn_close(cl->node[i]);
     free(cl);
@@ -214,19 +276,73 @@ static void refresh(struct redis_cluster *cl)
             return;
 }
 
+/* Live: the slot map read on the refresher thread, from any node that
+ * gives a whole one (known masters first, then the seeds). It reads only
+ * the names of nodes known when it started: the worker may add others. */
+static void *refresher_main(void *arg)
+{
+    struct redis_cluster *cl = arg;
+    char err[256];
+    int n = __atomic_load_n(&cl->nnodes, __ATOMIC_ACQUIRE), ok = 0;
+    for (int i = 0; i < n + cl->conf->redis_ncluster && !ok; i++)
+        ok = fetch_slots(cl->conf, i < n ? cl->name[i] : cl->conf->redis_cluster[i - n],
+                         &cl->fresh, err, sizeof err) == 0;
+    cl->refresh_ok = ok;
+    __atomic_store_n(&cl->refresh_done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+/* Live: a master is down. The slot map is asked for off the worker's path
+ * (a node may be frozen, and nothing live waits), at most once per
+ * LIVE_REFRESH_MS, and taken when its answer has come. */
+static void live_refresh(struct redis_cluster *cl)
+{
+    char err[256];
+    if (cl->refreshing) {
+        if (!__atomic_load_n(&cl->refresh_done, __ATOMIC_ACQUIRE))
+            return;
+        refresher_join(cl);
+        if (cl->refresh_ok && apply_map(cl, &cl->fresh, err, sizeof err) < 0)
+            redis_conn_log(cl->node[0], "slot map", err);
+        return;
+    }
+    uint64_t now = outbuf_now();
+    if (now < cl->refresh_at)
+        return;
+    cl->refresh_at = now + LIVE_REFRESH_MS * 1000000ull;
+    cl->refresh_done = 0;
+    sigset_t all, old;   /* signals are for the other threads */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    cl->refreshing = pthread_create(&cl->refresher, NULL, refresher_main, cl) == 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+static int live_up(const struct redis_conn *c) { return c->c && !c->down; }
+
 /* A master that answers for slot: its node, once the cluster has one.
  * Reading a file, a master lost waits for its replica to take over (the
  * slot map is asked for again every FAILOVER_POLL_MS) as long as it takes,
- * as dati waits for a single Redis; -1 once dati is being stopped, or
- * live, where nothing waits. */
+ * as dati waits for a single Redis; -1 once dati is being stopped. Live,
+ * nothing waits: -1 until the refresher has found the slot's new master. */
 static int live_owner(struct redis_cluster *cl, unsigned slot)
 {
     uint64_t last_log = 0;
+    if (cl->live) {
+        int before = cl->slot_node[slot];
+        live_refresh(cl);
+        int i = cl->slot_node[slot];
+        if (!live_up(cl->node[i]))
+            return -1;
+        if (i != before)
+            COUNTER_INC(cl->n.failovers);
+        return i;
+    }
     for (;;) {
         int i = cl->slot_node[slot];
         if (redis_conn_alive(cl->node[i]))
             return i;
-        if (cl->live || redis_conn_stopping())
+        if (redis_conn_stopping())
             return -1;
         refresh(cl);
         i = cl->slot_node[slot];
@@ -255,6 +371,11 @@ struct redis_conn *redis_cluster_conn(struct redis_cluster *cl, const char *key,
 
 int redis_cluster_next_id(struct redis_cluster *cl, uint64_t *id)
 {
+    /* live: from blocks asked for inside the pipeline of dati:id's master,
+     * never waited for (redis_conn_next_id): while that master is down or
+     * slow, records are dropped once the blocks in hand are used */
+    if (cl->live)
+        return redis_conn_next_id(redis_cluster_conn(cl, ID_KEY, sizeof ID_KEY - 1), id);
     if (cl->ids_left == 0) {
         int to = -1, asking = 0;
         for (int round = 0; round < MAX_ROUNDS; round++) {
@@ -269,7 +390,7 @@ int redis_cluster_next_id(struct redis_cluster *cl, uint64_t *id)
             const char *target = strrchr(err, ' ');
             asking = strncmp(err, "ASK ", 4) == 0;
             if ((asking || strncmp(err, "MOVED ", 6) == 0) && target &&
-                (to = node_named(cl, target + 1)) >= 0) {
+                (to = redirect_target(cl, target + 1)) >= 0) {
                 if (!asking) {
                     cl->slot_node[redis_keyslot(ID_KEY, sizeof ID_KEY - 1)] = (uint8_t)to;
                     COUNTER_INC(cl->n.refreshes);
@@ -309,7 +430,7 @@ static unsigned resend(struct redis_cluster *cl, int i, int last_round)
                 conn_sleep_ms(100);
                 slept = 1;
             }
-        } else if ((to = node_named(cl, d->target)) >= 0) {
+        } else if ((to = redirect_target(cl, d->target)) >= 0) {
             if (d->how == REDIRECT_MOVED && cl->slot_node[d->slot] != to) {
                 cl->slot_node[d->slot] = (uint8_t)to;   /* MOVED: the slot is there now */
                 COUNTER_INC(cl->n.refreshes);
@@ -350,6 +471,15 @@ void redis_cluster_service(struct redis_cluster *cl)
 
 void redis_cluster_set_live(struct redis_cluster *cl)
 {
+    /* the first id block with a round trip now, handed to dati:id's master's
+     * connection, which asks for the next ones ahead */
+    uint64_t id;
+    if (!cl->conf->redis_stream && redis_cluster_next_id(cl, &id) == 0) {
+        struct redis_conn *c = redis_cluster_conn(cl, ID_KEY, sizeof ID_KEY - 1);
+        c->next_id = id;
+        c->ids_left = cl->ids_left + 1;
+        cl->ids_left = 0;
+    }
     cl->live = 1;
     for (int i = 0; i < cl->nnodes; i++)
         redis_conn_set_live(cl->node[i]);
@@ -379,6 +509,8 @@ int redis_cluster_nodes(const struct redis_cluster *cl)
 }
 
 struct redis_conn *redis_cluster_node(struct redis_cluster *cl, int i) { return cl->node[i]; }
+
+const char *redis_cluster_node_name(const struct redis_cluster *cl, int i) { return cl->name[i]; }
 
 const struct redis_cluster_counters *redis_cluster_counters(const struct redis_cluster *cl)
 {

@@ -54,6 +54,8 @@ void redis_cluster_flush(struct redis_cluster *cl);
 
 int redis_cluster_nodes(const struct redis_cluster *cl);
 struct redis_conn *redis_cluster_node(struct redis_cluster *cl, int i);
+/* Node i's host:port. */
+const char *redis_cluster_node_name(const struct redis_cluster *cl, int i);
 const struct redis_cluster_counters *redis_cluster_counters(const struct redis_cluster *cl);
 
 #endif

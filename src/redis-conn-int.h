@@ -50,6 +50,7 @@ struct redis_conn {
     uint64_t next_id, ids_left;          /* the reserved block */
     uint64_t spare_id;                   /* the next block, asked for ahead (REDIS_CMD_IDS) */
     int spare_ready, ids_asked;
+    int ids_unsent;                      /* live: the request is in cur, sent first chance */
     int live;                            /* never wait: drop and count instead */
     int down;                            /* live: connection lost, retried from retry_at */
     uint64_t retry_at;

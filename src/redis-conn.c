@@ -26,6 +26,14 @@ static const volatile int *stop_flag;
 
 void redis_conn_set_stop(const volatile int *flag) { stop_flag = flag; }
 
+/* Test hook (doc/records.md): the live capture's never-waiting mode,
+ * exercised while reading a file. */
+int redis_test_live(void)
+{
+    const char *live = getenv("DATI_TEST_REDIS_LIVE");
+    return live && strcmp(live, "1") == 0;
+}
+
 int redis_conn_stopping(void) { return stop_flag && *stop_flag; }
 
 void conn_count_lost(struct redis_conn *r, int kind)
@@ -329,10 +337,7 @@ static struct redis_conn *open_at(const struct config *conf, const struct redis_
     conn_attach(r, connect_start(conf, &r->addr, err, errlen));
     if (!r->c)
         goto fail;
-    /* Test hook (doc/records.md): the live capture's never-waiting mode,
-     * exercised while reading a file. */
-    const char *live = getenv("DATI_TEST_REDIS_LIVE");
-    if (live && strcmp(live, "1") == 0)
+    if (!r->cluster && redis_test_live())   /* a cluster's: redis_cluster_open */
         redis_conn_set_live(r);
     return r;
 oom:
@@ -972,7 +977,7 @@ int redis_conn_next_id(struct redis_conn *r, uint64_t *id)
         r->spare_ready = 0;
     }
     if (r->ids_left == 0 && r->live) {
-        COUNTER_INC(r->n.dropped_queue_full);
+        COUNTER_INC(*(r->down ? &r->n.dropped_disconnected : &r->n.dropped_queue_full));
         goto ask;
     }
     if (r->ids_left == 0) {
@@ -995,7 +1000,12 @@ ask:
     if (r->ids_left <= ID_BLOCK / 2 && !r->ids_asked && !r->spare_ready && !r->down) {
         const char *argv[] = {"INCRBY", ID_KEY, STR(ID_BLOCK)};
         size_t argl[] = {6, sizeof ID_KEY - 1, sizeof STR(ID_BLOCK) - 1};
-        r->ids_asked = redis_conn_append(r, 3, argv, argl, REDIS_CMD_IDS) == 0;
+        r->ids_asked = r->ids_unsent = redis_conn_append(r, 3, argv, argl, REDIS_CMD_IDS) == 0;
     }
+    /* live: the request goes out as soon as the pipeline in flight is
+     * answered, not when this one is full or drained (a cluster's dati:id
+     * master gets only its share of the records) */
+    if (r->live && r->ids_unsent)
+        live_pump(r, 1);
     return rc;
 }

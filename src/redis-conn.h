@@ -80,6 +80,9 @@ struct redis_conn *redis_conn_open_node(const struct config *conf, const char *h
 enum { REDIRECT_MOVED, REDIRECT_ASK, REDIRECT_RETRY,
        REDIRECT_REROUTE /* its node was lost: to the slot's owner, once known */ };
 
+/* DATI_TEST_REDIS_LIVE=1: live mode while reading a file (a test hook). */
+int redis_test_live(void);
+
 /* Whether dati is being stopped (the waits give up). */
 int redis_conn_stopping(void);
 

@@ -27,7 +27,7 @@ void live_went_down(struct redis_conn *r)
     r->c = NULL;
     r->sent = NULL;
     r->since = 0;
-    r->ids_asked = 0;   /* its reply will not come */
+    r->ids_asked = r->ids_unsent = 0;   /* its reply will not come */
     r->down = 1;
     r->retry_ms = 100;
     r->retry_at = outbuf_now() + 100000000u;
@@ -131,6 +131,7 @@ void live_pump(struct redis_conn *r, int force)
         return;
     }
     conn_swap_pipes(r);
+    r->ids_unsent = 0;
 }
 
 /* Live: whether a record may be queued now; if not, counts it by reason,

@@ -144,6 +144,23 @@ void stats_print(FILE *f, const struct stats_source *s, const struct stats_total
                 (unsigned long long)t->rd.queued_peak, (unsigned long long)t->rd.dropped_queue_full,
                 (unsigned long long)t->rd.dropped_disconnected,
                 (unsigned long long)t->rd.flow_updates_dropped);
+    if (t->cluster) {
+        fprintf(f, "dati:   redis cluster: %llu masters; %llu moved, %llu ask, %llu retried, "
+                   "%llu slots moved, %llu failovers, %llu rerouted\n",
+                (unsigned long long)t->cl.masters, (unsigned long long)t->cl.moved,
+                (unsigned long long)t->cl.ask, (unsigned long long)t->cl.retries,
+                (unsigned long long)t->cl.refreshes, (unsigned long long)t->cl.failovers,
+                (unsigned long long)t->rd.rerouted);
+        for (int i = 0; i < t->nnodes; i++) {
+            const struct redis_counters *rd = &t->node[i].rd;
+            fprintf(f, "dati:     %s: %llu records (%llu lost), %llu flow records (%llu lost); "
+                       "live drops: %llu queue full, %llu disconnected\n",
+                    t->node[i].name, (unsigned long long)rd->records,
+                    (unsigned long long)rd->lost, (unsigned long long)rd->flows,
+                    (unsigned long long)rd->flows_lost, (unsigned long long)rd->dropped_queue_full,
+                    (unsigned long long)rd->dropped_disconnected);
+        }
+    }
     if (t->ipfix)
         fprintf(f, "dati:   ipfix: %llu records in %llu messages (%llu bytes), %llu template "
                    "messages; %llu lost (send failed), %llu dropped (collector down), %llu "
@@ -288,7 +305,27 @@ int stats_json(struct outbuf *b, const struct stats_source *s, const struct stat
             rc |= member(b, "failovers", t->cl.failovers, &first);
             rc |= member(b, "rerouted", t->rd.rerouted, &first);
             rc |= member(b, "wait_short", t->rd.wait_short, &first);
-            rc |= json_lit(b, "}");
+            rc |= json_lit(b, ",\"nodes\":{");
+            for (int i = 0; i < t->nnodes; i++) {
+                const struct redis_counters *rd = &t->node[i].rd;
+                rc |= json_lit(b, i ? ",\"" : "\"");
+                rc |= json_lit(b, t->node[i].name);
+                rc |= json_lit(b, "\":{");
+                first = 1;
+                rc |= member(b, "records", rd->records, &first);
+                rc |= member(b, "flows", rd->flows, &first);
+                rc |= member(b, "lost", rd->lost, &first);
+                rc |= member(b, "flows_lost", rd->flows_lost, &first);
+                rc |= member(b, "commands", rd->commands, &first);
+                rc |= member(b, "errors", rd->errors, &first);
+                rc |= member(b, "reconnects", rd->reconnects, &first);
+                rc |= member(b, "queued", rd->queued, &first);
+                rc |= member(b, "dropped_queue_full", rd->dropped_queue_full, &first);
+                rc |= member(b, "dropped_disconnected", rd->dropped_disconnected, &first);
+                rc |= member(b, "rerouted", rd->rerouted, &first);
+                rc |= json_lit(b, "}");
+            }
+            rc |= json_lit(b, "}}");
         }
         rc |= json_lit(b, "}");
     }

@@ -37,6 +37,11 @@ struct stats_totals {
     struct redis_counters rd;
     int cluster;                   /* the Redis output is a cluster's */
     struct redis_cluster_counters cl;
+    int nnodes;                    /* the cluster's nodes, each summed over the workers */
+    struct stats_node {
+        char name[64];             /* host:port */
+        struct redis_counters rd;
+    } node[REDIS_CLUSTER_MAX_NODES];
     int ipfix;                     /* IPFIX export is on */
     struct ipfix_counters ix;
     uint64_t ipfix_pending;        /* records in the workers' messages, not yet sent */

@@ -15,6 +15,7 @@ import json
 import random
 import re
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -227,12 +228,14 @@ class FedDati:
     """dati reading a capture on its standard input, fed piece by piece (at
     packet boundaries) from a thread, its output collected by threads."""
 
-    def __init__(self, args, data):
+    def __init__(self, args, data, env_extra=None):
         self.data, self.offs = data, h.packet_offsets(data)
         self.packets = len(self.offs) - 1
+        env = h.sanitizer_env()
+        env.update(env_extra or {})
         self.proc = subprocess.Popen([str(h.DATI), "-r", "-"] + [str(a) for a in args],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, env=h.sanitizer_env())
+                                     stderr=subprocess.PIPE, env=env)
         self.out, self.err = [], []
         self.readers = [threading.Thread(target=lambda f=f, b=b: b.extend(f), daemon=True)
                         for f, b in ((self.proc.stdout, self.out), (self.proc.stderr, self.err))]
@@ -652,6 +655,118 @@ def test_cluster_config_check(tmp_path, binaries, lines, status, words):
 
 
 # ---------------------------------------------------------------- dati: failover (last)
+
+# Live mode (never waiting), reached through the DATI_TEST_REDIS_LIVE=1 test
+# hook as in test_redis_live.py: the cluster runs on loopback in this
+# namespace, where a live capture's namespace could not reach it.
+LIVE = {"DATI_TEST_REDIS_LIVE": "1"}
+
+
+def node_stats(stats):
+    """{port: per-node counters} of the final stats record."""
+    return {int(k.rsplit(":", 1)[1]): v for k, v in cluster_stats(stats)["nodes"].items()}
+
+
+def paced(dati, upto, step=200, pause=0.01):
+    """Feeds up to packet upto at a live link's pace, not a file's: live
+    mode drops what Redis cannot take at full reading speed."""
+    while dati.sent < min(upto, dati.packets):
+        dati.feed(min(upto, dati.sent + step))
+        time.sleep(pause)
+
+
+def check_live_accounting(rc, stats, want):
+    """Every JSON record is stored or counted: queued = stored + lost, and
+    queued + dropped = the JSON run's; the nodes' counters add up."""
+    rd, rec = stats["redis"], stats["records"]
+    stored = len(rc.scan_all("dati:rec:*"))
+    assert rec["field"] == rd["records"] and stored == rd["records"] - rd["lost"], (stored, rd)
+    assert rec["field"] + rec["field_dropped"] == len(want.records), rec
+    assert rec["field_dropped"] + rec["flow_dropped"] == \
+        rd["dropped_queue_full"] + rd["dropped_disconnected"], (rec, rd)
+    nodes = node_stats(stats)
+    for k in ("records", "lost", "dropped_queue_full", "dropped_disconnected"):
+        assert sum(n[k] for n in nodes.values()) == rd[k], (k, nodes)
+    return nodes
+
+
+def test_live_master_frozen(tmp_path, binaries, rc, mid):
+    """Live mode, a master (not dati:id's) frozen with SIGSTOP for about a
+    second, shorter than cluster-node-timeout: dati keeps reading, the other
+    masters' records keep being stored meanwhile, the frozen master's are
+    counted as dropped (queue full) on its node only, and every record is
+    stored or counted."""
+    want, data = mid["want"], mid["data"]
+    conf, _ = write_confs(tmp_path, rc.seeds(), extra="REDIS_PIPELINE 200\n")
+    victim = next(p for _, p in rc.masters()
+                  if (cl.HOST, p) not in (rc.node_for_key("dati:id"), rc.node_for_key("test:sessions")))
+    others = [p for _, p in rc.masters() if p != victim]
+    dati = FedDati(["-c", conf, "-t", 2, "-q"], data, LIVE)
+    stopped = False
+    try:
+        third = dati.packets // 3
+        paced(dati, third)
+        wait_stored(rc, records_upto(want, third), dati, "first third")
+        before = sum(len(rc.scan_node(p, "dati:rec:*")) for p in others)
+        rc.nodes[victim].proc.send_signal(signal.SIGSTOP)
+        stopped = True
+        paced(dati, 2 * third)   # never blocks: FedDati asserts that dati reads on
+        end = time.monotonic() + 5
+        while sum(len(rc.scan_node(p, "dati:rec:*")) for p in others) < before + 1000:
+            assert time.monotonic() < end, "the other masters got no records while one was frozen"
+            time.sleep(0.05)
+        rc.nodes[victim].proc.send_signal(signal.SIGCONT)
+        stopped = False
+        paced(dati, dati.packets)
+        status, stats, err = dati.finish(timeout=60)
+    finally:
+        if stopped:
+            rc.nodes[victim].proc.send_signal(signal.SIGCONT)
+        dati.kill()
+    assert status == 0, err[-3000:]
+    nodes = check_live_accounting(rc, stats, want)
+    assert nodes[victim]["dropped_queue_full"] > 100, nodes
+    # the flow records, published on test:sessions' master at the end of the
+    # input all at once, may overrun its pipelines: nothing else may drop
+    sessions = rc.node_for_key("test:sessions")[1]
+    for p in others:
+        dropped = nodes[p]["dropped_queue_full"] + nodes[p]["dropped_disconnected"]
+        assert dropped <= (stats["records"]["flow_dropped"] if p == sessions else 0), nodes
+    assert stats["redis"]["lost"] == 0 and stats["redis"]["errors"] == 0, stats["redis"]
+
+
+def test_live_master_killed(tmp_path, binaries, rc, mid):
+    """Live mode, a master (not dati:id's) killed with SIGKILL: what it had
+    not answered is counted lost, its slots' records are counted dropped
+    (disconnected) until its replica takes over, then stored there: dati
+    finds the new master without waiting (a failover counted). The killed
+    node is started again afterwards: it rejoins as a replica."""
+    want, data = mid["want"], mid["data"]
+    conf, _ = write_confs(tmp_path, rc.seeds(), extra="REDIS_PIPELINE 200\n")
+    victim = next(p for _, p in rc.masters() if (cl.HOST, p) != rc.node_for_key("dati:id"))
+    dati = FedDati(["-c", conf, "-t", 2, "-q"], data, LIVE)
+    try:
+        third = dati.packets // 3
+        paced(dati, third)
+        wait_stored(rc, records_upto(want, third), dati, "first third")
+        rc.kill(victim)
+        paced(dati, third + third // 4)
+        new = rc.wait_failover(victim)
+        time.sleep(1.5)   # the refresher asks for the slot map once a second
+        before = len(rc.scan_node(new[1], "dati:rec:*"))
+        paced(dati, 2 * third)
+        paced(dati, dati.packets)
+        status, stats, err = dati.finish(timeout=60)
+        after = len(rc.scan_node(new[1], "dati:rec:*"))
+    finally:
+        dati.kill()
+        rc.restart(victim)
+    assert status == 0, err[-3000:]
+    nodes = check_live_accounting(rc, stats, want)
+    assert nodes[victim]["dropped_disconnected"] > 0, nodes
+    assert after > before + 1000, (before, after)   # records reach the promoted replica
+    assert cluster_stats(stats)["failovers"] >= 1, cluster_stats(stats)
+
 
 def test_failover_master_killed_mid_run(tmp_path, binaries, rc, mid):
     """The master holding dati:id killed (SIGKILL) mid-run, its replica
