@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/utsname.h>
 #include <sys/stat.h>
 
 #include "classify.h"
@@ -406,6 +407,18 @@ static void kw_redis_cluster(struct parser *ps, char *v)
         c->redis_cluster[c->redis_ncluster++] = dup(ps, tok);
     }
 }
+/* PROBE_NAME name: what tells several probes' records and statistics
+ * apart; a key and a JSON string, so letters, digits, '.', '_', '-'. */
+static void kw_probe_name(struct parser *ps, char *v)
+{
+    size_t n = strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-");
+    if (v[n] || n >= sizeof ps->c->probe_name) {
+        perr(ps, v, "PROBE_NAME is 1 to 63 letters, digits, '.', '_' or '-'");
+        return;
+    }
+    memcpy(ps->c->probe_name, v, n + 1);
+}
+
 static void kw_redis_auth(struct parser *ps, char *v) { set_redis_str(ps, &ps->c->redis_auth, v); }
 
 static void kw_redis_mode(struct parser *ps, char *v)
@@ -514,6 +527,7 @@ static const struct keyword {
     HANDLER("IPFIX_TRANSPORT", GLOBAL, kw_ipfix_transport),
     NUMBER("IPFIX_DOMAIN", 0, 4294967295ul, ipfix_domain),
     HANDLER("IPFIX_TEMPLATE_REFRESH", GLOBAL, kw_ipfix_refresh),
+    HANDLER("PROBE_NAME", GLOBAL, kw_probe_name),
 };
 
 static void parse_line(struct parser *ps, char *line)
@@ -564,6 +578,22 @@ static void parse_line(struct parser *ps, char *line)
 }
 
 /* Checks that need the whole file: every filter has an expression. */
+/* Several probes feeding one cluster must not overwrite each other's
+ * statistics and flow hashes: without PROBE_NAME, the host name (its
+ * first label, cut to what PROBE_NAME allows). */
+static void default_probe_name(struct config *c)
+{
+    char host[256] = "";
+    struct utsname u;
+    if (uname(&u) == 0)
+        snprintf(host, sizeof host, "%s", u.nodename);
+    size_t n = strspn(host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-");
+    if (n >= sizeof c->probe_name)
+        n = sizeof c->probe_name - 1;
+    memcpy(c->probe_name, n ? host : "probe", n ? n : 6);
+    c->probe_name[n ? n : 5] = 0;
+}
+
 static void check_whole(struct parser *ps)
 {
     struct config *c = ps->c;
@@ -610,6 +640,8 @@ static void check_whole(struct parser *ps)
         perr(ps, c->output, "OUTPUT none leaves the records nowhere to go: it needs "
                             "IPFIX_COLLECTOR or Redis");
     }
+    if (c->redis_ncluster && !c->probe_name[0])
+        default_probe_name(c);
     if (c->flow_events && !c->redis_line) {
         ps->line = c->flow_events_line;
         perr(ps, c->flow_events, "FLOW_EVENTS needs Redis (REDIS_SOCK or REDIS_HOST)");

@@ -84,6 +84,9 @@ struct config {
     unsigned ipfix_domain;             /* observation domain id */
     unsigned ipfix_refresh_s;          /* UDP: templates again after this many seconds, 0: never */
     unsigned ipfix_refresh_msgs;       /* and after this many messages, 0: never */
+    /* PROBE_NAME: in every record and in dati:stats:<probe>; default, with
+     * REDIS_CLUSTER, the host name; "": none (the records as before) */
+    char probe_name[64];
     int output_line;                   /* of OUTPUT */
     int redis_line;
 };

@@ -363,6 +363,8 @@ int json_meta_add(struct outbuf *b, const struct record_meta *m)
     if (m->seq)
         rc |= json_lit(b, ",\"worker\":") | json_u64(b, m->worker) | json_lit(b, ",\"seq\":") |
               json_u64(b, m->seq);
+    if (m->probe)   /* PROBE_NAME's characters need no escaping */
+        rc |= json_lit(b, ",\"probe\":\"") | json_lit(b, m->probe) | json_lit(b, "\"");
     return rc | json_lit(b, "}\n");
 }
 

@@ -126,6 +126,10 @@ static int field_members(struct outbuf *s, struct extract_ctx *x, const struct r
         args[n++] = ARG_LIT("seq");
         rc |= num_arg(s, m->seq, &args[n++]);
     }
+    if (m->probe && n + 2 <= MAX_ARGS) {
+        args[n++] = ARG_LIT("probe");
+        args[n++] = ARG_STR(m->probe, strlen(m->probe));
+    }
     return rc ? -1 : n;
 }
 
@@ -294,11 +298,14 @@ static int fresh_hash(struct redis_conn *c, const char *key, size_t kl)
     return redis_conn_append(c, 2, del, dell, REDIS_CMD_MORE);
 }
 
-/* The key of a flow's hash, dati:flow:<id>, into k (48 bytes); its length. */
-static size_t flow_key(char *k, uint64_t id)
+/* The key of a flow's hash, dati:flow:<id> (with PROBE_NAME
+ * dati:flow:<probe>:<id>), into k (FLOW_KEY_MAX bytes); its length. */
+#define FLOW_KEY_MAX 96
+static size_t flow_key(const struct redis_output *ro, char *k, uint64_t id)
 {
-    memcpy(k, "dati:flow:", 10);
-    return 10 + redis_fmt_u64(k + 10, id);
+    const char *probe = ro->conf->probe_name;   /* flow ids are a probe's own */
+    size_t n = (size_t)snprintf(k, FLOW_KEY_MAX, probe[0] ? "dati:flow:%s:" : "dati:flow:", probe);
+    return n + redis_fmt_u64(k + n, id);
 }
 
 /* REDIS_FLOW_EXPIRE: the flow record also as a hash dati:flow:<id> (json,
@@ -306,8 +313,8 @@ static size_t flow_key(char *k, uint64_t id)
 static void flow_hash(struct redis_output *ro, const struct flow *fl, enum flow_end why,
                       const char *json, size_t len)
 {
-    char key[48], packets[24], bytes[24], ttl[24];
-    size_t kl = flow_key(key, fl->id);
+    char key[FLOW_KEY_MAX], packets[24], bytes[24], ttl[24];
+    size_t kl = flow_key(ro, key, fl->id);
     struct redis_conn *c = route(ro, key, kl);
     if (ro->cl && redis_conn_admit(c, &redis_conn_counters(c)->flow_updates_dropped) < 0)
         return;
@@ -378,8 +385,8 @@ static void flow_state(struct output *o, const struct flow *fl, int ended, enum 
 {
     struct redis_output *ro = (struct redis_output *)o;
     const struct config *conf = ro->conf;
-    char key[48];
-    size_t kl = flow_key(key, fl->id);
+    char key[FLOW_KEY_MAX];
+    size_t kl = flow_key(ro, key, fl->id);
     struct redis_conn *c = route(ro, key, kl);
     struct redis_counters *n_ = redis_conn_counters(c);
     if (ended && !conf->redis_flow_expire && !(fl->marks & FLOW_STATE_SENT))

@@ -27,6 +27,7 @@ struct record_meta {
     const struct tagtext *tags;        /* the flow's tags (feedback channel); NULL: none */
     unsigned worker;                   /* RECORD_SEQ: the worker that made the record */
     uint64_t seq;                      /* and its number there; 0: records carry neither */
+    const char *probe;                 /* PROBE_NAME; NULL: none */
     uint32_t flow_slot;                /* flow records: the flow's index in its worker's table */
     /* field records only */
     const struct filter_conf *filter;  /* the filter that matched */

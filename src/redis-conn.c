@@ -868,28 +868,30 @@ void redis_conn_flush(struct redis_conn *r)
     conn_settle(r);
 }
 
-static int send_stats(struct redis_conn *r, const char *json, size_t len, int final)
+static int send_stats(struct redis_conn *r, const char *key, const char *json, size_t len,
+                      int final)
 {
-    const struct reply *rep = command(r, "HSET " REDIS_STATS_KEY " json %b final %d", json, len,
-                                      final);
+    const struct reply *rep = command(r, "HSET %s json %b final %d", key, json, len, final);
     int ok = rep && rep->type != REDIS_REPLY_ERROR;
-    rep = command(r, "PUBLISH " REDIS_STATS_KEY " %b", json, len);   /* in the same place */
+    /* one channel for every probe: the record says which */
+    rep = command(r, "PUBLISH " REDIS_STATS_KEY " %b", json, len);
     return ok && rep && rep->type != REDIS_REPLY_ERROR;
 }
 
-int redis_conn_stats(struct redis_conn *r, const char *json, size_t len, int final)
+int redis_conn_stats(struct redis_conn *r, const char *key, const char *json, size_t len,
+                     int final)
 {
     /* live, Redis unreachable: interim statistics do not wait for it (they
      * also go to the output, and signals are answered meanwhile) */
     if (r->live && r->down && !final && live_reconnect(r, 0) < 0)
         return -1;
     redis_conn_flush(r);   /* nothing of ours in flight: the replies below are these */
-    int ok = send_stats(r, json, len, final);
+    int ok = send_stats(r, key, json, len, final);
     /* reading a file, a connection that broke since the last statistics (a
      * Redis restarted) is mended as the records' connections are */
     if (!ok && !r->live && r->c && r->c->err &&
         (r->cluster ? redis_conn_alive(r) : reconnect(r) == 0))   /* a cluster node: once */
-        ok = send_stats(r, json, len, final);
+        ok = send_stats(r, key, json, len, final);
     if (!ok)
         redis_conn_log(r, "statistics not stored", r->c && r->c->err ? r->c->errstr : "error reply");
     if (r->live && r->c && r->c->err)   /* timed out or broken: reconnect later */

@@ -154,10 +154,12 @@ void redis_conn_log(struct redis_conn *c, const char *what, const char *detail);
 
 #define REDIS_STATS_KEY "dati:stats"   /* hash and channel of the statistics */
 
-/* Statistics on the bus: HSET dati:stats json <line> final <0|1> and PUBLISH
- * dati:stats <line>, synchronously (every TIME_STATS seconds, not per packet).
- * Returns 0, or -1 when Redis did not take them. */
-int redis_conn_stats(struct redis_conn *c, const char *json, size_t len, int final);
+/* Statistics on the bus: HSET key json <line> final <0|1> (key: dati:stats,
+ * or with PROBE_NAME dati:stats:<probe>) and PUBLISH dati:stats <line>,
+ * synchronously (every TIME_STATS seconds, not per packet). Returns 0, or -1
+ * when Redis did not take them. */
+int redis_conn_stats(struct redis_conn *c, const char *key, const char *json, size_t len,
+                     int final);
 
 /* Decimal digits of v at d (room for 20); returns their number. Formatting
  * is most of the cost of a record: no printf on this path. */

@@ -56,6 +56,8 @@ static const char *fixed_setting_changed(const struct config *a, const struct co
     for (int i = 0; i < a->redis_ncluster; i++)
         if (strcmp(a->redis_cluster[i], b->redis_cluster[i]) != 0)
             return "REDIS_CLUSTER";
+    if (strcmp(a->probe_name, b->probe_name) != 0)
+        return "PROBE_NAME";
     SAME_NUM(ipfix_tcp, "IPFIX_TRANSPORT");
     SAME_NUM(ipfix_domain, "IPFIX_DOMAIN");
     SAME_NUM(ipfix_refresh_s, "IPFIX_TEMPLATE_REFRESH");

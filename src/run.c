@@ -115,11 +115,12 @@ void run_report(struct run *r, int final, const char *input_error)
         stats_print(stderr, &r->src, &t, elapsed, final);
     }
     if (stats_json(&r->statbuf, &r->src, &t, elapsed, final, input_error) == 0) {
-        if (r->stats_cluster)   /* dati:stats's master, now (a failover moves it) */
-            r->stats_redis = redis_cluster_conn(r->stats_cluster, REDIS_STATS_KEY,
-                                                sizeof REDIS_STATS_KEY - 1);
+        if (r->stats_cluster)   /* the key's master, now (a failover moves it) */
+            r->stats_redis = redis_cluster_conn(r->stats_cluster, r->stats_key,
+                                                strlen(r->stats_key));
         if (r->stats_redis)
-            redis_conn_stats(r->stats_redis, r->statbuf.buf, r->statbuf.len - 1, final);
+            redis_conn_stats(r->stats_redis, r->stats_key, r->statbuf.buf, r->statbuf.len - 1,
+                             final);
         outbuf_flush(&r->statbuf);
     }
 }
@@ -225,10 +226,11 @@ static int setup(struct run *r)
     r->sink_open = 1;
     if (outbuf_init(&r->statbuf, &r->sink) < 0)
         return -1;
-    /* statistics: to the node of dati:stats, in a cluster */
+    /* statistics: to the node of their key, in a cluster */
+    snprintf(r->stats_key, sizeof r->stats_key, conf->probe_name[0] ? "%s:%s" : "%s",
+             REDIS_STATS_KEY, conf->probe_name);
     if (conf->redis_ncluster && (r->stats_cluster = redis_cluster_open(conf, err, sizeof err)))
-        r->stats_redis = redis_cluster_conn(r->stats_cluster, REDIS_STATS_KEY,
-                                            sizeof REDIS_STATS_KEY - 1);
+        r->stats_redis = redis_cluster_conn(r->stats_cluster, r->stats_key, strlen(r->stats_key));
     else if (conf->redis_line && !conf->redis_ncluster)
         r->stats_redis = redis_conn_open(conf, err, sizeof err);
     if (conf->redis_line && !r->stats_redis) {

@@ -43,6 +43,7 @@ struct run {
     struct redis_conn *stats_redis;/* this thread's connection, with the Redis output */
     struct ipfix_exporter *ipfix;  /* IPFIX_COLLECTOR: shared by the workers' outputs */
     struct redis_cluster *stats_cluster; /* REDIS_CLUSTER: stats_redis is one of its nodes */
+    char stats_key[96];            /* dati:stats, or dati:stats:<probe> */
     struct worker *workers;
     struct feedback *fb;           /* FEEDBACK_CHANNEL: the subscriber thread */
     struct pktq *queues;

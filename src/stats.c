@@ -202,7 +202,11 @@ int stats_json(struct outbuf *b, const struct stats_source *s, const struct stat
     char el[32];
     snprintf(el, sizeof el, "%.6f", elapsed);
     int first = 1;
-    int rc = json_lit(b, "{\"type\":\"stats\",\"final\":");
+    int rc = json_lit(b, "{\"type\":\"stats\",");
+    if (s->pl->conf->probe_name[0])   /* PROBE_NAME's characters need no escaping */
+        rc |= json_lit(b, "\"probe\":\"") | json_lit(b, s->pl->conf->probe_name) |
+              json_lit(b, "\",");
+    rc |= json_lit(b, "\"final\":");
     rc |= json_lit(b, final ? "true" : "false");
     rc |= json_lit(b, ",\"elapsed\":");
     rc |= json_lit(b, el);

@@ -19,7 +19,9 @@
 static struct record_meta meta(struct worker *w, const struct flow *f, struct tagtext *tt,
                                int seq)
 {
-    struct record_meta m = {.filter_names = w->pl->filter_name, .worker = (unsigned)w->index};
+    const char *probe = w->pl->conf->probe_name;
+    struct record_meta m = {.filter_names = w->pl->filter_name, .worker = (unsigned)w->index,
+                            .probe = probe[0] ? probe : NULL};
     if (f && w->ft && flowtag_text(w->ft, f, tt))
         m.tags = tt;
     if (seq && w->pl->conf->record_seq)

@@ -12,6 +12,7 @@ failover), without dati. The other tests run dati with REDIS_CLUSTER:
   - bad seeds, passwords and configurations: clear errors, exit 2;
   - a master killed mid-run (last: it leaves the cluster one node short)."""
 import json
+import os
 import random
 import re
 import shutil
@@ -67,13 +68,23 @@ def rc(cluster):
     return cluster
 
 
+def default_probe():
+    """PROBE_NAME's default with REDIS_CLUSTER: the host name up to its
+    first character that is not a letter, digit, '_' or '-'."""
+    m = re.match(r"[A-Za-z0-9_-]{1,63}", os.uname().nodename)
+    return m.group(0) if m else "probe"
+
+
 def write_confs(tmp_path, seeds, extra="", auth=None, name="cluster.conf"):
-    """(dati's config with REDIS_CLUSTER seeds, the same minus Redis for JSON)."""
+    """(dati's config with REDIS_CLUSTER seeds, the same minus Redis for JSON,
+    with the PROBE_NAME that a cluster's records carry by default)."""
     text = CLUSTER_CONF.format(seeds=seeds)
     if auth:
         extra += f"REDIS_AUTH {auth}\n"
     text = text.replace("PKT_TTL 1000000000\n", "PKT_TTL 1000000000\n" + extra)
     jtext = "\n".join(l for l in text.splitlines() if not l.startswith(REDIS_ONLY)) + "\n"
+    if "PROBE_NAME" not in jtext:
+        jtext += f"PROBE_NAME {default_probe()}\n"
     return h.write_config(tmp_path, name, text), h.write_config(tmp_path, "json." + name, jtext)
 
 
@@ -148,6 +159,8 @@ def json_record_hash(r):
         d[b"flow"] = str(r["flow"]).encode()
     for k, v in r["fields"].items():
         d[k.encode()] = json_value(v)
+    if "probe" in r:
+        d[b"probe"] = r["probe"].encode()
     return d
 
 
@@ -467,7 +480,10 @@ def test_hash_mode_publish_reaches_any_node(tmp_path, binaries, rc, generated):
     sessions = Counter(d.decode() for c, d in messages if c == b"test:sessions")
     assert sessions == Counter(l for l in want.lines if l.startswith('{"type":"flow"'))
     final = [l for l in run.lines if l.startswith('{"type":"stats"')][-1]
-    assert rc.client().hget("dati:stats", "json").decode() == final
+    # several probes, one cluster: each its own statistics hash, one channel
+    assert json.loads(final)["probe"] == default_probe()
+    assert rc.client().hget(f"dati:stats:{default_probe()}", "json").decode() == final
+    assert rc.client().exists("dati:stats") == 0
     assert final.encode() in [d for c, d in messages if c == b"dati:stats"]
     assert cluster_stats(run.stats)["masters"] == 3
 
@@ -655,6 +671,37 @@ def test_cluster_config_check(tmp_path, binaries, lines, status, words):
 
 
 # ---------------------------------------------------------------- dati: failover (last)
+
+def test_two_probes_one_cluster(tmp_path, binaries, rc, mid):
+    """Two probes (PROBE_NAME a and b) write the same capture into one
+    cluster at the same time, with flow hashes (REDIS_FLOW_EXPIRE): no key
+    of one overwrites the other's (ids unique across probes, flow hashes
+    and statistics under each probe's name), every record carries its
+    probe."""
+    want = mid["want"]
+    procs = []
+    for probe in ("a", "b"):
+        conf, _ = write_confs(tmp_path, rc.seeds(), name=f"{probe}.conf",
+                              extra=f"PROBE_NAME {probe}\nREDIS_FLOW_EXPIRE 300\n")
+        procs.append(subprocess.Popen([str(h.DATI), "-r", str(mid["path"]), "-c", str(conf), "-t", "2", "-q"],
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      env=h.sanitizer_env()))
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        h.check_no_crash("dati", p.returncode, err.decode(errors="replace"))
+        assert p.returncode == 0, err.decode(errors="replace")[-2000:]
+        stats = json.loads(out.decode().splitlines()[-1])
+        assert stats["redis"]["records"] == len(want.records) and stats["redis"]["lost"] == 0
+    keys = rc.scan_all("dati:rec:*")
+    assert len(keys) == 2 * len(want.records)
+    probes = Counter(v[b"probe"] for v in fetch(rc, keys, "hgetall").values())
+    assert probes == {b"a": len(want.records), b"b": len(want.records)}, probes
+    for probe in ("a", "b"):
+        assert len(rc.scan_all(f"dati:flow:{probe}:*")) == len(want.flows) > 0
+        stats = json.loads(rc.client().hget(f"dati:stats:{probe}", "json"))
+        assert stats["probe"] == probe and stats["final"] is True
+    assert rc.scan_all("dati:flow:[0-9]*") == []
+
 
 # Live mode (never waiting), reached through the DATI_TEST_REDIS_LIVE=1 test
 # hook as in test_redis_live.py: the cluster runs on loopback in this

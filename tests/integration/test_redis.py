@@ -124,6 +124,8 @@ def expected_from_json(run):
             d[b"flow"] = str(r["flow"]).encode()
         for k, v in r["fields"].items():
             d[k.encode()] = json_value(v)
+        if "probe" in r:
+            d[b"probe"] = r["probe"].encode()
         out[record_tuple(d)] += 1
     return out
 
@@ -198,6 +200,36 @@ def test_records_in_redis_equal_json(tmp_path, binaries, redis_server, threads, 
         sessions = Counter(d.decode() for c, d in messages if c == b"test:sessions")
         flows = Counter(l for l in want.lines if l.startswith('{"type":"flow"'))
         assert sessions == flows, f"{cap}: session messages differ from the flow records"
+
+
+def test_probe_name_single_redis(tmp_path, binaries, redis_server, generated):
+    """PROBE_NAME with one Redis: every field and flow record carries it (JSON
+    and Redis alike), flow hashes and the statistics hash are named by it,
+    the statistics are still published on dati:stats."""
+    extra = "PROBE_NAME edge-1\nREDIS_FLOW_EXPIRE 60\n"
+    conf = h.write_config(tmp_path, "redis.conf", extra + CONF.format(sock=redis_server["sock"]))
+    jconf = h.write_config(tmp_path, "json.conf", "PROBE_NAME edge-1\n" +
+                           "\n".join(l for l in CONF.format(sock="x").splitlines()
+                                     if not l.startswith(("REDIS_SOCK", "REDIS_AUTH", "SESSION"))))
+    client = redis_server["client"]
+    client.flushall()
+    finish = subscribe(client, ["test:sessions", "dati:stats"])
+    run = h.run_dati(["-r", generated["path"], "-c", conf, "-q"])
+    messages = finish()
+    want = h.run_dati(["-r", generated["path"], "-c", jconf, "-q"])
+    assert want.records and want.flows
+    assert all(r["probe"] == "edge-1" for r in want.records + want.flows)
+    assert want.stats["probe"] == "edge-1"
+    keys = list(client.scan_iter("dati:rec:*"))
+    got = Counter(record_tuple(client.hgetall(k)) for k in keys)
+    assert got == expected_from_json(want)
+    assert len(list(client.scan_iter("dati:flow:edge-1:*"))) == len(want.flows)
+    assert client.exists("dati:stats") == 0
+    final = [l for l in run.lines if l.startswith('{"type":"stats"')][-1]
+    assert client.hget("dati:stats:edge-1", "json").decode() == final
+    assert final.encode() in [d for c, d in messages if c == b"dati:stats"]
+    sessions = [json.loads(d) for c, d in messages if c == b"test:sessions"]
+    assert len(sessions) == len(want.flows) and all(f["probe"] == "edge-1" for f in sessions)
 
 
 def test_redis_unreachable_is_a_clear_error(tmp_path, binaries, generated):

@@ -3,6 +3,7 @@
  * text) and their count, and the built-in configuration. */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/utsname.h>
 
 #include "config.h"
 #include "extract.h"
@@ -278,6 +279,38 @@ static void test_no_errs_stream(void)
     CHECK_EQ_INT(n, 3);
 }
 
+/* PROBE_NAME as given; without it, none for one Redis (records as they
+ * were) and the host name's first label for a cluster. */
+static void test_probe_name(void)
+{
+    int n;
+    const char *filter = "FILTER_NAME a\nBPF tcp\n";
+    char text[256];
+    snprintf(text, sizeof text, "PROBE_NAME edge-1.lab\nREDIS_HOST h\n%s", filter);
+    struct config *c = parse(text, &n);
+    CHECK(c != NULL);
+    if (c)
+        CHECK_STR(c->probe_name, "edge-1.lab");
+    config_free(c);
+    snprintf(text, sizeof text, "REDIS_HOST h\n%s", filter);
+    c = parse(text, &n);
+    CHECK(c != NULL);
+    if (c)
+        CHECK_STR(c->probe_name, "");
+    config_free(c);
+    snprintf(text, sizeof text, "REDIS_CLUSTER h:7000\n%s", filter);
+    c = parse(text, &n);
+    CHECK(c != NULL);
+    struct utsname u;
+    CHECK(uname(&u) == 0);
+    if (c) {
+        size_t len = strlen(c->probe_name);
+        CHECK(len > 0 && strncmp(c->probe_name, u.nodename, len) == 0 &&
+              (u.nodename[len] == 0 || u.nodename[len] == '.'));
+    }
+    config_free(c);
+}
+
 static void test_default_config(void)
 {
     struct config *c = config_default();
@@ -305,6 +338,7 @@ int main(int argc, char **argv)
     (void)argc;
     test_defaults();
     test_every_keyword();
+    test_probe_name();
     test_errors();
     test_nul();
     test_no_errs_stream();
