@@ -421,6 +421,18 @@ static void kw_probe_name(struct parser *ps, char *v)
 
 static void kw_redis_auth(struct parser *ps, char *v) { set_redis_str(ps, &ps->c->redis_auth, v); }
 
+/* REDIS_PUBSUB plain|sharded: PUBLISH (the seed's), or Redis 7's sharded
+ * pub/sub, SPUBLISH on the channel's shards (REDIS_STREAM_SHARDS) */
+static void kw_redis_pubsub(struct parser *ps, char *v)
+{
+    if (strcmp(v, "plain") == 0 || strcmp(v, "sharded") == 0) {
+        ps->c->redis_spublish = v[0] == 's';
+        ps->c->redis_pubsub_line = ps->line;
+    } else {
+        perr(ps, v, "REDIS_PUBSUB is plain (PUBLISH) or sharded (SPUBLISH)");
+    }
+}
+
 static void kw_redis_mode(struct parser *ps, char *v)
 {
     if (strcmp(v, "hash") == 0)
@@ -513,6 +525,7 @@ static const struct keyword {
     NUMBER("REDIS_DB", 0, 65535, redis_db),
     NUMBER("REDIS_PIPELINE", 1, 100000, redis_pipeline),
     HANDLER("REDIS_MODE", GLOBAL, kw_redis_mode),
+    HANDLER("REDIS_PUBSUB", GLOBAL, kw_redis_pubsub),
     NUMBER("REDIS_MAXLEN", 1, 1u << 30, redis_maxlen),
     NUMBER("REDIS_FLOW_EXPIRE", 0, 100000000, redis_flow_expire),
     HANDLER("SESSION_CHANNEL", GLOBAL, kw_session_channel),
@@ -626,6 +639,11 @@ static void check_whole(struct parser *ps)
     if (c->redis_wait_replicas && !c->redis_ncluster) {
         ps->line = c->redis_wait_line;
         perr(ps, "REDIS_WAIT_REPLICAS", "REDIS_WAIT_REPLICAS is for a Redis Cluster (REDIS_CLUSTER)");
+    }
+    if (c->redis_spublish && c->redis_stream) {
+        ps->line = c->redis_pubsub_line;
+        perr(ps, "sharded", "REDIS_PUBSUB sharded is for the hash layout: REDIS_MODE stream "
+                            "publishes nothing");
     }
     if (c->redis_ncluster && c->redis_db) {
         ps->line = c->redis_line;

@@ -59,6 +59,8 @@ struct config {
     char *redis_sock, *redis_host, *redis_auth, *session_channel;
     unsigned redis_port, redis_db, redis_pipeline;
     int redis_stream;                  /* REDIS_MODE stream: XADD instead of hash + PUBLISH */
+    int redis_spublish;                /* REDIS_PUBSUB sharded: SPUBLISH on channel shards */
+    int redis_pubsub_line;
     unsigned redis_maxlen;             /* streams keep about this many entries */
     unsigned redis_flow_expire;        /* > 0: flow records also as hashes with this TTL, s */
     unsigned redis_retry;              /* > 0: at start, retry an unreachable Redis this long, s */

@@ -163,14 +163,15 @@ static void shard_tags(unsigned *tag, unsigned n)
     }
 }
 
-/* The stream key for a record of flow `flow` on channel, appended to s (an
- * argument by offset); with one shard, the channel itself. -1: no memory. */
+/* The stream key (REDIS_PUBSUB sharded: the channel shard) for a record of
+ * flow `flow` on channel, appended to s (an argument by offset); with one
+ * stream shard, the channel itself. -1: no memory. */
 static int stream_key(struct redis_output *ro, struct outbuf *s, const char *channel,
                       uint64_t flow, struct arg *a)
 {
     unsigned n = ro->conf->redis_stream_shards;
     size_t cl = strlen(channel), start = s->len;
-    if (n <= 1) {
+    if (n <= 1 && !ro->conf->redis_spublish) {   /* sharded channels always have a tag */
         *a = ARG_STR(channel, cl);
         return 0;
     }
@@ -182,9 +183,9 @@ static int stream_key(struct redis_output *ro, struct outbuf *s, const char *cha
     return rc;
 }
 
-/* Stream mode: the shard keys of each channel, for analyzers to read them
- * all: HSET dati:streams <channel> <key>,<key>,... (sent with the first
- * pipeline to the channel's node). */
+/* Stream mode and sharded pub/sub: the shard keys (channels) of each
+ * channel, for analyzers to read them all: HSET dati:streams <channel>
+ * <key>,<key>,... (sent with the first pipeline to the channel's node). */
 static void register_streams(struct redis_output *ro, const char *channel)
 {
     struct outbuf *s = &ro->scratch;
@@ -193,7 +194,7 @@ static void register_streams(struct redis_output *ro, const char *channel)
         struct arg a;
         if ((i && json_raw(s, ",", 1) < 0) || stream_key(ro, s, channel, i, &a) < 0)
             return;
-        if (ro->conf->redis_stream_shards <= 1 && json_raw(s, channel, strlen(channel)) < 0)
+        if (a.ptr && json_raw(s, channel, strlen(channel)) < 0)
             return;
     }
     const char *hset[] = {"HSET", "dati:streams", channel, s->buf};
@@ -203,7 +204,10 @@ static void register_streams(struct redis_output *ro, const char *channel)
         redis_conn_touch(c);
 }
 
-/* Hash layout: HSET <prefix><id> ..., EXPIRE, PUBLISH <channel> <key>. */
+/* Hash layout: HSET <prefix><id> ..., EXPIRE, PUBLISH <channel> <key>.
+ * REDIS_PUBSUB sharded: HSET <prefix>{<t>}:<id>, EXPIRE, SPUBLISH
+ * <channel>:{<t>} <key>, t the shard of the record's flow: the three on one
+ * master, in order (an analyzer never gets a key whose hash is not there). */
 static int hash_field(struct output *o, struct extract_ctx *x, const struct record_meta *m)
 {
     struct redis_output *ro = (struct redis_output *)o;
@@ -215,14 +219,26 @@ static int hash_field(struct output *o, struct extract_ctx *x, const struct reco
     if (ro->cl ? redis_cluster_next_id(ro->cl, &id) < 0
                : redis_conn_admit(c, NULL) < 0 || redis_conn_next_id(c, &id) < 0)
         return -1;   /* never queued: the caller counts it dropped (live: also by reason) */
-    char key[96];   /* REDIS_PREFIX is at most 64 characters */
+    char key[128];   /* REDIS_PREFIX is at most 64 characters */
     size_t keylen = strlen(f->redis_prefix);
     memcpy(key, f->redis_prefix, keylen);
+    struct outbuf *s = &ro->scratch;
+    s->len = 0;
+    struct arg channel = ARG_STR(f->redis_channel, strlen(f->redis_channel));
+    if (ro->conf->redis_spublish) {
+        if (stream_key(ro, s, f->redis_channel, m->flow_id, &channel) < 0) {
+            COUNTER_INC(redis_conn_counters(c)->lost);
+            return -1;
+        }
+        const char *tag = memchr(s->buf + channel.off, '{', channel.len);
+        size_t tl = (size_t)(s->buf + channel.off + channel.len - tag);
+        memcpy(key + keylen, tag, tl);
+        key[keylen + tl] = ':';
+        keylen += tl + 1;
+    }
     keylen += redis_fmt_u64(key + keylen, id);
     if (ro->cl && redis_conn_admit(c = route(ro, key, keylen), NULL) < 0)
         return -1;
-    struct outbuf *s = &ro->scratch;
-    s->len = 0;
     struct arg args[MAX_ARGS];
     args[0] = ARG_LIT("HSET");
     args[1] = ARG_STR(key, keylen);
@@ -237,8 +253,9 @@ static int hash_field(struct output *o, struct extract_ctx *x, const struct reco
     char ttl[24];
     const char *exp[] = {"EXPIRE", key, ttl};
     size_t expl[] = {6, keylen, redis_fmt_u64(ttl, (uint64_t)f->redis_expire)};
-    const char *pub[] = {"PUBLISH", f->redis_channel, key};
-    size_t publ[] = {7, strlen(f->redis_channel), keylen};
+    const char *pub[] = {ro->conf->redis_spublish ? "SPUBLISH" : "PUBLISH",
+                         channel.ptr ? (const char *)channel.ptr : s->buf + channel.off, key};
+    size_t publ[] = {strlen(pub[0]), channel.len, keylen};
     struct redis_mark mark = redis_conn_mark(c);
     if (redis_conn_append(c, n, argv, argl, REDIS_CMD_RECORD) < 0 ||
         redis_conn_append(c, 3, exp, expl, REDIS_CMD_MORE) < 0 ||
@@ -346,7 +363,7 @@ static int flow_record(struct output *o, const struct flow *fl, enum flow_end wh
     s->len = 0;
     /* the stream's key first (a shard by flow), then the JSON line */
     struct arg key = ARG_STR(channel, strlen(channel));
-    if (conf->redis_stream && stream_key(ro, s, channel, fl->id, &key) < 0)
+    if ((conf->redis_stream || conf->redis_spublish) && stream_key(ro, s, channel, fl->id, &key) < 0)
         s->len = 0, key.len = 0;
     size_t json = s->len;
     struct redis_conn *c = route(ro, key.ptr ? channel : s->buf + key.off, key.len);
@@ -357,8 +374,8 @@ static int flow_record(struct output *o, const struct flow *fl, enum flow_end wh
     const char *skey = key.ptr ? channel : s->buf + key.off;
     char maxlen[24];
     size_t ml = redis_fmt_u64(maxlen, conf->redis_maxlen);
-    const char *pub[] = {"PUBLISH", channel, s->buf + json};
-    size_t publ[] = {7, strlen(channel), s->len - json - 1};   /* without the newline */
+    const char *pub[] = {conf->redis_spublish ? "SPUBLISH" : "PUBLISH", skey, s->buf + json};
+    size_t publ[] = {strlen(pub[0]), key.len, s->len - json - 1};   /* without the newline */
     const char *xadd[] = {"XADD", skey, "MAXLEN", "~", maxlen, "*", "flow", s->buf + json};
     size_t xaddl[] = {4, key.len, 6, 1, ml, 1, 4, s->len - json - 1};
     if (redis_conn_admit(c, NULL) < 0)   /* counted there, by reason */
@@ -487,18 +504,25 @@ static void flow_state(struct output *o, const struct flow *fl, int ended, enum 
 static void flow_event(struct output *o, const struct flow *fl, const struct record_meta *m)
 {
     struct redis_output *ro = (struct redis_output *)o;
-    struct redis_conn *c = route(ro, ro->conf->flow_events, strlen(ro->conf->flow_events));
-    struct redis_counters *n = redis_conn_counters(c);
+    const char *channel = ro->conf->flow_events;
     struct outbuf *s = &ro->scratch;
     s->len = 0;
-    if (json_flow(s, fl, FLOW_START, m->filter_names) < 0 || json_meta(s, m) < 0) {
+    /* sharded pub/sub: the flow's shard of the channel, first in scratch */
+    struct arg ch = ARG_STR(channel, strlen(channel));
+    int bad = ro->conf->redis_spublish && stream_key(ro, s, channel, fl->id, &ch) < 0;
+    size_t json = s->len;
+    const char *chan = ch.ptr ? channel : s->buf + ch.off;
+    struct redis_conn *c = route(ro, chan, ch.len);
+    struct redis_counters *n = redis_conn_counters(c);
+    if (bad || json_flow(s, fl, FLOW_START, m->filter_names) < 0 || json_meta(s, m) < 0) {
         COUNTER_INC(n->flow_updates_dropped);   /* out of memory */
         return;
     }
     if (redis_conn_admit(c, &n->flow_updates_dropped) < 0)
         return;
-    const char *pub[] = {"PUBLISH", ro->conf->flow_events, s->buf};
-    size_t publ[] = {7, strlen(ro->conf->flow_events), s->len - 1};
+    const char *pub[] = {ro->conf->redis_spublish ? "SPUBLISH" : "PUBLISH",
+                         ch.ptr ? channel : s->buf + ch.off, s->buf + json};
+    size_t publ[] = {strlen(pub[0]), ch.len, s->len - json - 1};
     if (redis_conn_append(c, 3, pub, publ, REDIS_CMD_MORE) < 0) {
         COUNTER_INC(n->flow_updates_dropped);
         return;
@@ -639,7 +663,8 @@ struct output *output_redis_open(const struct config *conf, char *err, size_t er
         free(ro);
         return NULL;
     }
-    if (conf->redis_stream && (conf->redis_stream_shards > 1 || conf->redis_ncluster)) {
+    if ((conf->redis_stream && (conf->redis_stream_shards > 1 || conf->redis_ncluster)) ||
+        conf->redis_spublish) {
         shard_tags(ro->shard_tag, conf->redis_stream_shards);
         for (int i = 0; i < conf->nfilters; i++)
             if (conf->filter[i].nfields)

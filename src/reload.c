@@ -38,6 +38,7 @@ static const char *fixed_setting_changed(const struct config *a, const struct co
     SAME_STR(redis_auth, "REDIS_AUTH");
     SAME_NUM(redis_db, "REDIS_DB");
     SAME_NUM(redis_stream, "REDIS_MODE");
+    SAME_NUM(redis_spublish, "REDIS_PUBSUB");
     SAME_NUM(redis_pipeline, "REDIS_PIPELINE");
     SAME_NUM(redis_maxlen, "REDIS_MAXLEN");
     SAME_NUM(redis_flow_expire, "REDIS_FLOW_EXPIRE");

@@ -524,6 +524,81 @@ def test_stream_mode_3_shards(tmp_path, binaries, rc, big):
     assert rc.scan_all("dati:rec:*") == [] and c.exists("http_GET", "test:sessions") == 0
 
 
+class ShardedSubscriber:
+    """SSUBSCRIBE to each of some sharded channels on the master that owns
+    its slot (one raw connection per channel: python3-redis 4.3 has no
+    ssubscribe); finish() SPUBLISHes an end mark on each channel and returns
+    [(channel, message)] of everything before the marks."""
+
+    def __init__(self, cluster, channels):
+        self.got, self.conns, self.threads = [], [], []
+        self.lock = threading.Lock()
+        self.cluster, self.channels = cluster, channels
+        for ch in channels:
+            host, port = cluster.node_for_key(ch)
+            conn = redis.Connection(host=host, port=port, socket_timeout=30)
+            conn.connect()
+            conn.send_command("SSUBSCRIBE", ch)
+            reply = conn.read_response()
+            assert reply[0] == b"ssubscribe", reply
+            self.conns.append(conn)
+            t = threading.Thread(target=self._loop, args=(conn,), daemon=True)
+            t.start()
+            self.threads.append(t)
+
+    def _loop(self, conn):
+        while True:
+            kind, ch, data = conn.read_response()[:3]
+            assert kind == b"smessage", kind
+            if data == b"__test_end__":
+                return
+            with self.lock:
+                self.got.append((ch.decode(), data))
+
+    def finish(self):
+        for ch in self.channels:
+            self.cluster.node_client(self.cluster.node_for_key(ch)[1]).execute_command(
+                "SPUBLISH", ch, "__test_end__")
+        for t in self.threads:
+            t.join(60)
+            assert not t.is_alive(), "no end mark on a sharded channel"
+        for c in self.conns:
+            c.disconnect()
+        return self.got
+
+
+def test_sharded_pubsub(tmp_path, binaries, rc, mid):
+    """REDIS_PUBSUB sharded with REDIS_STREAM_SHARDS 3: each record's key
+    SPUBLISHed on <channel>:{t} of its flow's shard, one shard per master,
+    listed in dati:streams; the key carries the same hash tag, so that its
+    hash is on the master that published it; the hashes equal the JSON
+    records; flow records SPUBLISHed the same way on the session channel."""
+    want = mid["want"]
+    conf, _ = write_confs(tmp_path, rc.seeds(), "REDIS_PUBSUB sharded\nREDIS_STREAM_SHARDS 3\n")
+    shards = {ch: cl.shard_keys(ch, 3) for ch in ("http_GET", "test:sessions")}
+    sub = ShardedSubscriber(rc, shards["http_GET"] + shards["test:sessions"])
+    run = h.run_dati(["-r", mid["path"], "-c", conf, "-t", 2, "-q"])
+    got = sub.finish()
+    rd = run.stats["redis"]
+    assert rd["lost"] == 0 and rd["errors"] == 0 and rd["records"] == len(want.records), rd
+    listed = {k.decode(): v.decode().split(",") for k, v in rc.client().hgetall("dati:streams").items()}
+    assert listed["http_GET"] == shards["http_GET"] and listed["test:sessions"] == shards["test:sessions"]
+    assert len({rc.node_for_key(k) for k in shards["http_GET"]}) == 3, "shards share a master"
+    keys = [d for ch, d in got if ch.startswith("http_GET")]
+    assert len(keys) == len(set(keys)) == len(want.records)   # the mid capture: all on http_GET
+    hashes = fetch(rc, keys)
+    for ch, key in got:
+        if ch.startswith("http_GET"):
+            tag = ch[ch.index("{"):]
+            assert key.decode().startswith("dati:rec:" + tag + ":"), (ch, key)
+            assert int(hashes[key][b"flow"]) % 3 == shards["http_GET"].index(ch), (ch, key)
+    assert Counter(record_tuple(v) for v in hashes.values()) == expected_from_json(want)
+    flows = Counter(d.decode() for ch, d in got if ch.startswith("test:sessions"))
+    assert flows == Counter(l for l in want.lines if l.startswith('{"type":"flow"'))
+    assert all(json.loads(d)["flow"] % 3 == shards["test:sessions"].index(ch)
+               for ch, d in got if ch.startswith("test:sessions"))
+
+
 # ---------------------------------------------------------------- dati: resharding
 
 def test_slot_migrated_while_writing(tmp_path, binaries, rc, mid):
