@@ -599,6 +599,74 @@ def test_sharded_pubsub(tmp_path, binaries, rc, mid):
                for ch, d in got if ch.startswith("test:sessions"))
 
 
+def run_analyzer(cmd, dati_args):
+    """An analyzer started before dati (waited for until it says so), dati
+    run, then the analyzer's output once it has been quiet for a while."""
+    analyzer = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+    try:
+        line = analyzer.stdout.readline()
+        assert "subscribed" in line or "reading" in line, line + analyzer.stderr.read()[-2000:]
+        run = h.run_dati(dati_args)
+        out, err = analyzer.communicate(timeout=90)
+    finally:
+        if analyzer.poll() is None:
+            analyzer.kill()
+            analyzer.wait()
+    assert analyzer.returncode == 0, err[-2000:]
+    return out, run
+
+
+def tops(out):
+    return {l.split()[3]: int(l.split()[2]) for l in out.splitlines() if l.startswith("top host")}
+
+
+@pytest.mark.parametrize("layout", ("hash", "stream"))
+def test_python_analyzer_on_the_cluster(tmp_path, binaries, rc, mid, layout):
+    """examples/analyzers/python/top_hosts.py --cluster: the hash layout by
+    pub/sub and HGETALL on each key's master, the stream layout (3 shards)
+    in a consumer group: every request and session counted, hosts as the
+    JSON records have them, every entry acknowledged."""
+    want = mid["want"]
+    extra = "" if layout == "hash" else "REDIS_MODE stream\nREDIS_STREAM_SHARDS 3\n"
+    conf, _ = write_confs(tmp_path, rc.seeds(), extra)
+    if layout == "stream":   # dati:streams, as dati writes it at start (the analyzer comes first)
+        for ch in ("http_GET", "test:sessions"):
+            rc.client().hset("dati:streams", ch, ",".join(cl.shard_keys(ch, 3)))
+    cmd = ["/usr/bin/python3", h.REPO / "examples" / "analyzers" / "python" / "top_hosts.py",
+           "--cluster", rc.seeds().replace(" ", ","), "--channel", "http_GET",
+           "--sessions", "test:sessions", "--period", "0.5", "--idle-exit", "3", "--top", "10"]
+    if layout == "stream":
+        cmd += ["--streams", "--group", "g1"]
+    out, run = run_analyzer(cmd, ["-r", mid["path"], "-c", conf, "-t", 2, "-q"])
+    assert f"total requests {len(want.records)} sessions {len(want.flows)}" in out, out
+    assert tops(out) == Counter(r["fields"]["http.host"] for r in want.records
+                                if "http.host" in r["fields"]), out
+    if layout == "stream":
+        for ch in ("http_GET", "test:sessions"):
+            for key in cl.shard_keys(ch, 3):
+                pending = rc.client().xpending(key, "g1")["pending"]
+                assert pending == 0, (key, pending)
+
+
+def test_node_analyzer_on_the_cluster(tmp_path, binaries, rc, mid):
+    """examples/analyzers/node/requests.js --cluster (node-redis'
+    createCluster): every request and session counted."""
+    if not shutil.which("node") or not shutil.which("npm"):
+        pytest.skip("node and npm are not installed")
+    from test_redis import npm_app
+    app = npm_app(tmp_path, ["requests.js"])
+    want = mid["want"]
+    conf, _ = write_confs(tmp_path, rc.seeds())
+    out, _ = run_analyzer(["node", app / "requests.js", "--cluster", rc.seeds().replace(" ", ","),
+                           "--channel", "http_GET", "--sessions", "test:sessions",
+                           "--period", "0.5", "--idle-exit", "3"],
+                          ["-r", mid["path"], "-c", conf, "-t", 2, "-q"])
+    assert f"total requests {len(want.records)} sessions {len(want.flows)}" in out, out
+    assert tops(out) == Counter(r["fields"]["http.host"] for r in want.records
+                                if "http.host" in r["fields"]), out
+
+
 # ---------------------------------------------------------------- dati: resharding
 
 def test_slot_migrated_while_writing(tmp_path, binaries, rc, mid):

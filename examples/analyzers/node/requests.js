@@ -3,13 +3,19 @@
 // reads each record's hash, and prints requests and sessions per period.
 //
 //   npm install && node requests.js --socket /tmp/redis.sock --channel http
+//   node requests.js --cluster 127.0.0.1:7000,127.0.0.1:7001 --channel http
+//
+// --cluster takes seed nodes of a Redis Cluster (node-redis' createCluster):
+// the hashes are read from the master of each key's slot; PUBLISH reaches
+// every node, so the subscription is on one of them.
 //
 // --idle-exit N ends after N seconds without a message and prints the totals.
 'use strict';
-const { createClient } = require('redis');
+const { createClient, createCluster } = require('redis');
 
 function options(argv) {
-  const o = { socket: null, host: '127.0.0.1', port: 6379, password: null, channel: 'http',
+  const o = { socket: null, host: '127.0.0.1', port: 6379, cluster: null, password: null,
+              channel: 'http',
               sessions: 'dati:sessions', period: 10, idleExit: 0 };
   for (let i = 2; i < argv.length; i += 2) {
     const key = argv[i].replace(/^--/, '').replace(/-(.)/g, (_, c) => c.toUpperCase());
@@ -21,12 +27,22 @@ function options(argv) {
 
 async function main() {
   const o = options(process.argv);
-  const conf = { socket: o.socket ? { path: o.socket } : { host: o.host, port: o.port } };
-  if (o.password) conf.password = o.password;
-  const hashes = createClient(conf);
-  const subscriber = hashes.duplicate();
-  await hashes.connect();
-  await subscriber.connect();
+  let hashes, subscriber;
+  if (o.cluster) {
+    hashes = createCluster({
+      rootNodes: o.cluster.split(',').map((hp) => ({ url: `redis://${hp}` })),
+      defaults: o.password ? { password: o.password } : {},
+    });
+    await hashes.connect();
+    subscriber = hashes;   // the cluster client subscribes on a node of its own
+  } else {
+    const conf = { socket: o.socket ? { path: o.socket } : { host: o.host, port: o.port } };
+    if (o.password) conf.password = o.password;
+    hashes = createClient(conf);
+    subscriber = hashes.duplicate();
+    await hashes.connect();
+    await subscriber.connect();
+  }
 
   let requests = 0, sessions = 0, totalRequests = 0, totalSessions = 0;
   let lastMessage = Date.now();
@@ -67,7 +83,7 @@ async function main() {
       console.log(`total requests ${totalRequests} sessions ${totalSessions}`);
       for (const [host, n] of [...hosts].sort((a, b) => b[1] - a[1]))
         console.log(`top host ${n} ${host}`);
-      await subscriber.quit();
+      if (subscriber !== hashes) await subscriber.quit();
       await hashes.quit();
     }, 200);
   }
