@@ -29,6 +29,7 @@ FUZZ_SRC := $(wildcard tests/fuzz/fuzz-*.c)
 FUZZ_REPLAY := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/tests/replay-%)
 
 .PHONY: all deps pkgcheck test test-unit test-integration test-fuzz-replay test-conf test-sanitize \
+        test-tsan \
         demo bench fuzz clean
 
 all: $(BUILD)/dati $(BUILD)/dati-gen
@@ -64,14 +65,25 @@ $(BUILD)/tests/replay-%: tests/fuzz/%.c tests/fuzz/replay.c $(BUILD)/libdati.a |
 $(BUILD)/obj $(BUILD)/tests:
 	mkdir -p $@
 
-# The whole suite: plain build first, then unit + integration under ASan/UBSan.
+# The whole suite: plain build first, then unit + integration under ASan/UBSan,
+# then under ThreadSanitizer the unit tests and the integration tests of
+# threads and Redis (workers, live mode's connector threads, the feedback
+# subscriber, the cluster's slot map thread).
 test: deps
 	@$(MAKE) --no-print-directory test-unit test-fuzz-replay test-conf test-integration
 	@$(MAKE) --no-print-directory test-sanitize
+	@$(MAKE) --no-print-directory test-tsan
 
 test-sanitize:
 	@$(MAKE) --no-print-directory BUILD=build-san SANITIZE=address,undefined \
 	    test-unit test-fuzz-replay test-integration
+
+TSAN_TESTS := tests/integration/test_threads.py tests/integration/test_redis_live.py \
+              tests/integration/test_feedback.py tests/integration/test_cluster.py \
+              -k "not test_cluster or live_master or failover_master or two_probes"
+test-tsan:
+	@$(MAKE) --no-print-directory BUILD=build-tsan SANITIZE=thread test-unit test-integration \
+	    INTEGRATION='$(TSAN_TESTS)'
 
 test-unit: $(UNIT_BIN)
 	@tests/run-unit.sh $(UNIT_BIN)
@@ -85,8 +97,9 @@ test-conf: $(BUILD)/dati
 # the allocation counter works with glibc's allocator, not a sanitizer's
 ALLOC_COUNT := $(if $(SANITIZE),,$(BUILD)/tests/alloc-count.so)
 
+INTEGRATION ?= tests/integration
 test-integration: all $(ALLOC_COUNT)
-	@DATI_BUILD=$(BUILD) $(PYTHON) -m pytest -q tests/integration
+	@DATI_BUILD=$(BUILD) $(PYTHON) -m pytest -q $(INTEGRATION)
 
 $(BUILD)/tests/alloc-count.so: tests/alloc-count.c | $(BUILD)/tests
 	$(CC) $(CFLAGS) -shared -fPIC $< -o $@
@@ -115,6 +128,6 @@ $(BUILD)/libdati-fuzz.a: $(LIB_SRC)
 	$(AR) rcs $@ $(BUILD)/fuzz-obj/*.o
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-tsan
 
 -include $(LIB_OBJ:.o=.d) $(BUILD)/obj/main.d

@@ -62,7 +62,7 @@ static int live_timed(void *ctx)
     }
     worker_take_pipeline(w);
     worker_drain(w);
-    return run_stop_requested || __atomic_load_n(&lw->r->sink.error, __ATOMIC_RELAXED);
+    return run_stopping() || __atomic_load_n(&lw->r->sink.error, __ATOMIC_RELAXED);
 }
 
 static void live_notice(void *ctx, const char *msg)
@@ -166,12 +166,12 @@ int live_run(struct run *r)
             status = 2;
         }
     if (status)
-        run_stop_requested = 1;
+        run_request_stop();
     else
         log_info("capturing on %d interface%s with %d worker%s", r->nifaces,
                  r->nifaces == 1 ? "" : "s", r->nworkers, r->nworkers == 1 ? "" : "s");
     daemon_ready(status);
-    while (!run_stop_requested) {
+    while (!run_stopping()) {
         struct timespec ts = {0, 100 * 1000 * 1000};
         nanosleep(&ts, NULL);   /* a signal cuts it short */
         int failed = 0;
@@ -185,7 +185,7 @@ int live_run(struct run *r)
         }
         run_tick(r);
     }
-    run_stop_requested = 1;   /* every worker, whatever ended the run */
+    run_request_stop();   /* every worker, whatever ended the run */
     for (int i = 0; i < started; i++) {
         pthread_join(r->workers[i].thread, NULL);
         if (lws[i].failed)

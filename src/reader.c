@@ -37,7 +37,7 @@ static int read_loop(struct run *r, uint64_t *clock_out)
         /* between packets, so that a stop never leaves one half-counted */
         if (frame % CHECK_EVERY == 0 && frame) {
             tick(r);
-            if (run_stop_requested || r->sink.error) {
+            if (run_stopping() || r->sink.error) {
                 rc = 0;
                 break;
             }
@@ -77,7 +77,7 @@ static int read_loop(struct run *r, uint64_t *clock_out)
     *clock_out = clock;
     if (rc < 0)
         return -1;
-    return rc == 0 && !run_stop_requested && !r->sink.error ? 1 : 0;
+    return rc == 0 && !run_stopping() && !r->sink.error ? 1 : 0;
 }
 
 /* Capture callbacks: an input buffer is free once every worker's queue tail has
@@ -105,7 +105,7 @@ static int on_input_wait(void *ctx)
         for (int w = 0; w < r->nworkers; w++)
             pktq_publish(&r->queues[w]);
     tick(r);
-    return run_stop_requested || __atomic_load_n(&r->sink.error, __ATOMIC_RELAXED);
+    return run_stopping() || __atomic_load_n(&r->sink.error, __ATOMIC_RELAXED);
 }
 
 static int start_workers(struct run *r)
@@ -145,7 +145,7 @@ int reader_run(struct run *r)
     r->input_fd = -1;
     if (capture_open_input(&r->cap, fd, &copt) == 0)
         done = read_loop(r, &clock);
-    enum flow_end why = done == 0 && (run_stop_requested || r->sink.error) ? FLOW_END_SHUTDOWN
+    enum flow_end why = done == 0 && (run_stopping() || r->sink.error) ? FLOW_END_SHUTDOWN
                                                                            : FLOW_END_EOF;
     if (r->nworkers > 1) {
         for (int i = 0; i < r->nworkers; i++)

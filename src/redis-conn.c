@@ -34,7 +34,10 @@ int redis_test_live(void)
     return live && strcmp(live, "1") == 0;
 }
 
-int redis_conn_stopping(void) { return stop_flag && *stop_flag; }
+int redis_conn_stopping(void)
+{
+    return stop_flag && __atomic_load_n(stop_flag, __ATOMIC_RELAXED);
+}
 
 void conn_count_lost(struct redis_conn *r, int kind)
 {

@@ -133,7 +133,7 @@ void run_reload(struct run *r)
     for (int i = 0; i < r->nworkers; i++)
         __atomic_store_n(&r->workers[i].next_pl, pl, __ATOMIC_RELEASE);
     int waiting = r->nworkers;
-    while (waiting && !run_stop_requested) {
+    while (waiting && !run_stopping()) {
         struct timespec ts = {0, 2 * 1000 * 1000};
         nanosleep(&ts, NULL);
         waiting = 0;

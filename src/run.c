@@ -27,7 +27,7 @@ static void on_signal(int sig)
     else if (sig == SIGUSR1)
         run_stats_requested = 1;
     else
-        run_stop_requested = 1;
+        run_request_stop();
 }
 
 double run_now(void)
@@ -330,7 +330,7 @@ int run_main(const struct config *conf, const struct run_options *opt)
     }
     if (!opt->input)
         r.input_fd = -1;
-    redis_conn_set_stop(&run_stop_requested);
+    redis_conn_set_stop(&run_stop_requested);   /* read atomically there */
     signal(SIGPIPE, SIG_IGN);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);

@@ -70,6 +70,17 @@ struct run {
 
 /* Set by SIGINT/SIGTERM (and read by the Redis output while it waits). */
 extern volatile int run_stop_requested;
+/* Read and set from every thread and from signal handlers: atomic
+ * accesses (lock-free, so safe in a handler), never a plain one. */
+static inline int run_stopping(void)
+{
+    return __atomic_load_n(&run_stop_requested, __ATOMIC_RELAXED);
+}
+
+static inline void run_request_stop(void)
+{
+    __atomic_store_n(&run_stop_requested, 1, __ATOMIC_RELAXED);
+}
 
 /* Runs dati over opt->input or opt->ifnames. Returns the exit status: 0 when
  * everything was read and written, 1 when the input could not be opened

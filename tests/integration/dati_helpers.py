@@ -59,6 +59,9 @@ def sanitizer_env():
     asan = env.get("ASAN_OPTIONS", "")
     if "exitcode" not in asan:
         env["ASAN_OPTIONS"] = (asan + ":" if asan else "") + "exitcode=99"
+    tsan = env.get("TSAN_OPTIONS", "")
+    if "exitcode" not in tsan:
+        env["TSAN_OPTIONS"] = (tsan + ":" if tsan else "") + "exitcode=99"
     ubsan = env.get("UBSAN_OPTIONS", "")
     if "print_stacktrace" not in ubsan:
         env["UBSAN_OPTIONS"] = (ubsan + ":" if ubsan else "") + "print_stacktrace=1"
