@@ -10,6 +10,8 @@
 #   6. NetPDL descriptions (bench/netpdl.sh): http.xml against the built-in fields
 #   7. feedback channel: tag latency, commands/s absorbed (bench/feedback.py)
 #   8. IPFIX export to nfcapd: flow records/s, cost on the lab mix, softflowd (bench/ipfix.sh)
+#   9. Redis Cluster (3 masters): records/s in both layouts against redis-benchmark
+#      --cluster's ceiling, and dati's CPU per record with 1 and 3 masters (bench/cluster.py)
 # Each timing is the median of RUNS runs (wall clock) after a warm-up run,
 # files in page cache.
 set -euo pipefail
@@ -154,3 +156,11 @@ fi
 # 8. IPFIX export to nfcapd on loopback (bench/ipfix.sh)
 echo
 bash "$(dirname "$0")/ipfix.sh" "$build"
+
+# 9. Redis Cluster on loopback (bench/cluster.py)
+echo
+if command -v redis-server >/dev/null && /usr/bin/python3 -c 'import redis.cluster' 2>/dev/null; then
+    /usr/bin/python3 "$(dirname "$0")/cluster.py" "$build" "$dir" "$dir/http.pcap" "$dir/http.conf"
+else
+    echo "9. Redis Cluster: redis-server or python3-redis missing (make deps)"
+fi

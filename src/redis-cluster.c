@@ -376,6 +376,15 @@ int redis_cluster_next_id(struct redis_cluster *cl, uint64_t *id)
      * slow, records are dropped once the blocks in hand are used */
     if (cl->live)
         return redis_conn_next_id(redis_cluster_conn(cl, ID_KEY, sizeof ID_KEY - 1), id);
+    /* reading a file: the next block asked for ahead in dati:id's master's
+     * pipeline, synchronously (following redirections) only when that
+     * failed */
+    if (cl->ids_left <= ID_BLOCK / 2) {
+        struct redis_conn *c = redis_cluster_conn(cl, ID_KEY, sizeof ID_KEY - 1);
+        redis_conn_ask_ids(c);
+        if (cl->ids_left == 0 && redis_conn_take_ids(c, 1, &cl->next_id) == 0)
+            cl->ids_left = ID_BLOCK;
+    }
     if (cl->ids_left == 0) {
         int to = -1, asking = 0;
         for (int round = 0; round < MAX_ROUNDS; round++) {

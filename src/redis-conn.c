@@ -967,6 +967,26 @@ static int pipe_append_raw(struct redis_conn *r, struct pipe *p, const char *cmd
 #define STR_(x) #x
 #define STR(x) STR_(x)
 
+void redis_conn_ask_ids(struct redis_conn *r)
+{
+    if (r->ids_asked || r->spare_ready || r->down)
+        return;
+    const char *argv[] = {"INCRBY", ID_KEY, STR(ID_BLOCK)};
+    size_t argl[] = {6, sizeof ID_KEY - 1, sizeof STR(ID_BLOCK) - 1};
+    r->ids_asked = r->ids_unsent = redis_conn_append(r, 3, argv, argl, REDIS_CMD_IDS) == 0;
+}
+
+int redis_conn_take_ids(struct redis_conn *r, int flush, uint64_t *first)
+{
+    if (flush && r->ids_asked && !r->spare_ready)
+        redis_conn_flush(r);
+    if (!r->spare_ready)
+        return -1;
+    r->spare_ready = 0;
+    *first = r->spare_id;
+    return 0;
+}
+
 /* Takes the next id. The next block is asked for inside the pipeline (INCRBY)
  * when half of this one is used, so that a round trip of its own is needed
  * only when that reply has not come back in time; live, the record is then
@@ -1002,11 +1022,8 @@ int redis_conn_next_id(struct redis_conn *r, uint64_t *id)
     r->ids_left--;
     rc = 0;
 ask:
-    if (r->ids_left <= ID_BLOCK / 2 && !r->ids_asked && !r->spare_ready && !r->down) {
-        const char *argv[] = {"INCRBY", ID_KEY, STR(ID_BLOCK)};
-        size_t argl[] = {6, sizeof ID_KEY - 1, sizeof STR(ID_BLOCK) - 1};
-        r->ids_asked = r->ids_unsent = redis_conn_append(r, 3, argv, argl, REDIS_CMD_IDS) == 0;
-    }
+    if (r->ids_left <= ID_BLOCK / 2)
+        redis_conn_ask_ids(r);
     /* live: the request goes out as soon as the pipeline in flight is
      * answered, not when this one is full or drained (a cluster's dati:id
      * master gets only its share of the records) */

@@ -141,6 +141,13 @@ void redis_conn_touch(struct redis_conn *c);
  * or -1 when none could be had (live: counted as queue_full). */
 int redis_conn_next_id(struct redis_conn *c, uint64_t *id);
 
+/* Cluster, reading a file: the next id block asked for inside the
+ * pipeline (once, until taken), and taken when its reply has come (flush:
+ * the pipeline sent and answered first). 0 with the block's first id, -1
+ * when there is none (a redirection: ask synchronously). */
+void redis_conn_ask_ids(struct redis_conn *c);
+int redis_conn_take_ids(struct redis_conn *c, int flush, uint64_t *first);
+
 /* Sends what is queued and reads every reply. */
 void redis_conn_flush(struct redis_conn *c);
 /* The drain timer: sends what has waited OUTBUF_DRAIN_NS (reading a file,
