@@ -44,6 +44,7 @@ struct redis_cluster {
     int refresh_done;                         /* atomic: fresh holds its result */
     int refresh_ok;
     uint64_t refresh_at;
+    uint64_t downs_seen;                      /* the nodes' reconnections, when last looked at */
     struct slot_map fresh;
     struct redis_cluster_counters n;
 };
@@ -302,8 +303,14 @@ static void live_refresh(struct redis_cluster *cl)
         if (!__atomic_load_n(&cl->refresh_done, __ATOMIC_ACQUIRE))
             return;
         refresher_join(cl);
-        if (cl->refresh_ok && apply_map(cl, &cl->fresh, err, sizeof err) < 0)
+        if (!cl->refresh_ok)
+            return;
+        uint8_t before[REDIS_CLUSTER_SLOTS];   /* once per map: a failover is a change */
+        memcpy(before, cl->slot_node, sizeof before);
+        if (apply_map(cl, &cl->fresh, err, sizeof err) < 0)
             redis_conn_log(cl->node[0], "slot map", err);
+        else if (memcmp(before, cl->slot_node, sizeof before) != 0)
+            COUNTER_INC(cl->n.failovers);
         return;
     }
     uint64_t now = outbuf_now();
@@ -329,14 +336,9 @@ static int live_owner(struct redis_cluster *cl, unsigned slot)
 {
     uint64_t last_log = 0;
     if (cl->live) {
-        int before = cl->slot_node[slot];
         live_refresh(cl);
         int i = cl->slot_node[slot];
-        if (!live_up(cl->node[i]))
-            return -1;
-        if (i != before)
-            COUNTER_INC(cl->n.failovers);
-        return i;
+        return live_up(cl->node[i]) ? i : -1;
     }
     for (;;) {
         int i = cl->slot_node[slot];
@@ -496,6 +498,21 @@ void redis_cluster_set_live(struct redis_cluster *cl)
 
 void redis_cluster_drain(struct redis_cluster *cl)
 {
+    /* live: a master lost since the last look (down now, or reconnected
+     * meanwhile: a hung server still accepts connections, and may not own
+     * its slots any more) has the slot map asked for; one asked for is
+     * taken when it comes */
+    if (cl->live) {
+        uint64_t downs = 0;
+        int down = 0;
+        for (int i = 0; i < cl->nnodes; i++) {
+            downs += COUNTER_GET(cl->node[i]->n.reconnects);
+            down |= !live_up(cl->node[i]);
+        }
+        if (down || downs != cl->downs_seen || cl->refreshing)
+            live_refresh(cl);
+        cl->downs_seen = downs;
+    }
     for (int i = 0; i < cl->nnodes; i++)
         redis_conn_drain(cl->node[i]);
     redis_cluster_service(cl);

@@ -11,6 +11,7 @@
 #include "redis-conn.h"
 
 #define LIVE_TIMEOUT_S 2                 /* live: the longest wait for Redis */
+#define LIVE_STALL_S 5                   /* live: a pipeline unanswered this long (s): a lost server */
 #define ID_BLOCK 1024                    /* record ids reserved per INCRBY */
 #define ID_KEY "dati:id"                 /* the counter the ids come from */
 #define CONNECT_TIMEOUT_S 2              /* a step of connecting: handshake, AUTH, SELECT */
@@ -77,6 +78,7 @@ struct redis_conn {
     struct pipe *behind;                 /* cur, already written behind sent (send_current) */
     unsigned max_cmds;
     uint64_t since;                      /* monotonic ns of the oldest queued record */
+    uint64_t sent_at;                    /* monotonic ns when sent was sent */
     uint64_t last_log;                   /* rate limit for error logs */
     struct redis_counters n;
 };

@@ -776,6 +776,7 @@ static void conn_settle(struct redis_conn *r)
 void conn_swap_pipes(struct redis_conn *r)
 {
     r->sent = r->cur;
+    r->sent_at = outbuf_now();
     r->cur = r->cur == &r->pipes[0] ? &r->pipes[1] : &r->pipes[0];
     r->since = 0;
 }

@@ -6,6 +6,7 @@
 #include "redis-conn-int.h"
 
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "config.h"
@@ -112,6 +113,16 @@ void live_pump(struct redis_conn *r, int force)
         return;
     if (r->sent) {
         int rc = conn_collect(r, r->sent, 0);
+        /* a server that stopped answering (hung, or its host gone without a
+         * word) is a lost one: in a cluster, its replica may have taken
+         * over its slots by now, which only a lost connection makes dati
+         * look for */
+        if (rc > 0 && outbuf_now() - r->sent_at >= LIVE_STALL_S * 1000000000ull) {
+            char what[48];
+            snprintf(what, sizeof what, "no reply for %d s", LIVE_STALL_S);
+            redis_conn_log(r, what, "the connection is dropped");
+            rc = -1;
+        }
         if (rc < 0) {
             live_went_down(r);
             return;

@@ -958,6 +958,53 @@ def test_live_master_killed(tmp_path, binaries, rc, mid):
     assert cluster_stats(stats)["failovers"] >= 1, cluster_stats(stats)
 
 
+def test_live_master_hung_then_failed_over(tmp_path, binaries, rc, mid):
+    """Live mode, a master (not dati:id's) frozen with SIGSTOP for longer
+    than cluster-node-timeout, so that its replica takes over: after 5 s
+    without a reply dati drops the connection (its unanswered records counted
+    lost), finds the new master and stores that master's slots' records
+    there again, never waiting. SIGCONT at the end: the old master rejoins
+    as a replica."""
+    want, data = mid["want"], mid["data"]
+    conf, _ = write_confs(tmp_path, rc.seeds(), extra="REDIS_PIPELINE 200\n")
+    victim = next(p for _, p in rc.masters()
+                  if (cl.HOST, p) not in (rc.node_for_key("dati:id"), rc.node_for_key("test:sessions")))
+    slots = [s for s, e, mp, _ in rc.slot_map() if mp == victim]
+    dati = FedDati(["-c", conf, "-t", 2], data, LIVE)   # not -q: its warnings are checked
+    node = rc.nodes[victim]
+    stopped = False
+    try:
+        quarter = dati.packets // 4
+        paced(dati, quarter)
+        wait_stored(rc, records_upto(want, quarter), dati, "first quarter")
+        node.proc.send_signal(signal.SIGSTOP)
+        stopped = True
+        end = time.monotonic() + 30   # a replica promoted: the other masters' map says so
+        while rc.node_for_slot(slots[0])[1] == victim:
+            assert time.monotonic() < end, "no failover of the frozen master"
+            paced(dati, min(dati.sent + 400, 2 * quarter))
+            time.sleep(0.2)
+        new = rc.node_for_slot(slots[0])[1]
+        paced(dati, 2 * quarter)
+        time.sleep(6)   # LIVE_STALL_S, then the slot map (at most once a second)
+        before = len(rc.scan_node(new, "dati:rec:*"))
+        paced(dati, 3 * quarter)
+        after = len(rc.scan_node(new, "dati:rec:*"))
+        paced(dati, dati.packets)
+        status, stats, err = dati.finish(timeout=60)
+    finally:
+        if stopped:
+            node.proc.send_signal(signal.SIGCONT)
+        dati.kill()
+    rc.wait_healthy(60)
+    assert status == 0, err[-3000:]
+    nodes = check_live_accounting(rc, stats, want)
+    assert nodes[victim]["dropped_queue_full"] > 0, nodes
+    assert after > before + 500, (before, after, nodes[victim])   # records reach the promoted replica
+    assert cluster_stats(stats)["failovers"] >= 1, cluster_stats(stats)
+    assert "no reply for 5 s" in err
+
+
 def test_failover_master_killed_mid_run(tmp_path, binaries, rc, mid):
     """The master holding dati:id killed (SIGKILL) mid-run, its replica
     promoted 2-4 s later (cluster-node-timeout 2000): dati, reading a
