@@ -640,6 +640,19 @@ static void check_whole(struct parser *ps)
         ps->line = c->redis_wait_line;
         perr(ps, "REDIS_WAIT_REPLICAS", "REDIS_WAIT_REPLICAS is for a Redis Cluster (REDIS_CLUSTER)");
     }
+    /* sharded channels and streams are <channel>:{t}: a brace of their own
+     * would make the hash tag theirs, every shard in one slot */
+    for (int i = 0; (c->redis_spublish || c->redis_stream_shards > 1) && i < c->nfilters; i++) {
+        const struct filter_conf *f = &c->filter[i];
+        const char *bad = f->redis_channel && strpbrk(f->redis_channel, "{}") ? f->redis_channel
+                          : c->redis_spublish && f->redis_prefix && strpbrk(f->redis_prefix, "{}")
+                              ? f->redis_prefix : NULL;
+        if (bad) {
+            ps->line = c->redis_pubsub_line ? c->redis_pubsub_line : c->redis_line;
+            perr(ps, bad, "sharded channels and keys (REDIS_PUBSUB sharded, REDIS_STREAM_SHARDS) "
+                          "add a {hash tag}: REDIS_CHANNEL and REDIS_PREFIX must have no braces");
+        }
+    }
     if (c->redis_spublish && c->redis_stream) {
         ps->line = c->redis_pubsub_line;
         perr(ps, "sharded", "REDIS_PUBSUB sharded is for the hash layout: REDIS_MODE stream "

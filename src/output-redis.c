@@ -163,6 +163,13 @@ static void shard_tags(unsigned *tag, unsigned n)
     }
 }
 
+/* The hash tag of flow's shard. */
+static unsigned shard_of(const struct redis_output *ro, uint64_t flow)
+{
+    unsigned n = ro->conf->redis_stream_shards;
+    return ro->shard_tag[flow % (n ? n : 1)];
+}
+
 /* The stream key (REDIS_PUBSUB sharded: the channel shard) for a record of
  * flow `flow` on channel, appended to s (an argument by offset); with one
  * stream shard, the channel itself. -1: no memory. */
@@ -176,7 +183,7 @@ static int stream_key(struct redis_output *ro, struct outbuf *s, const char *cha
         return 0;
     }
     char tag[24];
-    size_t tl = redis_fmt_u64(tag, ro->shard_tag[flow % n]);
+    size_t tl = redis_fmt_u64(tag, shard_of(ro, flow));
     int rc = json_raw(s, channel, cl) | json_raw(s, ":{", 2) | json_raw(s, tag, tl) |
              json_raw(s, "}", 1);
     *a = (struct arg){start, s->len - start, NULL};
@@ -219,22 +226,22 @@ static int hash_field(struct output *o, struct extract_ctx *x, const struct reco
     if (ro->cl ? redis_cluster_next_id(ro->cl, &id) < 0
                : redis_conn_admit(c, NULL) < 0 || redis_conn_next_id(c, &id) < 0)
         return -1;   /* never queued: the caller counts it dropped (live: also by reason) */
-    char key[128];   /* REDIS_PREFIX is at most 64 characters */
+    char key[128];   /* REDIS_PREFIX (at most 64 characters), {tag}:, the id */
     size_t keylen = strlen(f->redis_prefix);
     memcpy(key, f->redis_prefix, keylen);
     struct outbuf *s = &ro->scratch;
     s->len = 0;
     struct arg channel = ARG_STR(f->redis_channel, strlen(f->redis_channel));
-    if (ro->conf->redis_spublish) {
+    if (ro->conf->redis_spublish) {   /* the channel's and the key's tag: one slot */
         if (stream_key(ro, s, f->redis_channel, m->flow_id, &channel) < 0) {
-            COUNTER_INC(redis_conn_counters(c)->lost);
+            size_t cl = strlen(f->redis_channel);   /* out of memory: counted where it goes */
+            COUNTER_INC(redis_conn_counters(route(ro, f->redis_channel, cl))->lost);
             return -1;
         }
-        const char *tag = memchr(s->buf + channel.off, '{', channel.len);
-        size_t tl = (size_t)(s->buf + channel.off + channel.len - tag);
-        memcpy(key + keylen, tag, tl);
-        key[keylen + tl] = ':';
-        keylen += tl + 1;
+        key[keylen++] = '{';
+        keylen += redis_fmt_u64(key + keylen, shard_of(ro, m->flow_id));
+        key[keylen++] = '}';
+        key[keylen++] = ':';
     }
     keylen += redis_fmt_u64(key + keylen, id);
     if (ro->cl && redis_conn_admit(c = route(ro, key, keylen), NULL) < 0)
@@ -670,6 +677,8 @@ struct output *output_redis_open(const struct config *conf, char *err, size_t er
             if (conf->filter[i].nfields)
                 register_streams(ro, conf->filter[i].redis_channel);
         register_streams(ro, conf->session_channel ? conf->session_channel : "dati:sessions");
+        if (conf->redis_spublish && conf->flow_events)
+            register_streams(ro, conf->flow_events);
     }
     return &ro->base;
 }

@@ -24,7 +24,7 @@
 
 /* A slot map as a node gave it: the owner of each slot by name. */
 struct slot_map {
-    char name[REDIS_CLUSTER_MAX_NODES][64];   /* host:port */
+    char name[REDIS_CLUSTER_MAX_NODES][REDIS_NODE_NAME_MAX];   /* host:port */
     int nnames;
     uint8_t slot[REDIS_CLUSTER_SLOTS];        /* index into name[] + 1; 0: not covered */
 };
@@ -32,7 +32,8 @@ struct slot_map {
 struct redis_cluster {
     const struct config *conf;
     struct redis_conn *node[REDIS_CLUSTER_MAX_NODES];
-    char name[REDIS_CLUSTER_MAX_NODES][64];   /* host:port */
+    char name[REDIS_CLUSTER_MAX_NODES][REDIS_NODE_NAME_MAX];   /* host:port */
+    uint8_t owns[REDIS_CLUSTER_MAX_NODES];    /* node i is a slot's master in the map */
     int nnodes;
     uint8_t slot_node[REDIS_CLUSTER_SLOTS];   /* index into node[] */
     int live;
@@ -45,6 +46,7 @@ struct redis_cluster {
     int refresh_ok;
     uint64_t refresh_at;
     uint64_t downs_seen;                      /* the nodes' reconnections, when last looked at */
+    int refresh_wanted;                       /* a master lost, dati:id moved: not asked yet */
     struct slot_map fresh;
     struct redis_cluster_counters n;
 };
@@ -89,7 +91,7 @@ unsigned redis_keyslot(const char *key, size_t len)
 static int node_index(struct redis_cluster *cl, const char *host, unsigned port, char *err,
                       size_t errlen)
 {
-    char name[64];
+    char name[REDIS_NODE_NAME_MAX];
     snprintf(name, sizeof name, strchr(host, ':') ? "[%s]:%u" : "%s:%u", host, port);
     for (int i = 0; i < cl->nnodes; i++)
         if (strcmp(cl->name[i], name) == 0)
@@ -115,7 +117,7 @@ static int node_index(struct redis_cluster *cl, const char *host, unsigned port,
  * master), connected to if new; -1 with err when it cannot be. */
 static int node_named(struct redis_cluster *cl, const char *target, char *err, size_t errlen)
 {
-    char host[64];
+    char host[REDIS_NODE_NAME_MAX];
     unsigned port = redis_split_hostport(target, host, sizeof host);
     if (!port) {
         snprintf(err, errlen, "not host:port: %s", target);
@@ -174,9 +176,13 @@ static int fetch_slots(const struct config *conf, const char *seed, struct slot_
             /* an empty or unknown endpoint is the node we asked */
             const char *mhost = mr->element[0]->type == REDIS_REPLY_STRING && mr->element[0]->len &&
                                 strcmp(mr->element[0]->str, "?") != 0 ? mr->element[0]->str : host;
-            char name[64];
-            snprintf(name, sizeof name, strchr(mhost, ':') ? "[%s]:%lld" : "%s:%lld", mhost,
-                     mr->element[1]->integer);
+            char name[REDIS_NODE_NAME_MAX];
+            if (snprintf(name, sizeof name, strchr(mhost, ':') ? "[%s]:%lld" : "%s:%lld", mhost,
+                         mr->element[1]->integer) >= (int)sizeof name) {
+                snprintf(err, errlen, "Redis at %s: CLUSTER SLOTS: a host name too long", seed);
+                rc = -1;
+                break;
+            }
             int k = 0;
             while (k < m->nnames && strcmp(m->name[k], name) != 0)
                 k++;
@@ -210,8 +216,11 @@ static int apply_map(struct redis_cluster *cl, const struct slot_map *m, char *e
     for (int k = 0; k < m->nnames; k++)
         if ((idx[k] = node_named(cl, m->name[k], err, errlen)) < 0)
             return -1;
-    for (int s = 0; s < REDIS_CLUSTER_SLOTS; s++)
+    memset(cl->owns, 0, sizeof cl->owns);
+    for (int s = 0; s < REDIS_CLUSTER_SLOTS; s++) {
         cl->slot_node[s] = (uint8_t)idx[m->slot[s] - 1];
+        cl->owns[cl->slot_node[s]] = 1;
+    }
     return 0;
 }
 
@@ -323,6 +332,7 @@ static void live_refresh(struct redis_cluster *cl)
     pthread_sigmask(SIG_SETMASK, &all, &old);
     cl->refreshing = pthread_create(&cl->refresher, NULL, refresher_main, cl) == 0;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
+    cl->refresh_wanted = !cl->refreshing;
 }
 
 static int live_up(const struct redis_conn *c) { return c->c && !c->down; }
@@ -504,14 +514,18 @@ void redis_cluster_drain(struct redis_cluster *cl)
      * taken when it comes */
     if (cl->live) {
         uint64_t downs = 0;
-        int down = 0;
         for (int i = 0; i < cl->nnodes; i++) {
-            downs += COUNTER_GET(cl->node[i]->n.reconnects);
-            down |= !live_up(cl->node[i]);
+            struct redis_conn *c = cl->node[i];
+            downs += COUNTER_GET(c->n.reconnects);
+            if (c->ids_moved || (cl->owns[i] && !live_up(c)))   /* a former master may stay down */
+                cl->refresh_wanted = 1;
+            c->ids_moved = 0;
         }
-        if (down || downs != cl->downs_seen || cl->refreshing)
-            live_refresh(cl);
+        if (downs != cl->downs_seen)
+            cl->refresh_wanted = 1;
         cl->downs_seen = downs;
+        if (cl->refresh_wanted || cl->refreshing)
+            live_refresh(cl);
     }
     for (int i = 0; i < cl->nnodes; i++)
         redis_conn_drain(cl->node[i]);

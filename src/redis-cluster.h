@@ -13,6 +13,7 @@
 
 #define REDIS_CLUSTER_SLOTS 16384
 #define REDIS_CLUSTER_MAX_NODES 64
+#define REDIS_NODE_NAME_MAX 280   /* "host:port": a DNS name (255) and a port */
 
 struct redis_cluster_counters {
     uint64_t masters;          /* masters connected to */

@@ -31,7 +31,7 @@ struct redirect {
     uint8_t how;                         /* REDIRECT_* */
     uint16_t slot;
     uint32_t off, len;                   /* in bytes */
-    char target[64];                     /* host:port of MOVED and ASK */
+    char target[280];                    /* host:port of MOVED and ASK (REDIS_NODE_NAME_MAX) */
 };
 
 struct redis_redirects {
@@ -52,6 +52,7 @@ struct redis_conn {
     uint64_t spare_id;                   /* the next block, asked for ahead (REDIS_CMD_IDS) */
     int spare_ready, ids_asked;
     int ids_unsent;                      /* live: the request is in cur, sent first chance */
+    int ids_moved;                       /* cluster: it was redirected (dati:id moved) */
     int live;                            /* never wait: drop and count instead */
     int down;                            /* live: connection lost, retried from retry_at */
     uint64_t retry_at;

@@ -585,8 +585,10 @@ static int redirected(struct redis_conn *r, struct pipe *p, unsigned i, const st
                   ? REDIRECT_RETRY : -1;
     if (how < 0)
         return 0;
+    if (p->kind[i] == REDIS_CMD_IDS)
+        r->ids_moved = 1;   /* live: the slot map is asked for (ids_asked was reset) */
     if (p->kind[i] == REDIS_CMD_IDS || p->kind[i] == REDIS_CMD_WAIT)
-        return 1;   /* ids_asked was reset: the next request goes where dati:id is */
+        return 1;   /* the next request goes where dati:id is */
     struct redirect *d = keep(r, p, i, how);
     if (d && how != REDIRECT_RETRY) {   /* "MOVED 3999 127.0.0.1:6381" */
         const char *sp = strchr(s, ' ');

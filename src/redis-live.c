@@ -117,7 +117,9 @@ void live_pump(struct redis_conn *r, int force)
          * word) is a lost one: in a cluster, its replica may have taken
          * over its slots by now, which only a lost connection makes dati
          * look for */
-        if (rc > 0 && outbuf_now() - r->sent_at >= LIVE_STALL_S * 1000000000ull) {
+        uint64_t stall = (LIVE_STALL_S * 1000ull + (r->sent->waited ? r->conf->redis_wait_ms : 0)) *
+                         1000000ull;   /* a WAIT may take its timeout */
+        if (rc > 0 && outbuf_now() - r->sent_at >= stall) {
             char what[48];
             snprintf(what, sizeof what, "no reply for %d s", LIVE_STALL_S);
             redis_conn_log(r, what, "the connection is dropped");

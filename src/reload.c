@@ -76,6 +76,8 @@ static const char *fixed_setting_changed(const struct config *a, const struct co
 static int keep_running_settings(struct config *nc, const struct config *running)
 {
     nc->record_seq = running->record_seq;
+    memcpy(nc->probe_name, running->probe_name, sizeof nc->probe_name);
+    nc->redis_spublish = running->redis_spublish;
     nc->flow_state_interval = running->flow_state_interval;
     nc->active_timeout = running->active_timeout;
     free(nc->flow_events);

@@ -39,7 +39,7 @@ struct stats_totals {
     struct redis_cluster_counters cl;
     int nnodes;                    /* the cluster's nodes, each summed over the workers */
     struct stats_node {
-        char name[64];             /* host:port */
+        char name[REDIS_NODE_NAME_MAX];   /* host:port */
         struct redis_counters rd;
     } node[REDIS_CLUSTER_MAX_NODES];
     int ipfix;                     /* IPFIX export is on */
