@@ -80,7 +80,7 @@ test-sanitize:
 
 TSAN_TESTS := tests/integration/test_threads.py tests/integration/test_redis_live.py \
               tests/integration/test_feedback.py tests/integration/test_cluster.py \
-              -k "not test_cluster or live_master or failover_master or two_probes"
+              -k "not test_cluster or live_master or failover or two_probes"
 test-tsan:
 	@$(MAKE) --no-print-directory BUILD=build-tsan SANITIZE=thread test-unit test-integration \
 	    INTEGRATION='$(TSAN_TESTS)'

@@ -100,7 +100,7 @@ static int node_index(struct redis_cluster *cl, const char *host, unsigned port,
         snprintf(err, errlen, "more than %d cluster nodes", REDIS_CLUSTER_MAX_NODES);
         return -1;
     }
-    struct redis_conn *c = redis_conn_open_node(cl->conf, host, port, err, errlen);
+    struct redis_conn *c = redis_conn_open_node(cl->conf, host, port, cl->live, err, errlen);
     if (!c)
         return -1;
     if (cl->live)

@@ -319,7 +319,7 @@ static void free_conn(struct redis_conn *r)
 }
 
 static struct redis_conn *open_at(const struct config *conf, const struct redis_addr *a,
-                                  int cluster, char *err, size_t errlen)
+                                  int cluster, int later, char *err, size_t errlen)
 {
     struct redis_conn *r = calloc(1, sizeof *r);
     if (!r)
@@ -337,6 +337,11 @@ static struct redis_conn *open_at(const struct config *conf, const struct redis_
             outbuf_init(&r->pipes[i].buf, NULL) < 0)
             goto oom;
     r->cur = &r->pipes[0];
+    if (later) {   /* live: down until live mode's connector thread has connected it */
+        r->live = r->down = 1;
+        r->retry_ms = 100;
+        return r;
+    }
     conn_attach(r, connect_start(conf, &r->addr, err, errlen));
     if (!r->c)
         goto fail;
@@ -355,14 +360,14 @@ struct redis_conn *redis_conn_open(const struct config *conf, char *err, size_t 
 {
     char host[256];
     struct redis_addr a = redis_addr_of(conf, host, sizeof host);
-    return open_at(conf, &a, 0, err, errlen);
+    return open_at(conf, &a, 0, 0, err, errlen);
 }
 
 struct redis_conn *redis_conn_open_node(const struct config *conf, const char *host, unsigned port,
-                                        char *err, size_t errlen)
+                                        int live, char *err, size_t errlen)
 {
     struct redis_addr a = {NULL, host, port};
-    return open_at(conf, &a, 1, err, errlen);
+    return open_at(conf, &a, 1, live, err, errlen);
 }
 
 void redis_conn_close(struct redis_conn *r)

@@ -71,9 +71,10 @@ struct redisContext *redis_conn_connect(const struct config *conf, char *err, si
  * (naming the address) in err. */
 struct redis_conn *redis_conn_open(const struct config *conf, char *err, size_t errlen);
 /* The same to one node of a cluster (its redirections are kept for the
- * cluster to resend: redis_conn_take_redirects). */
+ * cluster to resend: redis_conn_take_redirects). live: in live mode and not
+ * connected yet: its connector thread connects it, the worker never waits. */
 struct redis_conn *redis_conn_open_node(const struct config *conf, const char *host, unsigned port,
-                                        char *err, size_t errlen);
+                                        int live, char *err, size_t errlen);
 
 /* A command the cluster answered with MOVED/ASK (to another node) or
  * TRYAGAIN/CLUSTERDOWN (later). */
