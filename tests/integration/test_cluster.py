@@ -649,22 +649,34 @@ def test_python_analyzer_on_the_cluster(tmp_path, binaries, rc, mid, layout):
                 assert pending == 0, (key, pending)
 
 
-def test_node_analyzer_on_the_cluster(tmp_path, binaries, rc, mid):
+@pytest.mark.parametrize("layout", ("hash", "stream"))
+def test_node_analyzer_on_the_cluster(tmp_path, binaries, rc, mid, layout):
     """examples/analyzers/node/requests.js --cluster (node-redis'
-    createCluster): every request and session counted."""
+    createCluster): the hash layout by pub/sub, the stream layout (3 shards)
+    in a consumer group: every request and session counted, every entry
+    acknowledged."""
     if not shutil.which("node") or not shutil.which("npm"):
         pytest.skip("node and npm are not installed")
     from test_redis import npm_app
     app = npm_app(tmp_path, ["requests.js"])
     want = mid["want"]
-    conf, _ = write_confs(tmp_path, rc.seeds())
-    out, _ = run_analyzer(["node", app / "requests.js", "--cluster", rc.seeds().replace(" ", ","),
-                           "--channel", "http_GET", "--sessions", "test:sessions",
-                           "--period", "0.5", "--idle-exit", "3"],
-                          ["-r", mid["path"], "-c", conf, "-t", 2, "-q"])
+    extra = "" if layout == "hash" else "REDIS_MODE stream\nREDIS_STREAM_SHARDS 3\n"
+    conf, _ = write_confs(tmp_path, rc.seeds(), extra)
+    cmd = ["node", app / "requests.js", "--cluster", rc.seeds().replace(" ", ","),
+           "--channel", "http_GET", "--sessions", "test:sessions", "--period", "0.5",
+           "--idle-exit", "3"]
+    if layout == "stream":   # dati:streams, as dati writes it at start (the analyzer comes first)
+        for ch in ("http_GET", "test:sessions"):
+            rc.client().hset("dati:streams", ch, ",".join(cl.shard_keys(ch, 3)))
+        cmd += ["--streams", "1", "--group", "g2"]
+    out, _ = run_analyzer(cmd, ["-r", mid["path"], "-c", conf, "-t", 2, "-q"])
     assert f"total requests {len(want.records)} sessions {len(want.flows)}" in out, out
     assert tops(out) == Counter(r["fields"]["http.host"] for r in want.records
                                 if "http.host" in r["fields"]), out
+    if layout == "stream":
+        for ch in ("http_GET", "test:sessions"):
+            for key in cl.shard_keys(ch, 3):
+                assert rc.client().xpending(key, "g2")["pending"] == 0, key
 
 
 # ---------------------------------------------------------------- dati: resharding
