@@ -407,11 +407,13 @@ static void kw_redis_cluster(struct parser *ps, char *v)
         c->redis_cluster[c->redis_ncluster++] = dup(ps, tok);
     }
 }
+#define PROBE_CHARS "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+
 /* PROBE_NAME name: what tells several probes' records and statistics
  * apart; a key and a JSON string, so letters, digits, '.', '_', '-'. */
 static void kw_probe_name(struct parser *ps, char *v)
 {
-    size_t n = strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-");
+    size_t n = strspn(v, PROBE_CHARS "._-");
     if (v[n] || n >= sizeof ps->c->probe_name) {
         perr(ps, v, "PROBE_NAME is 1 to 63 letters, digits, '.', '_' or '-'");
         return;
@@ -600,7 +602,7 @@ static void default_probe_name(struct config *c)
     struct utsname u;
     if (uname(&u) == 0)
         snprintf(host, sizeof host, "%s", u.nodename);
-    size_t n = strspn(host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-");
+    size_t n = strspn(host, PROBE_CHARS "_-");   /* the first label: no '.' */
     if (n >= sizeof c->probe_name)
         n = sizeof c->probe_name - 1;
     memcpy(c->probe_name, n ? host : "probe", n ? n : 6);

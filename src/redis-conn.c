@@ -1002,13 +1002,9 @@ int redis_conn_take_ids(struct redis_conn *r, int flush, uint64_t *first)
 int redis_conn_next_id(struct redis_conn *r, uint64_t *id)
 {
     int rc = -1;
-    if (r->ids_left == 0 && !r->spare_ready && r->ids_asked && !r->live)
-        redis_conn_flush(r);   /* its reply is in flight: take it */
-    if (r->ids_left == 0 && r->spare_ready) {
-        r->next_id = r->spare_id;
+    /* the block asked for ahead; reading a file, its reply waited for */
+    if (r->ids_left == 0 && redis_conn_take_ids(r, !r->live, &r->next_id) == 0)
         r->ids_left = ID_BLOCK;
-        r->spare_ready = 0;
-    }
     if (r->ids_left == 0 && r->live) {
         COUNTER_INC(*(r->down ? &r->n.dropped_disconnected : &r->n.dropped_queue_full));
         goto ask;

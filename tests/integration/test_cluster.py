@@ -617,6 +617,23 @@ def run_analyzer(cmd, dati_args):
     return out, run
 
 
+def register_shards(rc):
+    """dati:streams as dati writes it at start (an analyzer comes first)."""
+    for ch in ("http_GET", "test:sessions"):
+        rc.client().hset("dati:streams", ch, ",".join(cl.shard_keys(ch, 3)))
+
+
+def check_analyzer_output(rc, out, want, group=None):
+    """Every request and session counted, hosts as the JSON records have
+    them; with a consumer group, every stream entry acknowledged."""
+    assert f"total requests {len(want.records)} sessions {len(want.flows)}" in out, out
+    assert tops(out) == Counter(r["fields"]["http.host"] for r in want.records
+                                if "http.host" in r["fields"]), out
+    for ch in ("http_GET", "test:sessions") if group else ():
+        for key in cl.shard_keys(ch, 3):
+            assert rc.client().xpending(key, group)["pending"] == 0, key
+
+
 def tops(out):
     return {l.split()[3]: int(l.split()[2]) for l in out.splitlines() if l.startswith("top host")}
 
@@ -630,23 +647,15 @@ def test_python_analyzer_on_the_cluster(tmp_path, binaries, rc, mid, layout):
     want = mid["want"]
     extra = "" if layout == "hash" else "REDIS_MODE stream\nREDIS_STREAM_SHARDS 3\n"
     conf, _ = write_confs(tmp_path, rc.seeds(), extra)
-    if layout == "stream":   # dati:streams, as dati writes it at start (the analyzer comes first)
-        for ch in ("http_GET", "test:sessions"):
-            rc.client().hset("dati:streams", ch, ",".join(cl.shard_keys(ch, 3)))
+    if layout == "stream":
+        register_shards(rc)
     cmd = ["/usr/bin/python3", h.REPO / "examples" / "analyzers" / "python" / "top_hosts.py",
            "--cluster", rc.seeds().replace(" ", ","), "--channel", "http_GET",
            "--sessions", "test:sessions", "--period", "0.5", "--idle-exit", "3", "--top", "10"]
     if layout == "stream":
         cmd += ["--streams", "--group", "g1"]
     out, run = run_analyzer(cmd, ["-r", mid["path"], "-c", conf, "-t", 2, "-q"])
-    assert f"total requests {len(want.records)} sessions {len(want.flows)}" in out, out
-    assert tops(out) == Counter(r["fields"]["http.host"] for r in want.records
-                                if "http.host" in r["fields"]), out
-    if layout == "stream":
-        for ch in ("http_GET", "test:sessions"):
-            for key in cl.shard_keys(ch, 3):
-                pending = rc.client().xpending(key, "g1")["pending"]
-                assert pending == 0, (key, pending)
+    check_analyzer_output(rc, out, want, "g1" if layout == "stream" else None)
 
 
 @pytest.mark.parametrize("layout", ("hash", "stream"))
@@ -665,18 +674,11 @@ def test_node_analyzer_on_the_cluster(tmp_path, binaries, rc, mid, layout):
     cmd = ["node", app / "requests.js", "--cluster", rc.seeds().replace(" ", ","),
            "--channel", "http_GET", "--sessions", "test:sessions", "--period", "0.5",
            "--idle-exit", "3"]
-    if layout == "stream":   # dati:streams, as dati writes it at start (the analyzer comes first)
-        for ch in ("http_GET", "test:sessions"):
-            rc.client().hset("dati:streams", ch, ",".join(cl.shard_keys(ch, 3)))
+    if layout == "stream":
+        register_shards(rc)
         cmd += ["--streams", "1", "--group", "g2"]
     out, _ = run_analyzer(cmd, ["-r", mid["path"], "-c", conf, "-t", 2, "-q"])
-    assert f"total requests {len(want.records)} sessions {len(want.flows)}" in out, out
-    assert tops(out) == Counter(r["fields"]["http.host"] for r in want.records
-                                if "http.host" in r["fields"]), out
-    if layout == "stream":
-        for ch in ("http_GET", "test:sessions"):
-            for key in cl.shard_keys(ch, 3):
-                assert rc.client().xpending(key, "g2")["pending"] == 0, key
+    check_analyzer_output(rc, out, want, "g2" if layout == "stream" else None)
 
 
 # ---------------------------------------------------------------- dati: resharding

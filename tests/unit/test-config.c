@@ -283,32 +283,29 @@ static void test_no_errs_stream(void)
  * were) and the host name's first label for a cluster. */
 static void test_probe_name(void)
 {
-    int n;
-    const char *filter = "FILTER_NAME a\nBPF tcp\n";
-    char text[256];
-    snprintf(text, sizeof text, "PROBE_NAME edge-1.lab\nREDIS_HOST h\n%s", filter);
-    struct config *c = parse(text, &n);
-    CHECK(c != NULL);
-    if (c)
-        CHECK_STR(c->probe_name, "edge-1.lab");
-    config_free(c);
-    snprintf(text, sizeof text, "REDIS_HOST h\n%s", filter);
-    c = parse(text, &n);
-    CHECK(c != NULL);
-    if (c)
-        CHECK_STR(c->probe_name, "");
-    config_free(c);
-    snprintf(text, sizeof text, "REDIS_CLUSTER h:7000\n%s", filter);
-    c = parse(text, &n);
-    CHECK(c != NULL);
+    /* the Redis line; the name wanted, NULL: the host name's first label */
+    static const struct { const char *lines, *want; } cases[] = {
+        {"PROBE_NAME edge-1.lab\nREDIS_HOST h\n", "edge-1.lab"},
+        {"REDIS_HOST h\n", ""},
+        {"REDIS_CLUSTER h:7000\n", NULL},
+    };
     struct utsname u;
     CHECK(uname(&u) == 0);
-    if (c) {
-        size_t len = strlen(c->probe_name);
-        CHECK(len > 0 && strncmp(c->probe_name, u.nodename, len) == 0 &&
-              (u.nodename[len] == 0 || u.nodename[len] == '.'));
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int n;
+        char text[256];
+        snprintf(text, sizeof text, "%sFILTER_NAME a\nBPF tcp\n", cases[i].lines);
+        struct config *c = parse(text, &n);
+        CHECK(c != NULL);
+        if (c && cases[i].want) {
+            CHECK_STR(c->probe_name, cases[i].want);
+        } else if (c) {
+            size_t len = strlen(c->probe_name);
+            CHECK(len > 0 && strncmp(c->probe_name, u.nodename, len) == 0 &&
+                  (u.nodename[len] == 0 || u.nodename[len] == '.'));
+        }
+        config_free(c);
     }
-    config_free(c);
 }
 
 static void test_default_config(void)
