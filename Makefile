@@ -7,14 +7,14 @@
 CC ?= cc
 BUILD ?= build
 SANITIZE ?=
-PKGS := libpcap hiredis libxml-2.0 libpcre2-8
+PKGS := libpcap hiredis libxml-2.0 libpcre2-8 libmicrohttpd
 PYTHON ?= /usr/bin/python3   # Debian's, where python3-pytest installs
 
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wformat=2 -Werror
 CFLAGS ?= -O2 -g
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 CFLAGS += -std=gnu11 $(WARN) -pthread -MMD -MP $(PKG_CFLAGS)
-LDLIBS += $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lpcap -lhiredis -lxml2 -lpcre2-8) -pthread
+LDLIBS += $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lpcap -lhiredis -lxml2 -lpcre2-8 -lmicrohttpd) -pthread
 ifneq ($(SANITIZE),)
 CFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
 LDFLAGS += -fsanitize=$(SANITIZE)
@@ -39,6 +39,9 @@ deps:
 
 $(BUILD)/obj/%.o: src/%.c | $(BUILD)/obj pkgcheck
 	$(CC) $(CFLAGS) -c $< -o $@
+
+# the live page is assembled into page.o (.incbin): -MMD does not see it
+$(BUILD)/obj/page.o: src/page.html
 
 # Plain `make` installs nothing: without the packages, say so, not a compiler error.
 pkgcheck:

@@ -302,22 +302,45 @@ static void kw_output(struct parser *ps, char *v)
     ps->c->output_line = ps->line;
 }
 
-/* host:port, an IPv6 address in brackets; the name is resolved at start. */
-static void kw_ipfix_collector(struct parser *ps, char *v)
+/* host:port, an IPv6 address in brackets; the name is resolved at start.
+ * Returns 0 or -1 (said, with the example). */
+static int check_host_port(struct parser *ps, const char *kw, const char *v, const char *example)
 {
-    char *colon = strrchr(v, ':');
+    const char *colon = strrchr(v, ':');
     size_t hostlen = colon ? (size_t)(colon - v) : 0;
     unsigned long port;
+    char what[64];
     if (!colon || hostlen == 0 || strpbrk(v, " \t") ||
         (v[0] == '[' && (hostlen < 3 || v[hostlen - 1] != ']')) ||
         (v[0] != '[' && memchr(v, ':', hostlen))) {
-        perr(ps, v, "IPFIX_COLLECTOR is host:port (an IPv6 address in brackets: [::1]:4739)");
-        return;
+        perr(ps, v, "%s is host:port (an IPv6 address in brackets: %s)", kw, example);
+        return -1;
     }
-    if (parse_uint(ps, "IPFIX_COLLECTOR's port", colon + 1, 1, 65535, &port) < 0)
+    snprintf(what, sizeof what, "%s's port", kw);
+    return parse_uint(ps, what, colon + 1, 1, 65535, &port);
+}
+
+static void kw_ipfix_collector(struct parser *ps, char *v)
+{
+    if (check_host_port(ps, "IPFIX_COLLECTOR", v, "[::1]:4739") < 0)
         return;
     free(ps->c->ipfix_collector);
     ps->c->ipfix_collector = dup(ps, v);
+}
+
+/* HTTP_LISTEN [host:]port: a bare port listens on loopback only, so that
+ * the page is never exposed by accident. */
+static void kw_http_listen(struct parser *ps, char *v)
+{
+    char local[32];
+    if (v[0] && strspn(v, "0123456789") == strlen(v)) {
+        snprintf(local, sizeof local, "127.0.0.1:%.8s", v);
+        v = local;
+    }
+    if (check_host_port(ps, "HTTP_LISTEN", v, "[::1]:8080") < 0)
+        return;
+    free(ps->c->http_listen);
+    ps->c->http_listen = dup(ps, v);
 }
 
 static void kw_ipfix_transport(struct parser *ps, char *v)
@@ -543,6 +566,7 @@ static const struct keyword {
     NUMBER("IPFIX_DOMAIN", 0, 4294967295ul, ipfix_domain),
     HANDLER("IPFIX_TEMPLATE_REFRESH", GLOBAL, kw_ipfix_refresh),
     HANDLER("PROBE_NAME", GLOBAL, kw_probe_name),
+    HANDLER("HTTP_LISTEN", GLOBAL, kw_http_listen),
 };
 
 static void parse_line(struct parser *ps, char *line)
@@ -788,6 +812,7 @@ void config_free(struct config *c)
     free(c->path);
     free(c->output);
     free(c->ipfix_collector);
+    free(c->http_listen);
     for (int i = 0; i < c->redis_ncluster; i++)
         free(c->redis_cluster[i]);
     free(c->redis_sock);

@@ -89,6 +89,8 @@ struct config {
     /* PROBE_NAME: in every record and in dati:stats:<probe>; default, with
      * REDIS_CLUSTER, the host name; "": none (the records as before) */
     char probe_name[64];
+    /* HTTP_LISTEN: metrics and the live page (http.h); NULL: off */
+    char *http_listen;                 /* host:port; a bare port is on loopback */
     int output_line;                   /* of OUTPUT */
     int redis_line;
 };

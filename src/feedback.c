@@ -524,41 +524,59 @@ static int member(struct outbuf *b, const char *name, uint64_t v)
     return rc | json_u64(b, v);
 }
 
-int feedback_json(struct outbuf *b, const struct feedback *fb)
+void feedback_totals(const struct feedback *fb, struct feedback_totals *t)
 {
-    struct ft_counters t;
-    memset(&t, 0, sizeof t);
+    memset(t, 0, sizeof *t);
     for (int w = 0; w < fb->nworkers; w++) {
         const struct ft_counters *c = &fb->workers[w].ft->c;
-        t.tags_full += COUNTER_GET(c->tags_full);
-        t.names_full += COUNTER_GET(c->names_full);
-        t.rules_full += COUNTER_GET(c->rules_full);
-        t.rule_tagged += COUNTER_GET(c->rule_tagged);
-        t.rules_expired += COUNTER_GET(c->rules_expired);
-        t.watched_records += COUNTER_GET(c->watched_records);
-        t.ignored_records += COUNTER_GET(c->ignored_records);
+        t->ft.tags_full += COUNTER_GET(c->tags_full);
+        t->ft.names_full += COUNTER_GET(c->names_full);
+        t->ft.rules_full += COUNTER_GET(c->rules_full);
+        t->ft.rule_tagged += COUNTER_GET(c->rule_tagged);
+        t->ft.rules_expired += COUNTER_GET(c->rules_expired);
+        t->ft.watched_records += COUNTER_GET(c->watched_records);
+        t->ft.ignored_records += COUNTER_GET(c->ignored_records);
     }
     const struct feedback_counters *c = &fb->c;
+    t->c.received = COUNTER_GET(c->received);
+    t->c.applied = COUNTER_GET(c->applied);
+    t->c.malformed = COUNTER_GET(c->malformed);
+    t->c.unknown = COUNTER_GET(c->unknown);
+    t->c.invalid = COUNTER_GET(c->invalid);
+    t->c.oversized = COUNTER_GET(c->oversized);
+    t->c.queue_full = COUNTER_GET(c->queue_full);
+    t->c.unknown_flow = COUNTER_GET(c->unknown_flow);
+    t->c.stopped = COUNTER_GET(c->stopped);
+    t->c.refused = COUNTER_GET(c->refused);
+    t->c.acks = COUNTER_GET(c->acks);
+    t->c.acks_lost = COUNTER_GET(c->acks_lost);
+    t->c.reconnects = COUNTER_GET(c->reconnects);
+}
+
+int feedback_json(struct outbuf *b, const struct feedback *fb)
+{
+    struct feedback_totals t;
+    feedback_totals(fb, &t);
     int rc = json_lit(b, "{\"received\":");
-    rc |= json_u64(b, COUNTER_GET(c->received));
-    rc |= member(b, "applied", COUNTER_GET(c->applied));
-    rc |= member(b, "malformed", COUNTER_GET(c->malformed));
-    rc |= member(b, "unknown", COUNTER_GET(c->unknown));
-    rc |= member(b, "invalid", COUNTER_GET(c->invalid));
-    rc |= member(b, "oversized", COUNTER_GET(c->oversized));
-    rc |= member(b, "queue_full", COUNTER_GET(c->queue_full));
-    rc |= member(b, "unknown_flow", COUNTER_GET(c->unknown_flow));
-    rc |= member(b, "stopped", COUNTER_GET(c->stopped));
-    rc |= member(b, "refused", COUNTER_GET(c->refused));
-    rc |= member(b, "tags_full", t.tags_full);
-    rc |= member(b, "names_full", t.names_full);
-    rc |= member(b, "rules_full", t.rules_full);
-    rc |= member(b, "rule_tagged", t.rule_tagged);
-    rc |= member(b, "rules_expired", t.rules_expired);
-    rc |= member(b, "watched_records", t.watched_records);
-    rc |= member(b, "ignored_records", t.ignored_records);
-    rc |= member(b, "acks", COUNTER_GET(c->acks));
-    rc |= member(b, "acks_lost", COUNTER_GET(c->acks_lost));
-    rc |= member(b, "reconnects", COUNTER_GET(c->reconnects));
+    rc |= json_u64(b, t.c.received);
+    rc |= member(b, "applied", t.c.applied);
+    rc |= member(b, "malformed", t.c.malformed);
+    rc |= member(b, "unknown", t.c.unknown);
+    rc |= member(b, "invalid", t.c.invalid);
+    rc |= member(b, "oversized", t.c.oversized);
+    rc |= member(b, "queue_full", t.c.queue_full);
+    rc |= member(b, "unknown_flow", t.c.unknown_flow);
+    rc |= member(b, "stopped", t.c.stopped);
+    rc |= member(b, "refused", t.c.refused);
+    rc |= member(b, "tags_full", t.ft.tags_full);
+    rc |= member(b, "names_full", t.ft.names_full);
+    rc |= member(b, "rules_full", t.ft.rules_full);
+    rc |= member(b, "rule_tagged", t.ft.rule_tagged);
+    rc |= member(b, "rules_expired", t.ft.rules_expired);
+    rc |= member(b, "watched_records", t.ft.watched_records);
+    rc |= member(b, "ignored_records", t.ft.ignored_records);
+    rc |= member(b, "acks", t.c.acks);
+    rc |= member(b, "acks_lost", t.c.acks_lost);
+    rc |= member(b, "reconnects", t.c.reconnects);
     return rc | json_lit(b, "}");
 }

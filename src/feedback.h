@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "feedback-cmd.h"
+#include "flowtag.h"
 #include "outbuf.h"
 
 #define FB_QUEUE_SIZE 1024   /* commands waiting per worker; a power of two */
@@ -77,7 +78,13 @@ void feedback_free(struct feedback *fb);
 /* Worker side: applies the commands waiting in worker w's queue. */
 void feedback_poll(struct feedback *fb, int w, struct flowtag *t);
 
-/* {"received":...} for the stats record; counters of the thread and the workers. */
+/* The counters of the thread and of the workers' flow tags, summed
+ * (relaxed loads); and as {"received":...} for the stats record. */
+struct feedback_totals {
+    struct feedback_counters c;
+    struct ft_counters ft;
+};
+void feedback_totals(const struct feedback *fb, struct feedback_totals *t);
 int feedback_json(struct outbuf *b, const struct feedback *fb);
 const struct feedback_counters *feedback_counters(const struct feedback *fb);
 

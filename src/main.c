@@ -11,7 +11,7 @@
 #include "log.h"
 #include "run.h"
 
-#define DATI_VERSION "0.1.0"
+#include "version.h"
 
 static void usage(FILE *f)
 {

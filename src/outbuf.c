@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,4 +95,23 @@ int outbuf_flush(struct outbuf *b)
     b->lines = 0;
     b->since = 0;
     return rc;
+}
+
+int outbuf_printf(struct outbuf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(b->buf + b->len, b->cap - b->len, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return -1;
+    if ((size_t)n >= b->cap - b->len) {
+        if (outbuf_grow(b, (size_t)n + 1) < 0)
+            return -1;
+        va_start(ap, fmt);
+        vsnprintf(b->buf + b->len, b->cap - b->len, fmt, ap);
+        va_end(ap);
+    }
+    b->len += (size_t)n;
+    return 0;
 }

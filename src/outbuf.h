@@ -48,6 +48,9 @@ static inline int outbuf_room(struct outbuf *b, size_t n)
     return b->cap - b->len >= n ? 0 : outbuf_grow(b, n);
 }
 
+/* Appends printf-formatted text (no sink flush). Returns 0, or -1 (memory). */
+int outbuf_printf(struct outbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* Writes the buffer to the sink. Returns 0, or -1 once the sink has failed. */
 int outbuf_flush(struct outbuf *b);
 

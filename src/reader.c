@@ -131,7 +131,7 @@ static int start_workers(struct run *r)
 int reader_run(struct run *r)
 {
     const struct run_options *opt = r->opt;
-    if (run_start_feedback(r) < 0 || (r->nworkers > 1 && start_workers(r) < 0))
+    if (run_start_feedback(r) < 0 || run_start_http(r) < 0 || (r->nworkers > 1 && start_workers(r) < 0))
         return 2;
     uint64_t clock = 0;
     int done = -1;

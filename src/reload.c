@@ -50,6 +50,7 @@ static const char *fixed_setting_changed(const struct config *a, const struct co
     SAME_NUM(active_timeout, "ACTIVE_TIMEOUT");
     SAME_NUM(record_seq, "RECORD_SEQ");
     SAME_STR(ipfix_collector, "IPFIX_COLLECTOR");
+    SAME_STR(http_listen, "HTTP_LISTEN");
     SAME_NUM(redis_ncluster, "REDIS_CLUSTER");
     SAME_NUM(redis_stream_shards, "REDIS_STREAM_SHARDS");
     SAME_NUM(redis_wait_replicas, "REDIS_WAIT_REPLICAS");

@@ -12,7 +12,9 @@
 
 #include "counter.h"
 #include "feedback.h"
+#include "http.h"
 #include "log.h"
+#include "monitor.h"
 #include "output-json.h"
 
 #define WAIT_SPINS 20000          /* pause loops, some 100 us: waking a thread costs more */
@@ -55,6 +57,7 @@ struct pipeline *pipeline_new(const struct config *conf, const int *linktypes, i
             goto fail;
         }
         pl->filter_name[i] = f->name;
+        pl->name_kinds[i] = (uint8_t)names_of_fields(f->field_id, f->nfields);
         if (f->nfields)
             pl->record_filters |= 1ull << i;
         for (int t = 0; t < f->ntaps; t++) {
@@ -89,16 +92,47 @@ void pipeline_free(struct pipeline *pl)
     free(pl);
 }
 
-void run_report(struct run *r, int final, const char *input_error)
+/* The kernel's counters of each interface, over every worker's ring. */
+static void refresh_ifstats(struct run *r)
 {
-    struct stats_totals t;
     for (int i = 0; i < r->nifaces; i++)
         for (int w = 0; w < r->ready_workers; w++)
             if (r->workers[w].cap.ops)
                 capture_live_stats(&r->workers[w].cap, i, &r->ifstats[i].received,
                                    &r->ifstats[i].dropped);
+}
+
+/* HTTP_LISTEN's documents, from the counters now. */
+static void update_monitor(struct run *r, int final)
+{
+    struct stats_totals t;
+    refresh_ifstats(r);
+    stats_sum(&r->src, &t);
+    monitor_update(r->mon, &r->src, &t, run_now() - r->started, final);
+}
+
+int run_start_http(struct run *r)
+{
+    char err[256];
+    if (!r->mon)
+        return 0;
+    update_monitor(r, 0);   /* the first request finds documents */
+    if (!(r->http = http_start(r->conf->http_listen, r->mon, err, sizeof err))) {
+        log_error("%s", err);
+        return -1;
+    }
+    log_info("serving metrics and the live page on http://%s/", r->conf->http_listen);
+    return 0;
+}
+
+void run_report(struct run *r, int final, const char *input_error)
+{
+    struct stats_totals t;
+    refresh_ifstats(r);
     stats_sum(&r->src, &t);
     double elapsed = run_now() - r->started;
+    if (r->mon)
+        monitor_update(r->mon, &r->src, &t, elapsed, final);
     if (r->opt->progress)
         fputs("\r\033[K", stderr);
     if (!r->opt->quiet && log_is_syslog()) {
@@ -145,6 +179,10 @@ void run_tick(struct run *r)
         r->last_stats = now;
         run_report(r, 0, NULL);
     }
+    if (r->mon && monitor_due(r->mon, now - r->started))
+        update_monitor(r, 0);
+    else if (r->mon)
+        monitor_drain(r->mon, now - r->started);
     if (r->opt->progress && now - r->last_progress >= 0.5) {
         r->last_progress = now;
         progress(r, now);
@@ -256,6 +294,14 @@ static int setup(struct run *r)
         }
         r->ready_workers = i + 1;
     }
+    if (conf->http_listen) {
+        if (!(r->mon = monitor_new(r->nworkers, r->opt->input, r->opt->output))) {
+            log_error("out of memory");
+            return -1;
+        }
+        for (int i = 0; i < r->nworkers; i++)
+            r->workers[i].names = monitor_ring(r->mon, i);
+    }
     r->src = (struct stats_source){&r->rc, r->workers, r->nworkers, r->pl, r->ifstats, r->nifaces,
                                    NULL, r->ipfix};
     return 0;
@@ -289,12 +335,14 @@ int run_start_feedback(struct run *r)
 
 static void teardown(struct run *r)
 {
+    http_stop(r->http);   /* first: it serves what the workers' counters made */
     feedback_free(r->fb);
     for (int i = 0; i < r->ready_workers; i++) {
         capture_close(&r->workers[i].cap);
         worker_fini(&r->workers[i]);
     }
     free(r->workers);
+    monitor_free(r->mon);   /* after the workers: they sampled into its rings */
     free(r->queues);
     outbuf_fini(&r->statbuf);
     if (r->stats_cluster)

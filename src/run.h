@@ -46,6 +46,8 @@ struct run {
     char stats_key[96];            /* dati:stats, or dati:stats:<probe> */
     struct worker *workers;
     struct feedback *fb;           /* FEEDBACK_CHANNEL: the subscriber thread */
+    struct monitor *mon;           /* HTTP_LISTEN: what the server serves, made here */
+    struct http_server *http;      /* HTTP_LISTEN: the server's thread */
     struct pktq *queues;
     int nworkers;
     int ready_workers;             /* initialised, to be finalised */
@@ -103,6 +105,10 @@ int run_check_taps(const struct run *r, const struct config *conf, char *err, si
 /* The feedback subscriber thread, with FEEDBACK_CHANNEL: started before
  * the worker threads (they take its queues) and after -D's fork. */
 int run_start_feedback(struct run *r);
+
+/* The HTTP server, with HTTP_LISTEN: after -D's fork, before -u gives
+ * root up (a port below 1024). */
+int run_start_http(struct run *r);
 
 /* SIGHUP: reload the filters from the configuration file (reload.c). */
 void run_reload(struct run *r);

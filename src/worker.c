@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "counter.h"
+#include "names.h"
 #include "feedback.h"
 #include "flowtag.h"
 #include "log.h"
@@ -211,9 +212,11 @@ static void write_records(struct worker *w, const struct packet *p, uint64_t mas
         do {
             if (conf->record_seq)
                 m.seq = ++w->seq;
-            if (w->out->ops->field(w->out, &w->x, &m) == 0)
+            if (w->out->ops->field(w->out, &w->x, &m) == 0) {
                 COUNTER_INC(w->c.records[i]);
-            else
+                if (w->names && w->pl->name_kinds[i])
+                    names_sample(w->names, &w->x, w->pl->name_kinds[i]);
+            } else
                 COUNTER_INC(w->c.records_dropped);
         } while (f->uses_http && ++m.sub < 64 && extract_http_next(&w->x));
     }

@@ -26,6 +26,7 @@ struct pipeline {
     const char *filter_name[CLASSIFY_MAX_FILTERS];
     uint64_t record_filters;       /* filters with FIELDS */
     uint64_t tap_filters;          /* filters with TAP_IF */
+    uint8_t name_kinds[CLASSIFY_MAX_FILTERS];  /* names.h: what the live page samples */
     struct tap_pool *taps;
     struct pipeline *retired;      /* replaced by a reload, freed at exit */
     struct config *owned_conf;     /* a reloaded configuration, freed with the pipeline */
@@ -65,6 +66,7 @@ struct worker_counters {
 };
 
 struct feedback;
+struct name_ring;
 struct flowtag;
 
 struct worker {
@@ -77,6 +79,7 @@ struct worker {
     struct pktq *q;                /* NULL when running inline */
     struct flowtag *ft;            /* with FEEDBACK_CHANNEL: tags, marks, rules, id index */
     struct feedback *fb;           /* atomic: set while the feedback thread runs */
+    struct name_ring *names;       /* HTTP_LISTEN: names for the live page; NULL: off */
     uint64_t active_ns;            /* ACTIVE_TIMEOUT in ns, 0: off */
     uint64_t seq;                  /* RECORD_SEQ: records this worker made, dropped ones too */
     uint64_t state_ns, state_clock;/* FLOW_STATE_INTERVAL: last refresh (monotonic, packet clock) */
