@@ -71,7 +71,7 @@ $(BUILD)/obj $(BUILD)/tests:
 # The whole suite: plain build first, then unit + integration under ASan/UBSan,
 # then under ThreadSanitizer the unit tests and the integration tests of
 # threads and Redis (workers, live mode's connector threads, the feedback
-# subscriber, the cluster's slot map thread).
+# subscriber, the cluster's slot map thread, the HTTP server).
 test: deps
 	@$(MAKE) --no-print-directory test-unit test-fuzz-replay test-conf test-integration
 	@$(MAKE) --no-print-directory test-sanitize
@@ -83,6 +83,7 @@ test-sanitize:
 
 TSAN_TESTS := tests/integration/test_threads.py tests/integration/test_redis_live.py \
               tests/integration/test_feedback.py tests/integration/test_cluster.py \
+              tests/integration/test_http.py \
               -k "not test_cluster or live_master or failover or two_probes"
 test-tsan:
 	@$(MAKE) --no-print-directory BUILD=build-tsan SANITIZE=thread test-unit test-integration \

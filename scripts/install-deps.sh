@@ -4,7 +4,8 @@
 set -eu
 
 PKGS="build-essential pkg-config libpcap-dev libhiredis-dev libxml2-dev libpcre2-dev libmicrohttpd-dev python3 python3-pytest python3-redis
-      redis-server redis-tools tcpdump tshark clang tcpreplay iproute2 nfdump softflowd"
+      redis-server redis-tools tcpdump tshark clang tcpreplay iproute2 nfdump softflowd
+      prometheus python3-prometheus-client python3-selenium chromium chromium-driver"
 
 missing=""
 for p in $PKGS; do
