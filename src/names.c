@@ -142,11 +142,15 @@ void top_names_init(struct top_names *t, double now)
 
 void top_names_drain(struct top_names *t, struct name_ring *const *rings, int nrings, double now)
 {
+    if (now - t->slot_started >= TOP_SLOT_S * (TOP_WINDOW_SLOTS + 1)) {
+        /* a long pause (a stopped clock, a suspended process): all aged */
+        for (int k = 0; k < NAME_KINDS; k++)
+            table_init(&t->kind[k]);
+        t->slot_started = now;
+    }
     while (now - t->slot_started >= TOP_SLOT_S) {
         t->slot = (t->slot + 1) % TOP_WINDOW_SLOTS;
         t->slot_started += TOP_SLOT_S;
-        if (now - t->slot_started >= TOP_SLOT_S * TOP_WINDOW_SLOTS)
-            t->slot_started = now;   /* a long pause: one aging is enough */
         for (int k = 0; k < NAME_KINDS; k++)
             age(&t->kind[k], t->slot);
     }
