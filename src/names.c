@@ -1,9 +1,10 @@
 /* names.c - sampling names from field records into per-worker rings, and
  * the statistics thread's table of the most seen names per kind over the
  * last minute. The table is bounded: when it is full, a new name takes the
- * place of the least counted one (the "space saving" way of counting heavy
- * hitters), so a flood of one-off names cannot push out the busy ones for
- * long. */
+ * place of a little counted one, and its count (the "space saving" way of
+ * counting heavy hitters, with the victim found among a few entries, as
+ * Redis evicts by sampling), so a flood of one-off names cannot push out
+ * the busy ones. */
 #include "names.h"
 
 #include <stdlib.h>
@@ -92,11 +93,17 @@ static void count_name(struct top_table *t, const struct name_sample *s, int slo
             break;
     if (i < 0) {
         uint32_t inherit = 0;
-        if (t->free_list < 0) {   /* full: the least counted name makes room */
-            int min = 0;
-            for (int j = 1; j < TOP_ENTRIES; j++)
-                if (t->e[j].total < t->e[min].total)
-                    min = j;
+        if (t->free_list < 0) {
+            /* full: the least counted of the next TOP_EVICT_SCAN entries
+             * makes room (a scan of all of them per new name would cost
+             * more than the records it counts, under a flood of names) */
+            int min = t->cursor;
+            for (int j = 1; j < TOP_EVICT_SCAN; j++) {
+                int c = (t->cursor + j) % TOP_ENTRIES;
+                if (t->e[c].total < t->e[min].total)
+                    min = c;
+            }
+            t->cursor = (t->cursor + TOP_EVICT_SCAN) % TOP_ENTRIES;
             inherit = t->e[min].total;
             unlink_entry(t, min);
         }

@@ -41,6 +41,7 @@ void names_sample(struct name_ring *r, struct extract_ctx *x, unsigned kinds);
 #define TOP_SLOT_S 10
 #define TOP_ENTRIES 512           /* names counted per kind; the least counted goes */
 #define TOP_SHOWN 10
+#define TOP_EVICT_SCAN 16         /* entries looked at for one to replace */
 
 struct top_entry {
     char text[NAME_TEXT];
@@ -55,6 +56,7 @@ struct top_table {
     int16_t bucket[TOP_ENTRIES * 2];
     int16_t free_list;
     int used;
+    int cursor;                   /* where the next eviction looks */
 };
 
 struct top_names {
