@@ -5,6 +5,7 @@
 #define _GNU_SOURCE
 #include "http.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <microhttpd.h>
 #include <netdb.h>
@@ -13,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -22,13 +24,48 @@
 struct http_server {
     struct MHD_Daemon *d;
     struct monitor *m;
+    char host[256];                /* HTTP_LISTEN's host, as a Host header may name it */
 };
+
+/* HTTP_LISTEN's host part, without brackets; spec has the form host:port. */
+static void host_of(const char *spec, char *host, size_t size)
+{
+    const char *colon = strrchr(spec, ':');
+    int bracket = spec[0] == '[';
+    snprintf(host, size, "%.*s", (int)(colon - spec) - 2 * bracket, spec + bracket);
+}
+
+/* A Host header a browser sends only when it was asked for this server:
+ * an address, localhost, or the configured name. A name that merely
+ * resolves here (DNS rebinding) is not one of them. No Host (HTTP/1.0): a
+ * program, not a page. */
+static int host_allowed(const struct http_server *h, const char *value)
+{
+    char host[256];
+    struct in6_addr a;
+    if (!value)
+        return 1;
+    size_t n = strlen(value);
+    if (n == 0 || n >= sizeof host)
+        return 0;
+    if (value[0] == '[') {   /* [v6]:port */
+        const char *end = strchr(value, ']');
+        if (!end || (end[1] && end[1] != ':'))
+            return 0;
+        snprintf(host, sizeof host, "%.*s", (int)(end - value - 1), value + 1);
+        return inet_pton(AF_INET6, host, &a) == 1;
+    }
+    const char *colon = strchr(value, ':');
+    snprintf(host, sizeof host, "%.*s", (int)(colon ? (size_t)(colon - value) : n), value);
+    return inet_pton(AF_INET, host, &a) == 1 || strcasecmp(host, "localhost") == 0 ||
+           strcasecmp(host, h->host) == 0;
+}
 
 static enum MHD_Result send_body(struct http_server *h, struct MHD_Connection *c,
                                  enum http_status_kind kind, const char *type, char *body,
                                  size_t len)
 {
-    static const unsigned status[HTTP_STATUS_KINDS] = {200, 404, 405, 503};
+    static const unsigned status[HTTP_STATUS_KINDS] = {200, 403, 404, 405, 503};
     struct MHD_Response *r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
     if (!r) {
         free(body);
@@ -89,6 +126,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     int get = strcmp(method, MHD_HTTP_METHOD_GET) == 0 || strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
     if (!get)   /* answered at once: a body it may carry is never read */
         return send_text(h, c, HTTP_405, "dati serves GET and HEAD only\n");
+    if (!host_allowed(h, MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST)))
+        return send_text(h, c, HTTP_403, "dati answers requests for its address, localhost or "
+                                         "the host of HTTP_LISTEN only\n");
     if (!*state) {   /* the headers: the body, if any, comes next and is skipped */
         *state = h;
         return MHD_YES;
@@ -117,14 +157,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     return send_body(h, c, HTTP_200, type, body, len);
 }
 
-/* A bound, listening socket for host:port (brackets around an IPv6
- * address), or -1 with the reason in err. */
-static int listen_on(const char *spec, char *err, size_t errlen)
+int http_listen_socket(const char *spec, char *err, size_t errlen)
 {
     char host[256];
     const char *colon = strrchr(spec, ':');   /* the configuration checked the form */
-    int bracket = spec[0] == '[';
-    snprintf(host, sizeof host, "%.*s", (int)(colon - spec) - 2 * bracket, spec + bracket);
+    host_of(spec, host, sizeof host);
     struct addrinfo hints = {.ai_flags = AI_NUMERICSERV, .ai_socktype = SOCK_STREAM};
     struct addrinfo *res = NULL;
     int gai = getaddrinfo(host, colon + 1, &hints, &res);
@@ -136,10 +173,11 @@ static int listen_on(const char *spec, char *err, size_t errlen)
     for (struct addrinfo *a = res; a && fd < 0; a = a->ai_next) {
         fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
         int one = 1;
-        if (fd >= 0 && (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
-                        bind(fd, a->ai_addr, a->ai_addrlen) < 0 || listen(fd, 64) < 0)) {
+        if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+            bind(fd, a->ai_addr, a->ai_addrlen) < 0 || listen(fd, 64) < 0) {
             e = errno;
-            close(fd);
+            if (fd >= 0)
+                close(fd);
             fd = -1;
         }
     }
@@ -149,7 +187,8 @@ static int listen_on(const char *spec, char *err, size_t errlen)
     return fd;
 }
 
-struct http_server *http_start(const char *listen, struct monitor *m, char *err, size_t errlen)
+struct http_server *http_start(int fd, const char *listen, struct monitor *m, char *err,
+                               size_t errlen)
 {
     struct http_server *h = calloc(1, sizeof *h);
     if (!h) {
@@ -157,11 +196,7 @@ struct http_server *http_start(const char *listen, struct monitor *m, char *err,
         return NULL;
     }
     h->m = m;
-    int fd = listen_on(listen, err, errlen);
-    if (fd < 0) {
-        free(h);
-        return NULL;
-    }
+    host_of(listen, h->host, sizeof h->host);
     sigset_t all, old;   /* signals are for the other threads */
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -174,9 +209,8 @@ struct http_server *http_start(const char *listen, struct monitor *m, char *err,
                             MHD_OPTION_STRICT_FOR_CLIENT, (int)1,
                             MHD_OPTION_END);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (!h->d) {
+    if (!h->d) {   /* fd is left open: MHD may have closed it; dati exits now */
         snprintf(err, errlen, "cannot start the HTTP server on %s", listen);
-        close(fd);
         free(h);
         return NULL;
     }

@@ -148,9 +148,9 @@ int live_run(struct run *r)
      * now, with our status, so a failure here is seen where dati was run. */
     if ((r->opt->daemonize && daemon_detach() < 0) ||
         (r->opt->pidfile && daemon_write_pidfile(r->opt->pidfile) < 0) ||
-        (pidfile_written = r->opt->pidfile != NULL, run_start_http(r) < 0) ||
-        (r->opt->user && daemon_drop_privileges(r->opt->user) < 0) ||
-        run_start_feedback(r) < 0) {
+        (pidfile_written = r->opt->pidfile != NULL,
+         r->opt->user && daemon_drop_privileges(r->opt->user) < 0) ||
+        run_start_http(r) < 0 || run_start_feedback(r) < 0) {
         status = 2;
         goto out;
     }

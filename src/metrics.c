@@ -9,35 +9,43 @@
 #include <string.h>
 
 #include "feedback.h"
+#include "output-json.h"
 #include "version.h"
 
-const char *const http_status_code[HTTP_STATUS_KINDS] = {"200", "404", "405", "503"};
+const char *const http_status_code[HTTP_STATUS_KINDS] = {"200", "403", "404", "405", "503"};
 
 static int family(struct outbuf *b, const char *name, const char *type, const char *help)
 {
     return outbuf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-/* key="value", escaped, into out (cut to its size). */
-static void label(char *out, size_t size, const char *key, const char *value)
+/* key="value": backslash, quote and newline escaped as the format says;
+ * other control bytes and non-ASCII ones (interface and host names are
+ * ASCII in practice, but not by rule) as '?', so the line stays UTF-8. */
+static int label(struct outbuf *b, const char *key, const char *value)
 {
-    size_t n = (size_t)snprintf(out, size, "%s=\"", key);   /* keys are short literals */
-    for (; *value && n + 4 < size; value++) {
-        char c = *value;
-        if (c == '\\' || c == '"' || c == '\n') {
-            out[n++] = '\\';
-            c = c == '\n' ? 'n' : c;
-        }
-        out[n++] = c;
+    int rc = outbuf_printf(b, "%s=\"", key);
+    for (const unsigned char *v = (const unsigned char *)value; *v && rc == 0; v++) {
+        unsigned char c = *v;
+        rc = c == '\\' || c == '"' ? outbuf_printf(b, "\\%c", c)
+             : c == '\n'            ? json_lit(b, "\\n")
+             : c < 0x20 || c >= 0x7f ? json_lit(b, "?")
+                                    : outbuf_printf(b, "%c", c);
     }
-    out[n++] = '"';   /* the loop left room for it and the NUL */
-    out[n] = 0;
+    return rc | json_lit(b, "\"");
 }
 
-static int sample(struct outbuf *b, const char *name, const char *labels, uint64_t v)
+/* name{key="value"} v */
+static int sample_l(struct outbuf *b, const char *name, const char *key, const char *value,
+                    uint64_t v)
 {
-    return labels ? outbuf_printf(b, "%s{%s} %llu\n", name, labels, (unsigned long long)v)
-                  : outbuf_printf(b, "%s %llu\n", name, (unsigned long long)v);
+    return outbuf_printf(b, "%s{", name) | label(b, key, value) |
+           outbuf_printf(b, "} %llu\n", (unsigned long long)v);
+}
+
+static int sample(struct outbuf *b, const char *name, uint64_t v)
+{
+    return outbuf_printf(b, "%s %llu\n", name, (unsigned long long)v);
 }
 
 /* A family with one sample per value of one label. */
@@ -49,18 +57,15 @@ struct labelled {
 static int by_label(struct outbuf *b, const char *name, const char *type, const char *help,
                     const char *key, const struct labelled *v, int n)
 {
-    char l[320];
     int rc = family(b, name, type, help);
-    for (int i = 0; i < n; i++) {
-        label(l, sizeof l, key, v[i].value);
-        rc |= sample(b, name, l, v[i].n);
-    }
+    for (int i = 0; i < n; i++)
+        rc |= sample_l(b, name, key, v[i].value, v[i].n);
     return rc;
 }
 
 static int one(struct outbuf *b, const char *name, const char *type, const char *help, uint64_t v)
 {
-    return family(b, name, type, help) | sample(b, name, NULL, v);
+    return family(b, name, type, help) | sample(b, name, v);
 }
 
 #define COUNTER(name, help, v) one(b, name, "counter", help, v)
@@ -190,14 +195,11 @@ static int redis_nodes(struct outbuf *b, const struct stats_totals *t)
 #undef NODE
     };
     int rc = 0;
-    char l[320];
     for (int f = 0; f < N(per_node); f++) {
         rc |= family(b, per_node[f].name, per_node[f].type, per_node[f].help);
-        for (int i = 0; i < t->nnodes; i++) {
-            label(l, sizeof l, "node", t->node[i].name);
-            rc |= sample(b, per_node[f].name, l,
-                         *(const uint64_t *)((const char *)&t->node[i].rd + per_node[f].off));
-        }
+        for (int i = 0; i < t->nnodes; i++)
+            rc |= sample_l(b, per_node[f].name, "node", t->node[i].name,
+                           *(const uint64_t *)((const char *)&t->node[i].rd + per_node[f].off));
     }
     return rc;
 }
@@ -306,15 +308,11 @@ int metrics_render(struct outbuf *b, const struct stats_source *s, const struct 
                    const struct metrics_extra *x)
 {
     const struct config *conf = s->pl->conf;
-    char l[160];
     int rc = family(b, "dati_info", "gauge", "dati's version and probe name; always 1.");
-    label(l, sizeof l, "version", DATI_VERSION);
-    if (conf->probe_name[0]) {
-        size_t n = strlen(l);
-        l[n++] = ',';
-        label(l + n, sizeof l - n, "probe", conf->probe_name);
-    }
-    rc |= sample(b, "dati_info", l, 1);
+    rc |= json_lit(b, "dati_info{") | label(b, "version", DATI_VERSION);
+    if (conf->probe_name[0])
+        rc |= json_lit(b, ",") | label(b, "probe", conf->probe_name);
+    rc |= json_lit(b, "} 1\n");
     rc |= family(b, "dati_start_time_seconds", "gauge", "When dati started, Unix time.");
     rc |= outbuf_printf(b, "dati_start_time_seconds %.3f\n", x->started);
     rc |= family(b, "dati_uptime_seconds", "gauge", "Seconds since dati started.");

@@ -11,7 +11,7 @@
 #include "stats.h"
 
 /* Responses of the HTTP server, by status (http.c counts them). */
-enum http_status_kind { HTTP_200, HTTP_404, HTTP_405, HTTP_503, HTTP_STATUS_KINDS };
+enum http_status_kind { HTTP_200, HTTP_403, HTTP_404, HTTP_405, HTTP_503, HTTP_STATUS_KINDS };
 extern const char *const http_status_code[HTTP_STATUS_KINDS];
 
 /* What the metrics say besides the totals. */

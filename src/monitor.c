@@ -12,12 +12,14 @@
 #include "output-json.h"
 #include "version.h"
 
-struct monitor *monitor_new(int nworkers, const char *input, const char *output)
+struct monitor *monitor_new(const struct config *conf, int nworkers, const char *input,
+                            const char *output)
 {
     struct monitor *m = calloc(1, sizeof *m);
     if (!m)
         return NULL;
     pthread_mutex_init(&m->lock, NULL);
+    m->conf = conf;
     m->input = input;
     m->output = output;
     top_names_init(&m->top, 0);
@@ -89,9 +91,12 @@ static int history_json(struct outbuf *b, const struct monitor *m)
     return rc | json_lit(b, "]}");
 }
 
+/* The settings in effect: a reload changes the filters only (the rest
+ * waits for a restart, reload.c says), so those come from the first
+ * configuration and the filters from the pipeline's. */
 static int config_json(struct outbuf *b, const struct monitor *m, const struct stats_source *s)
 {
-    const struct config *c = s->pl->conf;
+    const struct config *c = m->conf;
     int rc = outbuf_printf(b, "{\"workers\":%d,\"pkt_ttl\":%u,\"max_flows\":%u,\"outputs\":[",
                            s->nworkers, c->pkt_ttl, c->max_flows);
     int n = 0;
@@ -117,6 +122,7 @@ static int config_json(struct outbuf *b, const struct monitor *m, const struct s
         rc |= (n++ ? json_lit(b, ",") : 0) | str(b, out);
     }
     rc |= json_lit(b, "],\"filters\":[");
+    c = s->pl->conf;
     for (int i = 0; i < c->nfilters; i++) {
         const struct filter_conf *f = &c->filter[i];
         rc |= json_lit(b, i ? ",{\"name\":" : "{\"name\":") | str(b, f->name) |
@@ -155,14 +161,38 @@ static int api_json(struct outbuf *b, const struct monitor *m, const struct stat
     return rc | json_lit(b, "}\n");
 }
 
-/* Text from the configuration or the traffic, in HTML. */
-static int html(struct outbuf *b, const char *s)
+/* Length of the valid UTF-8 sequence at s (the rest of the string), 0 if
+ * there is none: traffic's names may hold any byte. */
+static int utf8_len(const unsigned char *s)
 {
+    int n = s[0] < 0x80 ? 1 : s[0] >= 0xc2 && s[0] <= 0xdf ? 2 : s[0] >= 0xe0 && s[0] <= 0xef ? 3
+            : s[0] >= 0xf0 && s[0] <= 0xf4 ? 4 : 0;
+    for (int i = 1; i < n; i++)
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+    if ((n == 3 && ((s[0] == 0xe0 && s[1] < 0xa0) || (s[0] == 0xed && s[1] > 0x9f))) ||
+        (n == 4 && ((s[0] == 0xf0 && s[1] < 0x90) || (s[0] == 0xf4 && s[1] > 0x8f))))
+        return 0;   /* overlong, surrogate, beyond U+10FFFF */
+    return n;
+}
+
+/* Text from the configuration or the traffic, in HTML: markup escaped,
+ * control characters and bytes that are not UTF-8 as U+FFFD. */
+static int html(struct outbuf *b, const char *text)
+{
+    const unsigned char *s = (const unsigned char *)text;
     int rc = 0;
-    for (; *s && rc == 0; s++) {
+    while (*s && rc == 0) {
         const char *e = *s == '<' ? "&lt;" : *s == '>' ? "&gt;" : *s == '&' ? "&amp;"
                         : *s == '"' ? "&quot;" : NULL;
-        rc = e ? json_lit(b, e) : outbuf_printf(b, "%c", *s);
+        int n = utf8_len(s);
+        if (e)
+            rc = json_lit(b, e);
+        else if (n == 0 || *s < 0x20 || *s == 0x7f)
+            rc = json_lit(b, "&#xFFFD;");
+        else
+            rc = outbuf_printf(b, "%.*s", n, (const char *)s);
+        s += n ? n : 1;
     }
     return rc;
 }
@@ -237,7 +267,7 @@ void monitor_update(struct monitor *m, const struct stats_source *s, const struc
     m->last = uptime;
     top_names_drain(&m->top, m->rings, m->nrings, uptime);
     add_sample(m, t, uptime);
-    struct metrics_extra x = {uptime, m->started_unix + uptime, final, {0},
+    struct metrics_extra x = {uptime, m->started_unix, final, {0},
                               m->top.sampled, m->top.unsampled};
     for (int i = 0; i < HTTP_STATUS_KINDS; i++)
         x.http[i] = __atomic_load_n(&m->http[i], __ATOMIC_RELAXED);

@@ -32,6 +32,7 @@ struct monitor {
     uint64_t http[HTTP_STATUS_KINDS];  /* responses: the HTTP thread counts */
     /* the statistics thread's own */
     struct outbuf next[MONITOR_DOCS];  /* rendered here, then swapped with doc */
+    const struct config *conf;         /* the settings in effect but the filters */
     const char *input;                 /* the file; NULL: live interfaces */
     const char *output;                /* JSON lines: a path, "-" or "none" */
     double started_unix;               /* the run's start, Unix time */
@@ -43,8 +44,10 @@ struct monitor {
     struct top_names top;
 };
 
-/* NULL when memory ran out. input and output live as long as the monitor. */
-struct monitor *monitor_new(int nworkers, const char *input, const char *output);
+/* NULL when memory ran out. conf (the first configuration: what a reload
+ * cannot change), input and output live as long as the monitor. */
+struct monitor *monitor_new(const struct config *conf, int nworkers, const char *input,
+                            const char *output);
 void monitor_free(struct monitor *m);
 
 /* The ring worker w samples its records' names into. */

@@ -1,10 +1,11 @@
 /* names.c - sampling names from field records into per-worker rings, and
  * the statistics thread's table of the most seen names per kind over the
  * last minute. The table is bounded: when it is full, a new name takes the
- * place of a little counted one, and its count (the "space saving" way of
- * counting heavy hitters, with the victim found among a few entries, as
- * Redis evicts by sampling), so a flood of one-off names cannot push out
- * the busy ones. */
+ * place of the least counted of a few entries (as Redis evicts by
+ * sampling), so a flood of one-off names replaces one-off names and cannot
+ * push out the busy ones. Counts are exact for names never pushed out, and
+ * a name pushed out and seen again counts from then: never more than seen
+ * (space saving's inherited counts put one-off names at the top). */
 #include "names.h"
 
 #include <stdlib.h>
@@ -92,7 +93,6 @@ static void count_name(struct top_table *t, const struct name_sample *s, int slo
         if (t->e[i].len == s->len && memcmp(t->e[i].text, s->text, s->len) == 0)
             break;
     if (i < 0) {
-        uint32_t inherit = 0;
         if (t->free_list < 0) {
             /* full: the least counted of the next TOP_EVICT_SCAN entries
              * makes room (a scan of all of them per new name would cost
@@ -104,7 +104,6 @@ static void count_name(struct top_table *t, const struct name_sample *s, int slo
                     min = c;
             }
             t->cursor = (t->cursor + TOP_EVICT_SCAN) % TOP_ENTRIES;
-            inherit = t->e[min].total;
             unlink_entry(t, min);
         }
         i = t->free_list;
@@ -114,9 +113,6 @@ static void count_name(struct top_table *t, const struct name_sample *s, int slo
         memcpy(e->text, s->text, s->len);
         e->len = s->len;
         e->used = 1;
-        /* it may have been counted before it was pushed out: an estimate
-         * from above, as space saving counts */
-        e->total = e->count[slot] = inherit;
         e->next = t->bucket[h];
         t->bucket[h] = (int16_t)i;
         t->used++;

@@ -15,8 +15,8 @@ struct outbuf;
 enum name_kind { NAME_HTTP_HOST, NAME_TLS_SNI, NAME_DNS_QUERY, NAME_KINDS };
 
 #define NAME_TEXT 62              /* longer names are cut: enough to recognise one */
-#define NAME_RING 2048            /* per worker: drained at every statistics tick
-                                   * (100 ms live, 4096 packets reading a file) */
+#define NAME_RING 4096            /* per worker (256 KiB): drained at every statistics
+                                   * tick (100 ms live, 4096 packets reading a file) */
 
 struct name_sample {
     uint8_t kind, len;

@@ -58,7 +58,7 @@ void outbuf_fini(struct outbuf *b)
 
 int outbuf_grow(struct outbuf *b, size_t n)
 {
-    size_t cap = b->cap;
+    size_t cap = b->cap ? b->cap : 64;
     while (cap - b->len < n)
         cap *= 2;
     char *nb = realloc(b->buf, cap);

@@ -117,10 +117,11 @@ int run_start_http(struct run *r)
     if (!r->mon)
         return 0;
     update_monitor(r, 0);   /* the first request finds documents */
-    if (!(r->http = http_start(r->conf->http_listen, r->mon, err, sizeof err))) {
+    if (!(r->http = http_start(r->http_fd, r->conf->http_listen, r->mon, err, sizeof err))) {
         log_error("%s", err);
         return -1;
     }
+    r->http_fd = -1;   /* the server's now */
     log_info("serving metrics and the live page on http://%s/", r->conf->http_listen);
     return 0;
 }
@@ -295,12 +296,16 @@ static int setup(struct run *r)
         r->ready_workers = i + 1;
     }
     if (conf->http_listen) {
-        if (!(r->mon = monitor_new(r->nworkers, r->opt->input, r->opt->output))) {
+        if (!(r->mon = monitor_new(conf, r->nworkers, r->opt->input, r->opt->output))) {
             log_error("out of memory");
             return -1;
         }
         for (int i = 0; i < r->nworkers; i++)
             r->workers[i].names = monitor_ring(r->mon, i);
+        if ((r->http_fd = http_listen_socket(conf->http_listen, err, sizeof err)) < 0) {
+            log_error("%s", err);
+            return -1;
+        }
     }
     r->src = (struct stats_source){&r->rc, r->workers, r->nworkers, r->pl, r->ifstats, r->nifaces,
                                    NULL, r->ipfix};
@@ -336,6 +341,8 @@ int run_start_feedback(struct run *r)
 static void teardown(struct run *r)
 {
     http_stop(r->http);   /* first: it serves what the workers' counters made */
+    if (r->http_fd >= 0)
+        close(r->http_fd);
     feedback_free(r->fb);
     for (int i = 0; i < r->ready_workers; i++) {
         capture_close(&r->workers[i].cap);
@@ -370,6 +377,7 @@ int run_main(const struct config *conf, const struct run_options *opt)
     memset(&r, 0, sizeof r);
     r.conf = conf;
     r.opt = opt;
+    r.http_fd = -1;
     /* before anything is opened or started: a missing file is one line */
     char err[256];
     if (opt->input && (r.input_fd = capture_input_open(opt->input, err, sizeof err)) < 0) {

@@ -48,6 +48,7 @@ struct run {
     struct feedback *fb;           /* FEEDBACK_CHANNEL: the subscriber thread */
     struct monitor *mon;           /* HTTP_LISTEN: what the server serves, made here */
     struct http_server *http;      /* HTTP_LISTEN: the server's thread */
+    int http_fd;                   /* its socket, bound at start; -1: none */
     struct pktq *queues;
     int nworkers;
     int ready_workers;             /* initialised, to be finalised */
@@ -106,8 +107,8 @@ int run_check_taps(const struct run *r, const struct config *conf, char *err, si
  * the worker threads (they take its queues) and after -D's fork. */
 int run_start_feedback(struct run *r);
 
-/* The HTTP server, with HTTP_LISTEN: after -D's fork, before -u gives
- * root up (a port below 1024). */
+/* The HTTP server's thread, with HTTP_LISTEN: after -D's fork and after
+ * -u gave root up (its socket was bound at setup, as root). */
 int run_start_http(struct run *r);
 
 /* SIGHUP: reload the filters from the configuration file (reload.c). */

@@ -219,9 +219,9 @@ int stats_json(struct outbuf *b, const struct stats_source *s, const struct stat
     if (s->nifaces) {
         rc |= json_lit(b, ",\"interfaces\":{");
         for (int i = 0; i < s->nifaces; i++) {
-            rc |= json_lit(b, i ? ",\"" : "\"");
-            rc |= json_lit(b, s->ifaces[i].name);
-            rc |= json_lit(b, "\":{");
+            rc |= i ? json_lit(b, ",") : 0;   /* names: any character but '/' */
+            rc |= json_str(b, (const uint8_t *)s->ifaces[i].name, strlen(s->ifaces[i].name));
+            rc |= json_lit(b, ":{");
             first = 1;
             rc |= member(b, "received", s->ifaces[i].received, &first);
             rc |= member(b, "kernel_drops", s->ifaces[i].dropped, &first);
@@ -312,9 +312,9 @@ int stats_json(struct outbuf *b, const struct stats_source *s, const struct stat
             rc |= json_lit(b, ",\"nodes\":{");
             for (int i = 0; i < t->nnodes; i++) {
                 const struct redis_counters *rd = &t->node[i].rd;
-                rc |= json_lit(b, i ? ",\"" : "\"");
-                rc |= json_lit(b, t->node[i].name);
-                rc |= json_lit(b, "\":{");
+                rc |= i ? json_lit(b, ",") : 0;   /* host names from CLUSTER SLOTS */
+                rc |= json_str(b, (const uint8_t *)t->node[i].name, strlen(t->node[i].name));
+                rc |= json_lit(b, ":{");
                 first = 1;
                 rc |= member(b, "records", rd->records, &first);
                 rc |= member(b, "flows", rd->flows, &first);

@@ -482,10 +482,23 @@ def test_bad_requests(probe, mix):
     bad = raw(p.port, b"BLAH\r\n\r\n")   # no method, path or version
     assert bad == b"" or bad.startswith(b"HTTP/1.1 400 "), bad
     raw(p.port, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(200))   # TLS to HTTP
-    # the server still answers, and counted what it answered
+    # DNS rebinding: a page whose name now points here must not read the probe
+    for host, ok in ((b"evil.example", False), (b"evil.example:%d" % p.port, False),
+                     (b"127.0.0.1:%d" % p.port, True), (b"LOCALHOST", True),
+                     (b"[::1]:%d" % p.port, True), (b"[evil]", False), (b"", False)):
+        answer = raw(p.port, b"GET /api/stats HTTP/1.1\r\nHost: " + host +
+                     b"\r\nConnection: close\r\n\r\n")
+        status = answer.split(b" ")[1] if answer else b"closed"
+        assert status == (b"200" if ok else b"403") or (host == b"" and status == b"400"), \
+            (host, answer[:200])
+    # the server still answers, and counted what it answered (in a document
+    # made after the requests: once a second)
+    u = p.api()["uptime"]
+    p.wait_for(lambda a: a["uptime"] > u, what="a later update")
     text = p.metrics()
     samples, _ = parse_metrics(text)
     assert samples[("dati_http_responses_total", frozenset({("code", "404")}))] == 2
+    assert samples[("dati_http_responses_total", frozenset({("code", "403")}))] >= 3
     assert samples[("dati_http_responses_total", frozenset({("code", "405")}))] == 2
     p.feed(mix[24:])
     assert p.finish()["packets"] == npackets(mix)
@@ -663,3 +676,43 @@ def test_page_in_chromium(probe, mix):
         assert p.finish()["packets"] == npackets(mix)
     finally:
         driver.quit()
+
+
+def test_live_capture_as_nobody(tmp_path, binaries):
+    """Live capture with -u nobody: the server is reached inside the test's
+    namespace, its metrics name the interface, and no thread of dati (the
+    HTTP server's included: it starts after root is given up) keeps a
+    capability."""
+    import netns
+    netns.skip_unless_available()
+    pcap = tmp_path / "live.pcap"
+    summary = h.run_gen(["-n", "3000", "--dns-share", "20", "--http-share", "10"], pcap)
+    port = free_port()
+    conf = h.write_config(tmp_path, "live.conf", f"HTTP_LISTEN 127.0.0.1:{port}\n{FILTERS}")
+    fetch = ("import sys, urllib.request; sys.stdout.write(urllib.request.urlopen("
+             f"'http://127.0.0.1:{port}' + sys.argv[1], timeout=5).read().decode())")
+    with netns.Netns() as ns:
+        d = netns.Dati(ns, tmp_path, ["-c", conf, "-i", "c0", "-t", 2, "-u", "nobody"])
+        ns.replay(pcap, pps=20000)
+        end, a = time.monotonic() + 30, None
+        while time.monotonic() < end:
+            a = json.loads(ns.run("python3", "-c", fetch, "/api/stats").stdout)
+            if a["stats"]["packets"] >= summary["packets"]:
+                break
+            time.sleep(0.2)
+        assert a["stats"]["packets"] == summary["packets"], a["stats"]
+        assert a["input"] == {"interfaces": ["c0"]}
+        text = ns.run("python3", "-c", fetch, "/metrics").stdout
+        samples, _ = parse_metrics(text)
+        c0 = frozenset({("interface", "c0")})
+        assert samples[("dati_interface_received_total", c0)] >= summary["packets"]
+        assert samples[("dati_interface_kernel_drops_total", c0)] == 0
+        tasks = os.listdir(f"/proc/{d.p.pid}/task")
+        assert len(tasks) >= 4   # main, two workers, the HTTP server
+        for task in tasks:
+            status = open(f"/proc/{d.p.pid}/task/{task}/status").read()
+            fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+            assert fields["Uid"].split()[0] == "65534", (task, fields["Uid"])
+            assert int(fields["CapEff"], 16) == 0 and int(fields["CapPrm"], 16) == 0, \
+                (task, fields["Name"], fields["CapEff"])
+        d.stop()
