@@ -561,6 +561,7 @@ static const struct keyword {
     HANDLER("FLOW_EVENTS", GLOBAL, kw_flow_events),
     NUMBER("ACTIVE_TIMEOUT", 0, 1000000000, active_timeout),
     NUMBER("RECORD_SEQ", 0, 1, record_seq),
+    NUMBER("FLOW_FEATURES", 0, 64, flow_features),
     HANDLER("IPFIX_COLLECTOR", GLOBAL, kw_ipfix_collector),
     HANDLER("IPFIX_TRANSPORT", GLOBAL, kw_ipfix_transport),
     NUMBER("IPFIX_DOMAIN", 0, 4294967295ul, ipfix_domain),

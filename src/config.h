@@ -80,6 +80,7 @@ struct config {
     int flow_events_line;
     unsigned active_timeout;           /* > 0: interim flow records of long flows, s */
     unsigned record_seq;               /* 1: records carry "worker" and a per-worker "seq" */
+    unsigned flow_features;            /* > 0: flow records carry features.h's, this many SPLT */
     /* IPFIX export (ipfix.h) */
     char *ipfix_collector;             /* host:port; NULL: no export */
     int ipfix_tcp;                     /* IPFIX_TRANSPORT tcp */

@@ -9,6 +9,7 @@
 #include "capture.h"
 #include "config.h"
 #include "counter.h"
+#include "flow-features.h"
 #include "flowtag.h"
 #include "stats.h"
 
@@ -365,6 +366,8 @@ int json_meta_add(struct outbuf *b, const struct record_meta *m)
               json_u64(b, m->seq);
     if (m->probe)   /* PROBE_NAME's characters need no escaping */
         rc |= json_lit(b, ",\"probe\":\"") | json_lit(b, m->probe) | json_lit(b, "\"");
+    if (m->features)
+        rc |= features_json(b, m->feature_table, m->features);
     return rc | json_lit(b, "}\n");
 }
 

@@ -32,12 +32,13 @@ int json_flow(struct outbuf *b, const struct flow *fl, enum flow_end why,
               const char *const *names);
 
 /* Adds the members a record's meta asks for ("tags", then "worker" and
- * "seq") to the JSON object just written, which ends in "}\n". */
+ * "seq", "probe", "features") to the JSON object just written, which ends
+ * in "}\n". */
 int json_meta_add(struct outbuf *b, const struct record_meta *m);
 
 static inline int json_meta(struct outbuf *b, const struct record_meta *m)
 {
-    return m->tags || m->seq || m->probe ? json_meta_add(b, m) : 0;
+    return m->tags || m->seq || m->probe || m->features ? json_meta_add(b, m) : 0;
 }
 
 /* JSON lines into sink, through a buffer of the output's own that reaches

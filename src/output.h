@@ -14,6 +14,8 @@
 
 struct config;
 struct extract_ctx;
+struct feature_table;
+struct flow_features;
 struct filter_conf;
 struct ipfix_exporter;
 struct output_sink;
@@ -29,6 +31,9 @@ struct record_meta {
     uint64_t seq;                      /* and its number there; 0: records carry neither */
     const char *probe;                 /* PROBE_NAME; NULL: none */
     uint32_t flow_slot;                /* flow records: the flow's index in its worker's table */
+    /* flow records with FLOW_FEATURES: the flow's statistics; NULL: none */
+    const struct feature_table *feature_table;
+    const struct flow_features *features;
     /* field records only */
     const struct filter_conf *filter;  /* the filter that matched */
     int filter_index;

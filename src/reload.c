@@ -77,6 +77,7 @@ static const char *fixed_setting_changed(const struct config *a, const struct co
 static int keep_running_settings(struct config *nc, const struct config *running)
 {
     nc->record_seq = running->record_seq;
+    nc->flow_features = running->flow_features;   /* the workers' tables are sized for it */
     memcpy(nc->probe_name, running->probe_name, sizeof nc->probe_name);
     nc->redis_spublish = running->redis_spublish;
     nc->flow_state_interval = running->flow_state_interval;

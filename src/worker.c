@@ -37,6 +37,10 @@ static void emit_flow(void *ctx, const struct flow *f, enum flow_end why)
     struct tagtext tt;
     struct record_meta m = meta(w, f, &tt, 1);
     m.flow_slot = (uint32_t)(f - w->flows.flows);
+    if (w->feat.mem) {
+        m.feature_table = &w->feat;
+        m.features = features_of(&w->feat, m.flow_slot);
+    }
     if (w->ft && why != FLOW_INTERIM)
         flowtag_ended(w->ft, f);
     if (w->out->ops->flow(w->out, f, why, &m) < 0)
@@ -54,7 +58,9 @@ int worker_init(struct worker *w, int index, const struct pipeline *pl, uint32_t
     w->index = index;
     w->pl = pl;
     uint64_t idle_ns = (uint64_t)pl->conf->pkt_ttl * 1000000000u;
-    if (flow_table_init(&w->flows, max_flows, buckets, idle_ns, emit_flow, w) < 0) {
+    if (flow_table_init(&w->flows, max_flows, buckets, idle_ns, emit_flow, w) < 0 ||
+        (pl->conf->flow_features &&
+         features_init(&w->feat, max_flows, pl->conf->flow_features) < 0)) {
         snprintf(err, errlen, "out of memory for %u flows per worker", max_flows);
         return -1;
     }
@@ -87,6 +93,7 @@ void worker_fini(struct worker *w)
         flowtag_fini(w->ft);
     free(w->ft);
     flow_table_fini(&w->flows);
+    features_fini(&w->feat);
     extract_fini(&w->x);
 }
 
@@ -293,6 +300,12 @@ void worker_process(struct worker *w, const struct packet *p)
             }
         }
         int seen = flow_update(&w->flows, f, p);
+        if (w->feat.mem) {
+            struct flow_features *ff = features_of(&w->feat, (uint32_t)(f - w->flows.flows));
+            if (created)
+                features_reset(&w->feat, ff);
+            features_update(&w->feat, ff, flow_direction(f, p), p->wirelen, p->ts);
+        }
         if (created && w->pl->conf->flow_events && w->out->ops->flow_event)
             flow_event(w, f);
         if (w->active_ns && p->ts > f->first_ts && f->reports < 255 &&

@@ -13,6 +13,7 @@
 #include "decode.h"
 #include "config.h"
 #include "extract.h"
+#include "flow-features.h"
 #include "flow.h"
 #include "outbuf.h"
 #include "output.h"
@@ -80,6 +81,7 @@ struct worker {
     struct flowtag *ft;            /* with FEEDBACK_CHANNEL: tags, marks, rules, id index */
     struct feedback *fb;           /* atomic: set while the feedback thread runs */
     struct name_ring *names;       /* HTTP_LISTEN: names for the live page; NULL: off */
+    struct feature_table feat;     /* FLOW_FEATURES: a slot per flow entry; mem NULL: off */
     uint64_t active_ns;            /* ACTIVE_TIMEOUT in ns, 0: off */
     uint64_t seq;                  /* RECORD_SEQ: records this worker made, dropped ones too */
     uint64_t state_ns, state_clock;/* FLOW_STATE_INTERVAL: last refresh (monotonic, packet clock) */

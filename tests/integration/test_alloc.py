@@ -94,3 +94,24 @@ FIELDS ip.src ip.dst http.url http.host tls.sni
         assert (client.dbsize() if mode == "hash" else client.xlen("web")) > 10000
     finally:
         stop_redis(server)
+
+
+def test_flow_features_and_live_page(tmp_path, captures):
+    """FLOW_FEATURES' slots are allocated once; HTTP_LISTEN's name sampling
+    copies into rings made at start."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    conf = h.write_config(tmp_path, "f.conf", f"""\
+TIME_STATS 0
+FLOW_FEATURES 16
+HTTP_LISTEN 127.0.0.1:{port}
+FILTER_NAME http
+BPF tcp
+FIELDS ip.src http.method http.host
+FILTER_NAME dns
+BPF udp port 53
+FIELDS ip.src dns.qry.name
+""")
+    check(tmp_path, captures, ["-w", "/dev/null", "-c", conf, "-t", 2])

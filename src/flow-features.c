@@ -1,0 +1,110 @@
+/* flow-features.c - FLOW_FEATURES: updating a flow's statistics per packet and
+ * writing them in its flow record. Gaps are in microseconds, truncated, as
+ * captures give times; a time that goes backwards (merged captures) is a
+ * gap of 0. The deviation is the population's (over every packet, not a
+ * sample of them). */
+#include "flow-features.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "output-json.h"
+
+int features_init(struct feature_table *t, uint32_t nslots, unsigned splt)
+{
+    memset(t, 0, sizeof *t);
+    t->splt = splt;
+    t->nslots = nslots;
+    t->stride = (sizeof(struct flow_features) + 2 * splt * sizeof(uint32_t) + 7) & ~(size_t)7;
+    t->mem = calloc(nslots, t->stride);   /* pages are touched as flows use them */
+    return t->mem ? 0 : -1;
+}
+
+void features_fini(struct feature_table *t)
+{
+    free(t->mem);
+    t->mem = NULL;
+}
+
+void features_reset(const struct feature_table *t, struct flow_features *f)
+{
+    memset(f, 0, t->stride);
+}
+
+static uint32_t gap_us(uint64_t ts, uint64_t before)
+{
+    uint64_t us = ts > before ? (ts - before) / 1000 : 0;
+    return us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
+}
+
+void features_update(const struct feature_table *t, struct flow_features *f, int dir, uint32_t len,
+                     uint64_t ts)
+{
+    struct feature_dir *d = &f->d[dir];
+    if (d->packets == 0 || len < d->len_min)
+        d->len_min = len;
+    if (len > d->len_max)
+        d->len_max = len;
+    d->len_sum += len;
+    d->len_sq += (double)len * len;
+    if (d->packets) {
+        uint32_t iat = gap_us(ts, d->last_ts);
+        if (d->packets == 1 || iat < d->iat_min)
+            d->iat_min = iat;
+        if (iat > d->iat_max)
+            d->iat_max = iat;
+        d->iat_sum += iat;
+        d->iat_sq += (double)iat * iat;
+    }
+    d->packets++;
+    d->last_ts = ts;
+    if (f->n < t->splt) {
+        f->splt[f->n] = len;
+        f->splt[t->splt + f->n] = f->n ? gap_us(ts, f->prev_ts) : 0;
+        f->dirs |= (uint64_t)dir << f->n;
+        f->n++;
+    }
+    f->prev_ts = ts;
+}
+
+/* "<what>_mean<unit>" and "<what>_std<unit>" of n values from their sum
+ * and sum of squares */
+static int moments(struct outbuf *b, const char *what, const char *unit, uint64_t n, uint64_t sum,
+                   double sq)
+{
+    double mean = (double)sum / (double)n, var = sq / (double)n - mean * mean;
+    return outbuf_printf(b, ",\"%s_mean%s\":%.3f,\"%s_std%s\":%.3f", what, unit, mean, what, unit,
+                         var > 0 ? sqrt(var) : 0.0);
+}
+
+static int direction(struct outbuf *b, const char *name, const struct feature_dir *d)
+{
+    int rc = outbuf_printf(b, ",\"%s\":{\"packets\":%llu", name, (unsigned long long)d->packets);
+    if (d->packets) {
+        rc |= outbuf_printf(b, ",\"len_min\":%u,\"len_max\":%u", d->len_min, d->len_max);
+        rc |= moments(b, "len", "", d->packets, d->len_sum, d->len_sq);
+    }
+    if (d->packets > 1) {
+        rc |= outbuf_printf(b, ",\"iat_min_us\":%u,\"iat_max_us\":%u", d->iat_min, d->iat_max);
+        rc |= moments(b, "iat", "_us", d->packets - 1, d->iat_sum, d->iat_sq);
+    }
+    return rc | json_lit(b, "}");
+}
+
+int features_json(struct outbuf *b, const struct feature_table *t, const struct flow_features *f)
+{
+    int rc = json_lit(b, ",\"features\":{\"splt\":{\"len\":[");
+    for (uint32_t i = 0; i < f->n; i++)
+        rc |= (i ? json_lit(b, ",") : 0) | json_u64(b, f->splt[i]);
+    rc |= json_lit(b, "],\"dir\":[");
+    for (uint32_t i = 0; i < f->n; i++)
+        rc |= json_lit(b, i ? ((f->dirs >> i) & 1 ? ",1" : ",0") : ((f->dirs & 1) ? "1" : "0"));
+    rc |= json_lit(b, "],\"iat_us\":[");
+    for (uint32_t i = 0; i < f->n; i++)
+        rc |= (i ? json_lit(b, ",") : 0) | json_u64(b, f->splt[t->splt + i]);
+    rc |= json_lit(b, "]}");
+    rc |= direction(b, "c2s", &f->d[0]) | direction(b, "s2c", &f->d[1]);
+    return rc | json_lit(b, "}");
+}
