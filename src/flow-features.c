@@ -39,25 +39,26 @@ static uint32_t gap_us(uint64_t ts, uint64_t before)
     return us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
 }
 
+/* One more value of a series: its min, max, sum and sum of squares. */
+static void accumulate(uint32_t *min, uint32_t *max, uint64_t *sum, double *sq, uint32_t v,
+                       int first)
+{
+    if (first || v < *min)
+        *min = v;
+    if (v > *max)
+        *max = v;
+    *sum += v;
+    *sq += (double)v * v;
+}
+
 void features_update(const struct feature_table *t, struct flow_features *f, int dir, uint32_t len,
                      uint64_t ts)
 {
     struct feature_dir *d = &f->d[dir];
-    if (d->packets == 0 || len < d->len_min)
-        d->len_min = len;
-    if (len > d->len_max)
-        d->len_max = len;
-    d->len_sum += len;
-    d->len_sq += (double)len * len;
-    if (d->packets) {
-        uint32_t iat = gap_us(ts, d->last_ts);
-        if (d->packets == 1 || iat < d->iat_min)
-            d->iat_min = iat;
-        if (iat > d->iat_max)
-            d->iat_max = iat;
-        d->iat_sum += iat;
-        d->iat_sq += (double)iat * iat;
-    }
+    accumulate(&d->len_min, &d->len_max, &d->len_sum, &d->len_sq, len, d->packets == 0);
+    if (d->packets)
+        accumulate(&d->iat_min, &d->iat_max, &d->iat_sum, &d->iat_sq, gap_us(ts, d->last_ts),
+                   d->packets == 1);
     d->packets++;
     d->last_ts = ts;
     if (f->n < t->splt) {

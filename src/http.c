@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "hostport.h"
 #include "monitor.h"
 #include "page.h"
 
@@ -26,14 +27,6 @@ struct http_server {
     struct monitor *m;
     char host[256];                /* HTTP_LISTEN's host, as a Host header may name it */
 };
-
-/* HTTP_LISTEN's host part, without brackets; spec has the form host:port. */
-static void host_of(const char *spec, char *host, size_t size)
-{
-    const char *colon = strrchr(spec, ':');
-    int bracket = spec[0] == '[';
-    snprintf(host, size, "%.*s", (int)(colon - spec) - 2 * bracket, spec + bracket);
-}
 
 /* A Host header a browser sends only when it was asked for this server:
  * an address, localhost, or the configured name. A name that merely
@@ -159,12 +152,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 
 int http_listen_socket(const char *spec, char *err, size_t errlen)
 {
-    char host[256];
-    const char *colon = strrchr(spec, ':');   /* the configuration checked the form */
-    host_of(spec, host, sizeof host);
+    char host[256], port[8];
+    snprintf(port, sizeof port, "%u", hostport_split(spec, host, sizeof host));
     struct addrinfo hints = {.ai_flags = AI_NUMERICSERV, .ai_socktype = SOCK_STREAM};
     struct addrinfo *res = NULL;
-    int gai = getaddrinfo(host, colon + 1, &hints, &res);
+    int gai = strcmp(port, "0") ? getaddrinfo(host, port, &hints, &res) : EAI_NONAME;
     if (gai) {
         snprintf(err, errlen, "HTTP_LISTEN %s: %s", spec, gai_strerror(gai));
         return -1;
@@ -196,7 +188,7 @@ struct http_server *http_start(int fd, const char *listen, struct monitor *m, ch
         return NULL;
     }
     h->m = m;
-    host_of(listen, h->host, sizeof h->host);
+    hostport_split(listen, h->host, sizeof h->host);
     sigset_t all, old;   /* signals are for the other threads */
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);

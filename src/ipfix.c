@@ -19,6 +19,7 @@
 
 #include "config.h"
 #include "counter.h"
+#include "hostport.h"
 #include "ipfix-record.h"
 #include "log.h"
 #include "outbuf.h"
@@ -238,26 +239,6 @@ void ipfix_send(struct ipfix_exporter *e, uint8_t *msg, size_t len, unsigned nre
     pthread_mutex_unlock(&e->lock);
 }
 
-/* host:port, [v6]:port */
-static int split_collector(const char *spec, char *host, size_t hostlen, char *port, size_t portlen)
-{
-    const char *colon = strrchr(spec, ':');
-    if (!colon)
-        return -1;
-    const char *h = spec, *hend = colon;
-    if (*h == '[') {
-        if (hend[-1] != ']')
-            return -1;
-        h++, hend--;
-    }
-    if ((size_t)(hend - h) >= hostlen || strlen(colon + 1) >= portlen)
-        return -1;
-    memcpy(host, h, (size_t)(hend - h));
-    host[hend - h] = 0;
-    strcpy(port, colon + 1);
-    return 0;
-}
-
 struct ipfix_exporter *ipfix_open(const struct config *conf, char *err, size_t errlen)
 {
     struct ipfix_exporter *e = calloc(1, sizeof *e);
@@ -274,7 +255,9 @@ struct ipfix_exporter *ipfix_open(const struct config *conf, char *err, size_t e
     char host[256], port[16];
     struct addrinfo hints = {.ai_socktype = e->tcp ? SOCK_STREAM : SOCK_DGRAM,
                              .ai_flags = AI_ADDRCONFIG}, *ai = NULL;
-    if (split_collector(conf->ipfix_collector, host, sizeof host, port, sizeof port) < 0) {
+    unsigned portnum = hostport_split(conf->ipfix_collector, host, sizeof host);
+    snprintf(port, sizeof port, "%u", portnum);
+    if (!portnum) {
         snprintf(err, errlen, "IPFIX collector %s: not host:port", e->where);
         free(e);
         return NULL;

@@ -24,9 +24,12 @@ struct monitor *monitor_new(const struct config *conf, int nworkers, const char 
     m->output = output;
     top_names_init(&m->top, 0);
     int ok = (m->rings = calloc((size_t)nworkers, sizeof *m->rings)) != NULL;
-    for (int w = 0; ok && w < nworkers; w++, m->nrings = w)
-        ok = (m->rings[w] = aligned_alloc(64, sizeof(struct name_ring))) != NULL &&
-             memset(m->rings[w], 0, sizeof(struct name_ring));
+    for (; ok && m->nrings < nworkers; m->nrings++) {   /* the queue's ends on lines of their own */
+        struct name_ring *r = aligned_alloc(64, sizeof *r);
+        if ((ok = r != NULL))
+            memset(r, 0, sizeof *r);
+        m->rings[m->nrings] = r;
+    }
     for (int d = 0; ok && d < MONITOR_DOCS; d++)
         ok = outbuf_init(&m->doc[d], NULL) == 0 && outbuf_init(&m->next[d], NULL) == 0;
     if (!ok) {

@@ -15,6 +15,7 @@
 
 #include "config.h"
 #include "counter.h"
+#include "hostport.h"
 #include "log.h"
 #include "redis-conn-int.h"
 
@@ -118,7 +119,7 @@ static int node_index(struct redis_cluster *cl, const char *host, unsigned port,
 static int node_named(struct redis_cluster *cl, const char *target, char *err, size_t errlen)
 {
     char host[REDIS_NODE_NAME_MAX];
-    unsigned port = redis_split_hostport(target, host, sizeof host);
+    unsigned port = hostport_split(target, host, sizeof host);
     if (!port) {
         snprintf(err, errlen, "not host:port: %s", target);
         return -1;
@@ -145,7 +146,7 @@ static int fetch_slots(const struct config *conf, const char *seed, struct slot_
 {
     memset(m, 0, sizeof *m);
     char host[256];
-    struct redis_addr a = {NULL, host, redis_split_hostport(seed, host, sizeof host)};
+    struct redis_addr a = {NULL, host, hostport_split(seed, host, sizeof host)};
     int refused;
     redisContext *c = conn_connect_to(conf, &a, err, errlen, &refused);
     if (!c)

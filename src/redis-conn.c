@@ -18,6 +18,7 @@
 
 #include "config.h"
 #include "counter.h"
+#include "hostport.h"
 #include "log.h"
 
 #define STOP_WAIT_S 5                    /* reading a file: the longest wait once stopping */
@@ -108,24 +109,11 @@ redisContext *conn_connect_to(const struct config *conf, const struct redis_addr
     return c;
 }
 
-unsigned redis_split_hostport(const char *spec, char *hostbuf, size_t hostlen)
-{
-    const char *colon = strrchr(spec, ':'), *h = spec, *end = colon;
-    if (!colon || !hostlen)
-        return 0;
-    if (*h == '[' && end > h + 1 && end[-1] == ']')
-        h++, end--;
-    size_t n = (size_t)(end - h) < hostlen ? (size_t)(end - h) : hostlen - 1;
-    memcpy(hostbuf, h, n);
-    hostbuf[n] = 0;
-    return (unsigned)atoi(colon + 1);
-}
-
 struct redis_addr redis_addr_of(const struct config *conf, char *hostbuf, size_t hostlen)
 {
     if (conf->redis_ncluster)
         return (struct redis_addr){NULL, hostbuf,
-                                   redis_split_hostport(conf->redis_cluster[0], hostbuf, hostlen)};
+                                   hostport_split(conf->redis_cluster[0], hostbuf, hostlen)};
     return (struct redis_addr){conf->redis_sock, conf->redis_host ? conf->redis_host : "127.0.0.1",
                                conf->redis_port};
 }

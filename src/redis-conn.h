@@ -49,9 +49,6 @@ struct redis_addr {
     unsigned port;
 };
 
-/* host:port or [v6]:port into hostbuf (the host) and the port; 0 when it
- * is not that. */
-unsigned redis_split_hostport(const char *spec, char *hostbuf, size_t hostlen);
 
 /* The configured single Redis, or with REDIS_CLUSTER the first seed node
  * (host written into hostbuf). */
