@@ -7,14 +7,16 @@
 CC ?= cc
 BUILD ?= build
 SANITIZE ?=
-PKGS := libpcap hiredis libxml-2.0 libpcre2-8 libmicrohttpd
+PKGS := libpcap hiredis libxml-2.0 libpcre2-8 libmicrohttpd libndpi
+# CLASSIFY: the nDPI whose names and behaviour the tests check
+NDPI_VERSION := 4.2
 PYTHON ?= /usr/bin/python3   # Debian's, where python3-pytest installs
 
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wformat=2 -Werror
 CFLAGS ?= -O2 -g
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 CFLAGS += -std=gnu11 $(WARN) -pthread -MMD -MP $(PKG_CFLAGS)
-LDLIBS += $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lpcap -lhiredis -lxml2 -lpcre2-8 -lmicrohttpd) -lm -pthread
+LDLIBS += $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lpcap -lhiredis -lxml2 -lpcre2-8 -lmicrohttpd -lndpi) -lm -pthread
 ifneq ($(SANITIZE),)
 CFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
 LDFLAGS += -fsanitize=$(SANITIZE)
@@ -49,6 +51,9 @@ pkgcheck:
 	  echo "dati: build packages missing (pkg-config finds no $(PKGS))." >&2; \
 	  echo "dati: run 'make deps' to install them (make demo, make test and make bench do it themselves)." >&2; \
 	  exit 1; }
+	@v=$$(pkg-config --modversion libndpi); case "$$v" in $(NDPI_VERSION)|$(NDPI_VERSION).*) ;; *) \
+	  echo "dati: nDPI $$v found, dati is written for nDPI $(NDPI_VERSION) (Debian 12's libndpi-dev)." >&2; \
+	  exit 1;; esac
 
 $(BUILD)/libdati.a: $(LIB_OBJ)
 	$(AR) rcs $@ $^

@@ -3,7 +3,7 @@
 # only those that are missing: a machine that has them all is not touched.
 set -eu
 
-PKGS="build-essential pkg-config libpcap-dev libhiredis-dev libxml2-dev libpcre2-dev libmicrohttpd-dev python3 python3-pytest python3-redis
+PKGS="build-essential pkg-config libpcap-dev libhiredis-dev libxml2-dev libpcre2-dev libmicrohttpd-dev libndpi-dev libndpi-bin python3 python3-pytest python3-redis
       redis-server redis-tools tcpdump tshark clang tcpreplay iproute2 nfdump softflowd
       prometheus python3-prometheus-client python3-selenium chromium chromium-driver"
 

@@ -44,10 +44,11 @@ int classify_dlt(int linktype)
  * QinQ): probes sit on trunk ports, and libpcap's tcp[]/ip[] offsets stop at
  * the first tag. "vlan" must come after the untagged test, because libpcap
  * shifts every offset that follows it. An expression that handles tags
- * itself (it names vlan, mpls or pppoes) is used as written. */
+ * itself (it names vlan, mpls or pppoes) is used as written, and so is
+ * the empty one (every packet: an APP filter without BPF). */
 static const char *link_expr(int linktype, const char *expr, char *buf, size_t len)
 {
-    if (linktype != LINKTYPE_ETHERNET || strstr(expr, "vlan") || strstr(expr, "mpls") ||
+    if (linktype != LINKTYPE_ETHERNET || !expr[0] || strstr(expr, "vlan") || strstr(expr, "mpls") ||
         strstr(expr, "pppoes"))
         return expr;
     int n = snprintf(buf, len, "(%s) or (vlan and ((%s) or (vlan and (%s))))", expr, expr, expr);

@@ -12,6 +12,7 @@
 #include <sys/utsname.h>
 #include <sys/stat.h>
 
+#include "app.h"
 #include "classify.h"
 #include "extract.h"
 #include "netpdl.h"
@@ -157,6 +158,8 @@ static void kw_fields(struct parser *ps, char *v)
         f->field_key[f->nfields++] = dup(ps, tok);
         if (id < FIELD_COUNT && extract_field_def(id)->layer == LAYER_HTTP)
             f->uses_http = 1;
+        if (id == FIELD_APP)
+            f->uses_app = 1;
     }
 }
 
@@ -190,6 +193,39 @@ static void kw_protocol_def(struct parser *ps, char *v)
     else if (n > 0)
         perr(ps, v, "filter %s: protocol description refused (%d error%s above)", f->name, n,
              n == 1 ? "" : "s");
+}
+
+/* APP TLS.YouTube, BitTorrent: nDPI's names, checked against the library's
+ * list now, kept as ids. */
+static void kw_app(struct parser *ps, char *v)
+{
+    struct filter_conf *f = ps->filter;
+    char err[128];
+    if (f->app_line) {
+        perr(ps, v, "filter %s already has an APP line", f->name);
+        return;
+    }
+    f->app_line = ps->line;
+    if (app_names_init(err, sizeof err) < 0) {
+        perr(ps, v, "%s", err);
+        return;
+    }
+    for (char *save, *tok = strtok_r(v, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save)) {
+        uint16_t master, app;
+        if (app_lookup(tok, &master, &app) < 0) {
+            perr(ps, tok, "filter %s: unknown application (not a protocol name of nDPI %s)",
+                 f->name, app_library_version());
+            continue;
+        }
+        if (f->napps == CONFIG_MAX_APPS) {
+            perr(ps, tok, "filter %s: too many applications (at most %d)", f->name, CONFIG_MAX_APPS);
+            return;
+        }
+        f->app[f->napps].master = master;
+        f->app[f->napps++].app = app;
+    }
+    if (!f->napps && !ps->nerrors)
+        perr(ps, v, "filter %s: APP needs at least one application name", f->name);
 }
 
 static void kw_tap_if(struct parser *ps, char *v)
@@ -496,6 +532,18 @@ static void kw_feedback_reply(struct parser *ps, char *v)
     set_redis_str(ps, &ps->c->feedback_reply, v);
 }
 
+static void kw_classify(struct parser *ps, char *v)
+{
+    unsigned long on;
+    char err[160];
+    if (parse_uint(ps, "CLASSIFY", v, 0, 1, &on) < 0)
+        return;
+    ps->c->classify = (unsigned)on;
+    ps->c->classify_line = ps->line;
+    if (on && app_names_init(err, sizeof err) < 0)
+        perr(ps, v, "%s", err);
+}
+
 static void kw_flow_events(struct parser *ps, char *v)
 {
     if (strpbrk(v, " \t")) {
@@ -523,6 +571,7 @@ static const struct keyword {
     HANDLER("BPF", FILTER, kw_bpf),
     HANDLER("FIELDS", FILTER, kw_fields),
     HANDLER("TAP_IF", FILTER, kw_tap_if),
+    HANDLER("APP", FILTER, kw_app),
     HANDLER("TAP_BALANCE", FILTER, kw_tap_balance),
     HANDLER("PROTOCOL_DEF", FILTER, kw_protocol_def),
     HANDLER("REDIS_CHANNEL", FILTER, kw_redis_channel),
@@ -562,6 +611,8 @@ static const struct keyword {
     NUMBER("ACTIVE_TIMEOUT", 0, 1000000000, active_timeout),
     NUMBER("RECORD_SEQ", 0, 1, record_seq),
     NUMBER("FLOW_FEATURES", 0, 64, flow_features),
+    HANDLER("CLASSIFY", GLOBAL, kw_classify),
+    NUMBER("CLASSIFY_MAX_FLOWS", 1, 1u << 24, classify_max_flows),
     HANDLER("IPFIX_COLLECTOR", GLOBAL, kw_ipfix_collector),
     HANDLER("IPFIX_TRANSPORT", GLOBAL, kw_ipfix_transport),
     NUMBER("IPFIX_DOMAIN", 0, 4294967295ul, ipfix_domain),
@@ -645,9 +696,19 @@ static void check_whole(struct parser *ps)
     }
     for (int i = 0; i < c->nfilters; i++) {
         struct filter_conf *f = &c->filter[i];
-        if (!f->bpf_line && f->name) {
+        if (!f->bpf_line && !f->app_line && f->name) {
             ps->line = f->line;
-            perr(ps, f->name, "filter has no BPF line");
+            perr(ps, f->name, "filter has no BPF line (nor APP)");
+        }
+        if (!f->bpf && f->napps)   /* APP alone: every packet is a candidate */
+            f->bpf = dup(ps, "");
+        if (f->uses_app && !c->classify) {
+            ps->line = f->line;
+            perr(ps, f->name, "the field app needs CLASSIFY 1");
+        }
+        if (f->app_line && !c->classify) {
+            ps->line = f->app_line;
+            perr(ps, f->name, "APP needs CLASSIFY 1");
         }
         if (!f->redis_channel && f->name)
             f->redis_channel = dup(ps, f->name);
@@ -733,6 +794,7 @@ struct config *config_parse(const char *name, const char *text, size_t len, FILE
     c->redis_wait_ms = 1000;
     c->ipfix_refresh_s = 60;
     c->ipfix_refresh_msgs = 1000;
+    c->classify_max_flows = 65536;
     struct parser ps = {.c = c, .name = name, .errs = errs};
     c->path = dup(&ps, name);
     char *line = buf;

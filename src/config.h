@@ -13,6 +13,7 @@ struct netpdl_set;
 #define CONFIG_MAX_FILTERS 64
 #define CONFIG_MAX_FIELDS 64
 #define CONFIG_MAX_TAPS 64
+#define CONFIG_MAX_APPS 32
 #define CONFIG_MAX_IFNAMES 16
 #define CONFIG_MAX_SIZE (16u << 20)   /* bytes: a config file is not a data set */
 
@@ -33,6 +34,10 @@ struct filter_conf {
     char *redis_prefix;                /* record keys: <prefix><id>; default "dati:rec:" */
     int redis_expire;                  /* seconds */
     struct netpdl_set *netpdl;         /* PROTOCOL_DEF descriptions, or NULL */
+    int napps;                         /* APP: nDPI names the flow must have (app.h) */
+    struct { uint16_t master, app; } app[CONFIG_MAX_APPS];  /* master 0: either id */
+    int app_line;
+    int uses_app;                      /* FIELDS names "app" */
 };
 
 struct config {
@@ -81,6 +86,9 @@ struct config {
     unsigned active_timeout;           /* > 0: interim flow records of long flows, s */
     unsigned record_seq;               /* 1: records carry "worker" and a per-worker "seq" */
     unsigned flow_features;            /* > 0: flow records carry features.h's, this many SPLT */
+    unsigned classify;                 /* 1: nDPI names every flow (app.h) */
+    unsigned classify_max_flows;       /* nDPI flow states at once, all workers together */
+    int classify_line;
     /* IPFIX export (ipfix.h) */
     char *ipfix_collector;             /* host:port; NULL: no export */
     int ipfix_tcp;                     /* IPFIX_TRANSPORT tcp */

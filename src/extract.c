@@ -31,6 +31,7 @@ static const struct field_def fields[FIELD_COUNT] = {
     [FIELD_DNS_QRY_CLASS] = {"dns.qry.class", NULL, LAYER_DNS},
     [FIELD_DNS_COUNT_QUERIES] = {"dns.count.queries", NULL, LAYER_DNS},
     [FIELD_TLS_SNI] = {"tls.sni", "tls.handshake.extensions_server_name", LAYER_TLS},
+    [FIELD_APP] = {"app", NULL, LAYER_BASE},
 };
 
 int extract_field_lookup(const char *name)
@@ -54,6 +55,7 @@ void extract_begin(struct extract_ctx *x, const struct packet *p)
     x->parsed = 0;
     x->found = 0;
     x->http_off = 0;
+    x->app.len = 0;
     x->pdl.set = NULL;
 }
 
@@ -240,6 +242,7 @@ int extract_field(struct extract_ctx *x, int id, struct field_value *v)
     case FIELD_DNS_QRY_TYPE: return q->has_question ? set_uint(v, q->qtype) : 0;
     case FIELD_DNS_QRY_CLASS: return q->has_question ? set_uint(v, q->qclass) : 0;
     case FIELD_TLS_SNI: return set_str(v, x->sni);
+    case FIELD_APP: return x->app.len ? set_str(v, x->app) : 0;
     }
     return base_field(x->pkt, id, v);
 }

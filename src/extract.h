@@ -39,6 +39,7 @@ enum field_id {
     FIELD_DNS_QRY_CLASS,
     FIELD_DNS_COUNT_QUERIES,
     FIELD_TLS_SNI,
+    FIELD_APP,    /* CLASSIFY 1: the flow's nDPI name, set by the worker */
     FIELD_COUNT   /* ids from here on: field FIELD_COUNT + k of the filter's descriptions */
 };
 
@@ -97,6 +98,7 @@ struct extract_ctx {
     struct http_request http;
     struct dns_query dns;
     struct slice sni;
+    struct slice app;         /* FIELD_APP's value; len 0: not classified (yet) */
     struct netpdl_run pdl;    /* the filter's NetPDL descriptions, if any */
     /* description fields shown as DNS names, as text, made once per packet */
     uint8_t npdl_names;

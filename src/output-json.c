@@ -9,6 +9,7 @@
 #include "capture.h"
 #include "config.h"
 #include "counter.h"
+#include "app.h"
 #include "flow-features.h"
 #include "flowtag.h"
 #include "stats.h"
@@ -366,6 +367,8 @@ int json_meta_add(struct outbuf *b, const struct record_meta *m)
               json_u64(b, m->seq);
     if (m->probe)   /* PROBE_NAME's characters need no escaping */
         rc |= json_lit(b, ",\"probe\":\"") | json_lit(b, m->probe) | json_lit(b, "\"");
+    if (m->app)
+        rc |= app_json(b, m->app, m->flow_slot);
     if (m->features)
         rc |= features_json(b, m->feature_table, m->features);
     return rc | json_lit(b, "}\n");

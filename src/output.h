@@ -16,6 +16,7 @@ struct config;
 struct extract_ctx;
 struct feature_table;
 struct flow_features;
+struct app_classifier;
 struct filter_conf;
 struct ipfix_exporter;
 struct output_sink;
@@ -34,6 +35,7 @@ struct record_meta {
     /* flow records with FLOW_FEATURES: the flow's statistics; NULL: none */
     const struct feature_table *feature_table;
     const struct flow_features *features;
+    const struct app_classifier *app;  /* flow records with CLASSIFY 1; NULL: off */
     /* field records only */
     const struct filter_conf *filter;  /* the filter that matched */
     int filter_index;

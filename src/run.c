@@ -69,6 +69,8 @@ struct pipeline *pipeline_new(const struct config *conf, const int *linktypes, i
         pl->tap[i].round_robin = f->tap_round_robin;
         if (f->ntaps)
             pl->tap_filters |= 1ull << i;
+        if (f->napps)
+            pl->app_filters |= 1ull << i;
     }
     /* live capture compiles up front: workers never compile */
     for (int i = 0; i < nlinks; i++)
@@ -288,7 +290,8 @@ static int setup(struct run *r)
     uint32_t max_flows = (conf->max_flows + n - 1) / n;
     uint32_t buckets = ((conf->flow_table_size ? conf->flow_table_size : conf->max_flows) + n - 1) / n;
     for (int i = 0; i < r->nworkers; i++) {
-        if (worker_init(&r->workers[i], i, r->pl, max_flows, buckets, &env, err,
+        if (worker_init(&r->workers[i], i, r->pl, max_flows, buckets,
+                        (conf->classify_max_flows + n - 1) / n, &env, err,
                         sizeof err) < 0) {
             log_error("%s", err);
             return -1;

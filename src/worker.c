@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "app.h"
 #include "counter.h"
 #include "names.h"
 #include "feedback.h"
@@ -34,9 +35,23 @@ static struct record_meta meta(struct worker *w, const struct flow *f, struct ta
 static void emit_flow(void *ctx, const struct flow *f, enum flow_end why)
 {
     struct worker *w = ctx;
+    uint32_t slot = (uint32_t)(f - w->flows.flows);
+    if (w->app && why != FLOW_INTERIM)
+        app_flow_end(w->app, slot);   /* the record has nDPI's last word */
+    if (!f->filters && w->pl->app_filters) {   /* made for an APP filter that never matched */
+        if (why != FLOW_INTERIM) {
+            COUNTER_INC(w->unmatched_flows);
+            if (w->ft)
+                flowtag_ended(w->ft, f);
+            if (w->app)
+                app_flow_release(w->app, slot);
+        }
+        return;
+    }
     struct tagtext tt;
     struct record_meta m = meta(w, f, &tt, 1);
-    m.flow_slot = (uint32_t)(f - w->flows.flows);
+    m.flow_slot = slot;
+    m.app = w->app;
     if (w->feat.mem) {
         m.feature_table = &w->feat;
         m.features = features_of(&w->feat, m.flow_slot);
@@ -49,10 +64,13 @@ static void emit_flow(void *ctx, const struct flow *f, enum flow_end why)
         COUNTER_INC(w->c.flow_records);
     if (w->pl->conf->flow_state_interval && why != FLOW_INTERIM && w->out->ops->flow_state)
         w->out->ops->flow_state(w->out, f, 1, why, &m);
+    if (w->app && why != FLOW_INTERIM)
+        app_flow_release(w->app, slot);
 }
 
 int worker_init(struct worker *w, int index, const struct pipeline *pl, uint32_t max_flows,
-                uint32_t buckets, const struct output_env *env, char *err, size_t errlen)
+                uint32_t buckets, uint32_t classify_flows, const struct output_env *env,
+                char *err, size_t errlen)
 {
     memset(w, 0, sizeof *w);
     w->index = index;
@@ -64,6 +82,9 @@ int worker_init(struct worker *w, int index, const struct pipeline *pl, uint32_t
         snprintf(err, errlen, "out of memory for %u flows per worker", max_flows);
         return -1;
     }
+    if (pl->conf->classify && (app_names_init(err, errlen) < 0 ||
+                               !(w->app = app_new(max_flows, classify_flows, err, errlen))))
+        goto err;
     struct output_env e = *env;
     e.max_flows = max_flows;
     if (!(w->out = output_open(pl->conf, &e, err, errlen)))
@@ -80,6 +101,9 @@ int worker_init(struct worker *w, int index, const struct pipeline *pl, uint32_t
         w->ft->track_state = w->out->ops->flow_state && pl->conf->flow_state_interval;
     return 0;
 err:
+    app_free(w->app);
+    w->app = NULL;
+    features_fini(&w->feat);
     flow_table_fini(&w->flows);
     output_close(w->out);
     w->out = NULL;
@@ -94,6 +118,7 @@ void worker_fini(struct worker *w)
     free(w->ft);
     flow_table_fini(&w->flows);
     features_fini(&w->feat);
+    app_free(w->app);
     extract_fini(&w->x);
 }
 
@@ -207,11 +232,19 @@ static void write_records(struct worker *w, const struct packet *p, uint64_t mas
     struct tagtext tt;
     struct record_meta m = meta(w, fl, &tt, 0);
     m.flow_id = fl ? fl->id : 0;
+    char app[APP_NAME_MAX];
+    struct slice app_text = {(const uint8_t *)app, 0};
+    if (w->app && fl) {
+        const struct app_result *r = app_result_of(w->app, (uint32_t)(fl - w->flows.flows));
+        if (r->state == APP_DONE)
+            app_text.len = (uint32_t)app_name(r, app, sizeof app);
+    }
     for (int i = 0; mask; i++, mask >>= 1) {
         if (!(mask & 1))
             continue;
         const struct filter_conf *f = &conf->filter[i];
         extract_begin(&w->x, p);
+        w->x.app = app_text;
         extract_use_netpdl(&w->x, f->netpdl);
         m.filter = f;
         m.filter_index = i;
@@ -261,6 +294,32 @@ static void forward_taps(struct worker *w, const struct packet *p, uint64_t mask
     }
 }
 
+/* The APP filters among mask that the flow's final name satisfies: a
+ * name alone ("TLS", "Google") is either of the flow's two ids, a pair
+ * ("TLS.Google") both. */
+static uint64_t app_match(const struct worker *w, const struct flow *f, uint64_t mask)
+{
+    if (!f || !w->app)
+        return 0;
+    const struct app_result *r = app_result_of(w->app, (uint32_t)(f - w->flows.flows));
+    if (r->state != APP_DONE)
+        return 0;
+    uint64_t ok = 0;
+    for (; mask; mask &= mask - 1) {
+        int i = __builtin_ctzll(mask);
+        const struct filter_conf *fc = &w->pl->conf->filter[i];
+        for (int k = 0; k < fc->napps; k++) {
+            uint16_t m = fc->app[k].master, a = fc->app[k].app;
+            if (m ? m == r->master && a == r->app
+                  : a ? a == r->app || a == r->master : !r->master && !r->app) {
+                ok |= 1ull << i;
+                break;
+            }
+        }
+    }
+    return ok;
+}
+
 void worker_process(struct worker *w, const struct packet *p)
 {
     COUNTER_INC(w->c.packets);
@@ -272,14 +331,21 @@ void worker_process(struct worker *w, const struct packet *p)
     uint64_t mask = classify_packet(&w->pl->classifier, p);
     if (w->ft)
         w->ft->clock = p->clock;
+    /* an APP filter's BPF (or every packet) only makes the flow a candidate */
+    if (mask && !f && (p->flags & PKT_HAS_KEY) && (f = flow_create(&w->flows, p))) {
+        created = 1;
+        if (w->ft)
+            flowtag_created(w->ft, f);
+        if (w->app)
+            app_flow_begin(w->app, (uint32_t)(f - w->flows.flows));
+    }
+    if (f && w->app)
+        app_packet(w->app, (uint32_t)(f - w->flows.flows), p);
+    if (mask & w->pl->app_filters)
+        mask = (mask & ~w->pl->app_filters) | app_match(w, f, mask & w->pl->app_filters);
     if (mask) {
         COUNTER_INC(w->c.matched);
         count_bits(w->c.matches, mask);
-        if (!f && (p->flags & PKT_HAS_KEY) && (f = flow_create(&w->flows, p))) {
-            created = 1;
-            if (w->ft)
-                flowtag_created(w->ft, f);
-        }
         if (!f)
             COUNTER_INC(w->c.no_flow);
         if (mask & w->pl->tap_filters)
@@ -287,6 +353,7 @@ void worker_process(struct worker *w, const struct packet *p)
     }
     uint64_t recorded = mask & w->pl->record_filters;
     if (f) {
+        int first_match = mask && !f->filters;
         f->filters |= mask;
         /* feedback: ignored flows give none, watched ones every packet */
         if (f->marks & (FLOW_WATCH | FLOW_IGNORE)) {
@@ -306,9 +373,11 @@ void worker_process(struct worker *w, const struct packet *p)
                 features_reset(&w->feat, ff);
             features_update(&w->feat, ff, flow_direction(f, p), p->wirelen, p->ts);
         }
-        if (created && w->pl->conf->flow_events && w->out->ops->flow_event)
+        /* FLOW_EVENTS: when the flow first matches a filter (its creation,
+         * but for APP filters) */
+        if (first_match && w->pl->conf->flow_events && w->out->ops->flow_event)
             flow_event(w, f);
-        if (w->active_ns && p->ts > f->first_ts && f->reports < 255 &&
+        if (w->active_ns && f->filters && p->ts > f->first_ts && f->reports < 255 &&
             p->ts - f->first_ts >= (f->reports + 1u) * w->active_ns) {
             /* ACTIVE_TIMEOUT: an interim record of a long flow; one only
              * after a gap of several timeouts, not one per packet */

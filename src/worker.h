@@ -27,6 +27,7 @@ struct pipeline {
     const char *filter_name[CLASSIFY_MAX_FILTERS];
     uint64_t record_filters;       /* filters with FIELDS */
     uint64_t tap_filters;          /* filters with TAP_IF */
+    uint64_t app_filters;          /* filters with APP: they match a classified flow only */
     uint8_t name_kinds[CLASSIFY_MAX_FILTERS];  /* names.h: what the live page samples */
     struct tap_pool *taps;
     struct pipeline *retired;      /* replaced by a reload, freed at exit */
@@ -69,6 +70,7 @@ struct worker_counters {
 struct feedback;
 struct name_ring;
 struct flowtag;
+struct app_classifier;
 
 struct worker {
     int index;
@@ -82,6 +84,8 @@ struct worker {
     struct feedback *fb;           /* atomic: set while the feedback thread runs */
     struct name_ring *names;       /* HTTP_LISTEN: names for the live page; NULL: off */
     struct feature_table feat;     /* FLOW_FEATURES: a slot per flow entry; mem NULL: off */
+    struct app_classifier *app;    /* CLASSIFY 1: nDPI, a result per flow entry; NULL: off */
+    uint64_t unmatched_flows;      /* ended without any filter's match: no record (APP) */
     uint64_t active_ns;            /* ACTIVE_TIMEOUT in ns, 0: off */
     uint64_t seq;                  /* RECORD_SEQ: records this worker made, dropped ones too */
     uint64_t state_ns, state_clock;/* FLOW_STATE_INTERVAL: last refresh (monotonic, packet clock) */
@@ -99,9 +103,11 @@ struct worker {
 
 /* Returns 0, or -1 with the reason in err: no memory for the flow table or
  * the output, or Redis (when configured) could not be reached. The output
- * is made from env (its max_flows is set here). */
+ * is made from env (its max_flows is set here). classify_flows: CLASSIFY's
+ * pool, this worker's share. */
 int worker_init(struct worker *w, int index, const struct pipeline *pl, uint32_t max_flows,
-                uint32_t buckets, const struct output_env *env, char *err, size_t errlen);
+                uint32_t buckets, uint32_t classify_flows, const struct output_env *env,
+                char *err, size_t errlen);
 
 /* Takes a pipeline a reload handed over in w->next_pl, if any: flows and
  * per-filter counters follow their filters by name. Called between packets. */
