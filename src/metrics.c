@@ -154,6 +154,31 @@ static int flows_records(struct outbuf *b, const struct stats_totals *t)
     return rc;
 }
 
+static int classify(struct outbuf *b, const struct stats_totals *t)
+{
+    struct labelled r[] = {{"classified", t->app.classified}, {"unknown", t->app.unknown},
+                           {"pool_full", t->app.pool_full}};
+    int rc = by_label(b, "dati_classify_flows_total", "counter",
+                      "Flows by classification result: named by nDPI, given up without a "
+                      "name, or never classified (the pool was full).", "result", r, N(r));
+    rc |= COUNTER("dati_classify_hosts_dropped_total",
+                  "Host names nDPI found and dati did not keep (host table full).",
+                  t->app.hosts_dropped);
+    rc |= COUNTER("dati_classify_unmatched_flows_total",
+                  "Flows made for APP filters that none of them matched (no flow record).",
+                  t->unmatched_flows);
+    rc |= COUNTER("dati_app_uncounted_flows_total",
+                  "Classified flows whose application had no counting slot left.",
+                  t->app.names_other);
+    rc |= family(b, "dati_app_flows_total", "counter", "Classified flows, by nDPI application.");
+    for (int i = 0; i < t->napps; i++) {
+        char name[APP_NAME_MAX];
+        stats_app_name(t, i, name, sizeof name);
+        rc |= sample_l(b, "dati_app_flows_total", "app", name, t->app.name_flows[i]);
+    }
+    return rc;
+}
+
 static int tap(struct outbuf *b, const struct stats_totals *t)
 {
     struct labelled drops[] = {{"queue_full", t->tap.queue_full}, {"error", t->tap.errors},
@@ -322,6 +347,8 @@ int metrics_render(struct outbuf *b, const struct stats_source *s, const struct 
     rc |= input(b, s, t) | filters(b, s, t) | flows_records(b, t);
     if (s->pl->tap_filters)
         rc |= tap(b, t);
+    if (t->classify)
+        rc |= classify(b, t);
     if (t->redis)
         rc |= redis(b, t);
     if (t->ipfix)

@@ -23,6 +23,57 @@ static uint64_t rss_anon_kb(void)
     return kb;
 }
 
+/* The workers' flows per name, merged into t->app: most flows first, then by key. */
+static void sum_apps(struct stats_totals *t, const struct app_counters *c)
+{
+    struct app_counters *a = &t->app;
+    a->classified += COUNTER_GET(c->classified);
+    a->unknown += COUNTER_GET(c->unknown);
+    a->pool_full += COUNTER_GET(c->pool_full);
+    a->hosts_dropped += COUNTER_GET(c->hosts_dropped);
+    a->names_other += COUNTER_GET(c->names_other);
+    for (int s = 0; s < APP_COUNT_SLOTS; s++) {
+        uint32_t key = __atomic_load_n(&c->name_key[s], __ATOMIC_ACQUIRE);
+        if (!key)
+            continue;
+        uint64_t n = COUNTER_GET(c->name_flows[s]);
+        int i = 0;
+        while (i < t->napps && a->name_key[i] != key)
+            i++;
+        if (i == t->napps) {
+            if (t->napps == APP_COUNT_SLOTS) {   /* more names than one worker counts */
+                a->names_other += n;
+                continue;
+            }
+            a->name_key[t->napps++] = key;
+            a->name_flows[i] = 0;
+        }
+        a->name_flows[i] += n;
+    }
+}
+
+static void sort_apps(struct stats_totals *t)
+{
+    struct app_counters *a = &t->app;
+    for (int i = 1; i < t->napps; i++)   /* insertion: a few dozen names */
+        for (int j = i; j > 0 && (a->name_flows[j] > a->name_flows[j - 1] ||
+                                  (a->name_flows[j] == a->name_flows[j - 1] &&
+                                   a->name_key[j] < a->name_key[j - 1])); j--) {
+            uint32_t k = a->name_key[j];
+            uint64_t n = a->name_flows[j];
+            a->name_key[j] = a->name_key[j - 1];
+            a->name_flows[j] = a->name_flows[j - 1];
+            a->name_key[j - 1] = k;
+            a->name_flows[j - 1] = n;
+        }
+}
+
+size_t stats_app_name(const struct stats_totals *t, int i, char *buf, size_t len)
+{
+    uint32_t key = t->app.name_key[i] - 1;
+    return app_pair_name((uint16_t)(key >> 16), (uint16_t)key, buf, len);
+}
+
 void stats_sum(const struct stats_source *s, struct stats_totals *t)
 {
     memset(t, 0, sizeof *t);
@@ -81,7 +132,13 @@ void stats_sum(const struct stats_source *s, struct stats_totals *t)
         t->flows_created += COUNTER_GET(ft->created);
         for (int i = 0; i < FLOW_END_COUNT; i++)
             t->flows_ended[i] += COUNTER_GET(ft->ended[i]);
+        t->unmatched_flows += COUNTER_GET(s->workers[w].unmatched_flows);
+        if (s->workers[w].app) {
+            t->classify = 1;
+            sum_apps(t, app_counters(s->workers[w].app));
+        }
     }
+    sort_apps(t);
     if (s->ipfix) {
         t->ipfix = 1;
         ipfix_counters_get(s->ipfix, &t->ix);
@@ -128,6 +185,17 @@ void stats_print(FILE *f, const struct stats_source *s, const struct stats_total
     if (t->netpdl_regex_errors)
         fprintf(f, "dati:   netpdl: %llu regex searches failed (match limit, JIT stack)\n",
                 (unsigned long long)t->netpdl_regex_errors);
+    if (t->classify) {
+        fprintf(f, "dati:   classify: %llu flows named, %llu unknown, %llu not classified "
+                   "(pool full);", (unsigned long long)t->app.classified,
+                (unsigned long long)t->app.unknown, (unsigned long long)t->app.pool_full);
+        for (int i = 0; i < t->napps && i < 10; i++) {
+            char name[APP_NAME_MAX];
+            stats_app_name(t, i, name, sizeof name);
+            fprintf(f, " %s %llu", name, (unsigned long long)t->app.name_flows[i]);
+        }
+        fprintf(f, "%s\n", t->napps > 10 ? " ..." : "");
+    }
     if (s->pl->tap_filters)
         fprintf(f, "dati:   tap: %llu packets forwarded; dropped %llu queue full, %llu errors, "
                    "%llu not IP\n",
@@ -268,6 +336,24 @@ int stats_json(struct outbuf *b, const struct stats_source *s, const struct stat
     rc |= member(b, "rss_anon_kb", t->rss_anon_kb, &first);
     rc |= member(b, "flow_entry_bytes", sizeof(struct flow), &first);
     rc |= json_lit(b, "}");
+    if (t->classify) {
+        rc |= json_lit(b, ",\"classify\":{");
+        first = 1;
+        rc |= member(b, "classified", t->app.classified, &first);
+        rc |= member(b, "unknown", t->app.unknown, &first);
+        rc |= member(b, "pool_full", t->app.pool_full, &first);
+        rc |= member(b, "hosts_dropped", t->app.hosts_dropped, &first);
+        rc |= member(b, "apps_uncounted", t->app.names_other, &first);
+        rc |= member(b, "unmatched_flows", t->unmatched_flows, &first);
+        rc |= json_lit(b, ",\"apps\":{");
+        for (int i = 0; i < t->napps; i++) {
+            char name[APP_NAME_MAX];
+            size_t n = stats_app_name(t, i, name, sizeof name);
+            rc |= json_lit(b, i ? "," : "") | json_str(b, (const uint8_t *)name, n) |
+                  json_lit(b, ":") | json_u64(b, t->app.name_flows[i]);
+        }
+        rc |= json_lit(b, "}}");
+    }
     if (s->pl->tap_filters) {
         rc |= json_lit(b, ",\"tap\":{");
         first = 1;

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "app.h"
 #include "decode.h"
 #include "outbuf.h"
 #include "ipfix.h"
@@ -45,7 +46,14 @@ struct stats_totals {
     int ipfix;                     /* IPFIX export is on */
     struct ipfix_counters ix;
     uint64_t ipfix_pending;        /* records in the workers' messages, not yet sent */
+    int classify;                  /* CLASSIFY 1 */
+    struct app_counters app;       /* summed; name_key/name_flows merged, sorted by flows */
+    int napps;                     /* names in app.name_key, in order */
+    uint64_t unmatched_flows;      /* made for APP filters, never matched: no record */
 };
+
+/* The name of t->app's i-th counted application. */
+size_t stats_app_name(const struct stats_totals *t, int i, char *buf, size_t len);
 
 struct stats_source {
     const struct reader_counters *reader;
