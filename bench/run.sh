@@ -12,6 +12,8 @@
 #   8. IPFIX export to nfcapd: flow records/s, cost on the lab mix, softflowd (bench/ipfix.sh)
 #   9. Redis Cluster (3 masters): records/s in both layouts against redis-benchmark
 #      --cluster's ceiling, and dati's CPU per record with 1 and 3 masters (bench/cluster.py)
+#  10. CLASSIFY 1 on the lab mix against without and against ndpiReader; 1M flows' peak
+#      memory with it (bench/classify.sh)
 # Each timing is the median of RUNS runs (wall clock) after a warm-up run,
 # files in page cache.
 set -euo pipefail
@@ -164,3 +166,7 @@ if command -v redis-server >/dev/null && /usr/bin/python3 -c 'import redis.clust
 else
     echo "9. Redis Cluster: redis-server or python3-redis missing (make deps)"
 fi
+
+# 10. application classification (bench/classify.sh)
+echo
+bash "$(dirname "$0")/classify.sh" "$build"

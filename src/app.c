@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "app-alloc.h"
 #include "counter.h"
 #include "output-json.h"
 #include "packet.h"
@@ -34,6 +35,8 @@ struct app_classifier {
     uint32_t *free_list;          /* 1-based pool entries not in use */
     uint32_t nfree, pool_size;
     struct host_table hosts;
+    struct app_arena arena;       /* what nDPI allocates for the flows it dissects */
+    size_t fixed_bytes;           /* results, pool, hosts: allocated at start */
     struct app_counters c;
 };
 
@@ -125,6 +128,8 @@ static void host_put(struct host_table *h, uint32_t i)
 
 struct app_classifier *app_new(uint32_t max_flows, uint32_t pool_size, char *err, size_t errlen)
 {
+    app_alloc_install();
+    app_arena_use(NULL);   /* the module's tables: malloc's */
     struct app_classifier *a = calloc(1, sizeof *a);
     if (!a || !(a->mod = module_new())) {
         snprintf(err, errlen, "nDPI: cannot make a detection module (out of memory)");
@@ -148,6 +153,10 @@ struct app_classifier *app_new(uint32_t max_flows, uint32_t pool_size, char *err
     for (uint32_t i = 0; i < pool_size; i++)
         a->free_list[i] = pool_size - i;
     a->nfree = pool_size;
+    a->fixed_bytes = (size_t)max_flows * sizeof *a->result +
+                     (size_t)pool_size * (SIZEOF_FLOW_STRUCT + 1 + sizeof *a->free_list) +
+                     (size_t)2 * pool_size * (APP_HOST_MAX + 3 * sizeof(uint32_t)) +
+                     (a->hosts.mask + 1) * sizeof(uint32_t);
     return a;
 }
 
@@ -155,6 +164,7 @@ void app_free(struct app_classifier *a)
 {
     if (!a)
         return;
+    app_arena_use(&a->arena);
     for (uint32_t s = 0; a->result && s < a->max_flows; s++)
         if (a->result[s].state == APP_CLASSIFYING)
             ndpi_free_flow_data(pool_flow(a, a->result[s].ref));
@@ -165,7 +175,14 @@ void app_free(struct app_classifier *a)
     free(a->fed);
     free(a->free_list);
     hosts_fini(&a->hosts);
+    app_arena_use(NULL);
+    app_arena_fini(&a->arena);
     free(a);
+}
+
+uint64_t app_memory_bytes(const struct app_classifier *a)
+{
+    return a->fixed_bytes + COUNTER_GET(a->arena.bytes);
 }
 
 void app_flow_begin(struct app_classifier *a, uint32_t slot)
@@ -227,6 +244,7 @@ int app_packet(struct app_classifier *a, uint32_t slot, const struct packet *p)
     /* ndpiReader never feeds what its decoder refuses: cut datagrams, later fragments */
     if (r->state != APP_CLASSIFYING || (p->flags & PKT_SNAPPED))
         return 0;
+    app_arena_use(&a->arena);
     uint32_t len = p->caplen - p->l3_off;
     int tcp = p->l4_proto == 6;
     unsigned fed = ++a->fed[r->ref - 1];
@@ -253,6 +271,7 @@ void app_flow_end(struct app_classifier *a, uint32_t slot)
     struct app_result *r = &a->result[slot];
     if (r->state != APP_CLASSIFYING)
         return;
+    app_arena_use(&a->arena);
     uint8_t guessed = 0;
     finish(a, r, ndpi_detection_giveup(a->mod, pool_flow(a, r->ref), 1, &guessed));
 }
@@ -278,6 +297,7 @@ const char *app_library_version(void) { return ndpi_revision(); }
 
 int app_names_init(char *err, size_t errlen)
 {
+    app_alloc_install();
     if (ndpi_get_api_version() != NDPI_API_VERSION) {
         snprintf(err, errlen, "nDPI: the library's API is %u (%s), dati was built for %u: rebuild dati",
                  ndpi_get_api_version(), ndpi_revision(), (unsigned)NDPI_API_VERSION);

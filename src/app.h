@@ -69,6 +69,9 @@ int app_json(struct outbuf *b, const struct app_classifier *a, uint32_t slot);
 size_t app_name(const struct app_result *r, char *buf, size_t len);
 
 const struct app_counters *app_counters(const struct app_classifier *a);
+/* What the classifier holds: results, pool, host names, nDPI's dissection
+ * memory (not the detection module, about 8.5 MB). */
+uint64_t app_memory_bytes(const struct app_classifier *a);
 
 /* Names, for configuration and statistics, from a module made once for
  * the process (app_names_init, from the main thread, before any worker).

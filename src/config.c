@@ -794,7 +794,7 @@ struct config *config_parse(const char *name, const char *text, size_t len, FILE
     c->redis_wait_ms = 1000;
     c->ipfix_refresh_s = 60;
     c->ipfix_refresh_msgs = 1000;
-    c->classify_max_flows = 65536;
+    c->classify_max_flows = 16384;
     struct parser ps = {.c = c, .name = name, .errs = errs};
     c->path = dup(&ps, name);
     char *line = buf;

@@ -170,6 +170,9 @@ static int classify(struct outbuf *b, const struct stats_totals *t)
     rc |= COUNTER("dati_app_uncounted_flows_total",
                   "Classified flows whose application had no counting slot left.",
                   t->app.names_other);
+    rc |= GAUGE("dati_classify_memory_bytes",
+                "What classification holds: per-flow results, nDPI's flow states and what nDPI "
+                "allocated for them, host names (not nDPI's modules).", t->app_memory_bytes);
     rc |= family(b, "dati_app_flows_total", "counter", "Classified flows, by nDPI application.");
     for (int i = 0; i < t->napps; i++) {
         char name[APP_NAME_MAX];

@@ -49,6 +49,9 @@ static const char *fixed_setting_changed(const struct config *a, const struct co
     SAME_NUM(flow_state_interval, "FLOW_STATE_INTERVAL");
     SAME_NUM(active_timeout, "ACTIVE_TIMEOUT");
     SAME_NUM(record_seq, "RECORD_SEQ");
+    SAME_NUM(flow_features, "FLOW_FEATURES");
+    SAME_NUM(classify, "CLASSIFY");
+    SAME_NUM(classify_max_flows, "CLASSIFY_MAX_FLOWS");
     SAME_STR(ipfix_collector, "IPFIX_COLLECTOR");
     SAME_STR(http_listen, "HTTP_LISTEN");
     SAME_NUM(redis_ncluster, "REDIS_CLUSTER");
@@ -78,6 +81,8 @@ static int keep_running_settings(struct config *nc, const struct config *running
 {
     nc->record_seq = running->record_seq;
     nc->flow_features = running->flow_features;   /* the workers' tables are sized for it */
+    nc->classify = running->classify;             /* APP filters match nothing without it */
+    nc->classify_max_flows = running->classify_max_flows;
     memcpy(nc->probe_name, running->probe_name, sizeof nc->probe_name);
     nc->redis_spublish = running->redis_spublish;
     nc->flow_state_interval = running->flow_state_interval;

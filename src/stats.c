@@ -136,6 +136,7 @@ void stats_sum(const struct stats_source *s, struct stats_totals *t)
         if (s->workers[w].app) {
             t->classify = 1;
             sum_apps(t, app_counters(s->workers[w].app));
+            t->app_memory_bytes += app_memory_bytes(s->workers[w].app);
         }
     }
     sort_apps(t);
@@ -345,6 +346,7 @@ int stats_json(struct outbuf *b, const struct stats_source *s, const struct stat
         rc |= member(b, "hosts_dropped", t->app.hosts_dropped, &first);
         rc |= member(b, "apps_uncounted", t->app.names_other, &first);
         rc |= member(b, "unmatched_flows", t->unmatched_flows, &first);
+        rc |= member(b, "memory_kb", t->app_memory_bytes >> 10, &first);
         rc |= json_lit(b, ",\"apps\":{");
         for (int i = 0; i < t->napps; i++) {
             char name[APP_NAME_MAX];

@@ -50,6 +50,7 @@ struct stats_totals {
     struct app_counters app;       /* summed; name_key/name_flows merged, sorted by flows */
     int napps;                     /* names in app.name_key, in order */
     uint64_t unmatched_flows;      /* made for APP filters, never matched: no record */
+    uint64_t app_memory_bytes;     /* the classifiers' results, pools, names, nDPI's blocks */
 };
 
 /* The name of t->app's i-th counted application. */

@@ -49,7 +49,7 @@ struct options {
     const char *output;
     uint64_t count, seed, flows, http_flows, rate, start;
     double http_share, dns_share, tls_share, ipv6_share, stop_early;
-    bool responses, ns, round_robin;
+    bool responses, ns, round_robin, services;
     unsigned vlan;       /* 0 = untagged */
     unsigned frame_size; /* background frame length; 0 = uniform 500..1518 */
 };
@@ -120,6 +120,14 @@ static const struct http_variant http_variants[] = {
 };
 
 static const uint16_t bg_server_ports[] = {443, 8443, 5001, 22};
+
+/* --services: names of public services (in the payload only; the addresses
+ * stay in 198.18.0.0/15), so that a classifier such as nDPI names the flows */
+static const char *const service_names[] = {
+    "www.youtube.com", "www.google.com", "en.wikipedia.org", "www.netflix.com",
+    "www.facebook.com", "github.com", "www.amazon.com", "www.twitch.tv",
+};
+#define SERVICES (sizeof service_names / sizeof service_names[0])
 
 /* ---- errors -------------------------------------------------------- */
 
@@ -585,13 +593,14 @@ static void fill_padded_http(uint8_t *p, size_t len, const char *head)
 static void emit_http_request(struct gen *g, struct flow *f)
 {
     const struct http_variant *v = &http_variants[rng_below(g, 3)];
+    const char *host = g->opt.services ? service_names[rng_below(g, SERVICES)] : v->host;
     struct packet pk = flow_packet(g, f, true, HTTP_REQUEST_FRAME);
     char head[512];
 
     snprintf(head, sizeof head,
              "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: %s\r\n"
              "Referer: %s\r\nCookie: %s\r\n",
-             v->url, v->host, v->user_agent, v->referer, v->cookie);
+             v->url, host, v->user_agent, v->referer, v->cookie);
     fill_padded_http(packet_payload(g, &pk), pk.payload_len, head);
     packet_finish(g, &pk);
     g->n.http_requests++;
@@ -632,15 +641,30 @@ static void emit_dns(struct gen *g)
     unsigned id = (unsigned)(rng_next(g) & 0xffff);
     char label[16];
     size_t label_len = (size_t)snprintf(label, sizeof label, "host%u", k);
-    uint8_t *p;
+    uint8_t name[64], *p;
+    size_t name_len = 0;
 
-    pk.payload_len = 12 + 1 + label_len + sizeof example_test_labels + 4;
+    if (g->opt.services) {   /* the dotted name in labels */
+        const char *s = service_names[k % SERVICES];
+        for (const char *dot; *s; s = *dot ? dot + 1 : dot) {
+            dot = s + strcspn(s, ".");
+            name[name_len++] = (uint8_t)(dot - s);
+            memcpy(name + name_len, s, (size_t)(dot - s));
+            name_len += (size_t)(dot - s);
+        }
+        name[name_len++] = 0;
+    } else {
+        name[name_len++] = (uint8_t)label_len;
+        memcpy(name + name_len, label, label_len);
+        name_len += label_len;
+        memcpy(name + name_len, example_test_labels, sizeof example_test_labels);
+        name_len += sizeof example_test_labels;
+    }
+    pk.payload_len = 12 + name_len + 4;
     p = packet_payload(g, &pk);
     p = put_be16(p, id);
     p = put_bytes(p, dns_query_header, sizeof dns_query_header);
-    p = put8(p, (unsigned)label_len);
-    p = put_bytes(p, label, label_len);
-    p = put_bytes(p, example_test_labels, sizeof example_test_labels);
+    p = put_bytes(p, name, name_len);
     p = put_be16(p, qtype);
     put_be16(p, 1); /* class IN */
     packet_finish(g, &pk);
@@ -668,7 +692,9 @@ static void emit_tls(struct gen *g)
     struct packet pk = one_off_packet(g, PROTO_TCP, TLS_SERVER_HOST, 443);
     unsigned k = (unsigned)rng_below(g, NAME_SPACE);
     char name[32];
-    size_t name_len = (size_t)snprintf(name, sizeof name, "tls%u.example.test", k);
+    size_t name_len = g->opt.services
+                          ? (size_t)snprintf(name, sizeof name, "%s", service_names[k % SERVICES])
+                          : (size_t)snprintf(name, sizeof name, "tls%u.example.test", k);
     size_t ext_len = (4 + 5 + name_len) + (4 + 5);
     /* version, random, session id, ciphers, compression, extensions */
     size_t hello_len = 2 + 32 + 1 + (2 + 4) + (1 + 1) + (2 + ext_len);
@@ -784,6 +810,9 @@ static void usage(FILE *to)
           "      --ns               nanosecond pcap timestamps\n"
           "      --frame-size N     background frames of exactly N bytes (64..1518)\n"
           "      --round-robin      background packets visit the flows in turn\n"
+          "      --services         HTTP hosts, DNS names and TLS server names of\n"
+          "                         public services (youtube.com, ...) instead of\n"
+          "                         example.test ones (addresses do not change)\n"
           "  -h, --help             show this help\n"
           "\n"
           "Addresses: IPv4 198.18.0.0/15, IPv6 2001:2::/48. A JSON summary line is\n"
@@ -831,6 +860,7 @@ enum {
     OPT_NS,
     OPT_ROUND_ROBIN,
     OPT_FRAME_SIZE,
+    OPT_SERVICES,
 };
 
 static const struct option long_options[] = {
@@ -852,6 +882,7 @@ static const struct option long_options[] = {
     {"ns", no_argument, NULL, OPT_NS},
     {"round-robin", no_argument, NULL, OPT_ROUND_ROBIN},
     {"frame-size", required_argument, NULL, OPT_FRAME_SIZE},
+    {"services", no_argument, NULL, OPT_SERVICES},
     {NULL, 0, NULL, 0},
 };
 
@@ -893,6 +924,9 @@ static void apply_option(struct options *o, int c, const char *arg)
         break;
     case OPT_STOP_EARLY:
         o->stop_early = parse_percent("--stop-early", arg);
+        break;
+    case OPT_SERVICES:
+        o->services = true;
         break;
     case OPT_RESPONSES:
         o->responses = true;

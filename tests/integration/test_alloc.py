@@ -115,3 +115,33 @@ BPF udp port 53
 FIELDS ip.src dns.qry.name
 """)
     check(tmp_path, captures, ["-w", "/dev/null", "-c", conf, "-t", 2])
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_classify(tmp_path, captures, threads):
+    """CLASSIFY 1: nDPI's flow states come from the pool made at start, and
+    what nDPI allocates while it dissects comes from the worker's free lists
+    (app-alloc.c). Those grow, 256 KiB at a time, only while more is held at
+    once than ever before (the larger capture has more flows in
+    classification at its end): every allocation the larger run makes beyond
+    the smaller one's is such a chunk, none is per packet or per flow."""
+    conf = h.write_config(tmp_path, "c.conf", """\
+TIME_STATS 0
+CLASSIFY 1
+CLASSIFY_MAX_FLOWS 512
+FILTER_NAME ip
+BPF ip
+FIELDS ip.src app
+""")
+    args = ["-w", "/dev/null", "-c", conf, "-t", threads]
+    small = allocations(tmp_path, args, captures[10000])
+    large = allocations(tmp_path, args, captures[100000])
+
+    def held_kb(capture):
+        run = h.run_dati(["-q", "-r", capture, "-c", conf, "-t", threads])
+        return run.stats["classify"]["memory_kb"]
+
+    chunks = (held_kb(captures[100000]) - held_kb(captures[10000])) // 256
+    assert small > 0 and chunks >= 0
+    assert large <= small + chunks + SLACK, \
+        f"{small} allocations for 10 000 packets, {large} for 100 000, {chunks} chunks more"

@@ -288,3 +288,61 @@ def test_without_classify_nothing_changes(tmp_path, binaries):
     run = h.run_dati(["-c", conf, "-r", h.PCAP_DIR / "zeek_wikipedia.pcap"])
     assert run.flows and all("app" not in f for f in run.flows)
     assert "classify" not in run.stats
+
+
+SERVICES = {"www.youtube.com": "YouTube", "www.google.com": "Google",
+            "en.wikipedia.org": "Wikipedia", "www.netflix.com": "NetFlix",
+            "www.facebook.com": "Facebook", "github.com": "Github",
+            "www.amazon.com": "Amazon", "www.twitch.tv": "Twitch"}
+
+SERVICES_CONF = """\
+CLASSIFY 1
+PKT_TTL 1000000000
+FILTER_NAME http
+BPF tcp port 80
+FIELDS http.host app
+FILTER_NAME dns
+BPF udp port 53
+FIELDS dns.qry.name app
+FILTER_NAME tls
+BPF tcp port 443
+FIELDS tls.sni app
+FILTER_NAME ip
+BPF ip or ip6
+"""
+
+
+def test_generated_services(tmp_path, binaries):
+    """dati-gen --services: HTTP requests, DNS queries and TLS ClientHellos
+    naming public services (in the payload; addresses in 198.18.0.0/15 and
+    2001:2::/48). Each such flow is <protocol>.<service>, the service read
+    from the flow's first request, query or hello; every flow equals
+    ndpiReader's."""
+    pcap = tmp_path / "services.pcap"
+    h.run_gen(["-n", "20000", "--http-share", "8", "--dns-share", "4", "--tls-share", "4",
+               "--ipv6-share", "25", "--responses", "--services"], pcap)
+    conf = h.write_config(tmp_path, "svc.conf", SERVICES_CONF)
+    run = h.run_dati(["-c", conf, "-r", pcap])
+    check_accounting(run)
+    first_name = {}
+    for r in run.records:
+        f = r["fields"]
+        name = f.get("http.host") or f.get("dns.qry.name") or f.get("tls.sni")
+        if name:
+            first_name.setdefault(r["flow"], (r["filter"], name))
+    flows = {f["flow"]: f for f in run.flows}
+    seen = Counter()
+    for flow, (proto, name) in first_name.items():
+        want = {"http": "HTTP", "dns": "DNS", "tls": "TLS"}[proto] + "." + SERVICES[name]
+        assert flows[flow]["app"] == want, (flows[flow], name)
+        seen[proto] += 1
+    assert seen["http"] > 100 and seen["dns"] > 100 and seen["tls"] > 100, seen
+    # and every flow, these and the background ones, as ndpiReader names it
+    want = ndpireader_flows(pcap)
+    got = dati_flows(run)
+    assert set(got) == set(want)
+    for key in want:
+        assert (got[key]["app"], got[key]["category"], got[key]["confidence"],
+                got[key].get("app_host")) == \
+            (want[key]["app"], want[key]["category"], want[key]["confidence"],
+             want[key]["host"]), key

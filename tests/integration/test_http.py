@@ -233,7 +233,10 @@ def expected_metrics(stats):
               ("feedback", "received"): "dati_feedback_messages_total",
               ("feedback", "rule_tagged"): "dati_feedback_rule_tagged_total",
               ("feedback", "rules_expired"): "dati_feedback_rules_expired_total",
-              ("feedback", "reconnects"): "dati_feedback_reconnects_total"}
+              ("feedback", "reconnects"): "dati_feedback_reconnects_total",
+              ("classify", "hosts_dropped"): "dati_classify_hosts_dropped_total",
+              ("classify", "apps_uncounted"): "dati_app_uncounted_flows_total",
+              ("classify", "unmatched_flows"): "dati_classify_unmatched_flows_total"}
     labelled = {
         ("records", "field"): ("dati_records_total", {"kind": "field"}),
         ("records", "flow"): ("dati_records_total", {"kind": "flow"}),
@@ -258,6 +261,9 @@ def expected_metrics(stats):
         ("feedback", "ignored_records"): ("dati_feedback_records_total", {"effect": "ignored"}),
         ("feedback", "acks"): ("dati_feedback_acks_total", {"result": "published"}),
         ("feedback", "acks_lost"): ("dati_feedback_acks_total", {"result": "lost"}),
+        ("classify", "classified"): ("dati_classify_flows_total", {"result": "classified"}),
+        ("classify", "unknown"): ("dati_classify_flows_total", {"result": "unknown"}),
+        ("classify", "pool_full"): ("dati_classify_flows_total", {"result": "pool_full"}),
     }
     for k in ("applied", "malformed", "unknown", "invalid", "oversized", "queue_full",
               "unknown_flow", "stopped", "refused"):
@@ -295,6 +301,8 @@ def expected_metrics(stats):
             put(name[path[2]], v, filter=path[1])
         elif path[0] == "flows" and path[1] in ("idle", "end_of_input", "evicted", "shutdown"):
             put("dati_flows_ended_total", v, reason=path[1])
+        elif path[:2] == ("classify", "apps"):
+            put("dati_app_flows_total", v, app=path[2])
         elif path[:2] == ("redis", "cluster") and path[2] in cluster:
             put(cluster[path[2]], v)
         elif path[:2] == ("redis", "cluster") and path[2] in ("moved", "ask"):
@@ -303,7 +311,7 @@ def expected_metrics(stats):
             put(f"dati_redis_node_{path[4]}" + ("" if path[4] == "queued" else "_total"), v,
                 node=path[3])
         elif path in (("type",), ("final",), ("elapsed",), ("probe",), ("memory", "rss_anon_kb"),
-                      ("redis", "errors")):
+                      ("redis", "errors"), ("classify", "memory_kb")):
             pass   # not counters, or a moment's reading (memory), or a sum of labelled ones
         else:
             unmapped.append(path)
@@ -329,7 +337,7 @@ def check_metrics_are_stats(text, stats):
 def test_metrics_are_the_stats_record(probe, mix):
     """Every counter of the stats record is a metric of equal value; after the
     input ends, the last scrape equals the final stats record."""
-    p = probe(threads=2)
+    p = probe(threads=2, extra="CLASSIFY 1\n")   # its counters are metrics too
     p.feed(mix)
     p.wait_listening()
     n = npackets(mix)

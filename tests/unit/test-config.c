@@ -209,7 +209,7 @@ static void test_errors(void)
 
     c = parse("FILTER_NAME a\n", &n);
     CHECK_EQ_INT(n, 1);
-    CHECK_ERR("t.conf:1: filter has no BPF line: 'a'");
+    CHECK_ERR("t.conf:1: filter has no BPF line (nor APP): 'a'");
 
     static const char *const bad_numbers[] = {"abc", "-1", "+5", "30s", "0x10", "4294967296",
                                               "99999999999999999999999"};

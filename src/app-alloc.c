@@ -1,0 +1,95 @@
+/* app-alloc.c - nDPI's allocator for CLASSIFY (app-alloc.h): size classes
+ * with free lists per worker, carved from 256 KiB chunks. Each block has a
+ * 16-byte head saying where it goes back, so a block freed on another
+ * thread (a module's caches, at exit) still returns to its own lists. */
+#include "app-alloc.h"
+
+#include <ndpi_api.h>
+#include <stdlib.h>
+
+#include "counter.h"
+
+#define CHUNK (256u << 10)
+#define HEAD_MAGIC 0x64617469u   /* "dati": a block of ours, not libc's */
+
+struct head {
+    struct app_arena *arena;   /* NULL: from malloc */
+    uint32_t cls;
+    uint32_t magic;
+};
+
+static __thread struct app_arena *current;
+
+void app_arena_use(struct app_arena *a) { current = a; }
+
+static unsigned class_of(size_t size)
+{
+    unsigned c = 0;
+    while (((size_t)16 << c) < size)
+        c++;
+    return c;
+}
+
+static void *arena_malloc(size_t size)
+{
+    struct app_arena *a = current;
+    unsigned c = class_of(size);
+    struct head *h;
+    if (!a || c >= APP_ARENA_CLASSES) {
+        if (!(h = malloc(sizeof *h + size)))
+            return NULL;
+        *h = (struct head){NULL, (uint32_t)c, HEAD_MAGIC};
+        return h + 1;
+    }
+    if ((h = a->free[c])) {
+        a->free[c] = *(void **)(void *)(h + 1);
+    } else {
+        size_t need = sizeof *h + ((size_t)16 << c);
+        if (a->left < need) {   /* the rest of the chunk is left unused */
+            char *chunk = malloc(CHUNK);
+            if (!chunk)
+                return NULL;
+            *(void **)(void *)chunk = a->chunks;
+            a->chunks = chunk;
+            a->chunk = chunk + 16;
+            a->left = CHUNK - 16;
+            COUNTER_ADD(a->bytes, CHUNK);
+        }
+        h = (struct head *)(void *)a->chunk;
+        a->chunk += need;
+        a->left -= need;
+    }
+    *h = (struct head){a, (uint32_t)c, HEAD_MAGIC};
+    return h + 1;
+}
+
+static void arena_free(void *p)
+{
+    struct head *h = (struct head *)p - 1;
+    if (h->magic != HEAD_MAGIC) {   /* libc's (nDPI strdup()s a few names at set-up) */
+        free(p);
+        return;
+    }
+    if (!h->arena) {
+        h->magic = 0;
+        free(h);
+        return;
+    }
+    *(void **)p = h->arena->free[h->cls];
+    h->arena->free[h->cls] = h;
+}
+
+void app_alloc_install(void)
+{
+    set_ndpi_malloc(arena_malloc);
+    set_ndpi_free(arena_free);
+}
+
+void app_arena_fini(struct app_arena *a)
+{
+    for (void *c = a->chunks, *next; c; c = next) {
+        next = *(void **)c;
+        free(c);
+    }
+    a->chunks = NULL;
+}
