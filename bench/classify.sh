@@ -67,5 +67,5 @@ stats=$(/usr/bin/time -f "%M" -o "$dir/.peak" "$dati" -c "$dir/flows-classify.co
 peak_kb=$(tail -1 "$dir/.peak")
 created=$(echo "$stats" | sed 's/.*"created":\([0-9]*\).*/\1/')
 cl=$(echo "$stats" | sed 's/.*"classify":{"classified":\([0-9]*\),"unknown":\([0-9]*\),"pool_full":\([0-9]*\).*/\1 named, \2 unknown, \3 refused by the pool/')
-echo "   $created concurrent flows with CLASSIFY 1 (CLASSIFY_MAX_FLOWS 65536): $cl"
+echo "   $created concurrent flows with CLASSIFY 1 (CLASSIFY_MAX_FLOWS 16384, the default): $cl"
 echo "   peak resident memory of the process: $((peak_kb / 1024)) MiB (target: <= 256 MiB)"

@@ -339,8 +339,11 @@ void worker_process(struct worker *w, const struct packet *p)
         if (w->app)
             app_flow_begin(w->app, (uint32_t)(f - w->flows.flows));
     }
-    if (f && w->app)
-        app_packet(w->app, (uint32_t)(f - w->flows.flows), p);
+    /* a flag in the entry, so that a classified flow costs no other load */
+    if (f && w->app && !f->app_done &&
+        (app_packet(w->app, (uint32_t)(f - w->flows.flows), p) ||
+         app_result_of(w->app, (uint32_t)(f - w->flows.flows))->state == APP_POOL_FULL))
+        f->app_done = 1;
     if (mask & w->pl->app_filters)
         mask = (mask & ~w->pl->app_filters) | app_match(w, f, mask & w->pl->app_filters);
     if (mask) {

@@ -184,7 +184,8 @@ def test_same_records_for_any_thread_count(tmp_path, binaries, threads):
         key = lambda f: f["flow"]
         assert sorted(one.flows, key=key) == sorted(many.flows, key=key), name
         assert records_by_flow(one) == records_by_flow(many), name
-        assert one.stats["classify"] == many.stats["classify"], name
+        counts = lambda run: {k: v for k, v in run.stats["classify"].items() if k != "memory_kb"}
+        assert counts(one) == counts(many), name   # memory: per worker, so not the same
 
 
 APP_CONF = """\
