@@ -1,15 +1,16 @@
 /* app-alloc.c - nDPI's allocator for CLASSIFY (app-alloc.h): size classes
- * with free lists per worker, carved from 256 KiB chunks. Each block has a
+ * with free lists per worker, carved from 2 MiB chunks. Each block has a
  * 16-byte head saying where it goes back, so a block freed on another
  * thread (a module's caches, at exit) still returns to its own lists. */
 #include "app-alloc.h"
 
 #include <ndpi_api.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 
 #include "counter.h"
 
-#define CHUNK (256u << 10)
+#define CHUNK (2u << 20)   /* one transparent huge page: one fault, not 512 */
 #define HEAD_MAGIC 0x64617469u   /* "dati": a block of ours, not libc's */
 
 struct head {
@@ -46,9 +47,10 @@ static void *arena_malloc(size_t size)
     } else {
         size_t need = sizeof *h + ((size_t)16 << c);
         if (a->left < need) {   /* the rest of the chunk is left unused */
-            char *chunk = malloc(CHUNK);
+            char *chunk = aligned_alloc(CHUNK, CHUNK);
             if (!chunk)
                 return NULL;
+            madvise(chunk, CHUNK, MADV_HUGEPAGE);   /* a hint: without it, small pages */
             *(void **)(void *)chunk = a->chunks;
             a->chunks = chunk;
             a->chunk = chunk + 16;

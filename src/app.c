@@ -29,6 +29,7 @@ struct host_table {
 struct app_classifier {
     struct app_result *result;    /* one per flow entry */
     struct ndpi_detection_module_struct *mod;
+    int shared_mod;               /* mod is the names module: never freed */
     uint32_t max_flows;
     uint8_t *pool;                /* pool_size nDPI flow states */
     uint8_t *fed;                 /* per pool entry: packets given to nDPI */
@@ -126,12 +127,23 @@ static void host_put(struct host_table *h, uint32_t i)
     h->free_head = i;
 }
 
+/* The process's module for names (configuration, statistics), made first;
+ * the first classifier detects with it too (a module is 8.5 MB and tens of
+ * milliseconds to make), the others with modules of their own. Names are
+ * only read, so other threads may look them up while it detects. */
+static struct ndpi_detection_module_struct *names_mod;
+static int names_mod_taken;
+
 struct app_classifier *app_new(uint32_t max_flows, uint32_t pool_size, char *err, size_t errlen)
 {
     app_alloc_install();
     app_arena_use(NULL);   /* the module's tables: malloc's */
     struct app_classifier *a = calloc(1, sizeof *a);
-    if (!a || !(a->mod = module_new())) {
+    if (a && names_mod && !names_mod_taken) {
+        a->mod = names_mod;
+        a->shared_mod = names_mod_taken = 1;
+    }
+    if (!a || (!a->mod && !(a->mod = module_new()))) {
         snprintf(err, errlen, "nDPI: cannot make a detection module (out of memory)");
         free(a);
         return NULL;
@@ -165,10 +177,10 @@ void app_free(struct app_classifier *a)
     if (!a)
         return;
     app_arena_use(&a->arena);
-    for (uint32_t s = 0; a->result && s < a->max_flows; s++)
+    for (uint32_t s = 0; a->result && a->nfree < a->pool_size && s < a->max_flows; s++)
         if (a->result[s].state == APP_CLASSIFYING)
             ndpi_free_flow_data(pool_flow(a, a->result[s].ref));
-    if (a->mod)
+    if (a->mod && !a->shared_mod)
         ndpi_exit_detection_module(a->mod);
     free(a->result);
     free(a->pool);
@@ -290,8 +302,6 @@ const struct app_result *app_result_of(const struct app_classifier *a, uint32_t 
     return &a->result[slot];
 }
 
-/* The process's module for names: never used to classify. */
-static struct ndpi_detection_module_struct *names_mod;
 
 const char *app_library_version(void) { return ndpi_revision(); }
 

@@ -121,7 +121,7 @@ FIELDS ip.src dns.qry.name
 def test_classify(tmp_path, captures, threads):
     """CLASSIFY 1: nDPI's flow states come from the pool made at start, and
     what nDPI allocates while it dissects comes from the worker's free lists
-    (app-alloc.c). Those grow, 256 KiB at a time, only while more is held at
+    (app-alloc.c). Those grow, 2 MiB at a time, only while more is held at
     once than ever before (the larger capture has more flows in
     classification at its end): every allocation the larger run makes beyond
     the smaller one's is such a chunk, none is per packet or per flow."""
@@ -141,7 +141,7 @@ FIELDS ip.src app
         run = h.run_dati(["-q", "-r", capture, "-c", conf, "-t", threads])
         return run.stats["classify"]["memory_kb"]
 
-    chunks = (held_kb(captures[100000]) - held_kb(captures[10000])) // 256
+    chunks = (held_kb(captures[100000]) - held_kb(captures[10000])) // 2048
     assert small > 0 and chunks >= 0
     assert large <= small + chunks + SLACK, \
         f"{small} allocations for 10 000 packets, {large} for 100 000, {chunks} chunks more"
