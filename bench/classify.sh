@@ -1,7 +1,7 @@
 #!/bin/bash
 # make bench, section 10: CLASSIFY 1 (doc/classification.md).
-#   - the lab mix, every flow tracked (BPF ip or ip6), with and without
-#     CLASSIFY, against ndpiReader on the same file, side by side;
+#   - the lab mix, every flow tracked (BPF ip or ip6, flow records only),
+#     with and without CLASSIFY, against ndpiReader on the same file;
 #   - the same with the seed's HTTP GET filter (few flows);
 #   - peak memory with 1M concurrent flows and CLASSIFY 1.
 # Uses the files section 1 and 3 made. Medians of RUNS runs after a
@@ -19,20 +19,16 @@ if ! command -v ndpiReader >/dev/null; then
 fi
 . "$(dirname "$0")/common.sh"
 
-conf() {   # name, classify (0/1), BPF
-    cat > "$dir/$1" <<CONF
-TIME_STATS 0
-CLASSIFY $2
-FILTER_NAME f
-BPF $3
-FIELDS ip.src ip.dst tcp.sport tcp.dport http.url http.referer http.host
-CONF
+conf() {   # name, classify (0/1), BPF, FIELDS
+    printf 'TIME_STATS 0\nCLASSIFY %s\nFILTER_NAME f\nBPF %s\n%s\n' "$2" "$3" "$4" > "$dir/$1"
 }
 SEED_BPF='tcp[(tcp[12] >> 4) * 4 : 4] = 0x47455420'
-conf all0.conf 0 "ip or ip6"
-conf all1.conf 1 "ip or ip6"
-conf seed0.conf 0 "$SEED_BPF"
-conf seed1.conf 1 "$SEED_BPF"
+SEED_FIELDS='FIELDS ip.src ip.dst tcp.sport tcp.dport http.url http.referer http.host'
+# every flow and flow records only: what ndpiReader does
+conf all0.conf 0 "ip or ip6" ""
+conf all1.conf 1 "ip or ip6" ""
+conf seed0.conf 0 "$SEED_BPF" "$SEED_FIELDS"
+conf seed1.conf 1 "$SEED_BPF" "$SEED_FIELDS"
 lab="$dir/lab.pcap"
 named=$("$dati" -q -c "$dir/all1.conf" -r "$lab" -w /dev/stdout | grep '"type":"stats"' |
         sed 's/.*"classify":{"classified":\([0-9]*\),"unknown":\([0-9]*\).*/\1 named, \2 unknown/')
@@ -45,6 +41,7 @@ runs=$RUNS; RUNS=1
 nr=$(median_time ndpiReader -q -i "$lab" -v 0)
 RUNS=$runs
 echo "10. classification (nDPI $(pkg-config --modversion libndpi 2>/dev/null || echo '?')), lab mix, $LAB_PACKETS packets, JSON to /dev/null"
+echo "   every flow: BPF ip or ip6, flow records only; seed filter: section 1's filter and fields"
 printf "   %-44s %8s s %12s packets/s\n" "dati -t 1, every flow, CLASSIFY 0" "$a0" "$(rate "$LAB_PACKETS" "$a0")"
 printf "   %-44s %8s s %12s packets/s  (%s)\n" "dati -t 1, every flow, CLASSIFY 1" "$a1" "$(rate "$LAB_PACKETS" "$a1")" "$named"
 printf "   %-44s %8s s %12s packets/s\n" "dati -t 2, every flow, CLASSIFY 1" "$a2" "$(rate "$LAB_PACKETS" "$a2")"
