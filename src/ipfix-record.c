@@ -2,7 +2,7 @@
  * records. A biflow per RFC 5103: source is the flow's client, the forward
  * counters are client to server, the reverse ones (enterprise 29305) server
  * to client; the filters and tags are strings of dati's own (enterprise
- * IPFIX_PEN_DATI). Numbers are big-endian, as the wire wants them. */
+ * IPFIX_PEN_DATI), the application nDPI named is IANA's applicationName. Numbers are big-endian, as the wire wants them. */
 #include "ipfix-record.h"
 
 #include <string.h>
@@ -33,6 +33,7 @@ static const struct element {
     {239, 239, 1, 0},              /* biflowDirection: 1, initiator (source is the client) */
     {1, 1, VARLEN, IPFIX_PEN_DATI},/* dati filters: names of the filters that matched */
     {2, 2, VARLEN, IPFIX_PEN_DATI},/* dati tags: the flow's tags (feedback channel) */
+    {96, 96, VARLEN, 0},           /* applicationName: CLASSIFY's name of the flow, or empty */
 };
 #define NELEMENTS (sizeof elements / sizeof elements[0])
 
@@ -117,5 +118,6 @@ size_t ipfix_record_encode(uint8_t *out, const struct flow *f, const struct ipfi
     p = put8(p, 1);
     p = put_str(p, v->filters, v->filterslen);
     p = put_str(p, v->tags, v->tags ? v->tagslen : 0);
+    p = put_str(p, v->app, v->app ? v->applen : 0);
     return (size_t)(p - out);
 }

@@ -17,15 +17,17 @@ struct ipfix_flow_values {
     size_t filterslen;
     const char *tags;                /* "a,b", or NULL */
     size_t tagslen;
+    const char *app;                 /* CLASSIFY: "TLS.Google", or NULL */
+    size_t applen;
 };
 
 /* The template set (both templates) at out; returns its length, 0 when
  * room is short. */
 size_t ipfix_record_templates(uint8_t *out, size_t room);
 
-/* Largest data record: fixed part, both addresses IPv6, two strings of
+/* Largest data record: fixed part, both addresses IPv6, three strings of
  * up to 254 bytes (longer ones are cut). */
-#define IPFIX_RECORD_MAX (128 + 2 * 258)
+#define IPFIX_RECORD_MAX (128 + 3 * 258)
 
 /* The template id of f's record (IPv4 or IPv6). */
 uint16_t ipfix_record_template(const struct flow *f);

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "app.h"
 #include "config.h"
 #include "counter.h"
 #include "flowtag.h"
@@ -83,6 +84,11 @@ static int ipfix_flow(struct output *o, const struct flow *f, enum flow_end why,
         .tags = m->tags ? m->tags->csv : NULL,
         .tagslen = m->tags ? m->tags->csvlen : 0,
     };
+    char app[APP_NAME_MAX];
+    if (m->app && app_result_of(m->app, m->flow_slot)->state == APP_DONE) {
+        v.app = app;
+        v.applen = app_name(app_result_of(m->app, m->flow_slot), app, sizeof app);
+    }
     /* only flows with interim records use their slot: reports counts them */
     if (io->reported && f->reports && m->flow_slot < io->nslots) {
         uint64_t *r = io->reported[m->flow_slot];

@@ -314,6 +314,7 @@ def expected_rows(flows):
             "in_pkts": delta[0], "in_bytes": delta[1], "out_pkts": delta[2], "out_bytes": delta[3],
             "reason": END_REASON[f["reason"]],
             "filters": ",".join(f.get("filters", [])),
+            "app": f.get("app") or "",
             "json_reason": f["reason"],
         })
     return rows
@@ -470,7 +471,7 @@ ELEMENT_NAMES = {
     (1, 0): "in_bytes", (2, 0): "in_pkts", (1, PEN_REVERSE): "out_bytes",
     (2, PEN_REVERSE): "out_pkts", (23, 0): "out_bytes", (24, 0): "out_pkts",
     (136, 0): "reason", (148, 0): "flow", (239, 0): "biflow",
-    (1, PEN_DATI): "filters", (2, PEN_DATI): "tags",
+    (1, PEN_DATI): "filters", (2, PEN_DATI): "tags", (96, 0): "app",
 }
 
 
@@ -592,7 +593,7 @@ class IpfixDecoder:
                 name = ELEMENT_NAMES.get((eid, pen))
                 if name in ("src", "dst"):
                     value = str(ipaddress.ip_address(raw))
-                elif name in ("filters", "tags"):
+                elif name in ("filters", "tags", "app"):
                     value = raw.decode("utf-8", "surrogateescape")
                 else:
                     value = int.from_bytes(raw, "big")
@@ -1156,6 +1157,26 @@ def test_tcp_export_to_listener(host, tmp_path, binaries, gen_v6):
     assert all(r["biflow"] == 1 for r in dec.rows)
     compare_rows(f"tcp {host}", expected_rows(run.flows), dec.rows,
                  ROW_FIELDS + ("flow", "filters"), key=("flow", "last_ms"))
+
+
+def test_tcp_export_carries_the_application(tmp_path, binaries, gen_v6):
+    """CLASSIFY 1: each data record's applicationName (IANA element 96) is
+    the flow record's app; with flows no pool state was free for, empty."""
+    col = TcpCollector("127.0.0.1")
+    try:
+        run = run_with_ipfix(tmp_path, gen_v6, col.spec, "IPFIX_TRANSPORT tcp", "CLASSIFY 1",
+                             "CLASSIFY_MAX_FLOWS 50", json_file=tmp_path / "out.json")
+        col.wait_closed()
+    finally:
+        col.close()
+    dec = IpfixDecoder()
+    dec.feed_stream(bytes(col.conns[0]))
+    assert not dec.errors, "\n".join(dec.errors[:20])
+    exp = expected_rows(run.flows)
+    assert {r["app"] for r in exp} - {""}, "no flow was classified"
+    assert "" in {r["app"] for r in exp}, "the pool of 50 was never full"
+    compare_rows("tcp app", exp, dec.rows, ROW_FIELDS + ("flow", "filters", "app"),
+                 key=("flow", "last_ms"))
 
 
 @needs_nfdump

@@ -16,14 +16,14 @@ static void test_templates(void)
     uint8_t buf[512];
     CHECK_EQ_U64(ipfix_record_templates(buf, 100), 0);   /* room short */
     size_t n = ipfix_record_templates(buf, sizeof buf);
-    /* 16 elements, 4 of them enterprise-specific (8 bytes, else 4) */
-    size_t one = 4 + 12 * 4 + 4 * 8;
+    /* 17 elements, 4 of them enterprise-specific (8 bytes, else 4) */
+    size_t one = 4 + 13 * 4 + 4 * 8;
     CHECK_EQ_U64(n, 4 + 2 * one);
     CHECK_EQ_U64(rd16(buf), 2);        /* template set */
     CHECK_EQ_U64(rd16(buf + 2), n);
     const uint8_t *t = buf + 4;
     CHECK_EQ_U64(rd16(t), IPFIX_TEMPLATE_V4);
-    CHECK_EQ_U64(rd16(t + 2), 16);
+    CHECK_EQ_U64(rd16(t + 2), 17);
     CHECK_EQ_U64(rd16(t + 4), 152);    /* flowStartMilliseconds, 8 bytes */
     CHECK_EQ_U64(rd16(t + 6), 8);
     CHECK_EQ_U64(rd16(t + 12), 8);     /* sourceIPv4Address, 4 bytes */
@@ -33,11 +33,13 @@ static void test_templates(void)
     CHECK_EQ_U64(rd16(rev), 0x8001);
     CHECK_EQ_U64(rd16(rev + 2), 8);
     CHECK_EQ_U64(rd32(rev + 4), 29305);
-    /* the last element: dati tags, variable length, PEN 32473 */
-    const uint8_t *last = t + one - 8;
-    CHECK_EQ_U64(rd16(last), 0x8002);
-    CHECK_EQ_U64(rd16(last + 2), 65535);
-    CHECK_EQ_U64(rd32(last + 4), 32473);
+    /* dati tags, variable length, PEN 32473; then applicationName (96), IANA's */
+    const uint8_t *tags = t + one - 12;
+    CHECK_EQ_U64(rd16(tags), 0x8002);
+    CHECK_EQ_U64(rd16(tags + 2), 65535);
+    CHECK_EQ_U64(rd32(tags + 4), 32473);
+    CHECK_EQ_U64(rd16(t + one - 4), 96);
+    CHECK_EQ_U64(rd16(t + one - 2), 65535);
     const uint8_t *t6 = t + one;
     CHECK_EQ_U64(rd16(t6), IPFIX_TEMPLATE_V6);
     CHECK_EQ_U64(rd16(t6 + 12), 27);   /* sourceIPv6Address, 16 bytes */
@@ -59,11 +61,12 @@ static void test_v4_record(void)
     f.last_ts = 1700000001999999999ull;
     f.id = 77;
     struct ipfix_flow_values v = {.packets = {3, 2}, .bytes = {300, 2000}, .why = FLOW_END_IDLE,
-                                  .filters = "http,tls", .filterslen = 8};
+                                  .filters = "http,tls", .filterslen = 8,
+                                  .app = "TLS.Google", .applen = 10};
     uint8_t rec[IPFIX_RECORD_MAX];
     size_t n = ipfix_record_encode(rec, &f, &v);
     CHECK_EQ_U64(ipfix_record_template(&f), IPFIX_TEMPLATE_V4);
-    CHECK_EQ_U64(n, 8 + 8 + 4 + 4 + 2 + 2 + 1 + 4 * 8 + 1 + 8 + 1 + 1 + 8 + 1);
+    CHECK_EQ_U64(n, 8 + 8 + 4 + 4 + 2 + 2 + 1 + 4 * 8 + 1 + 8 + 1 + 1 + 8 + 1 + 1 + 10);
     CHECK_EQ_U64(rd64(rec), 1700000000123ull);       /* ms, truncated */
     CHECK_EQ_U64(rd64(rec + 8), 1700000001999ull);
     CHECK(memcmp(rec + 16, "\xc6\x13\x00\x50", 4) == 0);   /* source: the client */
@@ -81,6 +84,8 @@ static void test_v4_record(void)
     CHECK_EQ_U64(rec[71], 8);
     CHECK_MEM_STR(rec + 72, 8, "http,tls");
     CHECK_EQ_U64(rec[80], 0);             /* no tags */
+    CHECK_EQ_U64(rec[81], 10);
+    CHECK_MEM_STR(rec + 82, 10, "TLS.Google");
 }
 
 static void test_v6_record_and_reasons(void)
@@ -98,7 +103,7 @@ static void test_v6_record_and_reasons(void)
     uint8_t rec[IPFIX_RECORD_MAX];
     size_t n = ipfix_record_encode(rec, &f, &v);
     CHECK_EQ_U64(ipfix_record_template(&f), IPFIX_TEMPLATE_V6);
-    CHECK_EQ_U64(n, 16 + 32 + 5 + 32 + 1 + 8 + 1 + 1 + 2);
+    CHECK_EQ_U64(n, 16 + 32 + 5 + 32 + 1 + 8 + 1 + 1 + 2 + 1);   /* no application: empty */
     CHECK_EQ_U64(rec[16], 0x20);
     CHECK_EQ_U64(rec[31], 1);             /* source: lo, the client */
     CHECK_EQ_U64(rec[47], 2);
