@@ -5,6 +5,7 @@
 #include "app-alloc.h"
 
 #include <ndpi_api.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 
@@ -68,7 +69,11 @@ static void *arena_malloc(size_t size)
 static void arena_free(void *p)
 {
     struct head *h = (struct head *)p - 1;
-    if (h->magic != HEAD_MAGIC) {   /* libc's (nDPI strdup()s a few names at set-up) */
+    /* libc's: nDPI 4.2 frees with ndpi_free a few strings it strdup()ed
+     * (ndpi_add_trusted_issuer_dn, which dati does not call). glibc keeps
+     * a chunk's size in the 8 bytes before it, whose high half is 0 below
+     * 4 GiB, so the magic cannot match; AddressSanitizer would flag the read. */
+    if (h->magic != HEAD_MAGIC) {
         free(p);
         return;
     }
@@ -81,10 +86,16 @@ static void arena_free(void *p)
     h->arena->free[h->cls] = h;
 }
 
-void app_alloc_install(void)
+static void install(void)
 {
     set_ndpi_malloc(arena_malloc);
     set_ndpi_free(arena_free);
+}
+
+void app_alloc_install(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, install);   /* a reload must not write nDPI's hooks as workers run */
 }
 
 void app_arena_fini(struct app_arena *a)

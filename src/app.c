@@ -133,6 +133,7 @@ static void host_put(struct host_table *h, uint32_t i)
  * only read, so other threads may look them up while it detects. */
 static struct ndpi_detection_module_struct *names_mod;
 static int names_mod_taken;
+static struct app_arena kept_arena;   /* the chunks of the classifier that shared it */
 
 struct app_classifier *app_new(uint32_t max_flows, uint32_t pool_size, char *err, size_t errlen)
 {
@@ -188,7 +189,10 @@ void app_free(struct app_classifier *a)
     free(a->free_list);
     hosts_fini(&a->hosts);
     app_arena_use(NULL);
-    app_arena_fini(&a->arena);
+    if (a->shared_mod)   /* the module lives on, with the caches it made in them */
+        kept_arena = a->arena;
+    else
+        app_arena_fini(&a->arena);
     free(a);
 }
 

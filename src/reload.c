@@ -126,6 +126,14 @@ void run_reload(struct run *r)
         config_free(nc);
         return;
     }
+    for (int i = 0; i < nc->nfilters && !nc->classify; i++)
+        if (nc->filter[i].napps || nc->filter[i].uses_app) {
+            log_error("reload refused: filter %s needs CLASSIFY 1, and dati runs with "
+                      "CLASSIFY 0 until it restarts; the running configuration stays",
+                      nc->filter[i].name);
+            config_free(nc);
+            return;
+        }
     int linktypes[CAPTURE_MAX_IFACES];
     for (int i = 0; i < r->nifaces; i++)
         linktypes[i] = r->ifaces[i].linktype;

@@ -38,7 +38,8 @@ static void emit_flow(void *ctx, const struct flow *f, enum flow_end why)
     uint32_t slot = (uint32_t)(f - w->flows.flows);
     if (w->app && why != FLOW_INTERIM)
         app_flow_end(w->app, slot);   /* the record has nDPI's last word */
-    if (!f->filters && w->pl->app_filters) {   /* made for an APP filter that never matched */
+    if (!f->matched) {   /* a candidate for an APP filter that never matched: no
+                          * record, and (flow_states skips it) no live hash */
         if (why != FLOW_INTERIM) {
             COUNTER_INC(w->unmatched_flows);
             if (w->ft)
@@ -176,13 +177,13 @@ static void changed_states(struct worker *w)
     struct flowtag *ft = w->ft;
     for (int i = 0; i < ft->nchanged; i++) {
         struct flow *f = flowtag_find(ft, ft->changed[i]);
-        if (f)
+        if (f && f->matched)
             flow_state(w, f);
     }
     ft->nchanged = 0;
     struct flow_table *t = &w->flows;
     for (uint32_t i = t->lru_head; ft->dirty && i; i = t->flows[i - 1].lru_next)
-        if (t->flows[i - 1].marks & FLOW_STATE_DIRTY)
+        if ((t->flows[i - 1].marks & FLOW_STATE_DIRTY) && t->flows[i - 1].matched)
             flow_state(w, &t->flows[i - 1]);
     ft->dirty = 0;
 }
@@ -203,7 +204,8 @@ static void flow_states(struct worker *w)
             break;
         if (!newest)
             newest = f->last_clock;
-        flow_state(w, f);
+        if (f->matched)   /* an APP filter's candidates have no live hash */
+            flow_state(w, f);
     }
     if (newest)
         w->state_clock = newest;
@@ -356,8 +358,9 @@ void worker_process(struct worker *w, const struct packet *p)
     }
     uint64_t recorded = mask & w->pl->record_filters;
     if (f) {
-        int first_match = mask && !f->filters;
+        int first_match = mask && !f->matched;
         f->filters |= mask;
+        f->matched |= mask != 0;
         /* feedback: ignored flows give none, watched ones every packet */
         if (f->marks & (FLOW_WATCH | FLOW_IGNORE)) {
             if (f->marks & FLOW_IGNORE) {
@@ -380,7 +383,7 @@ void worker_process(struct worker *w, const struct packet *p)
          * but for APP filters) */
         if (first_match && w->pl->conf->flow_events && w->out->ops->flow_event)
             flow_event(w, f);
-        if (w->active_ns && f->filters && p->ts > f->first_ts && f->reports < 255 &&
+        if (w->active_ns && f->matched && p->ts > f->first_ts && f->reports < 255 &&
             p->ts - f->first_ts >= (f->reports + 1u) * w->active_ns) {
             /* ACTIVE_TIMEOUT: an interim record of a long flow; one only
              * after a gap of several timeouts, not one per packet */

@@ -266,6 +266,10 @@ def test_sighup_reload(tmp_path, gen):
         h.write_config(tmp_path, "dati.conf", "FILTER_NAME broken\nBPF tcp port\n")
         d.signal(signal.SIGHUP)
         d.wait_for("reload refused")
+        # CLASSIFY takes a restart: APP filters on a running CLASSIFY 0 are refused
+        h.write_config(tmp_path, "dati.conf", "CLASSIFY 1\nFILTER_NAME web\nAPP HTTP\n")
+        d.signal(signal.SIGHUP)
+        d.wait_for("reload refused: filter web needs CLASSIFY 1")
         ns.replay(gen["path"], pps=20000)
         d.wait_packets(3 * n)
         recs, flows, st = split(d.stop())
