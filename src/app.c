@@ -133,7 +133,6 @@ static void host_put(struct host_table *h, uint32_t i)
  * only read, so other threads may look them up while it detects. */
 static struct ndpi_detection_module_struct *names_mod;
 static int names_mod_taken;
-static struct app_arena kept_arena;   /* the chunks of the classifier that shared it */
 
 struct app_classifier *app_new(uint32_t max_flows, uint32_t pool_size, char *err, size_t errlen)
 {
@@ -181,18 +180,17 @@ void app_free(struct app_classifier *a)
     for (uint32_t s = 0; a->result && a->nfree < a->pool_size && s < a->max_flows; s++)
         if (a->result[s].state == APP_CLASSIFYING)
             ndpi_free_flow_data(pool_flow(a, a->result[s].ref));
-    if (a->mod && !a->shared_mod)
+    if (a->mod)   /* the shared one too: its caches are in this arena (exit only) */
         ndpi_exit_detection_module(a->mod);
+    if (a->shared_mod)
+        names_mod = NULL, names_mod_taken = 0;
     free(a->result);
     free(a->pool);
     free(a->fed);
     free(a->free_list);
     hosts_fini(&a->hosts);
     app_arena_use(NULL);
-    if (a->shared_mod)   /* the module lives on, with the caches it made in them */
-        kept_arena = a->arena;
-    else
-        app_arena_fini(&a->arena);
+    app_arena_fini(&a->arena);
     free(a);
 }
 
