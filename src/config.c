@@ -611,6 +611,11 @@ static const struct keyword {
     NUMBER("ACTIVE_TIMEOUT", 0, 1000000000, active_timeout),
     NUMBER("RECORD_SEQ", 0, 1, record_seq),
     NUMBER("FLOW_FEATURES", 0, 64, flow_features),
+    NUMBER("REASSEMBLY", 0, 1, reassembly),
+    NUMBER("DEFRAG_TIMEOUT", 1, 86400, defrag_timeout),
+    NUMBER("DEFRAG_MEMCAP", 4096, 4294967295ul, defrag_memcap),
+    NUMBER("DEFRAG_MAX_DATAGRAMS", 1, 1u << 24, defrag_max_datagrams),
+    NUMBER("DEFRAG_MAX_SIZE", 68, 65535, defrag_max_size),
     HANDLER("CLASSIFY", GLOBAL, kw_classify),
     NUMBER("CLASSIFY_MAX_FLOWS", 1, 1u << 24, classify_max_flows),
     HANDLER("IPFIX_COLLECTOR", GLOBAL, kw_ipfix_collector),
@@ -795,6 +800,11 @@ struct config *config_parse(const char *name, const char *text, size_t len, FILE
     c->ipfix_refresh_s = 60;
     c->ipfix_refresh_msgs = 1000;
     c->classify_max_flows = 16384;
+    c->reassembly = 1;
+    c->defrag_timeout = 30;
+    c->defrag_memcap = 32u << 20;
+    c->defrag_max_datagrams = 16384;
+    c->defrag_max_size = 65535;
     struct parser ps = {.c = c, .name = name, .errs = errs};
     c->path = dup(&ps, name);
     char *line = buf;

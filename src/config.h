@@ -86,6 +86,11 @@ struct config {
     unsigned active_timeout;           /* > 0: interim flow records of long flows, s */
     unsigned record_seq;               /* 1: records carry "worker" and a per-worker "seq" */
     unsigned flow_features;            /* > 0: flow records carry features.h's, this many SPLT */
+    unsigned reassembly;               /* 1: IP fragments reassembled (defrag.h) */
+    unsigned defrag_timeout;           /* s of packet time from a datagram's first fragment */
+    unsigned defrag_memcap;            /* bytes of fragments held, all workers */
+    unsigned defrag_max_datagrams;     /* datagrams in reassembly at once, all workers */
+    unsigned defrag_max_size;          /* largest IP payload reassembled, bytes */
     unsigned classify;                 /* 1: nDPI names every flow (app.h) */
     unsigned classify_max_flows;       /* nDPI flow states at once, all workers together */
     int classify_line;

@@ -237,7 +237,8 @@ static enum decode_result decode_ipv6(struct packet *p, uint32_t off)
         uint32_t len;
         if (nh == 44) {    /* fragment header: fixed 8 bytes */
             len = 8;
-            p->flags |= PKT_FRAGMENT;
+            if (rd16(d + cur + 2) & 0xfff9)   /* RFC 6946: an atomic fragment is none */
+                p->flags |= PKT_FRAGMENT;
             if (rd16(d + cur + 2) & 0xfff8) {
                 p->l4_proto = d[cur];
                 p->l4_off = p->payload_off = cur + 8;

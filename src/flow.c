@@ -183,8 +183,8 @@ static int tcp_retransmitted(struct flow *f, const struct packet *p, int dir)
 int flow_update(struct flow_table *t, struct flow *f, const struct packet *p)
 {
     int dir = flow_direction(f, p);
-    f->packets[dir]++;
-    f->bytes[dir] += p->wirelen;
+    f->packets[dir] += 1u + p->extra_frames;   /* a reassembled datagram: all its frames */
+    f->bytes[dir] += p->wirelen + (uint64_t)p->extra_bytes;
     f->last_ts = p->ts;
     f->last_clock = p->clock;
     uint32_t i = (uint32_t)(f - t->flows) + 1;

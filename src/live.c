@@ -59,6 +59,8 @@ static int live_timed(void *ctx)
     if (now > w->clock) {
         w->clock = now;
         flow_table_advance(&w->flows, now);
+        if (w->defrag)
+            defrag_expire(w->defrag, now);
     }
     worker_take_pipeline(w);
     worker_drain(w);
@@ -76,7 +78,7 @@ static void *live_worker_main(void *arg)
     struct live_worker *lw = arg;
     struct worker *w = lw->w;
     struct run *r = lw->r;
-    struct packet p;
+    struct packet p, whole;
     int linktype, rc;
     uint32_t n = 0;
     memset(&p, 0, sizeof p);
@@ -87,14 +89,23 @@ static void *live_worker_main(void *arg)
         COUNTER_INC(w->in.packets);
         COUNTER_ADD(w->in.bytes, p.wirelen);
         enum decode_result res = decode_packet(&p, linktype);
-        COUNTER_INC(w->in.decode[res]);
-        if (!decode_is_error(res)) {
-            p.link_slot = r->link_slot[p.iface - 1];
-            worker_process(w, &p);
+        p.link_slot = r->link_slot[p.iface - 1];
+        struct packet *q = &p;
+        if (w->defrag && (p.flags & PKT_FRAGMENT)) {   /* IPv6: the kernel's defrag is IPv4's */
+            COUNTER_INC(w->in.decode[DECODE_FRAGMENT]);
+            q = defrag_packet(w->defrag, &p, linktype, w->defrag_buf, &whole);
+        } else {
+            COUNTER_INC(w->in.decode[res]);
+            if (decode_is_error(res))
+                q = NULL;
         }
+        if (q)
+            worker_process(w, q);
         if (++n % LIVE_CHECK_EVERY == 0 && live_timed(lw))
             break;
     }
+    if (w->defrag)   /* what is still incomplete when capture ends is given up */
+        defrag_expire(w->defrag, UINT64_MAX);
     if (rc < 0) {
         log_error("%s", w->cap.errbuf);
         lw->failed = 1;

@@ -154,6 +154,32 @@ static int flows_records(struct outbuf *b, const struct stats_totals *t)
     return rc;
 }
 
+static int defrag(struct outbuf *b, const struct stats_totals *t)
+{
+    const struct defrag_counters *d = &t->df;
+    struct labelled dropped[] = {{"timeout", d->timeout}, {"overlap", d->overlap},
+                                 {"too_big", d->too_big}, {"no_room", d->no_room},
+                                 {"invalid", d->invalid}};
+    int rc = COUNTER("dati_defrag_fragments_total", "Frames that were IP fragments.",
+                     d->fragments);
+    rc |= COUNTER("dati_defrag_datagrams_total", "IP datagrams rebuilt from fragments.",
+                  d->datagrams);
+    rc |= COUNTER("dati_defrag_reassembled_fragments_total",
+                  "Fragments in the rebuilt datagrams.", d->reassembled);
+    rc |= COUNTER("dati_defrag_duplicate_fragments_total",
+                  "Fragments with the offset and length of one held, ignored.", d->duplicates);
+    rc |= COUNTER("dati_defrag_conflicting_fragments_total",
+                  "Duplicate fragments whose bytes differ from the copy kept.", d->conflicting);
+    rc |= COUNTER("dati_defrag_undecodable_datagrams_total",
+                  "Rebuilt datagrams whose headers did not decode.", d->undecodable);
+    rc |= by_label(b, "dati_defrag_dropped_fragments_total", "counter",
+                   "Fragments dropped, by why.", "reason", dropped, N(dropped));
+    rc |= GAUGE("dati_defrag_held_fragments", "Fragments waiting for the rest of their datagram.",
+                d->held);
+    rc |= GAUGE("dati_defrag_held_bytes", "Memory the held fragments take.", d->held_bytes);
+    return rc;
+}
+
 static int classify(struct outbuf *b, const struct stats_totals *t)
 {
     struct labelled r[] = {{"classified", t->app.classified}, {"unknown", t->app.unknown},
@@ -350,6 +376,8 @@ int metrics_render(struct outbuf *b, const struct stats_source *s, const struct 
     rc |= input(b, s, t) | filters(b, s, t) | flows_records(b, t);
     if (s->pl->tap_filters)
         rc |= tap(b, t);
+    if (t->defrag)
+        rc |= defrag(b, t);
     if (t->classify)
         rc |= classify(b, t);
     if (t->redis)

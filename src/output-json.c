@@ -367,6 +367,9 @@ int json_meta_add(struct outbuf *b, const struct record_meta *m)
               json_u64(b, m->seq);
     if (m->probe)   /* PROBE_NAME's characters need no escaping */
         rc |= json_lit(b, ",\"probe\":\"") | json_lit(b, m->probe) | json_lit(b, "\"");
+    if (m->frag_counts)   /* REASSEMBLY: the flow had IP fragments */
+        rc |= json_lit(b, ",\"fragments\":") | json_u64(b, m->frag_counts >> 32) |
+              json_lit(b, ",\"reassembled\":") | json_u64(b, m->frag_counts & 0xffffffffu);
     if (m->app)
         rc |= app_json(b, m->app, m->flow_slot);
     if (m->features)

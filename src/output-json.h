@@ -38,7 +38,8 @@ int json_meta_add(struct outbuf *b, const struct record_meta *m);
 
 static inline int json_meta(struct outbuf *b, const struct record_meta *m)
 {
-    return m->tags || m->seq || m->probe || m->features || m->app ? json_meta_add(b, m) : 0;
+    return m->tags || m->seq || m->probe || m->features || m->app || m->frag_counts
+               ? json_meta_add(b, m) : 0;
 }
 
 /* JSON lines into sink, through a buffer of the output's own that reaches

@@ -36,6 +36,7 @@ struct record_meta {
     const struct feature_table *feature_table;
     const struct flow_features *features;
     const struct app_classifier *app;  /* flow records with CLASSIFY 1; NULL: off */
+    uint64_t frag_counts;              /* flow records: fragments << 32 | reassembled datagrams */
     /* field records only */
     const struct filter_conf *filter;  /* the filter that matched */
     int filter_index;

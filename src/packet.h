@@ -30,6 +30,7 @@ enum {
     PKT_SRC_IS_LO = 1 << 1,   /* the sender is key.lo_* */
     PKT_FRAGMENT = 1 << 2,    /* an IPv4/IPv6 fragment (first or later) */
     PKT_SNAPPED = 1 << 3,     /* the capture kept less of the datagram than was sent */
+    PKT_REASSEMBLED = 1 << 4, /* rebuilt from IP fragments (defrag.h) */
 };
 
 struct packet {
@@ -53,7 +54,9 @@ struct packet {
     uint32_t payload_off;     /* offset of the L4 payload */
     uint32_t payload_len;     /* L4 payload bytes captured (padding excluded) */
     uint16_t sport, dport;    /* host order */
+    uint32_t extra_bytes;     /* a reassembled datagram: wire bytes of its other fragments */
     struct flow_key key;
+    uint16_t extra_frames;    /* and their number (0: a packet of one frame) */
 };
 
 static inline const uint8_t *packet_src_addr(const struct packet *p)

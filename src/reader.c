@@ -3,6 +3,7 @@
  * owns its flow (symmetric hash, so both directions meet). Every packet's
  * clock stamp is the reader's clock, which is why flow expiry gives the
  * same records for any number of workers. */
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,10 +25,30 @@ static void tick(struct run *r)
     run_tick(r);
 }
 
+/* REASSEMBLY: p is a fragment. Returns p when it is to be processed as it
+ * is (not a fragment after all), the datagram it completed (decoded, in
+ * the next of the rebuilt-frame buffers, which a worker may still be
+ * reading: wait for it), or NULL when there is nothing to process. */
+static struct packet *defragment(struct run *r, struct packet *p, int linktype,
+                                 struct packet *out)
+{
+    unsigned k = r->nworkers > 1 ? r->defrag_turn % DEFRAG_SLOTS : 0;
+    int w = r->defrag_worker[k];
+    while (w >= 0 && !pktq_consumed(&r->queues[w], r->defrag_fence[k])) {
+        pktq_publish(&r->queues[w]);
+        sched_yield();
+    }
+    r->defrag_worker[k] = -1;
+    struct packet *q = defrag_packet(r->defrag, p, linktype, r->defrag_buf[k], out);
+    if (q == out)
+        r->defrag_turn++;
+    return q;
+}
+
 /* Reads everything; returns 1 at the clean end, 0 when stopped, -1 on damage. */
 static int read_loop(struct run *r, uint64_t *clock_out)
 {
-    struct packet pkt;
+    struct packet pkt, whole;
     int linktype, last_linktype = -1;
     uint16_t slot = 0;
     uint64_t clock = 0, frame = 0;
@@ -36,6 +57,8 @@ static int read_loop(struct run *r, uint64_t *clock_out)
     for (;;) {
         /* between packets, so that a stop never leaves one half-counted */
         if (frame % CHECK_EVERY == 0 && frame) {
+            if (r->defrag)   /* also on quiet datagrams, not only when fragments come */
+                defrag_expire(r->defrag, clock);
             tick(r);
             if (run_stopping() || r->sink.error) {
                 rc = 0;
@@ -59,20 +82,33 @@ static int read_loop(struct run *r, uint64_t *clock_out)
         }
         enum decode_result res = linktype == last_linktype ? decode_packet(&pkt, linktype)
                                                            : DECODE_ERR_LINKTYPE;
-        COUNTER_INC(r->rc.decode[res]);
-        if (decode_is_error(res))
-            continue;
         pkt.link_slot = slot;
+        struct packet *p = &pkt;
+        if (r->defrag && (pkt.flags & PKT_FRAGMENT)) {
+            /* a piece: its transport header is judged once the datagram is whole */
+            COUNTER_INC(r->rc.decode[DECODE_FRAGMENT]);
+            if (!(p = defragment(r, &pkt, linktype, &whole)))
+                continue;
+        } else {
+            COUNTER_INC(r->rc.decode[res]);
+            if (decode_is_error(res))
+                continue;
+        }
         if (r->nworkers == 1) {
-            worker_process(&r->workers[0], &pkt);
+            worker_process(&r->workers[0], p);
             continue;
         }
         /* the high bits pick the worker: the flow table uses the low ones */
-        int w = (pkt.flags & PKT_HAS_KEY)
-                    ? (int)(((uint64_t)pkt.hash * (uint32_t)r->nworkers) >> 32) : 0;
-        *pktq_reserve(&r->queues[w]) = pkt;
+        int w = (p->flags & PKT_HAS_KEY)
+                    ? (int)(((uint64_t)p->hash * (uint32_t)r->nworkers) >> 32) : 0;
+        *pktq_reserve(&r->queues[w]) = *p;
         pktq_commit(&r->queues[w]);
         r->fence[r->cap.slot][w] = r->queues[w].head_local;
+        if (p == &whole) {
+            unsigned k = (r->defrag_turn - 1) % DEFRAG_SLOTS;
+            r->defrag_worker[k] = w;
+            r->defrag_fence[k] = r->queues[w].head_local;
+        }
     }
     *clock_out = clock;
     if (rc < 0)
@@ -145,6 +181,8 @@ int reader_run(struct run *r)
     r->input_fd = -1;
     if (capture_open_input(&r->cap, fd, &copt) == 0)
         done = read_loop(r, &clock);
+    if (r->defrag)   /* what is still incomplete at the end is given up */
+        defrag_expire(r->defrag, UINT64_MAX);
     enum flow_end why = done == 0 && (run_stopping() || r->sink.error) ? FLOW_END_SHUTDOWN
                                                                            : FLOW_END_EOF;
     if (r->nworkers > 1) {

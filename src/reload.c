@@ -51,6 +51,11 @@ static const char *fixed_setting_changed(const struct config *a, const struct co
     SAME_NUM(record_seq, "RECORD_SEQ");
     SAME_NUM(flow_features, "FLOW_FEATURES");
     SAME_NUM(classify, "CLASSIFY");
+    SAME_NUM(reassembly, "REASSEMBLY");
+    SAME_NUM(defrag_timeout, "DEFRAG_TIMEOUT");
+    SAME_NUM(defrag_memcap, "DEFRAG_MEMCAP");
+    SAME_NUM(defrag_max_datagrams, "DEFRAG_MAX_DATAGRAMS");
+    SAME_NUM(defrag_max_size, "DEFRAG_MAX_SIZE");
     SAME_NUM(classify_max_flows, "CLASSIFY_MAX_FLOWS");
     SAME_STR(ipfix_collector, "IPFIX_COLLECTOR");
     SAME_STR(http_listen, "HTTP_LISTEN");
@@ -83,6 +88,11 @@ static int keep_running_settings(struct config *nc, const struct config *running
     nc->flow_features = running->flow_features;   /* the workers' tables are sized for it */
     nc->classify = running->classify;             /* APP filters match nothing without it */
     nc->classify_max_flows = running->classify_max_flows;
+    nc->reassembly = running->reassembly;
+    nc->defrag_timeout = running->defrag_timeout;
+    nc->defrag_memcap = running->defrag_memcap;
+    nc->defrag_max_datagrams = running->defrag_max_datagrams;
+    nc->defrag_max_size = running->defrag_max_size;
     memcpy(nc->probe_name, running->probe_name, sizeof nc->probe_name);
     nc->redis_spublish = running->redis_spublish;
     nc->flow_state_interval = running->flow_state_interval;

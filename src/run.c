@@ -228,6 +228,36 @@ static int resolve_ifaces(struct run *r)
     return 0;
 }
 
+/* REASSEMBLY: reading a file, this thread defragments for all workers; live,
+ * each worker its own rings' fragments, with its share of the limits. */
+static int start_defrag(struct run *r)
+{
+    const struct config *c = r->conf;
+    uint32_t n = r->nifaces ? (uint32_t)r->nworkers : 1;
+    struct defrag_limits lim = {
+        .memcap = c->defrag_memcap / n,
+        .max_datagrams = (c->defrag_max_datagrams + n - 1) / n,
+        .max_size = c->defrag_max_size,
+        .timeout_ns = (uint64_t)c->defrag_timeout * 1000000000u,
+    };
+    if (r->nifaces) {
+        for (int i = 0; i < r->nworkers; i++) {
+            struct worker *w = &r->workers[i];
+            if (!(w->defrag = defrag_new(&lim)) || !(w->defrag_buf = malloc(DEFRAG_FRAME_MAX)))
+                return -1;
+        }
+        return 0;
+    }
+    for (int k = 0; k < DEFRAG_SLOTS; k++)
+        r->defrag_worker[k] = -1;
+    if (!(r->defrag = defrag_new(&lim)))
+        return -1;
+    for (int k = 0; k < (r->nworkers > 1 ? DEFRAG_SLOTS : 1); k++)
+        if (!(r->defrag_buf[k] = malloc(DEFRAG_FRAME_MAX)))
+            return -1;
+    return 0;
+}
+
 static int setup(struct run *r)
 {
     const struct config *conf = r->conf;
@@ -298,6 +328,10 @@ static int setup(struct run *r)
         }
         r->ready_workers = i + 1;
     }
+    if (conf->reassembly && start_defrag(r) < 0) {
+        log_error("out of memory for REASSEMBLY (DEFRAG_MEMCAP %u bytes)", conf->defrag_memcap);
+        return -1;
+    }
     if (conf->http_listen) {
         if (!(r->mon = monitor_new(conf, r->nworkers, r->opt->input, r->opt->output))) {
             log_error("out of memory");
@@ -311,7 +345,7 @@ static int setup(struct run *r)
         }
     }
     r->src = (struct stats_source){&r->rc, r->workers, r->nworkers, r->pl, r->ifstats, r->nifaces,
-                                   NULL, r->ipfix};
+                                   NULL, r->ipfix, r->defrag};
     return 0;
 }
 
@@ -352,6 +386,9 @@ static void teardown(struct run *r)
         worker_fini(&r->workers[i]);
     }
     free(r->workers);
+    defrag_free(r->defrag);
+    for (int k = 0; k < DEFRAG_SLOTS; k++)
+        free(r->defrag_buf[k]);
     monitor_free(r->mon);   /* after the workers: they sampled into its rings */
     free(r->queues);
     outbuf_fini(&r->statbuf);

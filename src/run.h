@@ -7,6 +7,7 @@
 
 #include "capture.h"
 #include "config.h"
+#include "defrag.h"
 #include "outbuf.h"
 #include "ipfix.h"
 #include "redis-cluster.h"
@@ -16,6 +17,7 @@
 #include "worker.h"
 
 #define MAX_WORKERS 64
+#define DEFRAG_SLOTS 8   /* rebuilt frames a worker may still be reading */
 
 struct run_options {
     const char *input;         /* capture file, "-" for stdin; NULL for live capture */
@@ -56,6 +58,13 @@ struct run {
     int read_thread;               /* the capture reads ahead in its own thread */
     int spins;                     /* pause loops before a wait sleeps */
     struct reader_counters rc;
+    /* REASSEMBLY, reading a file: this thread defragments; a rebuilt frame
+     * stays in its buffer until its worker's tail passes fence */
+    struct defrag *defrag;
+    uint8_t *defrag_buf[DEFRAG_SLOTS];
+    int defrag_worker[DEFRAG_SLOTS];   /* -1: free */
+    uint32_t defrag_fence[DEFRAG_SLOTS];
+    unsigned defrag_turn;
     /* per read buffer, per worker: queue position just after the last packet
      * from that buffer; the buffer is free once the worker's tail passes it */
     uint32_t fence[READAHEAD_SLOTS][MAX_WORKERS];

@@ -74,6 +74,18 @@ size_t stats_app_name(const struct stats_totals *t, int i, char *buf, size_t len
     return app_pair_name((uint16_t)(key >> 16), (uint16_t)key, buf, len);
 }
 
+static void sum_defrag(struct stats_totals *t, const struct defrag *d)
+{
+    if (!d)
+        return;
+    const struct defrag_counters *c = defrag_counters(d);
+    uint64_t *to = &t->df.fragments;
+    const uint64_t *from = &c->fragments;
+    t->defrag = 1;
+    for (size_t i = 0; i < sizeof *c / sizeof(uint64_t); i++)   /* all uint64_t */
+        to[i] += COUNTER_GET(from[i]);
+}
+
 void stats_sum(const struct stats_source *s, struct stats_totals *t)
 {
     memset(t, 0, sizeof *t);
@@ -140,6 +152,9 @@ void stats_sum(const struct stats_source *s, struct stats_totals *t)
         }
     }
     sort_apps(t);
+    sum_defrag(t, s->defrag);
+    for (int w = 0; w < s->nworkers; w++)
+        sum_defrag(t, s->workers[w].defrag);
     if (s->ipfix) {
         t->ipfix = 1;
         ipfix_counters_get(s->ipfix, &t->ix);
@@ -186,6 +201,15 @@ void stats_print(FILE *f, const struct stats_source *s, const struct stats_total
     if (t->netpdl_regex_errors)
         fprintf(f, "dati:   netpdl: %llu regex searches failed (match limit, JIT stack)\n",
                 (unsigned long long)t->netpdl_regex_errors);
+    if (t->defrag && t->df.fragments)
+        fprintf(f, "dati:   defrag: %llu fragments, %llu datagrams rebuilt from %llu; %llu "
+                   "duplicates; dropped %llu timeout, %llu overlap, %llu too big, %llu no room, "
+                   "%llu invalid; %llu held\n",
+                (unsigned long long)t->df.fragments, (unsigned long long)t->df.datagrams,
+                (unsigned long long)t->df.reassembled, (unsigned long long)t->df.duplicates,
+                (unsigned long long)t->df.timeout, (unsigned long long)t->df.overlap,
+                (unsigned long long)t->df.too_big, (unsigned long long)t->df.no_room,
+                (unsigned long long)t->df.invalid, (unsigned long long)t->df.held);
     if (t->classify) {
         fprintf(f, "dati:   classify: %llu flows named, %llu unknown, %llu not classified "
                    "(pool full);", (unsigned long long)t->app.classified,
@@ -337,6 +361,27 @@ int stats_json(struct outbuf *b, const struct stats_source *s, const struct stat
     rc |= member(b, "rss_anon_kb", t->rss_anon_kb, &first);
     rc |= member(b, "flow_entry_bytes", sizeof(struct flow), &first);
     rc |= json_lit(b, "}");
+    if (t->defrag) {
+        const struct defrag_counters *d = &t->df;
+        rc |= json_lit(b, ",\"defrag\":{");
+        first = 1;
+        rc |= member(b, "fragments", d->fragments, &first);
+        rc |= member(b, "datagrams", d->datagrams, &first);
+        rc |= member(b, "reassembled", d->reassembled, &first);
+        rc |= member(b, "duplicates", d->duplicates, &first);
+        rc |= member(b, "conflicting", d->conflicting, &first);
+        rc |= member(b, "undecodable", d->undecodable, &first);
+        rc |= member(b, "held", d->held, &first);
+        rc |= member(b, "held_kb", d->held_bytes >> 10, &first);
+        rc |= json_lit(b, ",\"dropped\":{");
+        first = 1;
+        rc |= member(b, "timeout", d->timeout, &first);
+        rc |= member(b, "overlap", d->overlap, &first);
+        rc |= member(b, "too_big", d->too_big, &first);
+        rc |= member(b, "no_room", d->no_room, &first);
+        rc |= member(b, "invalid", d->invalid, &first);
+        rc |= json_lit(b, "}}");
+    }
     if (t->classify) {
         rc |= json_lit(b, ",\"classify\":{");
         first = 1;

@@ -9,6 +9,7 @@
 
 #include "app.h"
 #include "decode.h"
+#include "defrag.h"
 #include "outbuf.h"
 #include "ipfix.h"
 #include "redis-cluster.h"
@@ -46,6 +47,8 @@ struct stats_totals {
     int ipfix;                     /* IPFIX export is on */
     struct ipfix_counters ix;
     uint64_t ipfix_pending;        /* records in the workers' messages, not yet sent */
+    int defrag;                    /* REASSEMBLY 1 */
+    struct defrag_counters df;     /* the reader's, or the live workers' summed */
     int classify;                  /* CLASSIFY 1 */
     struct app_counters app;       /* summed; name_key/name_flows merged, sorted by flows */
     int napps;                     /* names in app.name_key, in order */
@@ -65,6 +68,7 @@ struct stats_source {
     int nifaces;
     const struct feedback *fb;     /* NULL without FEEDBACK_CHANNEL */
     const struct ipfix_exporter *ipfix; /* NULL without IPFIX_COLLECTOR */
+    const struct defrag *defrag;   /* REASSEMBLY reading a file; live, the workers' */
 };
 
 void stats_sum(const struct stats_source *s, struct stats_totals *t);

@@ -53,6 +53,7 @@ static void emit_flow(void *ctx, const struct flow *f, enum flow_end why)
     struct record_meta m = meta(w, f, &tt, 1);
     m.flow_slot = slot;
     m.app = w->app;
+    m.frag_counts = w->frag_counts ? w->frag_counts[slot] : 0;
     if (w->feat.mem) {
         m.feature_table = &w->feat;
         m.features = features_of(&w->feat, m.flow_slot);
@@ -83,6 +84,10 @@ int worker_init(struct worker *w, int index, const struct pipeline *pl, uint32_t
         snprintf(err, errlen, "out of memory for %u flows per worker", max_flows);
         return -1;
     }
+    if (pl->conf->reassembly && !(w->frag_counts = calloc(max_flows, sizeof *w->frag_counts))) {
+        snprintf(err, errlen, "out of memory for %u flows per worker", max_flows);
+        goto err;
+    }
     if (pl->conf->classify && (app_names_init(err, errlen) < 0 ||
                                !(w->app = app_new(max_flows, classify_flows, err, errlen))))
         goto err;
@@ -102,6 +107,8 @@ int worker_init(struct worker *w, int index, const struct pipeline *pl, uint32_t
         w->ft->track_state = w->out->ops->flow_state && pl->conf->flow_state_interval;
     return 0;
 err:
+    free(w->frag_counts);
+    w->frag_counts = NULL;
     app_free(w->app);
     w->app = NULL;
     features_fini(&w->feat);
@@ -121,6 +128,9 @@ void worker_fini(struct worker *w)
     features_fini(&w->feat);
     app_free(w->app);
     extract_fini(&w->x);
+    free(w->frag_counts);
+    defrag_free(w->defrag);
+    free(w->defrag_buf);
 }
 
 static void remap_counters(uint64_t *c, const int8_t *map, int n, uint64_t *retired)
@@ -340,7 +350,11 @@ void worker_process(struct worker *w, const struct packet *p)
             flowtag_created(w->ft, f);
         if (w->app)
             app_flow_begin(w->app, (uint32_t)(f - w->flows.flows));
+        if (w->frag_counts)
+            w->frag_counts[f - w->flows.flows] = 0;
     }
+    if (f && (p->flags & PKT_REASSEMBLED) && w->frag_counts)
+        w->frag_counts[f - w->flows.flows] += (uint64_t)(1u + p->extra_frames) << 32 | 1;
     /* a flag in the entry, so that a classified flow costs no other load */
     if (f && w->app && !f->app_done &&
         (app_packet(w->app, (uint32_t)(f - w->flows.flows), p) ||
@@ -377,7 +391,7 @@ void worker_process(struct worker *w, const struct packet *p)
             struct flow_features *ff = features_of(&w->feat, (uint32_t)(f - w->flows.flows));
             if (created)
                 features_reset(&w->feat, ff);
-            features_update(&w->feat, ff, flow_direction(f, p), p->wirelen, p->ts);
+            features_update(&w->feat, ff, flow_direction(f, p), p->wirelen + p->extra_bytes, p->ts);
         }
         /* FLOW_EVENTS: when the flow first matches a filter (its creation,
          * but for APP filters) */

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "capture.h"
+#include "defrag.h"
 #include "classify.h"
 #include "decode.h"
 #include "config.h"
@@ -93,6 +94,9 @@ struct worker {
     /* live capture: the worker reads its own rings */
     struct capture cap;
     struct reader_counters in;
+    struct defrag *defrag;         /* REASSEMBLY, live: this worker's own */
+    uint8_t *defrag_buf;           /* its rebuilt frame */
+    uint64_t *frag_counts;         /* REASSEMBLY: per flow, fragments << 32 | datagrams */
     uint64_t clock;                /* latest packet time or wall time, ns */
     uint64_t frame;                /* frame numbers: index + 1, then + nworkers */
     const struct pipeline *next_pl;/* set by a reload; taken at the next batch */

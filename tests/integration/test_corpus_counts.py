@@ -36,15 +36,23 @@ def test_packets_equal_tshark_frames(capture, corpus_run):
 
 
 def test_accounting_identity(capture, corpus_run):
-    """packets == sum(decoded) + sum(malformed); field records counted per
-    filter equal the records written."""
+    """packets == sum(decoded) + sum(malformed); every fragment accounted for;
+    field records counted per filter equal the records written."""
     run = corpus_run(capture)
     s = run.stats
     decoded, malformed = sum(s["decoded"].values()), sum(s["malformed"].values())
     assert s["packets"] == decoded + malformed, \
         f"{capture}: packets {s['packets']} != decoded {decoded} + malformed {malformed} " \
         f"({s['decoded']}, {s['malformed']})"
-    assert s["processed"] == decoded, f"{capture}: processed {s['processed']} != decoded {decoded}"
+    # REASSEMBLY: fragments go to the defragmenter (decoded as ip_fragment),
+    # the datagrams it rebuilds to the workers
+    d = s["defrag"]
+    assert d["fragments"] == s["decoded"]["ip_fragment"]
+    assert d["fragments"] == (d["reassembled"] + d["duplicates"] + sum(d["dropped"].values()) +
+                              d["held"]), f"{capture}: defrag accounting {d}"
+    assert d["held"] == 0, "the end of input gives up what is still incomplete"
+    whole = decoded - d["fragments"] + d["datagrams"] - d["undecodable"]
+    assert s["processed"] == whole, f"{capture}: processed {s['processed']} != {whole}"
     per_filter = {name: 0 for name in s["filters"]}
     for r in run.records:
         per_filter[r["filter"]] += 1

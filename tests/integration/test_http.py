@@ -236,7 +236,14 @@ def expected_metrics(stats):
               ("feedback", "reconnects"): "dati_feedback_reconnects_total",
               ("classify", "hosts_dropped"): "dati_classify_hosts_dropped_total",
               ("classify", "apps_uncounted"): "dati_app_uncounted_flows_total",
-              ("classify", "unmatched_flows"): "dati_classify_unmatched_flows_total"}
+              ("classify", "unmatched_flows"): "dati_classify_unmatched_flows_total",
+              ("defrag", "fragments"): "dati_defrag_fragments_total",
+              ("defrag", "datagrams"): "dati_defrag_datagrams_total",
+              ("defrag", "reassembled"): "dati_defrag_reassembled_fragments_total",
+              ("defrag", "duplicates"): "dati_defrag_duplicate_fragments_total",
+              ("defrag", "conflicting"): "dati_defrag_conflicting_fragments_total",
+              ("defrag", "undecodable"): "dati_defrag_undecodable_datagrams_total",
+              ("defrag", "held"): "dati_defrag_held_fragments"}
     labelled = {
         ("records", "field"): ("dati_records_total", {"kind": "field"}),
         ("records", "flow"): ("dati_records_total", {"kind": "flow"}),
@@ -301,6 +308,8 @@ def expected_metrics(stats):
             put(name[path[2]], v, filter=path[1])
         elif path[0] == "flows" and path[1] in ("idle", "end_of_input", "evicted", "shutdown"):
             put("dati_flows_ended_total", v, reason=path[1])
+        elif path[:2] == ("defrag", "dropped"):
+            put("dati_defrag_dropped_fragments_total", v, reason=path[2])
         elif path[:2] == ("classify", "apps"):
             put("dati_app_flows_total", v, app=path[2])
         elif path[:2] == ("redis", "cluster") and path[2] in cluster:
@@ -311,7 +320,7 @@ def expected_metrics(stats):
             put(f"dati_redis_node_{path[4]}" + ("" if path[4] == "queued" else "_total"), v,
                 node=path[3])
         elif path in (("type",), ("final",), ("elapsed",), ("probe",), ("memory", "rss_anon_kb"),
-                      ("redis", "errors"), ("classify", "memory_kb")):
+                      ("redis", "errors"), ("classify", "memory_kb"), ("defrag", "held_kb")):
             pass   # not counters, or a moment's reading (memory), or a sum of labelled ones
         else:
             unmapped.append(path)
