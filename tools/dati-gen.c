@@ -52,7 +52,16 @@ struct options {
     bool responses, ns, round_robin, services;
     unsigned vlan;       /* 0 = untagged */
     unsigned frame_size; /* background frame length; 0 = uniform 500..1518 */
+    /* IP fragments: datagrams whose IP payload exceeds fragment are cut */
+    unsigned fragment;   /* IP payload bytes per fragment (a multiple of 8); 0 = none */
+    int frag_order;      /* FRAG_IN, FRAG_REVERSE, FRAG_SHUFFLE */
+    bool frag_dup;       /* every fragment twice */
+    bool frag_conflict;  /* the first fragment again, with other bytes */
+    bool frag_overlap;   /* a fragment overlapping two others */
+    double frag_drop_last; /* percent of cut datagrams whose last fragment never comes */
 };
+
+enum { FRAG_IN, FRAG_REVERSE, FRAG_SHUFFLE };
 
 /* Addresses are 198.<net>.<host> or 2001:2:0:<net-17>::<host>. */
 struct endpoint {
@@ -87,6 +96,7 @@ struct packet {
 struct counters {
     uint64_t packets, bytes, background, http_requests, http_responses;
     uint64_t dns_queries, tls_hellos, ipv6;
+    uint64_t frames, fragmented, fragments;   /* --fragment: records, datagrams cut, pieces */
 };
 
 struct output {
@@ -104,6 +114,7 @@ struct gen {
     struct flow_table bg, http;
     struct output out;
     struct counters n;
+    uint64_t frag_rng;   /* its own stream: the same datagrams, cut or not */
 };
 
 struct http_variant {
@@ -433,6 +444,99 @@ static uint8_t *packet_payload(struct gen *g, const struct packet *pk)
     return rec + PCAP_RECORD_HDR + headers_len(g, pk->ipv6, pk->proto);
 }
 
+/* ---- IP fragments (--fragment) ------------------------------------------ */
+
+static uint64_t frag_next(struct gen *g)
+{
+    uint64_t z = (g->frag_rng += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* One record: the datagram's headers (from frame, l3 at link bytes) as a
+ * fragment holding IP payload [start, start + n) of data; fill: other bytes. */
+static void put_fragment(struct gen *g, const uint8_t *frame, size_t link, bool ipv6,
+                         uint32_t ident, const uint8_t *data, size_t start, size_t n, bool more,
+                         uint32_t sec, uint32_t frac, bool fill)
+{
+    uint8_t *rec = out_reserve(g, PCAP_RECORD_HDR + FRAME_MAX + 8), *p = rec + PCAP_RECORD_HDR;
+    memcpy(p, frame, link);
+    uint8_t *ip = p + link, *d;
+    if (!ipv6) {
+        memcpy(ip, frame + link, IPV4_HDR);
+        put_be16(ip + 2, (unsigned)(IPV4_HDR + n));
+        put_be16(ip + 6, (unsigned)((more ? 0x2000 : 0) | start / 8));
+        put_be16(ip + 10, 0);
+        put_be16(ip + 10, fold_checksum(sum_words(ip, IPV4_HDR, 0)));
+        d = ip + IPV4_HDR;
+    } else {
+        memcpy(ip, frame + link, IPV6_HDR);
+        put_be16(ip + 4, (unsigned)(8 + n));
+        ip[6] = 44;   /* a fragment header next */
+        uint8_t *fh = ip + IPV6_HDR;
+        fh[0] = frame[link + 6];
+        fh[1] = 0;
+        put_be16(fh + 2, (unsigned)(start | (more ? 1 : 0)));
+        put_be32(fh + 4, ident);
+        d = fh + 8;
+    }
+    for (size_t i = 0; i < n; i++)
+        d[i] = fill ? (uint8_t)~data[start + i] : data[start + i];
+    size_t len = (size_t)(d - p) + n;
+    rec = put_le32(rec, sec);
+    rec = put_le32(rec, frac);
+    rec = put_le32(rec, (uint32_t)len);
+    put_le32(rec, (uint32_t)len);
+    g->out.len += PCAP_RECORD_HDR + len;
+    g->n.frames++;
+    g->n.fragments++;
+    g->n.bytes += len;
+}
+
+/* Cuts the frame just written (not yet counted in out.len) into fragments,
+ * written in its place; false when it is small enough to stay whole. */
+static bool cut_datagram(struct gen *g, const struct packet *pk, uint32_t sec, uint32_t frac)
+{
+    static uint8_t frame[FRAME_MAX];
+    static size_t order[FRAME_MAX / 8 + 1];
+    size_t link = ETH_HDR + (g->opt.vlan ? VLAN_HDR : 0), l3 = pk->ipv6 ? IPV6_HDR : IPV4_HDR;
+    size_t frame_len = frame_len_of(g, pk), payload = frame_len - link - l3;
+    size_t size = g->opt.fragment;
+    if (!size || payload <= size)
+        return false;
+    memcpy(frame, g->out.buf + g->out.len + PCAP_RECORD_HDR, frame_len);
+    const uint8_t *data = frame + link + l3;
+    uint32_t ident = (uint32_t)frag_next(g);
+    size_t n = (payload + size - 1) / size;
+    bool drop_last = frag_next(g) % 10000 < (uint64_t)(g->opt.frag_drop_last * 100);
+    for (size_t i = 0; i < n; i++)
+        order[i] = g->opt.frag_order == FRAG_REVERSE ? n - 1 - i : i;
+    if (g->opt.frag_order == FRAG_SHUFFLE)
+        for (size_t i = n - 1; i > 0; i--) {
+            size_t j = (size_t)(frag_next(g) % (i + 1)), t = order[i];
+            order[i] = order[j], order[j] = t;
+        }
+    g->n.fragmented++;
+    for (size_t i = 0; i < n; i++) {
+        size_t k = order[i], start = k * size, len = k == n - 1 ? payload - start : size;
+        if (k == n - 1 && drop_last)
+            continue;
+        put_fragment(g, frame, link, pk->ipv6, ident, data, start, len, k < n - 1, sec, frac,
+                     false);
+        if (g->opt.frag_dup)
+            put_fragment(g, frame, link, pk->ipv6, ident, data, start, len, k < n - 1, sec,
+                         frac, false);
+        if (g->opt.frag_conflict && k == 0)
+            put_fragment(g, frame, link, pk->ipv6, ident, data, start, len, true, sec, frac,
+                         true);
+        if (g->opt.frag_overlap && i == 0 && size / 2 + size <= payload)   /* across two pieces */
+            put_fragment(g, frame, link, pk->ipv6, ident, data, size / 2 & ~(size_t)7, size,
+                         true, sec, frac, false);
+    }
+    return true;
+}
+
 /* Writes headers and checksums around the payload, then the pcap record. */
 static void packet_finish(struct gen *g, const struct packet *pk)
 {
@@ -451,6 +555,12 @@ static void packet_finish(struct gen *g, const struct packet *pk)
     put_l4_checksum(l3, l4, pk, l4_len);
 
     packet_time(g, g->n.packets, &sec, &frac);
+    if (cut_datagram(g, pk, (uint32_t)sec, frac)) {
+        g->n.packets++;   /* the fragments counted their frames and bytes */
+        g->n.ipv6 += pk->ipv6;
+        return;
+    }
+    g->n.frames++;
     rec = put_le32(rec, (uint32_t)sec);
     rec = put_le32(rec, frac);
     rec = put_le32(rec, (uint32_t)frame_len); /* caplen */
@@ -744,6 +854,7 @@ static void gen_set_odds(struct gen *g)
 static void gen_init(struct gen *g)
 {
     g->rng = g->opt.seed;
+    g->frag_rng = g->opt.seed ^ 0x66726167u;
     gen_set_odds(g);
     g->cutoff = g->opt.count / 3;
     flow_table_init(g, &g->bg, g->opt.flows, false);
@@ -781,6 +892,9 @@ static void print_summary(const struct gen *g)
             g->n.packets, g->n.bytes, g->n.background, g->n.http_requests, g->n.http_responses,
             g->n.dns_queries, g->n.tls_hellos, g->n.ipv6, first_sec, first_frac * scale, last_sec,
             last_frac * scale);
+    if (g->opt.fragment)   /* the same line, longer: the records and how they were cut */
+        fprintf(stderr, "{\"frames\":%" PRIu64 ",\"fragmented\":%" PRIu64
+                ",\"fragments\":%" PRIu64 "}\n", g->n.frames, g->n.fragmented, g->n.fragments);
 }
 
 /* ---- command line ------------------------------------------------------ */
@@ -813,6 +927,14 @@ static void usage(FILE *to)
           "      --services         HTTP hosts, DNS names and TLS server names of\n"
           "                         public services (youtube.com, ...) instead of\n"
           "                         example.test ones (addresses do not change)\n"
+          "      --fragment N       cut IP datagrams whose payload exceeds N bytes (a\n"
+          "                         multiple of 8) into fragments of N; the datagrams and\n"
+          "                         their times are those of the run without it\n"
+          "      --frag-order O     in (default), reverse or shuffle\n"
+          "      --frag-dup         every fragment twice\n"
+          "      --frag-conflict    a datagram's first fragment again, other bytes\n"
+          "      --frag-overlap     a fragment across the first two of each datagram\n"
+          "      --frag-drop-last PCT  percent of cut datagrams missing their last piece\n"
           "  -h, --help             show this help\n"
           "\n"
           "Addresses: IPv4 198.18.0.0/15, IPv6 2001:2::/48. A JSON summary line is\n"
@@ -861,6 +983,12 @@ enum {
     OPT_ROUND_ROBIN,
     OPT_FRAME_SIZE,
     OPT_SERVICES,
+    OPT_FRAGMENT,
+    OPT_FRAG_ORDER,
+    OPT_FRAG_DUP,
+    OPT_FRAG_CONFLICT,
+    OPT_FRAG_OVERLAP,
+    OPT_FRAG_DROP_LAST,
 };
 
 static const struct option long_options[] = {
@@ -883,6 +1011,12 @@ static const struct option long_options[] = {
     {"round-robin", no_argument, NULL, OPT_ROUND_ROBIN},
     {"frame-size", required_argument, NULL, OPT_FRAME_SIZE},
     {"services", no_argument, NULL, OPT_SERVICES},
+    {"fragment", required_argument, NULL, OPT_FRAGMENT},
+    {"frag-order", required_argument, NULL, OPT_FRAG_ORDER},
+    {"frag-dup", no_argument, NULL, OPT_FRAG_DUP},
+    {"frag-conflict", no_argument, NULL, OPT_FRAG_CONFLICT},
+    {"frag-overlap", no_argument, NULL, OPT_FRAG_OVERLAP},
+    {"frag-drop-last", required_argument, NULL, OPT_FRAG_DROP_LAST},
     {NULL, 0, NULL, 0},
 };
 
@@ -939,6 +1073,33 @@ static void apply_option(struct options *o, int c, const char *arg)
         break;
     case OPT_ROUND_ROBIN:
         o->round_robin = true;
+        break;
+    case OPT_FRAGMENT:
+        o->fragment = (unsigned)parse_uint("--fragment", arg, 8, 1480);
+        if (o->fragment % 8)
+            fail_usage("--fragment: a multiple of 8, got '%s'", arg);
+        break;
+    case OPT_FRAG_ORDER:
+        if (strcmp(arg, "in") == 0)
+            o->frag_order = FRAG_IN;
+        else if (strcmp(arg, "reverse") == 0)
+            o->frag_order = FRAG_REVERSE;
+        else if (strcmp(arg, "shuffle") == 0)
+            o->frag_order = FRAG_SHUFFLE;
+        else
+            fail_usage("--frag-order: in, reverse or shuffle, got '%s'", arg);
+        break;
+    case OPT_FRAG_DUP:
+        o->frag_dup = true;
+        break;
+    case OPT_FRAG_CONFLICT:
+        o->frag_conflict = true;
+        break;
+    case OPT_FRAG_OVERLAP:
+        o->frag_overlap = true;
+        break;
+    case OPT_FRAG_DROP_LAST:
+        o->frag_drop_last = parse_percent("--frag-drop-last", arg);
         break;
     case OPT_FRAME_SIZE:
         o->frame_size = (unsigned)parse_uint("--frame-size", arg, 64, BG_FRAME_MAX);

@@ -128,6 +128,44 @@ def packets():
     yield "loop-ipv4-udp-dns", "loop", struct.pack(">I", 2) + dns4
 
 
+def frag4(ident, payload, start, more, proto=17):
+    """An IPv4 fragment of payload[start:...] (the caller slices it)."""
+    return ipv4(proto, payload, frag=(0x2000 if more else 0) | start // 8)[:4] + \
+        struct.pack("!H", ident) + ipv4(proto, payload, frag=(0x2000 if more else 0) |
+                                       start // 8)[6:]
+
+
+def frag6(ident, payload, start, more, nh=17):
+    fh = struct.pack("!BBHI", nh, 0, start | (1 if more else 0), ident)
+    return ipv6(44, fh + payload)
+
+
+def fragments(cut, family, ident, datagram, size, order=None):
+    """fuzz-defrag's frames: datagram (an IP payload) cut in pieces of size."""
+    pieces = [(s, datagram[s:s + size], s + size < len(datagram))
+              for s in range(0, len(datagram), size)]
+    if order:
+        pieces = [pieces[i] for i in order(len(pieces))]
+    out = b""
+    for s, data, more in pieces:
+        frame = frag4(ident, data, s, more) if family == 4 else frag6(ident, data, s, more)
+        out += bytes([cut]) + struct.pack("!H", len(frame)) + frame
+    return out
+
+
+def defrag_seeds():
+    dgram = udp(5353, 53, dns_query("fragmented.example.test") + bytes(600))
+    rev = lambda n: range(n - 1, -1, -1)
+    yield "ipv4-in-order", fragments(0, 4, 7, dgram, 256)
+    yield "ipv4-reversed", fragments(0, 4, 7, dgram, 256, rev)
+    yield "ipv6-in-order", fragments(0, 6, 7, dgram, 128)
+    yield "ipv6-reversed", fragments(1, 6, 9, dgram, 64, rev)
+    yield "ipv4-duplicate", fragments(0, 4, 7, dgram[:512], 256) + fragments(0, 4, 7, dgram, 256)
+    yield "ipv4-overlap", fragments(0, 4, 7, dgram[:256], 128) + fragments(0, 4, 7, dgram, 256)
+    yield "ipv4-interleaved", b"".join(fragments(0, 4, i, dgram, 96) for i in range(6))
+    yield "ipv4-timeout", fragments(0, 4, 7, dgram[:256], 128) + fragments(255, 4, 7, dgram, 128)
+
+
 def write(path, data):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "wb") as f:
@@ -210,6 +248,9 @@ def main():
             out = os.path.join(cap, name)
             subprocess.run([dati_gen, "-n", "24", "--http-share", "30", "-o", out] + args,
                            check=True, stderr=subprocess.DEVNULL)
+
+    for name, data in defrag_seeds():
+        write(os.path.join(CORPUS, "defrag", name), data)
 
     conf = os.path.join(CORPUS, "config")
     confdir = os.path.join(HERE, "..", "conf")

@@ -159,7 +159,10 @@ def run_gen(args, out_path, timeout=RUN_TIMEOUT):
     assert p.returncode == 0, f"{' '.join(cmd)}: exit {p.returncode}\n{stderr}"
     summary = [l for l in stderr.splitlines() if l.startswith("{")]
     assert summary, f"{' '.join(cmd)}: no JSON summary line on stderr:\n{stderr}"
-    return json.loads(summary[-1])
+    merged = {}
+    for line in summary:   # --fragment adds a line: frames, fragmented, fragments
+        merged.update(json.loads(line))
+    return merged
 
 
 def write_config(directory, name, text):
