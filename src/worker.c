@@ -38,6 +38,9 @@ static void emit_flow(void *ctx, const struct flow *f, enum flow_end why)
     uint32_t slot = (uint32_t)(f - w->flows.flows);
     if (w->app && why != FLOW_INTERIM)
         app_flow_end(w->app, slot);   /* the record has nDPI's last word */
+    uint64_t frags = w->frag_counts ? w->frag_counts[slot] : 0;
+    if (frags && why != FLOW_INTERIM)   /* zero for the slot's next flow (only written */
+        w->frag_counts[slot] = 0;       /* when used: untouched pages stay unallocated) */
     if (!f->matched) {   /* a candidate for an APP filter that never matched: no
                           * record, and (flow_states skips it) no live hash */
         if (why != FLOW_INTERIM) {
@@ -53,7 +56,7 @@ static void emit_flow(void *ctx, const struct flow *f, enum flow_end why)
     struct record_meta m = meta(w, f, &tt, 1);
     m.flow_slot = slot;
     m.app = w->app;
-    m.frag_counts = w->frag_counts ? w->frag_counts[slot] : 0;
+    m.frag_counts = frags;
     if (w->feat.mem) {
         m.feature_table = &w->feat;
         m.features = features_of(&w->feat, m.flow_slot);
@@ -350,8 +353,6 @@ void worker_process(struct worker *w, const struct packet *p)
             flowtag_created(w->ft, f);
         if (w->app)
             app_flow_begin(w->app, (uint32_t)(f - w->flows.flows));
-        if (w->frag_counts)
-            w->frag_counts[f - w->flows.flows] = 0;
     }
     if (f && (p->flags & PKT_REASSEMBLED) && w->frag_counts)
         w->frag_counts[f - w->flows.flows] += (uint64_t)(1u + p->extra_frames) << 32 | 1;
