@@ -14,6 +14,8 @@
 #      --cluster's ceiling, and dati's CPU per record with 1 and 3 masters (bench/cluster.py)
 #  10. CLASSIFY 1 on the lab mix against without and against ndpiReader; 1M flows' peak
 #      memory with it (bench/classify.sh)
+#  11. REASSEMBLY 1 against 0 on the lab mix, the mix cut into IP fragments, 1M flows'
+#      peak memory (bench/reassembly.sh)
 # Each timing is the median of RUNS runs (wall clock) after a warm-up run,
 # files in page cache.
 set -euo pipefail
@@ -170,3 +172,7 @@ fi
 # 10. application classification (bench/classify.sh)
 echo
 bash "$(dirname "$0")/classify.sh" "$build"
+
+# 11. reassembly (bench/reassembly.sh)
+echo
+bash "$(dirname "$0")/reassembly.sh" "$build"

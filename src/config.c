@@ -616,6 +616,7 @@ static const struct keyword {
     NUMBER("DEFRAG_MEMCAP", 4096, 4294967295ul, defrag_memcap),
     NUMBER("DEFRAG_MAX_DATAGRAMS", 1, 1u << 24, defrag_max_datagrams),
     NUMBER("DEFRAG_MAX_SIZE", 68, 65535, defrag_max_size),
+    NUMBER("REASSEMBLY_MEMCAP", 0, 4294967295ul, reassembly_memcap),
     HANDLER("CLASSIFY", GLOBAL, kw_classify),
     NUMBER("CLASSIFY_MAX_FLOWS", 1, 1u << 24, classify_max_flows),
     HANDLER("IPFIX_COLLECTOR", GLOBAL, kw_ipfix_collector),
@@ -805,6 +806,7 @@ struct config *config_parse(const char *name, const char *text, size_t len, FILE
     c->defrag_memcap = 32u << 20;
     c->defrag_max_datagrams = 16384;
     c->defrag_max_size = 65535;
+    c->reassembly_memcap = 64u << 20;
     struct parser ps = {.c = c, .name = name, .errs = errs};
     c->path = dup(&ps, name);
     char *line = buf;

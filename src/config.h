@@ -91,6 +91,7 @@ struct config {
     unsigned defrag_memcap;            /* bytes of fragments held, all workers */
     unsigned defrag_max_datagrams;     /* datagrams in reassembly at once, all workers */
     unsigned defrag_max_size;          /* largest IP payload reassembled, bytes */
+    unsigned reassembly_memcap;        /* bytes of TCP message buffers, all workers (stream.h) */
     unsigned classify;                 /* 1: nDPI names every flow (app.h) */
     unsigned classify_max_flows;       /* nDPI flow states at once, all workers together */
     int classify_line;

@@ -52,6 +52,18 @@ static uint32_t token_len(const uint8_t *p, uint32_t len)
     return i;
 }
 
+int http_request_start(const uint8_t *p, uint32_t len)
+{
+    uint32_t n = token_len(p, len);
+    for (int i = 0; methods[i]; i++) {
+        size_t m = strlen(methods[i]);
+        if (n < len ? n == m && memcmp(methods[i], p, m) == 0   /* "GET " ... */
+                    : n <= m && memcmp(methods[i], p, n) == 0)  /* "GE": more may come */
+            return 1;
+    }
+    return 0;
+}
+
 static uint64_t parse_decimal(struct slice s)
 {
     uint64_t n = 0;
@@ -91,7 +103,8 @@ int http_parse_request(const uint8_t *p, uint32_t len, uint32_t off, struct http
 {
     memset(r->nheader, 0, sizeof r->nheader);
     r->version.len = 0;
-    r->next = 0;
+    r->next = r->end = 0;
+    r->body = 0;
     if (off >= len)
         return 0;
     const uint8_t *s = p + off;
@@ -118,9 +131,11 @@ int http_parse_request(const uint8_t *p, uint32_t len, uint32_t off, struct http
     while (pos < n) {
         uint32_t after;
         uint32_t hl = line_len(s + pos, n - pos, &after, &ended);
-        if (hl == 0) {      /* the blank line: headers end, a body may follow */
+        if (hl == 0 && ended) {   /* the blank line: headers end, a body may follow */
             uint64_t body = content_length.ptr ? parse_decimal(content_length) : 0;
             uint32_t start = pos + after;   /* of the body */
+            r->end = off + start;
+            r->body = body;
             if (start < n && body < n - start)
                 r->next = off + start + (uint32_t)body;
             break;

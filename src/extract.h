@@ -78,6 +78,8 @@ struct http_request {
     struct slice header[HTTP_HEADERS][VALUE_MAX_PARTS];
     uint8_t nheader[HTTP_HEADERS];
     uint32_t next;            /* payload offset of a pipelined next request, 0 = none */
+    uint32_t end;             /* payload offset after the headers' blank line, 0 = cut */
+    uint64_t body;            /* Content-Length, 0 without */
 };
 
 #define DNS_NAME_TEXT 256   /* a name is at most 255 octets on the wire, fewer as text */
@@ -127,6 +129,9 @@ int extract_http_next(struct extract_ctx *x);
 
 /* Protocol parsers, one file each; all return 1 when found, 0 when not. */
 int http_parse_request(const uint8_t *p, uint32_t len, uint32_t off, struct http_request *r);
+/* Whether p (len bytes, len > 0) may start a request: a method and a space,
+ * or the start of a method name cut at len. */
+int http_request_start(const uint8_t *p, uint32_t len);
 int dns_parse_query(const uint8_t *p, uint32_t len, int over_tcp, struct dns_query *q);
 int dns_name_text(const uint8_t *m, uint32_t len, uint32_t off, char *name, uint16_t *name_len,
                   uint32_t *end);

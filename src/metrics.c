@@ -106,6 +106,23 @@ static int input(struct outbuf *b, const struct stats_source *s, const struct st
     return rc;
 }
 
+static int filters_reassembled(struct outbuf *b, const struct stats_source *s,
+                               const struct stats_totals *t)
+{
+    struct labelled g[CLASSIFY_MAX_FILTERS], r[CLASSIFY_MAX_FILTERS];
+    int n = s->pl->classifier.nfilters;
+    for (int i = 0; i < n; i++) {
+        g[i] = (struct labelled){s->pl->filter_name[i], t->reasm_segments[i]};
+        r[i] = (struct labelled){s->pl->filter_name[i], t->reasm_records[i]};
+    }
+    int rc = by_label(b, "dati_filter_reassembled_segments_total", "counter",
+                      "Segments the filter matched that went into TCP messages.", "filter", g, n);
+    rc |= by_label(b, "dati_filter_reassembled_records_total", "counter",
+                   "Field records of the filter made from reassembled TCP messages.", "filter",
+                   r, n);
+    return rc;
+}
+
 static int filters(struct outbuf *b, const struct stats_source *s, const struct stats_totals *t)
 {
     struct labelled m[CLASSIFY_MAX_FILTERS], r[CLASSIFY_MAX_FILTERS], k[CLASSIFY_MAX_FILTERS];
@@ -122,6 +139,8 @@ static int filters(struct outbuf *b, const struct stats_source *s, const struct 
     rc |= by_label(b, "dati_filter_skipped_retransmissions_total", "counter",
                    "Retransmitted segments the filter matched and made no record of.", "filter",
                    k, n);
+    if (t->defrag)   /* REASSEMBLY 1 */
+        rc |= filters_reassembled(b, s, t);
     return rc;
 }
 
@@ -177,6 +196,24 @@ static int defrag(struct outbuf *b, const struct stats_totals *t)
     rc |= GAUGE("dati_defrag_held_fragments", "Fragments waiting for the rest of their datagram.",
                 d->held);
     rc |= GAUGE("dati_defrag_held_bytes", "Memory the held fragments take.", d->held_bytes);
+    const struct stream_counters *st = &t->st;
+    struct labelled gave_up[] = {{"too_long", st->too_long}, {"no_room", st->no_room},
+                                 {"unfinished", st->unfinished},
+                                 {"not_message", st->not_message}};
+    rc |= COUNTER("dati_reassembly_started_total",
+                  "TCP messages split over segments: a buffer opened.", st->started);
+    rc |= COUNTER("dati_reassembly_completed_total", "TCP messages made whole.", st->completed);
+    rc |= COUNTER("dati_reassembly_segments_total",
+                  "Segments that went into a message after its first.", st->segments);
+    rc |= COUNTER("dati_reassembly_out_of_order_segments_total",
+                  "Segments held ahead of a gap.", st->out_of_order);
+    rc |= COUNTER("dati_reassembly_retransmitted_segments_total",
+                  "Segments whose bytes were all held already.", st->retransmitted);
+    rc |= COUNTER("dati_reassembly_conflicting_segments_total",
+                  "Segments whose overlapping bytes differed from those held.", st->conflicting);
+    rc |= by_label(b, "dati_reassembly_gave_up_total", "counter",
+                   "TCP messages given up, by why.", "reason", gave_up, N(gave_up));
+    rc |= GAUGE("dati_reassembly_buffers", "Message buffers in use now.", st->held);
     return rc;
 }
 

@@ -56,6 +56,7 @@ static const char *fixed_setting_changed(const struct config *a, const struct co
     SAME_NUM(defrag_memcap, "DEFRAG_MEMCAP");
     SAME_NUM(defrag_max_datagrams, "DEFRAG_MAX_DATAGRAMS");
     SAME_NUM(defrag_max_size, "DEFRAG_MAX_SIZE");
+    SAME_NUM(reassembly_memcap, "REASSEMBLY_MEMCAP");
     SAME_NUM(classify_max_flows, "CLASSIFY_MAX_FLOWS");
     SAME_STR(ipfix_collector, "IPFIX_COLLECTOR");
     SAME_STR(http_listen, "HTTP_LISTEN");
@@ -93,6 +94,7 @@ static int keep_running_settings(struct config *nc, const struct config *running
     nc->defrag_memcap = running->defrag_memcap;
     nc->defrag_max_datagrams = running->defrag_max_datagrams;
     nc->defrag_max_size = running->defrag_max_size;
+    nc->reassembly_memcap = running->reassembly_memcap;
     memcpy(nc->probe_name, running->probe_name, sizeof nc->probe_name);
     nc->redis_spublish = running->redis_spublish;
     nc->flow_state_interval = running->flow_state_interval;

@@ -321,7 +321,8 @@ static int setup(struct run *r)
     uint32_t buckets = ((conf->flow_table_size ? conf->flow_table_size : conf->max_flows) + n - 1) / n;
     for (int i = 0; i < r->nworkers; i++) {
         if (worker_init(&r->workers[i], i, r->pl, max_flows, buckets,
-                        (conf->classify_max_flows + n - 1) / n, &env, err,
+                        (conf->classify_max_flows + n - 1) / n,
+                        conf->reassembly_memcap / n, &env, err,
                         sizeof err) < 0) {
             log_error("%s", err);
             return -1;

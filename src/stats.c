@@ -126,6 +126,8 @@ void stats_sum(const struct stats_source *s, struct stats_totals *t)
             t->matches[i] += COUNTER_GET(c->matches[i]);
             t->records[i] += COUNTER_GET(c->records[i]);
             t->skipped[i] += COUNTER_GET(c->retransmitted[i]);
+            t->reasm_segments[i] += COUNTER_GET(c->reasm_segments[i]);
+            t->reasm_records[i] += COUNTER_GET(c->reasm_records[i]);
             t->retransmitted += COUNTER_GET(c->retransmitted[i]);
             t->records_total += COUNTER_GET(c->records[i]);
         }
@@ -153,8 +155,16 @@ void stats_sum(const struct stats_source *s, struct stats_totals *t)
     }
     sort_apps(t);
     sum_defrag(t, s->defrag);
-    for (int w = 0; w < s->nworkers; w++)
+    for (int w = 0; w < s->nworkers; w++) {
         sum_defrag(t, s->workers[w].defrag);
+        if (s->workers[w].streams) {
+            const struct stream_counters *c = stream_counters(s->workers[w].streams);
+            uint64_t *to = &t->st.started;
+            const uint64_t *from = &c->started;
+            for (size_t i = 0; i < sizeof *c / sizeof(uint64_t); i++)   /* all uint64_t */
+                to[i] += COUNTER_GET(from[i]);
+        }
+    }
     if (s->ipfix) {
         t->ipfix = 1;
         ipfix_counters_get(s->ipfix, &t->ix);
@@ -339,6 +349,10 @@ int stats_json(struct outbuf *b, const struct stats_source *s, const struct stat
         rc |= member(b, "matches", t->matches[i], &first);
         rc |= member(b, "records", t->records[i], &first);
         rc |= member(b, "skipped_retransmissions", t->skipped[i], &first);
+        if (t->defrag) {   /* REASSEMBLY 1 */
+            rc |= member(b, "reassembled_segments", t->reasm_segments[i], &first);
+            rc |= member(b, "reassembled_records", t->reasm_records[i], &first);
+        }
         rc |= json_lit(b, "}");
     }
     rc |= json_lit(b, "},\"flows\":{");
@@ -380,6 +394,23 @@ int stats_json(struct outbuf *b, const struct stats_source *s, const struct stat
         rc |= member(b, "too_big", d->too_big, &first);
         rc |= member(b, "no_room", d->no_room, &first);
         rc |= member(b, "invalid", d->invalid, &first);
+        rc |= json_lit(b, "}}");
+        const struct stream_counters *st = &t->st;
+        rc |= json_lit(b, ",\"reassembly\":{");
+        first = 1;
+        rc |= member(b, "started", st->started, &first);
+        rc |= member(b, "completed", st->completed, &first);
+        rc |= member(b, "segments", st->segments, &first);
+        rc |= member(b, "out_of_order", st->out_of_order, &first);
+        rc |= member(b, "retransmitted", st->retransmitted, &first);
+        rc |= member(b, "conflicting", st->conflicting, &first);
+        rc |= member(b, "held", st->held, &first);
+        rc |= json_lit(b, ",\"gave_up\":{");
+        first = 1;
+        rc |= member(b, "too_long", st->too_long, &first);
+        rc |= member(b, "no_room", st->no_room, &first);
+        rc |= member(b, "unfinished", st->unfinished, &first);
+        rc |= member(b, "not_message", st->not_message, &first);
         rc |= json_lit(b, "}}");
     }
     if (t->classify) {

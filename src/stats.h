@@ -29,6 +29,7 @@ struct stats_totals {
     uint64_t processed, matched, no_flow, retransmitted;
     uint64_t matches[CLASSIFY_MAX_FILTERS], records[CLASSIFY_MAX_FILTERS];
     uint64_t skipped[CLASSIFY_MAX_FILTERS];
+    uint64_t reasm_segments[CLASSIFY_MAX_FILTERS], reasm_records[CLASSIFY_MAX_FILTERS];
     uint64_t records_total, records_dropped, flow_records, flow_records_dropped, output_lost;
     uint64_t netpdl_regex_errors;
     uint64_t flows_active, flows_created, flows_ended[FLOW_END_COUNT];
@@ -48,6 +49,7 @@ struct stats_totals {
     struct ipfix_counters ix;
     uint64_t ipfix_pending;        /* records in the workers' messages, not yet sent */
     int defrag;                    /* REASSEMBLY 1 */
+    struct stream_counters st;     /* TCP messages, the workers' summed */
     struct defrag_counters df;     /* the reader's, or the live workers' summed */
     int classify;                  /* CLASSIFY 1 */
     struct app_counters app;       /* summed; name_key/name_flows merged, sorted by flows */

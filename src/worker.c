@@ -38,6 +38,10 @@ static void emit_flow(void *ctx, const struct flow *f, enum flow_end why)
     uint32_t slot = (uint32_t)(f - w->flows.flows);
     if (w->app && why != FLOW_INTERIM)
         app_flow_end(w->app, slot);   /* the record has nDPI's last word */
+    if (w->streams && f->stream_open && why != FLOW_INTERIM) {
+        uint8_t open = f->stream_open;   /* the entry is reset when reused */
+        stream_flow_end(w->streams, slot, &open);
+    }
     uint64_t frags = w->frag_counts ? w->frag_counts[slot] : 0;
     if (frags && why != FLOW_INTERIM)   /* zero for the slot's next flow (only written */
         w->frag_counts[slot] = 0;       /* when used: untouched pages stay unallocated) */
@@ -73,9 +77,27 @@ static void emit_flow(void *ctx, const struct flow *f, enum flow_end why)
         app_flow_release(w->app, slot);
 }
 
+static void write_records(struct worker *w, const struct packet *p, uint64_t mask,
+                          const struct flow *fl, int from_stream);
+
+/* REASSEMBLY: a TCP message is whole (or given up): its records, at the
+ * segment that completed it. */
+static void stream_records(void *ctx, const struct packet *msg, uint64_t mask, uint32_t slot)
+{
+    struct worker *w = ctx;
+    const struct flow *f = &w->flows.flows[slot];
+    mask &= w->pl->record_filters;
+    if (f->marks & FLOW_IGNORE) {
+        COUNTER_ADD(w->ft->c.ignored_records, (uint64_t)__builtin_popcountll(mask));
+        return;
+    }
+    if (mask)
+        write_records(w, msg, mask, f, 1);
+}
+
 int worker_init(struct worker *w, int index, const struct pipeline *pl, uint32_t max_flows,
-                uint32_t buckets, uint32_t classify_flows, const struct output_env *env,
-                char *err, size_t errlen)
+                uint32_t buckets, uint32_t classify_flows, uint64_t reasm_memcap,
+                const struct output_env *env, char *err, size_t errlen)
 {
     memset(w, 0, sizeof *w);
     w->index = index;
@@ -87,7 +109,10 @@ int worker_init(struct worker *w, int index, const struct pipeline *pl, uint32_t
         snprintf(err, errlen, "out of memory for %u flows per worker", max_flows);
         return -1;
     }
-    if (pl->conf->reassembly && !(w->frag_counts = calloc(max_flows, sizeof *w->frag_counts))) {
+    if (pl->conf->reassembly &&
+        (!(w->frag_counts = calloc(max_flows, sizeof *w->frag_counts)) ||
+         !(w->streams = stream_new(max_flows, reasm_memcap,
+                                   stream_records, w)))) {
         snprintf(err, errlen, "out of memory for %u flows per worker", max_flows);
         goto err;
     }
@@ -112,6 +137,8 @@ int worker_init(struct worker *w, int index, const struct pipeline *pl, uint32_t
 err:
     free(w->frag_counts);
     w->frag_counts = NULL;
+    stream_free(w->streams);
+    w->streams = NULL;
     app_free(w->app);
     w->app = NULL;
     features_fini(&w->feat);
@@ -132,6 +159,7 @@ void worker_fini(struct worker *w)
     app_free(w->app);
     extract_fini(&w->x);
     free(w->frag_counts);
+    stream_free(w->streams);
     defrag_free(w->defrag);
     free(w->defrag_buf);
 }
@@ -169,6 +197,8 @@ void worker_take_pipeline(struct worker *w)
     remap_counters(w->c.matches, map, n, NULL);
     remap_counters(w->c.records, map, n, &w->c.records_retired);
     remap_counters(w->c.retransmitted, map, n, NULL);
+    remap_counters(w->c.reasm_segments, map, n, NULL);
+    remap_counters(w->c.reasm_records, map, n, NULL);
     memset(w->tap_turn, 0, sizeof w->tap_turn);
     w->pl = np;
     __atomic_store_n(&w->next_pl, NULL, __ATOMIC_RELEASE);
@@ -239,7 +269,7 @@ void worker_drain(struct worker *w)
 }
 
 static void write_records(struct worker *w, const struct packet *p, uint64_t mask,
-                          const struct flow *fl)
+                          const struct flow *fl, int from_stream)
 {
     const struct config *conf = w->pl->conf;
     if (!w->out->ops->field)   /* an output of flows only */
@@ -269,6 +299,8 @@ static void write_records(struct worker *w, const struct packet *p, uint64_t mas
                 m.seq = ++w->seq;
             if (w->out->ops->field(w->out, &w->x, &m) == 0) {
                 COUNTER_INC(w->c.records[i]);
+                if (from_stream)
+                    COUNTER_INC(w->c.reasm_records[i]);
                 if (w->names && w->pl->name_kinds[i])
                     names_sample(w->names, &w->x, w->pl->name_kinds[i]);
             } else
@@ -406,13 +438,26 @@ void worker_process(struct worker *w, const struct packet *p)
             f->reports = (uint8_t)(n < 255 ? n : 255);
             emit_flow(w, f, FLOW_INTERIM);
         }
+        /* REASSEMBLY: a segment of a message split over several (or the
+         * start of one) goes to its buffer; its records come with the message */
+        if (w->streams && p->l4_proto == IPPROTO_TCP && p->payload_len &&
+            (f->stream_open || (recorded && !seen))) {
+            uint8_t open = f->stream_open;
+            int taken = stream_segment(w->streams, (uint32_t)(f - w->flows.flows),
+                                       flow_direction(f, p), &open, p, recorded, seen);
+            f->stream_open = open & 3;
+            if (taken) {
+                count_bits(w->c.reasm_segments, recorded);
+                return;
+            }
+        }
         if (seen && recorded) {
             count_bits(w->c.retransmitted, recorded);   /* seen before: no records */
             return;
         }
     }
     if (recorded)
-        write_records(w, p, recorded, f);
+        write_records(w, p, recorded, f, 0);
 }
 
 void worker_finish(struct worker *w, uint64_t clock, enum flow_end why)

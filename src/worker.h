@@ -10,6 +10,7 @@
 
 #include "capture.h"
 #include "defrag.h"
+#include "stream.h"
 #include "classify.h"
 #include "decode.h"
 #include "config.h"
@@ -65,6 +66,10 @@ struct worker_counters {
     uint64_t flow_records_dropped;
     uint64_t no_flow;              /* matched but not keyed (not TCP/UDP/ICMP, fragment) */
     uint64_t retransmitted[CLASSIFY_MAX_FILTERS]; /* matches skipped: payload seen before */
+    /* REASSEMBLY: matching segments taken into TCP messages, and the records
+     * made from those (at the segment that completed a message) */
+    uint64_t reasm_segments[CLASSIFY_MAX_FILTERS];
+    uint64_t reasm_records[CLASSIFY_MAX_FILTERS];
     uint64_t records_retired;      /* records of filters a reload removed */
 };
 
@@ -97,6 +102,7 @@ struct worker {
     struct defrag *defrag;         /* REASSEMBLY, live: this worker's own */
     uint8_t *defrag_buf;           /* its rebuilt frame */
     uint64_t *frag_counts;         /* REASSEMBLY: per flow, fragments << 32 | datagrams */
+    struct stream_table *streams;  /* REASSEMBLY: TCP messages split over segments */
     uint64_t clock;                /* latest packet time or wall time, ns */
     uint64_t frame;                /* frame numbers: index + 1, then + nworkers */
     const struct pipeline *next_pl;/* set by a reload; taken at the next batch */
@@ -108,10 +114,10 @@ struct worker {
 /* Returns 0, or -1 with the reason in err: no memory for the flow table or
  * the output, or Redis (when configured) could not be reached. The output
  * is made from env (its max_flows is set here). classify_flows: CLASSIFY's
- * pool, this worker's share. */
+ * pool, reasm_memcap: REASSEMBLY_MEMCAP, this worker's shares. */
 int worker_init(struct worker *w, int index, const struct pipeline *pl, uint32_t max_flows,
-                uint32_t buckets, uint32_t classify_flows, const struct output_env *env,
-                char *err, size_t errlen);
+                uint32_t buckets, uint32_t classify_flows, uint64_t reasm_memcap,
+                const struct output_env *env, char *err, size_t errlen);
 
 /* Takes a pipeline a reload handed over in w->next_pl, if any: flows and
  * per-filter counters follow their filters by name. Called between packets. */

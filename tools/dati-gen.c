@@ -59,6 +59,12 @@ struct options {
     bool frag_conflict;  /* the first fragment again, with other bytes */
     bool frag_overlap;   /* a fragment overlapping two others */
     double frag_drop_last; /* percent of cut datagrams whose last fragment never comes */
+    /* TCP segments: payloads longer than segment are cut (the same orders and
+     * faults as fragments); split_at cuts every payload in two there */
+    unsigned segment, split_at;
+    int seg_order;
+    bool seg_dup, seg_conflict;
+    double seg_drop_last;
 };
 
 enum { FRAG_IN, FRAG_REVERSE, FRAG_SHUFFLE };
@@ -97,6 +103,7 @@ struct counters {
     uint64_t packets, bytes, background, http_requests, http_responses;
     uint64_t dns_queries, tls_hellos, ipv6;
     uint64_t frames, fragmented, fragments;   /* --fragment: records, datagrams cut, pieces */
+    uint64_t segmented, segments;             /* --segment/--split-at: payloads cut, pieces */
 };
 
 struct output {
@@ -537,6 +544,90 @@ static bool cut_datagram(struct gen *g, const struct packet *pk, uint32_t sec, u
     return true;
 }
 
+/* ---- TCP segments (--segment, --split-at) ----------------------------------- */
+
+/* One record: the frame's headers with payload [start, start + n) of data
+ * (fill: other bytes), lengths, sequence number and checksums set. */
+static void put_segment(struct gen *g, const uint8_t *frame, size_t link, bool ipv6,
+                        const uint8_t *data, size_t start, size_t n, uint32_t sec, uint32_t frac,
+                        bool fill)
+{
+    size_t l3 = ipv6 ? IPV6_HDR : IPV4_HDR;
+    uint8_t *rec = out_reserve(g, PCAP_RECORD_HDR + FRAME_MAX), *p = rec + PCAP_RECORD_HDR;
+    memcpy(p, frame, link + l3 + TCP_HDR);
+    uint8_t *ip = p + link, *tcp = ip + l3;
+    if (ipv6) {
+        put_be16(ip + 4, (unsigned)(TCP_HDR + n));
+    } else {
+        put_be16(ip + 2, (unsigned)(IPV4_HDR + TCP_HDR + n));
+        put_be16(ip + 10, 0);
+        put_be16(ip + 10, fold_checksum(sum_words(ip, IPV4_HDR, 0)));
+    }
+    uint32_t seq = (uint32_t)tcp[4] << 24 | (uint32_t)tcp[5] << 16 | (uint32_t)tcp[6] << 8 | tcp[7];
+    put_be32(tcp + 4, seq + (uint32_t)start);
+    for (size_t i = 0; i < n; i++)
+        tcp[TCP_HDR + i] = fill ? (uint8_t)~data[start + i] : data[start + i];
+    put_be16(tcp + 16, 0);
+    uint64_t acc = ipv6 ? sum_words(ip + 8, 32, 0) : sum_words(ip + 12, 8, 0);
+    put_be16(tcp + 16, fold_checksum(sum_words(tcp, TCP_HDR + n, acc + PROTO_TCP + TCP_HDR + n)));
+    size_t len = link + l3 + TCP_HDR + n;
+    rec = put_le32(rec, sec);
+    rec = put_le32(rec, frac);
+    rec = put_le32(rec, (uint32_t)len);
+    put_le32(rec, (uint32_t)len);
+    g->out.len += PCAP_RECORD_HDR + len;
+    g->n.frames++;
+    g->n.segments++;
+    g->n.bytes += len;
+}
+
+/* Cuts the TCP frame just written into segments, like cut_datagram. */
+static bool cut_segment(struct gen *g, const struct packet *pk, uint32_t sec, uint32_t frac)
+{
+    static uint8_t frame[FRAME_MAX];
+    static size_t starts[FRAME_MAX + 1];
+    static size_t order[FRAME_MAX + 1];
+    size_t link = ETH_HDR + (g->opt.vlan ? VLAN_HDR : 0), l3 = pk->ipv6 ? IPV6_HDR : IPV4_HDR;
+    size_t payload = pk->payload_len, n = 0;
+    if (pk->proto != PROTO_TCP || payload < 2)
+        return false;
+    if (g->opt.split_at) {
+        if (g->opt.split_at >= payload)
+            return false;
+        starts[n++] = 0;
+        starts[n++] = g->opt.split_at;
+    } else {
+        if (!g->opt.segment || payload <= g->opt.segment)
+            return false;
+        for (size_t s = 0; s < payload; s += g->opt.segment)
+            starts[n++] = s;
+    }
+    starts[n] = payload;
+    memcpy(frame, g->out.buf + g->out.len + PCAP_RECORD_HDR, frame_len_of(g, pk));
+    const uint8_t *data = frame + link + l3 + TCP_HDR;
+    bool drop_last = frag_next(g) % 10000 < (uint64_t)(g->opt.seg_drop_last * 100);
+    for (size_t i = 0; i < n; i++)
+        order[i] = g->opt.seg_order == FRAG_REVERSE ? n - 1 - i : i;
+    if (g->opt.seg_order == FRAG_SHUFFLE)   /* the first segment first, the rest in any order */
+        for (size_t i = n - 1; i > 1; i--) {
+            size_t j = 1 + (size_t)(frag_next(g) % i), t = order[i];
+            order[i] = order[j], order[j] = t;
+        }
+    g->n.segmented++;
+    for (size_t i = 0; i < n; i++) {
+        size_t k = order[i], s = starts[k], len = starts[k + 1] - s;
+        if (k == n - 1 && drop_last)
+            continue;
+        put_segment(g, frame, link, pk->ipv6, data, s, len, sec, frac, false);
+        if (g->opt.seg_dup)
+            put_segment(g, frame, link, pk->ipv6, data, s, len, sec, frac, false);
+        if (g->opt.seg_conflict && len > 1)   /* its second half again, other bytes */
+            put_segment(g, frame, link, pk->ipv6, data, s + len / 2, len - len / 2, sec, frac,
+                        true);
+    }
+    return true;
+}
+
 /* Writes headers and checksums around the payload, then the pcap record. */
 static void packet_finish(struct gen *g, const struct packet *pk)
 {
@@ -555,7 +646,7 @@ static void packet_finish(struct gen *g, const struct packet *pk)
     put_l4_checksum(l3, l4, pk, l4_len);
 
     packet_time(g, g->n.packets, &sec, &frac);
-    if (cut_datagram(g, pk, (uint32_t)sec, frac)) {
+    if (cut_segment(g, pk, (uint32_t)sec, frac) || cut_datagram(g, pk, (uint32_t)sec, frac)) {
         g->n.packets++;   /* the fragments counted their frames and bytes */
         g->n.ipv6 += pk->ipv6;
         return;
@@ -892,9 +983,11 @@ static void print_summary(const struct gen *g)
             g->n.packets, g->n.bytes, g->n.background, g->n.http_requests, g->n.http_responses,
             g->n.dns_queries, g->n.tls_hellos, g->n.ipv6, first_sec, first_frac * scale, last_sec,
             last_frac * scale);
-    if (g->opt.fragment)   /* the same line, longer: the records and how they were cut */
+    if (g->opt.fragment || g->opt.segment || g->opt.split_at)   /* the records, how cut */
         fprintf(stderr, "{\"frames\":%" PRIu64 ",\"fragmented\":%" PRIu64
-                ",\"fragments\":%" PRIu64 "}\n", g->n.frames, g->n.fragmented, g->n.fragments);
+                ",\"fragments\":%" PRIu64 ",\"segmented\":%" PRIu64 ",\"segments\":%" PRIu64
+                "}\n", g->n.frames, g->n.fragmented, g->n.fragments, g->n.segmented,
+                g->n.segments);
 }
 
 /* ---- command line ------------------------------------------------------ */
@@ -935,6 +1028,12 @@ static void usage(FILE *to)
           "      --frag-conflict    a datagram's first fragment again, other bytes\n"
           "      --frag-overlap     a fragment across the first two of each datagram\n"
           "      --frag-drop-last PCT  percent of cut datagrams missing their last piece\n"
+          "      --segment N        cut TCP payloads longer than N bytes into segments of N\n"
+          "      --split-at K       cut every TCP payload longer than K in two at byte K\n"
+          "      --seg-order O      in (default), reverse, or shuffle (the first one first)\n"
+          "      --seg-dup          every segment twice\n"
+          "      --seg-conflict     a segment across each cut, with other bytes\n"
+          "      --seg-drop-last PCT  percent of cut payloads missing their last segment\n"
           "  -h, --help             show this help\n"
           "\n"
           "Addresses: IPv4 198.18.0.0/15, IPv6 2001:2::/48. A JSON summary line is\n"
@@ -989,6 +1088,12 @@ enum {
     OPT_FRAG_CONFLICT,
     OPT_FRAG_OVERLAP,
     OPT_FRAG_DROP_LAST,
+    OPT_SEGMENT,
+    OPT_SPLIT_AT,
+    OPT_SEG_ORDER,
+    OPT_SEG_DUP,
+    OPT_SEG_CONFLICT,
+    OPT_SEG_DROP_LAST,
 };
 
 static const struct option long_options[] = {
@@ -1017,6 +1122,12 @@ static const struct option long_options[] = {
     {"frag-conflict", no_argument, NULL, OPT_FRAG_CONFLICT},
     {"frag-overlap", no_argument, NULL, OPT_FRAG_OVERLAP},
     {"frag-drop-last", required_argument, NULL, OPT_FRAG_DROP_LAST},
+    {"segment", required_argument, NULL, OPT_SEGMENT},
+    {"split-at", required_argument, NULL, OPT_SPLIT_AT},
+    {"seg-order", required_argument, NULL, OPT_SEG_ORDER},
+    {"seg-dup", no_argument, NULL, OPT_SEG_DUP},
+    {"seg-conflict", no_argument, NULL, OPT_SEG_CONFLICT},
+    {"seg-drop-last", required_argument, NULL, OPT_SEG_DROP_LAST},
     {NULL, 0, NULL, 0},
 };
 
@@ -1080,14 +1191,33 @@ static void apply_option(struct options *o, int c, const char *arg)
             fail_usage("--fragment: a multiple of 8, got '%s'", arg);
         break;
     case OPT_FRAG_ORDER:
+    case OPT_SEG_ORDER: {
+        int *order = c == OPT_FRAG_ORDER ? &o->frag_order : &o->seg_order;
         if (strcmp(arg, "in") == 0)
-            o->frag_order = FRAG_IN;
+            *order = FRAG_IN;
         else if (strcmp(arg, "reverse") == 0)
-            o->frag_order = FRAG_REVERSE;
+            *order = FRAG_REVERSE;
         else if (strcmp(arg, "shuffle") == 0)
-            o->frag_order = FRAG_SHUFFLE;
+            *order = FRAG_SHUFFLE;
         else
-            fail_usage("--frag-order: in, reverse or shuffle, got '%s'", arg);
+            fail_usage("%s: in, reverse or shuffle, got '%s'",
+                       c == OPT_FRAG_ORDER ? "--frag-order" : "--seg-order", arg);
+        break;
+    }
+    case OPT_SEGMENT:
+        o->segment = (unsigned)parse_uint("--segment", arg, 1, 1460);
+        break;
+    case OPT_SPLIT_AT:
+        o->split_at = (unsigned)parse_uint("--split-at", arg, 1, 1460);
+        break;
+    case OPT_SEG_DUP:
+        o->seg_dup = true;
+        break;
+    case OPT_SEG_CONFLICT:
+        o->seg_conflict = true;
+        break;
+    case OPT_SEG_DROP_LAST:
+        o->seg_drop_last = parse_percent("--seg-drop-last", arg);
         break;
     case OPT_FRAG_DUP:
         o->frag_dup = true;

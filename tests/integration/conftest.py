@@ -34,14 +34,19 @@ def oracle_conf(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def corpus_run(binaries, oracle_conf):
-    """corpus_run(capture, threads=1) -> Run of dati with ORACLE_CONF, cached
-    for the session. Damaged captures may exit 1; anything else fails."""
+    """corpus_run(capture, threads=1, reassembly=True) -> Run of dati with
+    ORACLE_CONF (and REASSEMBLY 0 when reassembly is false: the per-packet
+    view), cached for the session. Damaged captures may exit 1; anything
+    else fails."""
     cache = {}
+    per_packet = oracle_conf.parent / "oracle-per-packet.conf"
+    per_packet.write_text("REASSEMBLY 0\n" + h.ORACLE_CONF)
 
-    def run(capture, threads=1):
-        key = (capture, threads)
+    def run(capture, threads=1, reassembly=True):
+        key = (capture, threads, reassembly)
         if key not in cache:
-            cache[key] = h.run_dati(["-r", h.PCAP_DIR / capture, "-c", oracle_conf,
+            conf = oracle_conf if reassembly else per_packet
+            cache[key] = h.run_dati(["-r", h.PCAP_DIR / capture, "-c", conf,
                                      "-t", threads, "--no-progress"], expect_rc=(0, 1))
         return cache[key]
 

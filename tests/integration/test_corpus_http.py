@@ -1,5 +1,8 @@
-"""HTTP requests: dati (per packet, no reassembly) against tshark with TCP
-reassembly off (oracle/NAME.http-noreasm.tsv, corpus README caveat 1).
+"""HTTP requests, in two views: dati with REASSEMBLY 0 (per packet) against
+tshark with TCP reassembly off (oracle/NAME.http-noreasm.tsv, corpus README
+caveat 1), and dati with REASSEMBLY 1 (the default) against tshark with it
+on (oracle/NAME.http.tsv): a request split over segments is one record, at
+the frame that completed its headers.
 
 Rows are paired on (src, dst, sport, dport, method, uri) as a multiset, in
 frame order within equal keys; then host, user agent, referer, cookie and the
@@ -15,6 +18,8 @@ is one oracle row; dati, which follows no TCP sequence numbers, reports it
 again. That is not listed as a known difference: the failure message marks
 such records ("same request as dati frame N")."""
 from decimal import Decimal
+
+import pytest
 
 import dati_helpers as h
 
@@ -46,8 +51,16 @@ KNOWN_DIFFERENCES = {
 }
 
 
-def oracle_rows(capture):
-    path = h.oracle_path(capture, "http-noreasm.tsv")
+# The reassembled view's differences, as KNOWN_DIFFERENCES for the other:
+# none (frame 72's fuzzed request is in neither).
+KNOWN_REASSEMBLED = {}
+
+VIEWS = {"per-packet": (False, "http-noreasm.tsv", KNOWN_DIFFERENCES),
+         "reassembled": (True, "http.tsv", KNOWN_REASSEMBLED)}
+
+
+def oracle_rows(capture, kind="http-noreasm.tsv"):
+    path = h.oracle_path(capture, kind)
     return h.read_tsv(path) if path.exists() else []
 
 
@@ -111,12 +124,14 @@ def compare_http(capture, expected, got, known):
     return mm
 
 
-def test_http_requests_match_tshark(capture, corpus_run):
-    """Every request tshark sees in one segment, and nothing else (a capture
-    without an http-noreasm oracle must give no HTTP record at all)."""
-    run = corpus_run(capture)
-    mm = compare_http(capture, oracle_rows(capture), dati_http(run),
-                      KNOWN_DIFFERENCES.get(capture, {}))
+@pytest.mark.parametrize("view", VIEWS)
+def test_http_requests_match_tshark(capture, corpus_run, view):
+    """Every request tshark sees (in one segment, or reassembled), and
+    nothing else (a capture without that oracle must give no HTTP record)."""
+    reassembly, kind, known = VIEWS[view]
+    run = corpus_run(capture, reassembly=reassembly)
+    mm = compare_http(capture, oracle_rows(capture, kind), dati_http(run),
+                      known.get(capture, {}))
     mm.check()
 
 

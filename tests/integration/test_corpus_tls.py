@@ -1,5 +1,8 @@
-"""TLS server names: dati against tshark with TCP reassembly off
-(oracle/NAME.tls-noreasm.tsv).
+"""TLS server names, in two views: dati with REASSEMBLY 0 against tshark
+with TCP reassembly off (oracle/NAME.tls-noreasm.tsv), and dati with
+REASSEMBLY 1 (the default) against tshark with it on (oracle/NAME.tls.tsv):
+a ClientHello split over segments is one record, at the frame that
+completed its record.
 
 TCP rows are paired on (src, dst, sport, dport) in frame order; then the
 server name (as tshark 4.0 shows it: an ASCII C string, see
@@ -9,14 +12,19 @@ inside QUIC, which is a known, named difference: the test asserts that dati
 reports no server name at those frames, so it notices if that changes."""
 from decimal import Decimal
 
+import pytest
+
 import dati_helpers as h
 
 QUIC_NOT_DECRYPTED = ("QUIC Initial: tshark decrypts the ClientHello (keys derive from the "
                       "client's DCID); dati's TLS extractor reads TCP payloads only")
 
 
-def oracle_rows(capture):
-    path = h.oracle_path(capture, "tls-noreasm.tsv")
+VIEWS = {"per-packet": (False, "tls-noreasm.tsv"), "reassembled": (True, "tls.tsv")}
+
+
+def oracle_rows(capture, kind="tls-noreasm.tsv"):
+    path = h.oracle_path(capture, kind)
     return h.read_tsv(path) if path.exists() else []
 
 
@@ -32,9 +40,11 @@ def dati_key(rec):
             f.get(f"{t}.sport"), f.get(f"{t}.dport"))
 
 
-def test_tls_sni_matches_tshark(capture, corpus_run):
-    run = corpus_run(capture)
-    rows = oracle_rows(capture)
+@pytest.mark.parametrize("view", VIEWS)
+def test_tls_sni_matches_tshark(capture, corpus_run, view):
+    reassembly, kind = VIEWS[view]
+    run = corpus_run(capture, reassembly=reassembly)
+    rows = oracle_rows(capture, kind)
     tcp_rows = [r for r in rows if r["transport"] == "tcp"]
     quic_rows = [r for r in rows if r["transport"] == "udp"]
     assert len(tcp_rows) + len(quic_rows) == len(rows), f"{capture}: unknown transport in oracle"

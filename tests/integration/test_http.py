@@ -243,7 +243,14 @@ def expected_metrics(stats):
               ("defrag", "duplicates"): "dati_defrag_duplicate_fragments_total",
               ("defrag", "conflicting"): "dati_defrag_conflicting_fragments_total",
               ("defrag", "undecodable"): "dati_defrag_undecodable_datagrams_total",
-              ("defrag", "held"): "dati_defrag_held_fragments"}
+              ("defrag", "held"): "dati_defrag_held_fragments",
+              ("reassembly", "started"): "dati_reassembly_started_total",
+              ("reassembly", "completed"): "dati_reassembly_completed_total",
+              ("reassembly", "segments"): "dati_reassembly_segments_total",
+              ("reassembly", "out_of_order"): "dati_reassembly_out_of_order_segments_total",
+              ("reassembly", "retransmitted"): "dati_reassembly_retransmitted_segments_total",
+              ("reassembly", "conflicting"): "dati_reassembly_conflicting_segments_total",
+              ("reassembly", "held"): "dati_reassembly_buffers"}
     labelled = {
         ("records", "field"): ("dati_records_total", {"kind": "field"}),
         ("records", "flow"): ("dati_records_total", {"kind": "flow"}),
@@ -304,10 +311,14 @@ def expected_metrics(stats):
         elif path[0] == "filters":
             name = {"matches": "dati_filter_matches_total",
                     "records": "dati_filter_records_total",
-                    "skipped_retransmissions": "dati_filter_skipped_retransmissions_total"}
+                    "skipped_retransmissions": "dati_filter_skipped_retransmissions_total",
+                    "reassembled_segments": "dati_filter_reassembled_segments_total",
+                    "reassembled_records": "dati_filter_reassembled_records_total"}
             put(name[path[2]], v, filter=path[1])
         elif path[0] == "flows" and path[1] in ("idle", "end_of_input", "evicted", "shutdown"):
             put("dati_flows_ended_total", v, reason=path[1])
+        elif path[:2] == ("reassembly", "gave_up"):
+            put("dati_reassembly_gave_up_total", v, reason=path[2])
         elif path[:2] == ("defrag", "dropped"):
             put("dati_defrag_dropped_fragments_total", v, reason=path[2])
         elif path[:2] == ("classify", "apps"):
