@@ -5,6 +5,9 @@
 #   - the same mix cut into IP fragments of 512 bytes of payload, shuffled
 #     (dati-gen --fragment 512 --frag-order shuffle), with REASSEMBLY 1:
 #     what putting fragments back together costs, per fragment;
+#   - the all-HTTP file (section 2) with REASSEMBLY 1 against 0, and the
+#     same requests each split in two segments (dati-gen --split-at 100):
+#     every record then comes from a reassembled request;
 #   - peak memory with 1M flows, REASSEMBLY 1 against 0.
 # Uses the files sections 1 and 3 made. Medians of RUNS runs after a
 # warm-up; prints figures, never fails on them.
@@ -15,6 +18,7 @@ dati="$build/dati"
 gen="$build/dati-gen"
 RUNS=${RUNS:-3}
 LAB_PACKETS=${LAB_PACKETS:-2000000}
+HTTP_PACKETS=${HTTP_PACKETS:-200000}
 . "$(dirname "$0")/common.sh"
 
 SEED_BPF='tcp[(tcp[12] >> 4) * 4 : 4] = 0x47455420'
@@ -49,6 +53,31 @@ echo "   the same mix in fragments of 512 bytes, shuffled: $nframes frames, $nfr
 printf "   %-46s %8s s %12s frames/s\n" "every flow, REASSEMBLY 1, -t 1" "$c1" "$(rate "$nframes" "$c1")"
 printf "   %-46s %8s s %12s frames/s\n" "every flow, REASSEMBLY 1, -t 2" "$c2" "$(rate "$nframes" "$c2")"
 printf "   %-46s %8s s %12s frames/s  (later fragments: no flow)\n" "every flow, REASSEMBLY 0, -t 1" "$c0" "$(rate "$nframes" "$c0")"
+HTTP_FIELDS="ip.src ip.dst tcp.sport tcp.dport http.method http.url http.host http.useragent http.referer"
+for r in 0 1; do
+    printf 'TIME_STATS 0\nREASSEMBLY %s\nFILTER_NAME http\nBPF tcp dst port 80\nFIELDS %s\n' "$r" \
+        "$HTTP_FIELDS" > "$dir/reasm-http$r.conf"
+done
+http="$dir/http.pcap"
+split="$dir/http-split.pcap"
+[ -s "$http" ] || "$gen" -n "$HTTP_PACKETS" -s 2 --http-share 100 -o "$http" 2>/dev/null
+[ -s "$split" ] || "$gen" -n "$HTTP_PACKETS" -s 2 --http-share 100 --split-at 100 -o "$split" 2>/dev/null
+cat "$http" "$split" > /dev/null
+count() { "$dati" -q -c "$1" -r "$2" -w /dev/stdout | grep -c '"http.method"'; }
+h0=$(median_time "$dati" -q -c "$dir/reasm-http0.conf" -r "$http" -t 1 -w /dev/null)
+h1=$(median_time "$dati" -q -c "$dir/reasm-http1.conf" -r "$http" -t 1 -w /dev/null)
+p0=$(median_time "$dati" -q -c "$dir/reasm-http0.conf" -r "$split" -t 1 -w /dev/null)
+p1=$(median_time "$dati" -q -c "$dir/reasm-http1.conf" -r "$split" -t 1 -w /dev/null)
+p2=$(median_time "$dati" -q -c "$dir/reasm-http1.conf" -r "$split" -t 2 -w /dev/null)
+n1=$(count "$dir/reasm-http1.conf" "$split")
+n0=$(count "$dir/reasm-http0.conf" "$split")
+echo "   all-HTTP file, $HTTP_PACKETS requests (section 2), BPF tcp dst port 80, HTTP fields"
+printf "   %-46s %8s s %12s records/s\n" "whole requests, REASSEMBLY 0" "$h0" "$(rate "$HTTP_PACKETS" "$h0")"
+printf "   %-46s %8s s %12s records/s\n" "whole requests, REASSEMBLY 1" "$h1" "$(rate "$HTTP_PACKETS" "$h1")"
+printf "   %-46s %8s s %12s records/s  (%s whole requests)\n" "each split in 2, REASSEMBLY 1, -t 1" "$p1" "$(rate "$n1" "$p1")" "$n1"
+printf "   %-46s %8s s %12s records/s\n" "each split in 2, REASSEMBLY 1, -t 2" "$p2" "$(rate "$n1" "$p2")"
+printf "   %-46s %8s s %12s segments/s  (%s records of cut requests)\n" "each split in 2, REASSEMBLY 0" "$p0" "$(rate $((2 * HTTP_PACKETS)) "$p0")" "$n0"
+echo "   cost of REASSEMBLY 1 on whole requests: $(awk "BEGIN{printf \"%.0f\", ($h1 / $h0 - 1) * 100}") %"
 if [ -s "$dir/flows.pcap" ]; then
     for r in 0 1; do
         printf 'TIME_STATS 0\nPKT_TTL 1000000\nMAX_FLOWS 1000000\nREASSEMBLY %s\nFILTER_NAME tcp\nBPF tcp\n' "$r" > "$dir/reasm-flows$r.conf"

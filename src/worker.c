@@ -284,16 +284,24 @@ static void write_records(struct worker *w, const struct packet *p, uint64_t mas
         if (r->state == APP_DONE)
             app_text.len = (uint32_t)app_name(r, app, sizeof app);
     }
+    if (p->frame != w->rec_frame) {   /* a frame's records are numbered across calls */
+        w->rec_frame = p->frame;
+        memset(w->rec_sub, 0, sizeof w->rec_sub);
+    }
     for (int i = 0; mask; i++, mask >>= 1) {
         if (!(mask & 1))
             continue;
         const struct filter_conf *f = &conf->filter[i];
+        if (w->rec_sub[i] >= 64) {   /* the id has room for 64 records per frame and filter */
+            COUNTER_INC(w->c.records_dropped);
+            continue;
+        }
         extract_begin(&w->x, p);
         w->x.app = app_text;
         extract_use_netpdl(&w->x, f->netpdl);
         m.filter = f;
         m.filter_index = i;
-        m.sub = 0;
+        m.sub = w->rec_sub[i];
         do {
             if (conf->record_seq)
                 m.seq = ++w->seq;
@@ -306,6 +314,7 @@ static void write_records(struct worker *w, const struct packet *p, uint64_t mas
             } else
                 COUNTER_INC(w->c.records_dropped);
         } while (f->uses_http && ++m.sub < 64 && extract_http_next(&w->x));
+        w->rec_sub[i] = (uint8_t)(f->uses_http ? m.sub : m.sub + 1);
     }
 }
 

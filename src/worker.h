@@ -109,6 +109,10 @@ struct worker {
     int done;                      /* live: the thread has ended (it takes no pipeline) */
     struct tap_counters tapc;
     uint32_t tap_turn[CLASSIFY_MAX_FILTERS];   /* TAP_BALANCE roundrobin */
+    /* the next record index (of a record's id) per filter at frame rec_frame:
+     * a segment may complete a message and hold more */
+    uint64_t rec_frame;
+    uint8_t rec_sub[CLASSIFY_MAX_FILTERS];
 };
 
 /* Returns 0, or -1 with the reason in err: no memory for the flow table or

@@ -166,6 +166,26 @@ def defrag_seeds():
     yield "ipv4-timeout", fragments(0, 4, 7, dgram[:256], 128) + fragments(255, 4, 7, dgram, 128)
 
 
+def stream_seeds():
+    """fuzz-stream's segments: [flags][seq offset][length][payload]."""
+    def seg(flags, off, payload):
+        return bytes([flags]) + struct.pack("!HH", off, len(payload)) + payload
+    req = (b"GET /index.html HTTP/1.1\r\nHost: www.example.test\r\nUser-Agent: fuzz\r\n\r\n"
+           b"POST /form HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n0123456789")
+    hello = client_hello(b"sni.example.test")
+    dns = dns_query("tcp.example.test")
+    dns = struct.pack("!H", len(dns)) + dns
+    M = 0x20   # a filter matched
+    yield "http-in-order", b"".join(seg(M, i, req[i:i + 9]) for i in range(0, len(req), 9))
+    yield "http-reversed-tail", seg(M, 0, req[:5]) + b"".join(
+        seg(M, i, req[i:i + 9]) for i in reversed(range(5, len(req), 9)))
+    yield "http-conflict", seg(M, 0, req[:40]) + seg(M, 20, bytes(40)) + seg(M, 40, req[40:])
+    yield "tls-hello", b"".join(seg(M | 0x08, i, hello[i:i + 30])
+                                for i in range(0, len(hello), 30))
+    yield "dns-tcp", seg(M | 0x10, 0, dns[:1]) + seg(M | 0x10, 1, dns[1:])
+    yield "two-flows-end", seg(M, 0, req[:10]) + seg(M | 1, 0, req[:10]) + seg(0x80, 10, b"x")
+
+
 def write(path, data):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "wb") as f:
@@ -251,6 +271,8 @@ def main():
 
     for name, data in defrag_seeds():
         write(os.path.join(CORPUS, "defrag", name), data)
+    for name, data in stream_seeds():
+        write(os.path.join(CORPUS, "stream", name), data)
 
     conf = os.path.join(CORPUS, "config")
     confdir = os.path.join(HERE, "..", "conf")

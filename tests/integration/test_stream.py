@@ -139,3 +139,24 @@ def test_reassembly_off_is_per_packet(tmp_path, whole):
     assert "reassembly" not in run.stats
     got = app_records(run)   # each request from its first segment: cut short
     assert len(got) == len(whole) and got != whole
+
+
+def test_netpdl_description_sees_the_request(tmp_path, binaries):
+    """protocols/http.xml runs on the reassembled request, as the built-in
+    fields do: the cut file gives the whole file's records."""
+    conf = h.write_config(tmp_path, "n.conf", f"""\
+FILTER_NAME http
+BPF tcp dst port 80
+PROTOCOL_DEF {h.REPO / 'protocols' / 'http.xml'}
+FIELDS ip.src tcp.sport http.method http.url http.host http.useragent http.referer http.cookie
+""")
+    args = ["-n", 400, "-s", 4, "--http-share", 40]
+    runs = []
+    for extra in ([], ["--segment", 90, "--seg-order", "shuffle"]):
+        pcap = tmp_path / f"n{len(extra)}.pcap"
+        h.run_gen(args + extra, pcap)
+        run = h.run_dati(["-r", pcap, "-c", conf, "--no-progress"])
+        runs.append([(json.dumps(r["fields"], sort_keys=True), r["ts"]) for r in run.records
+                     if "http.method" in r["fields"]])
+    assert len(runs[0]) > 100
+    assert runs[1] == runs[0]
