@@ -62,6 +62,7 @@ struct options {
     /* TCP segments: payloads longer than segment are cut (the same orders and
      * faults as fragments); split_at cuts every payload in two there */
     unsigned segment, split_at;
+    bool split_every;    /* the n-th payload of a length cut at byte 1 + n mod (length - 1) */
     int seg_order;
     bool seg_dup, seg_conflict;
     double seg_drop_last;
@@ -587,15 +588,17 @@ static bool cut_segment(struct gen *g, const struct packet *pk, uint32_t sec, ui
     static uint8_t frame[FRAME_MAX];
     static size_t starts[FRAME_MAX + 1];
     static size_t order[FRAME_MAX + 1];
+    static uint32_t turn[FRAME_MAX + 1];   /* --split-every: payloads of each length so far */
     size_t link = ETH_HDR + (g->opt.vlan ? VLAN_HDR : 0), l3 = pk->ipv6 ? IPV6_HDR : IPV4_HDR;
     size_t payload = pk->payload_len, n = 0;
     if (pk->proto != PROTO_TCP || payload < 2)
         return false;
-    if (g->opt.split_at) {
-        if (g->opt.split_at >= payload)
+    if (g->opt.split_at || g->opt.split_every) {
+        size_t at = g->opt.split_every ? 1 + turn[payload]++ % (payload - 1) : g->opt.split_at;
+        if (at >= payload)
             return false;
         starts[n++] = 0;
-        starts[n++] = g->opt.split_at;
+        starts[n++] = at;
     } else {
         if (!g->opt.segment || payload <= g->opt.segment)
             return false;
@@ -983,7 +986,7 @@ static void print_summary(const struct gen *g)
             g->n.packets, g->n.bytes, g->n.background, g->n.http_requests, g->n.http_responses,
             g->n.dns_queries, g->n.tls_hellos, g->n.ipv6, first_sec, first_frac * scale, last_sec,
             last_frac * scale);
-    if (g->opt.fragment || g->opt.segment || g->opt.split_at)   /* the records, how cut */
+    if (g->opt.fragment || g->opt.segment || g->opt.split_at || g->opt.split_every)
         fprintf(stderr, "{\"frames\":%" PRIu64 ",\"fragmented\":%" PRIu64
                 ",\"fragments\":%" PRIu64 ",\"segmented\":%" PRIu64 ",\"segments\":%" PRIu64
                 "}\n", g->n.frames, g->n.fragmented, g->n.fragments, g->n.segmented,
@@ -1030,6 +1033,8 @@ static void usage(FILE *to)
           "      --frag-drop-last PCT  percent of cut datagrams missing their last piece\n"
           "      --segment N        cut TCP payloads longer than N bytes into segments of N\n"
           "      --split-at K       cut every TCP payload longer than K in two at byte K\n"
+          "      --split-every      cut the n-th TCP payload of a length in two at byte\n"
+          "                         1 + n mod (length - 1): every position in turn\n"
           "      --seg-order O      in (default), reverse, or shuffle (the first one first)\n"
           "      --seg-dup          every segment twice\n"
           "      --seg-conflict     a segment across each cut, with other bytes\n"
@@ -1094,6 +1099,7 @@ enum {
     OPT_SEG_DUP,
     OPT_SEG_CONFLICT,
     OPT_SEG_DROP_LAST,
+    OPT_SPLIT_EVERY,
 };
 
 static const struct option long_options[] = {
@@ -1124,6 +1130,7 @@ static const struct option long_options[] = {
     {"frag-drop-last", required_argument, NULL, OPT_FRAG_DROP_LAST},
     {"segment", required_argument, NULL, OPT_SEGMENT},
     {"split-at", required_argument, NULL, OPT_SPLIT_AT},
+    {"split-every", no_argument, NULL, OPT_SPLIT_EVERY},
     {"seg-order", required_argument, NULL, OPT_SEG_ORDER},
     {"seg-dup", no_argument, NULL, OPT_SEG_DUP},
     {"seg-conflict", no_argument, NULL, OPT_SEG_CONFLICT},
@@ -1209,6 +1216,9 @@ static void apply_option(struct options *o, int c, const char *arg)
         break;
     case OPT_SPLIT_AT:
         o->split_at = (unsigned)parse_uint("--split-at", arg, 1, 1460);
+        break;
+    case OPT_SPLIT_EVERY:
+        o->split_every = true;
         break;
     case OPT_SEG_DUP:
         o->seg_dup = true;

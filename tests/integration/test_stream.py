@@ -86,16 +86,21 @@ def test_cut_mix_gives_the_same_records(tmp_path, whole, args):
 
 
 def test_every_split_position(tmp_path, binaries):
-    """A request (and a ClientHello) cut in two at every byte position."""
-    args = ["-n", 60, "-s", 3, "--http-share", 50, "--tls-share", 50]
+    """Requests and ClientHellos each cut in two, the n-th of each length at
+    byte 1 + n mod (length - 1) (dati-gen --split-every): the requests all
+    have one length (1446 bytes), so with more of them than that every
+    position of a request is cut once; ClientHellos (about 100 bytes, three
+    lengths) at every position several times."""
+    args = ["-n", 6000, "-s", 3, "--http-share", 50, "--tls-share", 50]
     h.run_gen(args, tmp_path / "w.pcap")
     want = app_records(dati(tmp_path, tmp_path / "w.pcap"))
-    assert len(want) > 40
-    for k in range(1, 1461, 1):
-        pcap = tmp_path / "c.pcap"
-        h.run_gen(args + ["--split-at", k], pcap)
-        run = dati(tmp_path, pcap)
-        assert app_records(run) == want, f"--split-at {k}"
+    assert sum(1 for r in want if r[0] == "http") > 1446
+    cut = tmp_path / "c.pcap"
+    summary = h.run_gen(args + ["--split-every"], cut)
+    assert summary["segmented"] > 3000
+    run = dati(tmp_path, cut)
+    assert app_records(run) == want
+    assert run.stats["reassembly"]["completed"] == summary["segmented"]
 
 
 def test_same_records_for_any_thread_count(tmp_path, binaries):
