@@ -48,12 +48,14 @@ struct defrag {
     struct defrag_counters c;
     uint8_t *data;             /* nblocks * BLOCK */
     uint32_t *block_next;      /* 1-based chains; free blocks too */
-    uint32_t nblocks, free_block, free_blocks;
+    /* free lists; entries past the *_used marks were never used (their pages
+     * are untouched until then) */
+    uint32_t nblocks, free_block, free_blocks, block_used;
     struct frag *frag;         /* nblocks of them: a fragment takes a block at least */
-    uint32_t free_frag;
+    uint32_t free_frag, frag_used;
     struct dgram *dg;          /* max_datagrams */
     uint32_t *bucket, mask;
-    uint32_t free_dg, ndg;
+    uint32_t free_dg, dg_used, ndg;
     uint32_t oldest, newest;
     uint32_t seed;
 };
@@ -86,21 +88,13 @@ struct defrag *defrag_new(const struct defrag_limits *lim)
     d->data = malloc((size_t)d->nblocks * BLOCK);
     d->block_next = malloc(sizeof *d->block_next * d->nblocks);
     d->frag = malloc(sizeof *d->frag * d->nblocks);
-    d->dg = calloc(lim->max_datagrams, sizeof *d->dg);
+    d->dg = malloc(sizeof *d->dg * (lim->max_datagrams ? lim->max_datagrams : 1));
     d->bucket = calloc(buckets, sizeof *d->bucket);
     if (!d->data || !d->block_next || !d->frag || !d->dg || !d->bucket) {
         defrag_free(d);
         return NULL;
     }
-    for (uint32_t i = 1; i <= d->nblocks; i++) {
-        d->block_next[i - 1] = i < d->nblocks ? i + 1 : 0;
-        FRAG(d, i)->next = i < d->nblocks ? i + 1 : 0;
-    }
-    d->free_block = d->free_frag = 1;
     d->free_blocks = d->nblocks;
-    for (uint32_t i = 1; i <= lim->max_datagrams; i++)
-        DG(d, i)->chain = i < lim->max_datagrams ? i + 1 : 0;
-    d->free_dg = lim->max_datagrams ? 1 : 0;
     if (getrandom(&d->seed, sizeof d->seed, 0) != sizeof d->seed)
         d->seed = 0x9e3779b9u;   /* only the spread of the buckets depends on it */
     return d;
@@ -254,10 +248,13 @@ void defrag_expire(struct defrag *d, uint64_t clock)
 static uint32_t new_dgram(struct defrag *d, const struct info *in, uint32_t h, uint64_t clock)
 {
     uint32_t gi = d->free_dg;
-    if (!gi)
+    if (gi)
+        d->free_dg = DG(d, gi)->chain;
+    else if (d->dg_used < d->lim.max_datagrams)
+        gi = ++d->dg_used;
+    else
         return 0;
     struct dgram *g = DG(d, gi);
-    d->free_dg = g->chain;
     memset(g, 0, sizeof *g);
     memcpy(g->src, in->src, in->alen);
     memcpy(g->dst, in->dst, in->alen);
@@ -313,24 +310,33 @@ static uint32_t store(struct defrag *d, const struct packet *p, const struct inf
 {
     uint32_t hdr = in->start == 0 ? in->hdrlen : 0, n = hdr + in->len;
     uint32_t need = n ? (n + BLOCK - 1) / BLOCK : 1;
-    if (!d->free_frag || d->free_blocks < need)
+    if (d->free_blocks < need)   /* a fragment takes a block at least: a descriptor is free */
         return 0;
     uint32_t fi = d->free_frag;
+    if (fi)
+        d->free_frag = FRAG(d, fi)->next;
+    else
+        fi = ++d->frag_used;
     struct frag *f = FRAG(d, fi);
-    d->free_frag = f->next;
-    *f = (struct frag){.start = in->start, .end = in->end, .hdrlen = hdr, .nblocks = need,
-                       .block = d->free_block};
-    uint32_t b = d->free_block, last = b;
+    *f = (struct frag){.start = in->start, .end = in->end, .hdrlen = hdr, .nblocks = need};
+    uint32_t prev = 0;
     for (uint32_t i = 0, done = 0; i < need; i++) {
+        uint32_t b = d->free_block;
+        if (b)
+            d->free_block = d->block_next[b - 1];
+        else
+            b = ++d->block_used;
+        if (prev)
+            d->block_next[prev - 1] = b;
+        else
+            f->block = b;
         uint32_t k = n - done < BLOCK ? n - done : BLOCK;
         uint8_t *to = d->data + (size_t)(b - 1) * BLOCK;
         for (uint32_t j = 0; j < k; j++, done++)   /* headers, then payload */
             to[j] = done < hdr ? p->data[done] : in->payload[done - hdr];
-        last = b;
-        b = d->block_next[b - 1];
+        prev = b;
     }
-    d->free_block = b;
-    d->block_next[last - 1] = 0;
+    d->block_next[prev - 1] = 0;
     d->free_blocks -= need;
     COUNTER_INC(d->c.held);
     COUNTER_ADD(d->c.held_bytes, (uint64_t)need * BLOCK);

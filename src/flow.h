@@ -39,6 +39,7 @@ struct flow {
     uint8_t app_done : 1;     /* CLASSIFY: nDPI needs no more of this flow (app.h) */
     uint8_t matched : 1;      /* a filter matched a packet once (filters may be remapped) */
     uint8_t stream_open : 2;  /* REASSEMBLY: bit per direction: a message is being reassembled */
+    uint8_t fragmented : 1;   /* REASSEMBLY: it had IP fragments (its counts in frag_counts) */
     uint8_t iface;            /* packet.iface of the first packet */
     uint8_t marks;            /* FLOW_WATCH, FLOW_IGNORE, FLOW_STATE_* (feedback channel) */
     uint8_t tag[FLOW_MAX_TAGS]; /* tags (flowtag.h): name index + 1, 0 = none */

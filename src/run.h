@@ -17,7 +17,10 @@
 #include "worker.h"
 
 #define MAX_WORKERS 64
-#define DEFRAG_SLOTS 8   /* rebuilt frames a worker may still be reading */
+/* rebuilt frames the workers may still be reading: enough that the reader
+ * seldom waits (each DEFRAG_FRAME_MAX bytes, of which a datagram touches
+ * only what it fills) */
+#define DEFRAG_SLOTS 256
 
 struct run_options {
     const char *input;         /* capture file, "-" for stdin; NULL for live capture */

@@ -71,6 +71,33 @@ void stream_free(struct stream_table *t)
 
 const struct stream_counters *stream_counters(const struct stream_table *t) { return &t->c; }
 
+/* Where an HTTP request at p ends: after the blank line that ends its
+ * headers, and its body (Content-Length); 0 while the headers are cut. The
+ * same blank line and length as http_parse_request, found faster: this
+ * runs on every request a filter selects. */
+static uint32_t http_end(const uint8_t *p, uint32_t len)
+{
+    uint64_t body = 0;
+    const uint8_t *line = memchr(p, '\n', len);   /* the request line's end */
+    while (line) {
+        line++;
+        uint32_t left = len - (uint32_t)(line - p);
+        if (left && (line[0] == '\n' || (line[0] == '\r' && left > 1 && line[1] == '\n'))) {
+            uint64_t end = (uint64_t)(line - p) + (line[0] == '\n' ? 1 : 2) + body;
+            return end < UINT32_MAX / 2 ? (uint32_t)end : UINT32_MAX / 2;
+        }
+        if (left > 15 && (line[0] | 0x20) == 'c' && bytes_iprefix(line, 15, "content-length:")) {
+            const uint8_t *v = line + 15, *e = p + len;
+            while (v < e && (*v == ' ' || *v == '\t'))
+                v++;
+            for (body = 0; v < e && *v >= '0' && *v <= '9' && body <= UINT32_MAX; v++)
+                body = body * 10 + (uint64_t)(*v - '0');
+        }
+        line = memchr(line, '\n', left);
+    }
+    return 0;
+}
+
 enum stream_kind stream_message(const uint8_t *p, uint32_t len, uint16_t sport, uint16_t dport,
                                 uint32_t *end)
 {
@@ -91,9 +118,7 @@ enum stream_kind stream_message(const uint8_t *p, uint32_t len, uint16_t sport, 
     }
     if (!http_request_start(p, len))
         return STREAM_NONE;
-    struct http_request r;
-    if (http_parse_request(p, len, 0, &r) && r.end)   /* headers whole: then the body */
-        *end = r.body < UINT32_MAX / 2 - r.end ? r.end + (uint32_t)r.body : UINT32_MAX / 2;
+    *end = http_end(p, len);
     return STREAM_HTTP;
 }
 

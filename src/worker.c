@@ -42,9 +42,10 @@ static void emit_flow(void *ctx, const struct flow *f, enum flow_end why)
         uint8_t open = f->stream_open;   /* the entry is reset when reused */
         stream_flow_end(w->streams, slot, &open);
     }
-    uint64_t frags = w->frag_counts ? w->frag_counts[slot] : 0;
-    if (frags && why != FLOW_INTERIM)   /* zero for the slot's next flow (only written */
-        w->frag_counts[slot] = 0;       /* when used: untouched pages stay unallocated) */
+    /* read only for flows that had fragments: the table's pages stay untouched */
+    uint64_t frags = f->fragmented ? w->frag_counts[slot] : 0;
+    if (frags && why != FLOW_INTERIM)   /* zero for the slot's next flow */
+        w->frag_counts[slot] = 0;
     if (!f->matched) {   /* a candidate for an APP filter that never matched: no
                           * record, and (flow_states skips it) no live hash */
         if (why != FLOW_INTERIM) {
@@ -395,8 +396,12 @@ void worker_process(struct worker *w, const struct packet *p)
         if (w->app)
             app_flow_begin(w->app, (uint32_t)(f - w->flows.flows));
     }
-    if (f && (p->flags & PKT_REASSEMBLED) && w->frag_counts)
+    if (f && (p->flags & PKT_REASSEMBLED) && w->frag_counts) {
+        if (!f->fragmented)
+            w->frag_counts[f - w->flows.flows] = 0;
+        f->fragmented = 1;
         w->frag_counts[f - w->flows.flows] += (uint64_t)(1u + p->extra_frames) << 32 | 1;
+    }
     /* a flag in the entry, so that a classified flow costs no other load */
     if (f && w->app && !f->app_done &&
         (app_packet(w->app, (uint32_t)(f - w->flows.flows), p) ||
