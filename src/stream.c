@@ -137,9 +137,23 @@ static uint32_t record_part(const uint8_t *p, uint32_t n, uint16_t sport, uint16
 
 static uint32_t get_bit(const struct sbuf *b, uint32_t i) { return b->got[i / 8] >> (i % 8) & 1; }
 
+/* Marks bytes [from, to) received. */
+static void set_bits(struct sbuf *b, uint32_t from, uint32_t to)
+{
+    while (from < to && from % 8)
+        b->got[from / 8] |= (uint8_t)(1u << (from % 8)), from++;
+    if (to - from >= 8) {
+        memset(b->got + from / 8, 0xff, (to - from) / 8);
+        from += (to - from) / 8 * 8;
+    }
+    while (from < to)
+        b->got[from / 8] |= (uint8_t)(1u << (from % 8)), from++;
+}
+
 static void release(struct stream_table *t, uint32_t slot, int dir, unsigned *open)
 {
     uint32_t i = t->of[slot][dir];
+    memset(BUF(t, i)->got, 0, (BUF(t, i)->top + 7) / 8);   /* clean for the next message */
     BUF(t, i)->next = t->free;
     t->free = i;
     t->of[slot][dir] = 0;
@@ -177,7 +191,22 @@ static uint32_t place(struct stream_table *t, struct sbuf *b, const struct packe
     if (start > b->have)
         COUNTER_INC(t->c.out_of_order);
     int conflict = 0;
-    for (uint32_t i = start; i < end && i < STREAM_WINDOW; i++) {
+    uint32_t from = start;   /* of what the byte loop below looks at */
+    if (b->top == b->have && start <= b->have) {
+        /* no hole: what is below have was received, what is above is new */
+        uint32_t old = b->have < end ? b->have : end;
+        uint32_t cmp = old < STREAM_WINDOW ? old : STREAM_WINDOW;
+        conflict = start < cmp && memcmp(b->data + start, d, cmp - start) != 0;
+        uint32_t to = end < STREAM_WINDOW ? end : STREAM_WINDOW;
+        if (to > old) {
+            memcpy(b->data + old, d + (old - start), to - old);
+            set_bits(b, old, to);
+            fresh = to - old;
+            b->have = b->top = to;
+        }
+        from = end;   /* nothing left for the byte loop */
+    }
+    for (uint32_t i = from; i < end && i < STREAM_WINDOW; i++) {
         if (get_bit(b, i)) {
             conflict |= b->data[i] != d[i - start];   /* the first copy stays */
             continue;
@@ -270,11 +299,12 @@ static int start(struct stream_table *t, uint32_t slot, int dir, unsigned *open,
     if (k == STREAM_NONE || off >= len)
         return 0;
     uint32_t i = t->free;
-    if (i)
+    if (i) {
         t->free = BUF(t, i)->next;
-    else if (t->used < t->nbufs)
+    } else if (t->used < t->nbufs) {
         i = ++t->used;   /* never used: its pages are touched from now on */
-    if (!i) {
+        memset(BUF(t, i)->got, 0, sizeof BUF(t, i)->got);
+    } else {
         COUNTER_INC(t->c.no_room);
         return 0;
     }
@@ -285,7 +315,6 @@ static int start(struct stream_table *t, uint32_t slot, int dir, unsigned *open,
         t->records(t->ctx, &part, mask, slot);
     }
     struct sbuf *b = BUF(t, i);
-    memset(b->got, 0, sizeof b->got);
     b->base = p->tcp_seq + off;
     b->have = b->top = b->end = 0;
     b->mask = mask;
