@@ -478,6 +478,12 @@ enum defrag_result defrag_add(struct defrag *d, const struct packet *p, uint8_t 
     }
     if (!g->last_seen || g->have != g->total || FRAG(d, g->frags)->start != 0)
         return DEFRAG_HELD;
+    /* the first fragment's headers (options, extension headers) count too */
+    uint32_t headers = g->ip_hdr_end - g->l3_off - (g->family == 4 ? 0 : 40);
+    if (headers + g->total > 65535) {
+        end_dgram(d, gi, &d->c.too_big);
+        return DEFRAG_HELD;
+    }
     rebuild(d, gi, p, buf, out);
     return DEFRAG_DONE;
 }

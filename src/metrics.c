@@ -199,7 +199,7 @@ static int defrag(struct outbuf *b, const struct stats_totals *t)
     const struct stream_counters *st = &t->st;
     struct labelled gave_up[] = {{"too_long", st->too_long}, {"no_room", st->no_room},
                                  {"unfinished", st->unfinished},
-                                 {"not_message", st->not_message}};
+                                 {"not_message", st->not_message}, {"gap", st->gap}};
     rc |= COUNTER("dati_reassembly_started_total",
                   "TCP messages split over segments: a buffer opened.", st->started);
     rc |= COUNTER("dati_reassembly_completed_total", "TCP messages made whole.", st->completed);

@@ -411,6 +411,7 @@ int stats_json(struct outbuf *b, const struct stats_source *s, const struct stat
         rc |= member(b, "no_room", st->no_room, &first);
         rc |= member(b, "unfinished", st->unfinished, &first);
         rc |= member(b, "not_message", st->not_message, &first);
+        rc |= member(b, "gap", st->gap, &first);
         rc |= json_lit(b, "}}");
     }
     if (t->classify) {

@@ -180,14 +180,15 @@ static void emit(struct stream_table *t, const struct packet *p, const uint8_t *
 static uint32_t place(struct stream_table *t, struct sbuf *b, const struct packet *p)
 {
     const uint8_t *d = packet_payload(p);
-    uint32_t len = p->payload_len;
-    int32_t off = (int32_t)(p->tcp_seq - b->base);
-    if (off < 0) {   /* begins before the message: those bytes were consumed */
-        if ((uint32_t)-off >= len)
+    uint32_t len = p->payload_len, seq = p->tcp_seq + (p->tcp_flags & 0x02 ? 1 : 0);
+    uint32_t off = seq - b->base;
+    if ((int32_t)off < 0) {   /* begins before the message: those bytes were consumed */
+        uint32_t back = b->base - seq;
+        if (back >= len)
             return 0;
-        d += -off, len -= (uint32_t)-off, off = 0;
+        d += back, len -= back, off = 0;
     }
-    uint32_t start = (uint32_t)off, end = start + len, fresh = 0;
+    uint32_t start = off, end = start + len, fresh = 0;
     if (start > b->have)
         COUNTER_INC(t->c.out_of_order);
     int conflict = 0;
@@ -249,10 +250,13 @@ static void consume(struct sbuf *b, uint32_t n)
         b->have++;
 }
 
-/* Makes the records of every message now whole at the front of the buffer.
- * Returns 0 while the buffer waits for more, 1 when it is done with, 2 when
- * it is done with because its last message ended where nothing is stored. */
-static int advance(struct stream_table *t, struct sbuf *b, const struct packet *p, uint32_t slot)
+/* Makes the records of every message now whole at the front of the buffer;
+ * a message after one that ended there is selected by the filters of the
+ * segment that completed it (mask). Returns 0 while the buffer waits for
+ * more, 1 when it is done with, 2 when it is done with because its last
+ * message ended where nothing is stored. */
+static int advance(struct stream_table *t, struct sbuf *b, const struct packet *p, uint32_t slot,
+                   uint64_t mask)
 {
     for (;;) {
         uint32_t held = b->have < STREAM_WINDOW ? b->have : STREAM_WINDOW;
@@ -270,52 +274,69 @@ static int advance(struct stream_table *t, struct sbuf *b, const struct packet *
             COUNTER_INC(t->c.completed);
             uint32_t end = b->end;
             consume(b, end);
+            b->mask = mask;
             if (b->top == 0)
                 return 2;
             continue;
         }
         if (!b->end && b->top >= STREAM_WINDOW) {   /* headers longer than a buffer */
             COUNTER_INC(t->c.too_long);
-            if (b->have)
-                emit(t, p, b->data, held, b->mask, slot);
+            emit(t, p, b->data, held, b->mask, slot);
             return 1;
         }
         return 0;
     }
 }
 
-/* From payload offset `from` of p on (after a message that ended there):
- * the whole messages' records now, and a buffer for the one the segment
- * cuts. Returns 0 when there is none (nothing was done). */
+/* The records of payload bytes [from, to) of p, as a packet of their own. */
+static void emit_part(struct stream_table *t, const struct packet *p, uint32_t from, uint32_t to,
+                      uint64_t mask, uint32_t slot)
+{
+    if (to <= from)
+        return;
+    struct packet part = *p;
+    part.payload_off += from;
+    part.payload_len = to - from;
+    t->records(t->ctx, &part, mask, slot);
+}
+
+/* Where p's payload starts in sequence space: a SYN takes a number first. */
+static uint32_t data_seq(const struct packet *p) { return p->tcp_seq + (p->tcp_flags & 0x02 ? 1 : 0); }
+
+/* From payload offset `from` of p on: the whole messages' records now, and
+ * a buffer for the one the segment cuts. Returns 1 when it made (or will
+ * make) the records of those bytes, 0 when from is 0 and the segment cuts
+ * no message: its records are then made as for any packet. */
 static int start(struct stream_table *t, uint32_t slot, int dir, unsigned *open,
                  const struct packet *p, uint32_t from, uint64_t mask)
 {
     const uint8_t *d = packet_payload(p);
     uint32_t len = p->payload_len, off = from, end;
-    enum stream_kind k;
-    while ((k = stream_message(d + off, len - off, p->sport, p->dport, &end)) != STREAM_NONE &&
+    enum stream_kind k = STREAM_NONE;
+    while (off < len &&
+           (k = stream_message(d + off, len - off, p->sport, p->dport, &end)) != STREAM_NONE &&
            end && end <= len - off)
         off += end;   /* whole messages */
-    if (k == STREAM_NONE || off >= len)
-        return 0;
-    uint32_t i = t->free;
-    if (i) {
-        t->free = BUF(t, i)->next;
-    } else if (t->used < t->nbufs) {
-        i = ++t->used;   /* never used: its pages are touched from now on */
-        memset(BUF(t, i)->got, 0, sizeof BUF(t, i)->got);
-    } else {
-        COUNTER_INC(t->c.no_room);
-        return 0;
+    uint32_t i = 0;
+    if (off < len && k != STREAM_NONE) {
+        if ((i = t->free)) {
+            t->free = BUF(t, i)->next;
+        } else if (t->used < t->nbufs) {
+            i = ++t->used;   /* never used: its pages are touched from now on */
+            memset(BUF(t, i)->got, 0, sizeof BUF(t, i)->got);
+        } else {
+            COUNTER_INC(t->c.no_room);
+        }
     }
-    if (off > from) {   /* the whole messages before it: records from that part */
-        struct packet part = *p;
-        part.payload_off += from;
-        part.payload_len = off - from;
-        t->records(t->ctx, &part, mask, slot);
+    if (!i) {   /* nothing to hold (or no room): the rest as a packet */
+        if (from == 0)
+            return 0;
+        emit_part(t, p, from, len, mask, slot);
+        return 1;
     }
+    emit_part(t, p, from, off, mask, slot);   /* the whole messages before it */
     struct sbuf *b = BUF(t, i);
-    b->base = p->tcp_seq + off;
+    b->base = data_seq(p) + off;
     b->have = b->top = b->end = 0;
     b->mask = mask;
     t->of[slot][dir] = i;
@@ -323,9 +344,32 @@ static int start(struct stream_table *t, uint32_t slot, int dir, unsigned *open,
     COUNTER_INC(t->c.held);
     COUNTER_INC(t->c.started);
     place(t, b, p);
-    if (advance(t, b, p, slot))   /* e.g. headers longer than a buffer in one segment */
+    if (advance(t, b, p, slot, mask))   /* e.g. headers longer than a buffer in one segment */
         release(t, slot, dir, open);
     return 1;
+}
+
+/* Whether p's payload starts an HTTP request or a TLS ClientHello (DNS's
+ * length prefix could be any two bytes). */
+static int starts_request(const struct packet *p)
+{
+    uint32_t end;
+    enum stream_kind k = stream_message(packet_payload(p), p->payload_len, p->sport, p->dport,
+                                        &end);
+    return k == STREAM_HTTP || k == STREAM_TLS;
+}
+
+/* The message in b cannot be completed (its end is known and data past it
+ * came, or bytes came past what a buffer follows while some are missing):
+ * records from what is held, and the buffer goes. */
+static void give_up(struct stream_table *t, struct sbuf *b, const struct packet *p, uint32_t slot,
+                    int dir, unsigned *open, uint64_t *reason)
+{
+    uint32_t held = b->have < STREAM_WINDOW ? b->have : STREAM_WINDOW;
+    COUNTER_INC(*reason);
+    if (held)
+        emit(t, p, b->data, record_part(b->data, held, p->sport, p->dport), b->mask, slot);
+    release(t, slot, dir, open);
 }
 
 int stream_segment(struct stream_table *t, uint32_t slot, int dir, uint8_t *open,
@@ -333,30 +377,41 @@ int stream_segment(struct stream_table *t, uint32_t slot, int dir, uint8_t *open
 {
     unsigned o = *open;
     int taken = 1;
+    if ((o & (1u << dir)) && (p->tcp_flags & 0x02)) {   /* a SYN: a new connection */
+        COUNTER_INC(t->c.unfinished);
+        release(t, slot, dir, &o);
+    }
     if (o & (1u << dir)) {
         struct sbuf *b = BUF(t, t->of[slot][dir]);
-        b->mask |= mask;   /* a filter that matched any segment of it selects the message */
+        uint32_t off = data_seq(p) - b->base, seg_end = off + p->payload_len;
+        int ahead = (int32_t)off >= 0;
         COUNTER_INC(t->c.segments);
-        if (!b->end && (int32_t)(p->tcp_seq + p->payload_len - b->base) > STREAM_WINDOW) {
-            /* headers that reach past a buffer: given up with what is held,
-             * and this segment is a packet like any other */
-            COUNTER_INC(t->c.too_long);
-            if (b->have)
-                emit(t, p, b->data, b->have < STREAM_WINDOW ? b->have : STREAM_WINDOW, b->mask,
-                     slot);
-            release(t, slot, dir, &o);
+        if (ahead && ((b->end && off >= b->end) ||
+                      (off >= STREAM_WINDOW && off > b->have) ||
+                      (off > b->have && mask && starts_request(p)))) {
+            /* past the message's end, past what is followed, or a new
+             * request beyond a hole (the rest of this one was lost): it
+             * cannot complete; this segment starts afresh */
+            give_up(t, b, p, slot, dir, &o, &t->c.gap);
+            taken = mask && !seen && start(t, slot, dir, &o, p, 0, mask);
+        } else if (!b->end && ahead && seg_end > STREAM_WINDOW) {
+            /* headers that reach past a buffer: given up with what is
+             * held, and this segment is a packet like any other */
+            give_up(t, b, p, slot, dir, &o, &t->c.too_long);
             taken = 0;
-        } else if (!place(t, b, p)) {
-            COUNTER_INC(t->c.retransmitted);
         } else {
-            int r = advance(t, b, p, slot);
-            if (r) {
-                uint32_t done = b->base - p->tcp_seq;   /* where the message ended */
-                uint64_t m = b->mask;
-                release(t, slot, dir, &o);
-                /* the segment that completed it may start the next one */
-                if (r == 2 && (int32_t)done > 0 && done < p->payload_len)
-                    start(t, slot, dir, &o, p, done, m);
+            b->mask |= mask;   /* a filter that matched a segment of it selects the message */
+            if (!place(t, b, p)) {
+                COUNTER_INC(t->c.retransmitted);
+            } else {
+                int r = advance(t, b, p, slot, mask);
+                if (r) {
+                    uint32_t done = b->base - data_seq(p);   /* where the message ended */
+                    release(t, slot, dir, &o);
+                    /* the segment that completed it may hold more */
+                    if (r == 2 && (int32_t)done > 0 && done < p->payload_len)
+                        start(t, slot, dir, &o, p, done, mask);
+                }
             }
         }
     } else if (!mask || seen || !start(t, slot, dir, &o, p, 0, mask)) {

@@ -15,7 +15,7 @@
 
 #include "packet.h"
 
-#define STREAM_WINDOW 16384   /* bytes of one message held at most (headers, a record) */
+#define STREAM_WINDOW (16384 + 256)   /* bytes of a message held at most: a whole TLS record */
 
 enum stream_kind { STREAM_NONE, STREAM_HTTP, STREAM_TLS, STREAM_DNS };
 
@@ -30,6 +30,7 @@ struct stream_counters {
     uint64_t no_room;          /* gave up: no buffer free (records from the segment alone) */
     uint64_t unfinished;       /* gave up: the flow ended with the message incomplete (no record) */
     uint64_t not_message;      /* gave up: the bytes held turned out not to start a message (a record of them) */
+    uint64_t gap;              /* gave up: bytes missing that later data passed (records from what was held) */
     uint64_t held;             /* buffers in use now */
 };
 
