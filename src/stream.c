@@ -165,7 +165,7 @@ static void release(struct stream_table *t, uint32_t slot, int dir, unsigned *op
 static void emit(struct stream_table *t, const struct packet *p, const uint8_t *data, uint32_t n,
                  uint64_t mask, uint32_t slot)
 {
-    if (p->payload_off > HEADERS_MAX)
+    if (p->payload_off > HEADERS_MAX || !mask)   /* !mask: no filter selected it */
         return;
     memcpy(t->scratch, p->data, p->payload_off);
     memcpy(t->scratch + p->payload_off, data, n);
@@ -292,7 +292,7 @@ static int advance(struct stream_table *t, struct sbuf *b, const struct packet *
 static void emit_part(struct stream_table *t, const struct packet *p, uint32_t from, uint32_t to,
                       uint64_t mask, uint32_t slot)
 {
-    if (to <= from)
+    if (to <= from || !mask)
         return;
     struct packet part = *p;
     part.payload_off += from;
