@@ -252,7 +252,9 @@ static void consume(struct sbuf *b, uint32_t n)
 
 /* Makes the records of every message now whole at the front of the buffer;
  * a message after one that ended there is selected by the filters of the
- * segment that completed it (mask). Returns 0 while the buffer waits for
+ * one before and of the segment that completed it (mask): a filter that
+ * looks for a request's first bytes sees only the first segment of a
+ * pipelined stream. Returns 0 while the buffer waits for
  * more, 1 when it is done with, 2 when it is done with because its last
  * message ended where nothing is stored. */
 static int advance(struct stream_table *t, struct sbuf *b, const struct packet *p, uint32_t slot,
@@ -274,7 +276,7 @@ static int advance(struct stream_table *t, struct sbuf *b, const struct packet *
             COUNTER_INC(t->c.completed);
             uint32_t end = b->end;
             consume(b, end);
-            b->mask = mask;
+            b->mask |= mask;
             if (b->top == 0)
                 return 2;
             continue;
@@ -407,10 +409,11 @@ int stream_segment(struct stream_table *t, uint32_t slot, int dir, uint8_t *open
                 int r = advance(t, b, p, slot, mask);
                 if (r) {
                     uint32_t done = b->base - data_seq(p);   /* where the message ended */
+                    uint64_t m = b->mask | mask;
                     release(t, slot, dir, &o);
                     /* the segment that completed it may hold more */
                     if (r == 2 && (int32_t)done > 0 && done < p->payload_len)
-                        start(t, slot, dir, &o, p, done, mask);
+                        start(t, slot, dir, &o, p, done, m);
                 }
             }
         }
