@@ -235,51 +235,68 @@ static int ring_error(struct capture *c, struct afpacket *a, int i)
     return 0;
 }
 
-static int afpacket_next(struct capture *c, struct packet *p, int *linktype)
+/* One packet of the ring's held block into p. */
+static void ring_packet(struct ring *r, int i, struct packet *p)
+{
+    struct tpacket3_hdr *h = r->next_pkt;
+    r->left--;
+    r->next_pkt = (struct tpacket3_hdr *)(void *)((uint8_t *)h + h->tp_next_offset);
+    __builtin_prefetch(r->next_pkt);   /* its header, while this packet is filled in */
+    uint32_t caplen = h->tp_snaplen, wirelen = h->tp_len;
+    uint8_t *mac = (uint8_t *)h + h->tp_mac;
+    if (r->linktype == LINKTYPE_ETHERNET)
+        mac = vlan_reinsert(h, mac, &caplen, &wirelen);
+    p->data = mac;
+    p->caplen = caplen;
+    p->wirelen = wirelen;
+    p->ts = (uint64_t)h->tp_sec * 1000000000u + h->tp_nsec;
+    p->iface = (uint8_t)(i + 1);
+    r->down = 0;
+}
+
+int capture_live_batch(struct capture *c, struct packet *v, int *linktype, int max)
 {
     struct afpacket *a = c->priv;
     for (;;) {
-        for (int k = 0; k < a->nrings; k++) {
+        int n = 0;
+        for (int k = 0; k < a->nrings && n < max; k++) {
             int i = (a->turn + k) % a->nrings;
             struct ring *r = &a->ring[i];
-            /* the previous packet is done with; empty (timed-out) blocks go straight back */
+            /* the packets handed out before are done with: a block whose
+             * last one they were goes back now, empty (timed-out) ones too */
             while (r->bd && r->left == 0) {
                 block_release(a, r);
                 block_take(a, r);
             }
             if (!r->bd && !block_take(a, r))
                 continue;
-            if (r->left == 0)
-                continue;
-            struct tpacket3_hdr *h = r->next_pkt;
-            r->left--;
-            r->next_pkt = (struct tpacket3_hdr *)(void *)((uint8_t *)h + h->tp_next_offset);
-            uint32_t caplen = h->tp_snaplen, wirelen = h->tp_len;
-            uint8_t *mac = (uint8_t *)h + h->tp_mac;
-            if (r->linktype == LINKTYPE_ETHERNET)
-                mac = vlan_reinsert(h, mac, &caplen, &wirelen);
-            p->data = mac;
-            p->caplen = caplen;
-            p->wirelen = wirelen;
-            p->ts = (uint64_t)h->tp_sec * 1000000000u + h->tp_nsec;
-            p->iface = (uint8_t)(i + 1);
-            r->down = 0;
-            *linktype = r->linktype;
+            /* a batch takes from one block per ring: the next stays the
+             * kernel's until this one is released */
+            for (; r->left && n < max; n++) {
+                ring_packet(r, i, &v[n]);
+                linktype[n] = r->linktype;
+            }
             if (r->left == 0)
                 a->turn = (i + 1) % a->nrings;   /* a block at a time per ring */
-            return 1;
         }
+        if (n)
+            return n;
         /* nothing ready anywhere: wait, and let the owner do its timed work */
-        int n = poll(a->pfd, (nfds_t)a->nrings, (int)a->lo.poll_ms);
+        int ready = poll(a->pfd, (nfds_t)a->nrings, (int)a->lo.poll_ms);
         for (int i = 0; i < a->nrings; i++) {
             /* a down interface raises no error when it is then deleted: look */
-            if (((n > 0 && (a->pfd[i].revents & POLLERR)) || a->ring[i].down) &&
+            if (((ready > 0 && (a->pfd[i].revents & POLLERR)) || a->ring[i].down) &&
                 ring_error(c, a, i) < 0)
                 return -1;
         }
         if (a->opt->idle && a->opt->idle(a->opt->ctx))
             return 0;
     }
+}
+
+static int afpacket_next(struct capture *c, struct packet *p, int *linktype)
+{
+    return capture_live_batch(c, p, linktype, 1);
 }
 
 int capture_live_start(struct capture *c)

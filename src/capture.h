@@ -95,6 +95,13 @@ int capture_open_live(struct capture *c, struct capture_iface *ifs, int nifs,
                       const struct capture_live_options *lo, const struct capture_options *opt);
 int capture_live_start(struct capture *c);
 
+/* Live capture, in batches: up to max packets that are ready now (waiting,
+ * as capture_next does, only when none is), v[i] with linktype[i]. The
+ * packets stay valid until the next call, which hands the blocks they came
+ * from back to the kernel first. Returns the count, 0 when opt->idle asked
+ * to stop, -1 when an interface is gone (errbuf). */
+int capture_live_batch(struct capture *c, struct packet *v, int *linktype, int max);
+
 /* Interface names by packet.iface (1-based), for records. Set before the
  * workers start, read-only afterwards. */
 void capture_set_iface_name(int iface, const char *name);

@@ -1,9 +1,11 @@
-/* flow.c - hash chains over a preallocated array, plus an LRU list ordered by
- * the reader clock: since the clock never goes backwards, the head is always
- * the flow idle the longest, so expiry pops heads and never scans. */
+/* flow.c - a preallocated array of flows, indexed by buckets of tagged
+ * slots (flow.h), plus an LRU list ordered by the reader clock: since the
+ * clock never goes backwards, the head is always the flow idle the longest,
+ * so expiry pops heads and never scans. */
 #include "flow.h"
 
 #include "counter.h"
+#include "hugemem.h"
 
 #include <netinet/in.h>
 #include <stdlib.h>
@@ -33,18 +35,19 @@ int flow_table_init(struct flow_table *t, uint32_t max_flows, uint32_t buckets,
                     uint64_t idle_ns, flow_emit_fn emit, void *emit_ctx)
 {
     memset(t, 0, sizeof *t);
-    uint32_t n = 1;
-    while (n < buckets && n < (1u << 31))
+    /* slots for twice the flows at least: probes stay short when it is full */
+    uint64_t want = buckets > 2ull * max_flows ? buckets : 2ull * max_flows, n = 1;
+    while (n * FLOW_BUCKET_SLOTS < want)
         n <<= 1;
     /* calloc of large blocks maps zero pages lazily: untouched flows cost nothing */
     t->flows = calloc(max_flows ? max_flows : 1, sizeof *t->flows);
-    t->buckets = calloc(n, sizeof *t->buckets);
+    t->buckets = huge_alloc(n * sizeof *t->buckets);
     if (!t->flows || !t->buckets) {
         free(t->flows);
-        free(t->buckets);
+        huge_free(t->buckets, n * sizeof *t->buckets);
         return -1;
     }
-    t->bucket_mask = n - 1;
+    t->bucket_mask = (uint32_t)(n - 1);
     t->max_flows = max_flows;
     t->idle_ns = idle_ns;
     t->emit = emit;
@@ -55,7 +58,7 @@ int flow_table_init(struct flow_table *t, uint32_t max_flows, uint32_t buckets,
 void flow_table_fini(struct flow_table *t)
 {
     free(t->flows);
-    free(t->buckets);
+    huge_free(t->buckets, ((size_t)t->bucket_mask + 1) * sizeof *t->buckets);
     memset(t, 0, sizeof *t);
 }
 
@@ -84,6 +87,37 @@ static void lru_append(struct flow_table *t, uint32_t i)
     t->lru_tail = i;
 }
 
+/* The slot of entry i, from its hash's bucket on; the buckets it passes
+ * no longer have it beyond them. */
+static void index_remove(struct flow_table *t, uint32_t hash, uint32_t i)
+{
+    for (uint32_t b = hash;; b++) {
+        struct flow_bucket *bk = &t->buckets[b & t->bucket_mask];
+        for (int s = 0; s < FLOW_BUCKET_SLOTS; s++)
+            if (bk->idx[s] == i) {
+                bk->idx[s] = 0;
+                return;
+            }
+        bk->overflow--;
+    }
+}
+
+/* A free slot for entry i, from its hash's bucket on (there is always one:
+ * the index has twice the slots of the table). */
+static void index_insert(struct flow_table *t, uint32_t hash, uint32_t i)
+{
+    for (uint32_t b = hash;; b++) {
+        struct flow_bucket *bk = &t->buckets[b & t->bucket_mask];
+        for (int s = 0; s < FLOW_BUCKET_SLOTS; s++)
+            if (!bk->idx[s]) {
+                bk->idx[s] = i;
+                bk->tag[s] = flow_tag(hash);
+                return;
+            }
+        bk->overflow++;
+    }
+}
+
 /* Emits the flow's record, then returns its entry to the free list. */
 static void end_flow(struct flow_table *t, uint32_t i, enum flow_end why)
 {
@@ -92,10 +126,7 @@ static void end_flow(struct flow_table *t, uint32_t i, enum flow_end why)
     COUNTER_INC(t->ended[why]);
     COUNTER_ADD(t->active, (uint64_t)-1);
     lru_unlink(t, i);
-    uint32_t *link = &t->buckets[f->hash & t->bucket_mask];
-    while (*link != i)
-        link = &AT(t, *link)->chain;
-    *link = f->chain;
+    index_remove(t, f->hash, i);
     f->chain = t->free_head;
     t->free_head = i;
 }
@@ -112,14 +143,19 @@ void flow_table_advance(struct flow_table *t, uint64_t clock)
 
 struct flow *flow_lookup(struct flow_table *t, const struct packet *p)
 {
-    uint32_t i = t->buckets[p->hash & t->bucket_mask];
-    while (i) {
-        struct flow *f = AT(t, i);
-        if (f->hash == p->hash && flow_key_equal(&f->key, &p->key))
-            return f;
-        i = f->chain;
+    uint16_t tag = flow_tag(p->hash);
+    for (uint32_t b = p->hash;; b++) {
+        const struct flow_bucket *bk = &t->buckets[b & t->bucket_mask];
+        for (int s = 0; s < FLOW_BUCKET_SLOTS; s++) {
+            if (bk->tag[s] != tag || !bk->idx[s])
+                continue;
+            struct flow *f = AT(t, bk->idx[s]);
+            if (f->hash == p->hash && flow_key_equal(&f->key, &p->key))
+                return f;
+        }
+        if (!bk->overflow)
+            return NULL;
     }
-    return NULL;
 }
 
 struct flow *flow_create(struct flow_table *t, const struct packet *p)
@@ -145,9 +181,7 @@ struct flow *flow_create(struct flow_table *t, const struct packet *p)
     f->first_ts = p->ts;
     f->client_is_lo = (p->flags & PKT_SRC_IS_LO) != 0;
     f->iface = p->iface;
-    uint32_t *head = &t->buckets[p->hash & t->bucket_mask];
-    f->chain = *head;
-    *head = i;
+    index_insert(t, p->hash, i);
     f->last_clock = p->clock;
     lru_append(t, i);
     COUNTER_INC(t->active);

@@ -25,7 +25,7 @@ enum { FLOW_C2S = 0, FLOW_S2C = 1 };
 struct flow {
     struct flow_key key;      /* hot: compared on lookup */
     uint32_t hash;
-    uint32_t chain;           /* next flow in the bucket, 1-based index, 0 = none */
+    uint32_t chain;           /* free list: next free entry, 1-based index, 0 = none */
     uint64_t last_clock;      /* reader clock at the last packet, ns: drives expiry */
     uint64_t packets[2];      /* [FLOW_C2S], [FLOW_S2C] */
     uint64_t bytes[2];        /* on-the-wire bytes per direction */
@@ -51,9 +51,22 @@ enum { FLOW_WATCH = 1, FLOW_IGNORE = 2, FLOW_STATE_SENT = 4 /* dati:flow:<id> wa
 
 typedef void (*flow_emit_fn)(void *ctx, const struct flow *f, enum flow_end why);
 
+/* A cache line of the hash index: up to 8 flows, each with a 16-bit tag of
+ * its hash, so a lookup loads one line and only the entries whose tag
+ * matches (a new flow, or a bucket shared with others, costs no entry load).
+ * A full bucket sends further flows to the next (linear probing); overflow
+ * counts the flows that passed it, so a lookup knows when to go on. */
+#define FLOW_BUCKET_SLOTS 8
+struct flow_bucket {
+    uint32_t idx[FLOW_BUCKET_SLOTS];   /* 1-based entry index, 0 = free */
+    uint16_t tag[FLOW_BUCKET_SLOTS];
+    uint32_t overflow;
+    uint32_t pad[3];
+} __attribute__((aligned(64)));
+
 struct flow_table {
     struct flow *flows;       /* max_flows entries, index i stored as i + 1 */
-    uint32_t *buckets;        /* heads of the hash chains */
+    struct flow_bucket *buckets;   /* the hash index: room for twice max_flows */
     uint32_t bucket_mask;
     uint32_t max_flows;
     uint32_t used;            /* entries ever handed out (high-water mark) */
@@ -67,8 +80,9 @@ struct flow_table {
     uint64_t ended[FLOW_END_COUNT];
 };
 
-/* Allocates room for max_flows flows and at least `buckets` hash buckets
- * (rounded up to a power of two). Memory is touched only as flows are used.
+/* Allocates room for max_flows flows and an index of at least `buckets`
+ * slots (and twice max_flows), in buckets of 8, a power of two of them.
+ * Memory is touched only as flows are used.
  * Returns 0, or -1 with errno set when the allocation fails. */
 int flow_table_init(struct flow_table *t, uint32_t max_flows, uint32_t buckets,
                     uint64_t idle_ns, flow_emit_fn emit, void *emit_ctx);
@@ -80,6 +94,33 @@ void flow_table_advance(struct flow_table *t, uint64_t clock);
 
 /* The flow of a keyed packet, or NULL. */
 struct flow *flow_lookup(struct flow_table *t, const struct packet *p);
+
+static inline uint16_t flow_tag(uint32_t hash)
+{
+    /* bits the bucket index and the worker choice (the top ones) do not use */
+    return (uint16_t)((hash * 0x9e3779b1u) >> 16);
+}
+
+/* Batches: the loads a lookup of hash will make, started early so that
+ * they overlap other packets' work. First the bucket; a few packets later
+ * (once the bucket has arrived) the entries its tags point to. */
+static inline void flow_prefetch_bucket(const struct flow_table *t, uint32_t hash)
+{
+    __builtin_prefetch(&t->buckets[hash & t->bucket_mask]);
+}
+
+static inline void flow_prefetch_entry(const struct flow_table *t, uint32_t hash)
+{
+    const struct flow_bucket *b = &t->buckets[hash & t->bucket_mask];
+    uint16_t tag = flow_tag(hash);
+    for (int s = 0; s < FLOW_BUCKET_SLOTS; s++)
+        if (b->tag[s] == tag && b->idx[s]) {
+            const char *f = (const char *)&t->flows[b->idx[s] - 1];
+            __builtin_prefetch(f);   /* the key, then what flow_update writes */
+            __builtin_prefetch(f + 64);
+            __builtin_prefetch(f + sizeof(struct flow) - 1);
+        }
+}
 
 /* A new flow for p (not yet counted: call flow_update next). When the table is
  * full the least recently seen flow is ended with FLOW_END_EVICTED first. */

@@ -73,40 +73,63 @@ static void live_notice(void *ctx, const char *msg)
     log_warn("%s", msg);
 }
 
+/* A batch of packets from the rings: decoded, then processed together
+ * (worker_process_batch starts the loads of the packets ahead). A
+ * fragment ends the run before it: the datagram it completes is in the
+ * worker's one rebuilt-frame buffer, processed at once. */
+static void live_batch(struct live_worker *lw, struct packet *v, const int *linktype, int n)
+{
+    struct worker *w = lw->w;
+    struct run *r = lw->r;
+    struct packet whole;
+    uint32_t keep = 0;
+    for (int i = 0; i < n; i++) {
+        struct packet *p = &v[i];
+        w->frame += (uint64_t)r->nworkers;
+        p->frame = w->frame;
+        p->clock = w->clock;   /* moved on by live_timed(), at least every 10 ms */
+        COUNTER_INC(w->in.packets);
+        COUNTER_ADD(w->in.bytes, p->wirelen);
+        enum decode_result res = decode_packet(p, linktype[i]);
+        p->link_slot = r->link_slot[p->iface - 1];
+        if (w->defrag && (p->flags & PKT_FRAGMENT)) {   /* IPv6: the kernel's defrag is IPv4's */
+            COUNTER_INC(w->in.decode[DECODE_FRAGMENT]);
+            worker_process_batch(w, v, 0, keep, UINT32_MAX);
+            keep = 0;
+            struct packet *q = defrag_packet(w->defrag, p, linktype[i], w->defrag_buf, &whole);
+            if (q)
+                worker_process(w, q);
+            continue;
+        }
+        COUNTER_INC(w->in.decode[res]);
+        if (decode_is_error(res))
+            continue;
+        if (keep != (uint32_t)i)
+            v[keep] = *p;   /* only after a packet left out */
+        keep++;
+    }
+    worker_process_batch(w, v, 0, keep, UINT32_MAX);
+}
+
 static void *live_worker_main(void *arg)
 {
     struct live_worker *lw = arg;
     struct worker *w = lw->w;
-    struct run *r = lw->r;
-    struct packet p, whole;
-    int linktype, rc;
-    uint32_t n = 0;
-    memset(&p, 0, sizeof p);
-    while ((rc = capture_next(&w->cap, &p, &linktype)) > 0) {
-        w->frame += (uint64_t)r->nworkers;
-        p.frame = w->frame;
-        p.clock = w->clock;   /* moved on by live_timed(), at least every 10 ms */
-        COUNTER_INC(w->in.packets);
-        COUNTER_ADD(w->in.bytes, p.wirelen);
-        enum decode_result res = decode_packet(&p, linktype);
-        p.link_slot = r->link_slot[p.iface - 1];
-        struct packet *q = &p;
-        if (w->defrag && (p.flags & PKT_FRAGMENT)) {   /* IPv6: the kernel's defrag is IPv4's */
-            COUNTER_INC(w->in.decode[DECODE_FRAGMENT]);
-            q = defrag_packet(w->defrag, &p, linktype, w->defrag_buf, &whole);
-        } else {
-            COUNTER_INC(w->in.decode[res]);
-            if (decode_is_error(res))
-                q = NULL;
+    struct packet v[WORKER_BATCH];
+    int linktype[WORKER_BATCH], n;
+    uint32_t since = 0;
+    memset(v, 0, sizeof v);
+    while ((n = capture_live_batch(&w->cap, v, linktype, WORKER_BATCH)) > 0) {
+        live_batch(lw, v, linktype, n);
+        if ((since += (uint32_t)n) >= LIVE_CHECK_EVERY) {
+            since = 0;
+            if (live_timed(lw))
+                break;
         }
-        if (q)
-            worker_process(w, q);
-        if (++n % LIVE_CHECK_EVERY == 0 && live_timed(lw))
-            break;
     }
     if (w->defrag)   /* what is still incomplete when capture ends is given up */
         defrag_expire(w->defrag, UINT64_MAX);
-    if (rc < 0) {
+    if (n < 0) {
         log_error("%s", w->cap.errbuf);
         lw->failed = 1;
     }

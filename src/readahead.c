@@ -10,6 +10,7 @@
 #include "counter.h"
 
 #include "capture.h"
+#include "hugemem.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -57,14 +58,7 @@ static int read_step(struct readahead *ra)
     uint64_t k = ra->io_k;
     if (!io_may_fill(ra, k))
         return -1;
-    uint8_t **mem = &ra->mem[k % READAHEAD_SLOTS];
-    if (!*mem && !(*mem = malloc(READAHEAD_GAP + READAHEAD_CHUNK))) {
-        ra->error = ENOMEM;   /* buffers are allocated as the input needs them */
-        __atomic_store_n(&ra->done, 1, __ATOMIC_RELEASE);
-        bump(&ra->io_seq, &ra->consumer_waiting);
-        return 0;
-    }
-    uint8_t *data = *mem + READAHEAD_GAP;
+    uint8_t *data = ra->mem[k % READAHEAD_SLOTS] + READAHEAD_GAP;
     uint32_t want = READAHEAD_CHUNK - ra->io_len < READ_SIZE ? READAHEAD_CHUNK - ra->io_len
                                                               : READ_SIZE;
     ssize_t n;
@@ -118,6 +112,11 @@ int readahead_start(struct readahead *ra, int fd, const struct capture_options *
 {
     memset(ra, 0, sizeof *ra);
     ra->fd = fd;
+    /* one mapping for the ring, its pages touched as the input fills them */
+    if (!(ra->region = huge_alloc(READAHEAD_SLOTS * READAHEAD_SLOT_BYTES)))
+        return -1;
+    for (int i = 0; i < READAHEAD_SLOTS; i++)
+        ra->mem[i] = ra->region + (size_t)i * READAHEAD_SLOT_BYTES;
     if (opt) {
         ra->slot_free = opt->slot_free;
         ra->idle = opt->idle;
@@ -148,10 +147,9 @@ void readahead_stop(struct readahead *ra)
         pthread_join(ra->thread, NULL);
         ra->started = 0;
     }
-    for (int i = 0; i < READAHEAD_SLOTS; i++) {
-        free(ra->mem[i]);
-        ra->mem[i] = NULL;
-    }
+    huge_free(ra->region, READAHEAD_SLOTS * READAHEAD_SLOT_BYTES);
+    ra->region = NULL;
+    memset(ra->mem, 0, sizeof ra->mem);
 }
 
 /* Releases, in order, the buffers of chunks before the cursor's that no

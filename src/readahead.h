@@ -13,9 +13,11 @@
 #define READAHEAD_CHUNK (512u << 10)  /* bytes per buffer */
 #define READAHEAD_GAP (320u << 10)    /* room for one straddling record */
 #define READAHEAD_SLOTS 16            /* buffers in the ring */
+#define READAHEAD_SLOT_BYTES (READAHEAD_GAP + READAHEAD_CHUNK)
 
 struct readahead {
     int fd;
+    uint8_t *region;                  /* the buffers, one after the other */
     uint8_t *mem[READAHEAD_SLOTS];    /* each: gap, then a chunk of input */
     pthread_t thread;
     int started;

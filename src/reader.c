@@ -14,13 +14,23 @@
 
 #define CHECK_EVERY 4096          /* packets between looks at the time and signals */
 
+/* One worker, inline: the decoded packets waiting in r->batch. */
+static void flush_batch(struct run *r)
+{
+    if (r->nbatch)
+        worker_process_batch(&r->workers[0], r->batch, 0, r->nbatch, WORKER_BATCH - 1);
+    r->nbatch = 0;
+    r->batch_slots = 0;
+}
+
 static void tick(struct run *r)
 {
+    flush_batch(r);
     if (run_reload_requested) {
         run_reload_requested = 0;
         log_warn("SIGHUP: reloading applies to live capture; reading a file, it is ignored");
     }
-    if (r->nworkers == 1)
+    if (!r->worker_threads)
         worker_drain(&r->workers[0]);
     run_tick(r);
 }
@@ -32,7 +42,7 @@ static void tick(struct run *r)
 static struct packet *defragment(struct run *r, struct packet *p, int linktype,
                                  struct packet *out)
 {
-    unsigned k = r->nworkers > 1 ? r->defrag_turn % DEFRAG_SLOTS : 0;
+    unsigned k = r->worker_threads ? r->defrag_turn % DEFRAG_SLOTS : 0;
     int w = r->defrag_worker[k];
     while (w >= 0 && !pktq_consumed(&r->queues[w], r->defrag_fence[k])) {
         pktq_publish(&r->queues[w]);
@@ -48,13 +58,16 @@ static struct packet *defragment(struct run *r, struct packet *p, int linktype,
 /* Reads everything; returns 1 at the clean end, 0 when stopped, -1 on damage. */
 static int read_loop(struct run *r, uint64_t *clock_out)
 {
-    struct packet pkt, whole;
+    struct packet one, whole;
     int linktype, last_linktype = -1;
     uint16_t slot = 0;
     uint64_t clock = 0, frame = 0;
-    int rc;
-    memset(&pkt, 0, sizeof pkt);
+    int rc, inline_batch = !r->worker_threads;
+    memset(&one, 0, sizeof one);
+    memset(r->batch, 0, sizeof r->batch);
     for (;;) {
+        /* inline, the packet is read straight into the batch */
+        struct packet *pkt = inline_batch ? &r->batch[r->nbatch] : &one;
         /* between packets, so that a stop never leaves one half-counted */
         if (frame % CHECK_EVERY == 0 && frame) {
             if (r->defrag)   /* also on quiet datagrams, not only when fragments come */
@@ -65,14 +78,18 @@ static int read_loop(struct run *r, uint64_t *clock_out)
                 break;
             }
         }
-        if ((rc = capture_next(&r->cap, &pkt, &linktype)) <= 0)
+        if ((rc = capture_next(&r->cap, pkt, &linktype)) <= 0)
             break;
-        pkt.frame = ++frame;
-        if (pkt.ts > clock)
-            clock = pkt.ts;
-        pkt.clock = clock;
+        if (inline_batch && pkt != &r->batch[r->nbatch]) {   /* a wait for input flushed it */
+            r->batch[r->nbatch] = *pkt;
+            pkt = &r->batch[r->nbatch];
+        }
+        pkt->frame = ++frame;
+        if (pkt->ts > clock)
+            clock = pkt->ts;
+        pkt->clock = clock;
         COUNTER_INC(r->rc.packets);
-        COUNTER_ADD(r->rc.bytes, pkt.wirelen);
+        COUNTER_ADD(r->rc.bytes, pkt->wirelen);
         if (linktype != last_linktype && decode_linktype_supported(linktype)) {
             int s = classify_link_slot(&r->pl->classifier, linktype);
             if (s >= 0) {
@@ -80,22 +97,32 @@ static int read_loop(struct run *r, uint64_t *clock_out)
                 slot = (uint16_t)s;
             }
         }
-        enum decode_result res = linktype == last_linktype ? decode_packet(&pkt, linktype)
+        enum decode_result res = linktype == last_linktype ? decode_packet(pkt, linktype)
                                                            : DECODE_ERR_LINKTYPE;
-        pkt.link_slot = slot;
-        struct packet *p = &pkt;
-        if (r->defrag && (pkt.flags & PKT_FRAGMENT)) {
+        pkt->link_slot = slot;
+        struct packet *p = pkt;
+        if (r->defrag && (pkt->flags & PKT_FRAGMENT)) {
             /* a piece: its transport header is judged once the datagram is whole */
             COUNTER_INC(r->rc.decode[DECODE_FRAGMENT]);
-            if (!(p = defragment(r, &pkt, linktype, &whole)))
+            if (inline_batch) {   /* the rebuilt frame's buffer is reused: no batch */
+                flush_batch(r);
+                if ((p = defragment(r, pkt, linktype, &whole)))
+                    worker_process(&r->workers[0], p);
+                continue;
+            }
+            if (!(p = defragment(r, pkt, linktype, &whole)))
                 continue;
         } else {
             COUNTER_INC(r->rc.decode[res]);
             if (decode_is_error(res))
                 continue;
         }
-        if (r->nworkers == 1) {
-            worker_process(&r->workers[0], p);
+        if (inline_batch) {
+            r->batch_slots |= 1u << r->cap.slot;
+            /* a batch of huge packets must not hold a quarter of the read buffers */
+            if (++r->nbatch == WORKER_BATCH ||
+                __builtin_popcount(r->batch_slots) > READAHEAD_SLOTS / 4)
+                flush_batch(r);
             continue;
         }
         /* the high bits pick the worker: the flow table uses the low ones */
@@ -110,6 +137,7 @@ static int read_loop(struct run *r, uint64_t *clock_out)
             r->defrag_fence[k] = r->queues[w].head_local;
         }
     }
+    flush_batch(r);   /* what was read before the end, a stop or damage */
     *clock_out = clock;
     if (rc < 0)
         return -1;
@@ -122,6 +150,8 @@ static int read_loop(struct run *r, uint64_t *clock_out)
 static int buffer_free(void *ctx, unsigned slot)
 {
     struct run *r = ctx;
+    if (!r->worker_threads)
+        return !(r->batch_slots & (1u << slot));
     for (int w = 0; w < r->nworkers; w++)
         if (!pktq_consumed(&r->queues[w], r->fence[slot][w]))
             return 0;
@@ -137,7 +167,7 @@ static int buffer_free(void *ctx, unsigned slot)
 static int on_input_wait(void *ctx)
 {
     struct run *r = ctx;
-    if (r->nworkers > 1)
+    if (r->worker_threads)
         for (int w = 0; w < r->nworkers; w++)
             pktq_publish(&r->queues[w]);
     tick(r);
@@ -167,14 +197,13 @@ static int start_workers(struct run *r)
 int reader_run(struct run *r)
 {
     const struct run_options *opt = r->opt;
-    if (run_start_feedback(r) < 0 || run_start_http(r) < 0 || (r->nworkers > 1 && start_workers(r) < 0))
+    if (run_start_feedback(r) < 0 || run_start_http(r) < 0 || (r->worker_threads && start_workers(r) < 0))
         return 2;
     uint64_t clock = 0;
     int done = -1;
     struct capture_options copt = {
         .idle = on_input_wait, .ctx = r, .read_thread = r->read_thread, .spins = r->spins};
-    if (r->nworkers > 1)
-        copt.slot_free = buffer_free;
+    copt.slot_free = buffer_free;
     /* opened by run_main, which said so if it could not be; what is in it
      * (not a capture, a cut header) is damage, reported with the statistics */
     int fd = r->input_fd;
@@ -185,7 +214,7 @@ int reader_run(struct run *r)
         defrag_expire(r->defrag, UINT64_MAX);
     enum flow_end why = done == 0 && (run_stopping() || r->sink.error) ? FLOW_END_SHUTDOWN
                                                                            : FLOW_END_EOF;
-    if (r->nworkers > 1) {
+    if (r->worker_threads) {
         for (int i = 0; i < r->nworkers; i++)
             pktq_close(&r->queues[i]);
         for (int i = 0; i < r->nworkers; i++)

@@ -56,6 +56,7 @@ struct run {
     int http_fd;                   /* its socket, bound at start; -1: none */
     struct pktq *queues;
     int nworkers;
+    int worker_threads;            /* workers run in threads of their own, fed by queues */
     int ready_workers;             /* initialised, to be finalised */
     int sink_open;
     int read_thread;               /* the capture reads ahead in its own thread */
@@ -71,6 +72,11 @@ struct run {
     /* per read buffer, per worker: queue position just after the last packet
      * from that buffer; the buffer is free once the worker's tail passes it */
     uint32_t fence[READAHEAD_SLOTS][MAX_WORKERS];
+    /* one worker, inline: packets decoded and not yet processed (their
+     * buffers, bit per slot, stay held until they are) */
+    struct packet batch[WORKER_BATCH];
+    uint32_t nbatch;
+    uint32_t batch_slots;
     /* live capture */
     struct capture_iface ifaces[CAPTURE_MAX_IFACES];
     struct iface_stats ifstats[CAPTURE_MAX_IFACES];

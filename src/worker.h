@@ -134,6 +134,14 @@ void worker_fini(struct worker *w);
 /* One packet, decoded (not a decode error). */
 void worker_process(struct worker *w, const struct packet *p);
 
+/* n packets, in order, the i-th at &ring[(first + i) & mask] (an array, or
+ * a queue's ring): the same as worker_process on each, with the memory
+ * loads of the packets ahead (headers, flow buckets, flow entries) started
+ * early so that they overlap the work on the ones before. */
+#define WORKER_BATCH 32
+void worker_process_batch(struct worker *w, const struct packet *ring, uint32_t first,
+                          uint32_t n, uint32_t mask);
+
 /* End of input at reader clock `clock`: idle flows expire, the rest end with why. */
 void worker_finish(struct worker *w, uint64_t clock, enum flow_end why);
 
