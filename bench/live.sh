@@ -4,7 +4,10 @@
 # 198.18.0.0/15 only). For each tcpreplay rate: dati -i (2 workers, the
 # seed's HTTP GET filter, flows, JSON to /dev/null) and `tcpdump -i` with
 # the same filter and the same buffer memory, one after the other; kernel
-# drops of each, and dati's CPU time per packet. Needs root.
+# drops of each, and dati's CPU time per packet. Then, at equal ring memory
+# (1 MiB: dati -t 2 with 4 blocks of 128 KiB per worker, tcpdump -B 1024
+# with no filter, so that it too takes every packet into user space), the
+# top-speed replay EQUAL_RUNS times each: drops per run. Needs root.
 set -euo pipefail
 build=${1:-build}
 dir="$build/bench"
@@ -86,3 +89,33 @@ for rate in $RATES; do
 done
 echo "   highest rate without loss: dati $best_dati pps, tcpdump $best_tcpdump pps"
 echo "   dati CPU time per packet at that rate (all threads, from the replay's start to 0.5 s after its end): $nspp ns"
+
+# equal ring memory, every packet into user space, top speed
+EQUAL_RUNS=${EQUAL_RUNS:-10}
+printf 'RING_BLOCK_SIZE 131072\nRING_BLOCKS 4\nFILTER_NAME http_GET\nBPF %s\nFIELDS ip.src ip.dst tcp.sport tcp.dport http.url http.host\n' \
+    "$SEED_BPF" > "$dir/live-1m.conf"
+dati_drops=() tcpdump_drops=()
+for _ in $(seq "$EQUAL_RUNS"); do
+    rm -f "$dir/live.err"
+    ip netns exec "$ns" "$dati" -v -c "$dir/live-1m.conf" -i c0 -t 2 -w "$dir/live.json" -p "$dir/live.pid" \
+        2> "$dir/live.err" &
+    tpid=$!
+    wait_for "$dir/live.err" "capturing on" || { echo "dati did not start"; cat "$dir/live.err"; exit 1; }
+    replay topspeed > /dev/null
+    sleep 0.5
+    kill -TERM "$(cat "$dir/live.pid")"
+    wait "$tpid" || true
+    dati_drops+=("$(grep '"type":"stats"' "$dir/live.json" | tail -1 | sed 's/.*"kernel_drops":\([0-9]*\).*/\1/')")
+    ip netns exec "$ns" tcpdump -i c0 -n -B 1024 -w /dev/null 2> "$dir/tcpdump.err" &
+    dpid=$!
+    wait_for "$dir/tcpdump.err" "listening" || true
+    replay topspeed > /dev/null
+    sleep 0.5
+    kill -INT "$dpid" 2>/dev/null || true
+    wait "$dpid" || true
+    tcpdump_drops+=("$(sed -n 's/^\([0-9]*\) packets dropped by kernel.*/\1/p' "$dir/tcpdump.err")")
+done
+lossless() { local n=0; for d in "$@"; do [ "$d" = 0 ] && n=$((n + 1)); done; echo "$n"; }
+echo "   equal ring memory (1 MiB), top speed, $EQUAL_RUNS runs each, kernel drops per run:"
+echo "     dati -t 2, 2 x 4 blocks of 128 KiB:     ${dati_drops[*]}  ($(lossless "${dati_drops[@]}") of $EQUAL_RUNS without loss)"
+echo "     tcpdump -B 1024, no filter, -w /dev/null: ${tcpdump_drops[*]}  ($(lossless "${tcpdump_drops[@]}") of $EQUAL_RUNS without loss)"

@@ -62,6 +62,15 @@ void flow_table_fini(struct flow_table *t)
     memset(t, 0, sizeof *t);
 }
 
+void flow_table_prefault(struct flow_table *t)
+{
+    volatile uint32_t *o;
+    for (uint32_t b = 0; b <= t->bucket_mask; b += 4096 / sizeof *t->buckets) {
+        o = &t->buckets[b].overflow;
+        *o = *o;
+    }
+}
+
 static void lru_unlink(struct flow_table *t, uint32_t i)
 {
     struct flow *f = AT(t, i);

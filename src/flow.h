@@ -88,6 +88,10 @@ int flow_table_init(struct flow_table *t, uint32_t max_flows, uint32_t buckets,
                     uint64_t idle_ns, flow_emit_fn emit, void *emit_ctx);
 void flow_table_fini(struct flow_table *t);
 
+/* Touches the whole index now (live capture, before packets come): its
+ * pages are then not zeroed by the kernel in the middle of a burst. */
+void flow_table_prefault(struct flow_table *t);
+
 /* Ends, with FLOW_END_IDLE, every flow whose last packet is more than the idle
  * timeout older than clock. clock never goes backwards. */
 void flow_table_advance(struct flow_table *t, uint64_t clock);

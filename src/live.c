@@ -167,6 +167,7 @@ int live_run(struct run *r)
         lw->w = &r->workers[i];
         lw->w->frame = (uint64_t)i + 1 - (uint64_t)r->nworkers;   /* first frame: i + 1 */
         lw->w->clock = flow_clock_now();
+        flow_table_prefault(&lw->w->flows);
         lw->copt = (struct capture_options){.idle = live_timed, .ctx = lw, .notice = live_notice};
         if (lw->w->out->ops->set_live)   /* capture never waits for Redis: drops are counted */
             lw->w->out->ops->set_live(lw->w->out);
