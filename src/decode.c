@@ -54,40 +54,75 @@ int decode_linktype_supported(int linktype)
     return 0;
 }
 
+/* One word of the key into the hash. */
+static inline uint64_t mix(uint64_t h, uint64_t w)
+{
+    h ^= w;
+    h *= 0xff51afd7ed558ccdull;
+    return h ^ (h >> 32);
+}
+
+static inline uint32_t hash_words(uint64_t w0, uint64_t w1, uint64_t w2, uint64_t w3,
+                                  uint64_t w4)
+{
+    uint64_t h = 0x9e3779b97f4a7c15ull;
+    return (uint32_t)mix(mix(mix(mix(mix(h, w0), w1), w2), w3), w4);
+}
+
 uint32_t flow_key_hash(const struct flow_key *k)
 {
     uint64_t w[5];
     memcpy(w, k, sizeof w);
-    uint64_t h = 0x9e3779b97f4a7c15ull;
-    for (int i = 0; i < 5; i++) {
-        h ^= w[i];
-        h *= 0xff51afd7ed558ccdull;
-        h ^= h >> 32;
-    }
-    return (uint32_t)h;
+    return hash_words(w[0], w[1], w[2], w[3], w[4]);
 }
 
 /* Orders the endpoints so that A->B and B->A give the same key. */
+static uint64_t load64(const uint8_t *a)
+{
+    uint64_t v;
+    memcpy(&v, a, 8);
+    return v;
+}
+
+/* The key is built as five words in registers, stored a word at a time
+ * and hashed from the registers: built field by field (or through an array
+ * on the stack), the reads that followed waited for narrower stores before
+ * them (a store-forwarding stall per packet). */
 static void make_key(struct packet *p, const uint8_t *src, const uint8_t *dst, int alen)
 {
-    struct flow_key *k = &p->key;
-    int c = memcmp(src, dst, (size_t)alen);
-    int src_lo = c < 0 || (c == 0 && p->sport <= p->dport);
+    uint64_t w0, w1 = 0, w2, w3 = 0;
+    int src_lo;
     if (alen == 4) {
-        memset(k, 0, sizeof *k);
-        memcpy(k->lo_addr, src_lo ? src : dst, 4);
-        memcpy(k->hi_addr, src_lo ? dst : src, 4);
+        uint32_t s4 = rd32(src), d4 = rd32(dst);   /* big-endian: compares as memcmp */
+        src_lo = s4 < d4 || (s4 == d4 && p->sport <= p->dport);
+        uint32_t s_le, d_le;
+        memcpy(&s_le, src, 4);
+        memcpy(&d_le, dst, 4);
+        w0 = src_lo ? s_le : d_le;
+        w2 = src_lo ? d_le : s_le;
     } else {
-        memcpy(k->lo_addr, src_lo ? src : dst, 16);
-        memcpy(k->hi_addr, src_lo ? dst : src, 16);
+        uint64_t s0 = __builtin_bswap64(load64(src)), d0 = __builtin_bswap64(load64(dst));
+        uint64_t s1 = __builtin_bswap64(load64(src + 8)), d1 = __builtin_bswap64(load64(dst + 8));
+        int c = s0 != d0 ? (s0 < d0 ? -1 : 1) : s1 != d1 ? (s1 < d1 ? -1 : 1) : 0;
+        src_lo = c < 0 || (c == 0 && p->sport <= p->dport);
+        const uint8_t *lo = src_lo ? src : dst, *hi = src_lo ? dst : src;
+        w0 = load64(lo);
+        w1 = load64(lo + 8);
+        w2 = load64(hi);
+        w3 = load64(hi + 8);
     }
-    k->lo_port = src_lo ? p->sport : p->dport;
-    k->hi_port = src_lo ? p->dport : p->sport;
-    k->proto = p->l4_proto;
-    k->family = p->ip_version;
-    k->pad[0] = k->pad[1] = 0;
+    uint16_t lo_port = src_lo ? p->sport : p->dport, hi_port = src_lo ? p->dport : p->sport;
+    /* lo_port, hi_port, proto, family, two zero bytes: struct flow_key's layout */
+    uint64_t w4 = (uint64_t)lo_port | (uint64_t)hi_port << 16 | (uint64_t)p->l4_proto << 32 |
+                  (uint64_t)p->ip_version << 40;
+    uint8_t *k = (uint8_t *)&p->key;
+    memcpy(k, &w0, 8);
+    memcpy(k + 8, &w1, 8);
+    memcpy(k + 16, &w2, 8);
+    memcpy(k + 24, &w3, 8);
+    memcpy(k + 32, &w4, 8);
     p->flags |= PKT_HAS_KEY | (src_lo ? PKT_SRC_IS_LO : 0);
-    p->hash = flow_key_hash(k);
+    p->hash = hash_words(w0, w1, w2, w3, w4);
 }
 
 /* A transport header cut by the snapshot length (not by a short datagram):

@@ -18,6 +18,9 @@ struct flow_key {
     uint8_t pad[2];        /* always 0, so keys compare as words */
 } __attribute__((aligned(8)));
 
+/* decode.c builds keys as five little-endian words in this layout */
+_Static_assert(sizeof(struct flow_key) == 40, "flow key layout");
+
 /* Keys are 40 bytes with zeroed padding: compare them as five words. */
 static inline int flow_key_equal(const struct flow_key *a, const struct flow_key *b)
 {

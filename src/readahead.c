@@ -235,6 +235,25 @@ static int wait_filled(struct readahead *ra, uint64_t end)
     }
 }
 
+/* The I/O thread's copy lands in the other core's cache, and the consumer
+ * reads record headers one after the other, each a miss it waits for.
+ * Loading every line some way ahead of the cursor makes that a stream: the
+ * headers are there when the parser comes (0.50 s -> 0.23 s for the bench's
+ * 2 GB lab mix; 4 to 64 KiB ahead measured the same). */
+static void prefetch_ahead(struct readahead *ra, uint64_t filled)
+{
+    uint64_t end = ra->pos + READAHEAD_PREFETCH;
+    if (end > filled)
+        end = filled;
+    if (ra->prefetched < ra->pos)
+        ra->prefetched = ra->pos & ~(uint64_t)63;
+    for (; ra->prefetched < end; ra->prefetched += 64) {
+        uint64_t k = ra->prefetched / READAHEAD_CHUNK;
+        __builtin_prefetch(ra->mem[k % READAHEAD_SLOTS] + READAHEAD_GAP +
+                           ra->prefetched % READAHEAD_CHUNK);
+    }
+}
+
 int readahead_peek(struct readahead *ra, uint32_t need, const uint8_t **out, unsigned *slot,
                    uint32_t *avail)
 {
@@ -252,6 +271,8 @@ int readahead_peek(struct readahead *ra, uint32_t need, const uint8_t **out, uns
             return ra->error ? -1 : 0;
         }
     }
+    if (ra->threaded)
+        prefetch_ahead(ra, filled);
     if (off + need <= READAHEAD_CHUNK) {
         *slot = (unsigned)(k % READAHEAD_SLOTS);
         *out = ra->mem[*slot] + READAHEAD_GAP + off;

@@ -14,6 +14,7 @@
 #define READAHEAD_GAP (320u << 10)    /* room for one straddling record */
 #define READAHEAD_SLOTS 16            /* buffers in the ring */
 #define READAHEAD_SLOT_BYTES (READAHEAD_GAP + READAHEAD_CHUNK)
+#define READAHEAD_PREFETCH (16u << 10) /* threaded: bytes ahead of the cursor in flight */
 
 struct readahead {
     int fd;
@@ -38,6 +39,7 @@ struct readahead {
     uint32_t consumer_waiting;
     uint32_t stop;                    /* the I/O thread must end */
     uint64_t pos;                     /* input offset of the cursor */
+    uint64_t prefetched;              /* threaded: input bytes prefetched up to here */
     uint64_t cursor_chunk;            /* chunk of pos when buffers were last released */
     /* consumer callbacks (NULL: buffers are free as soon as the cursor passes) */
     int (*slot_free)(void *ctx, unsigned slot);   /* no worker points into slot */

@@ -275,18 +275,17 @@ static int setup(struct run *r)
     for (int i = 0; i < r->nifaces; i++)
         r->link_slot[i] = (uint16_t)classify_link_slot(&r->pl->classifier, linktypes[i]);
     r->nworkers = (int)r->opt->workers;
-    /* Threads reading a file: this one (which reads, decodes and, with one
-     * worker, runs it inline), and the workers when there are several.
-     * The reads stay on this thread: the bytes the kernel copies are then
-     * in this core's cache when they are parsed (a read-ahead thread on the
-     * other core made every record header a cache miss: 0.50 s against
-     * 0.36 s on the bench's lab mix). Waits spin before they sleep only
-     * when every thread has a core: otherwise spinning steals the core
-     * from the thread being waited for. */
+    /* Threads reading a file: this one, the workers when there are several,
+     * and a read-ahead thread when a core is left for it (with one worker
+     * on 2 cores: 0.23 s for the bench's lab mix, against 0.39 s reading on
+     * this thread, whose parsing then waits for the kernel's copy). Waits
+     * spin before they sleep only when every thread has a core: otherwise
+     * spinning steals the core from the thread being waited for. */
     long cpus = r->opt->cpus ? (long)r->opt->cpus : usable_cpus();
     r->worker_threads = r->nworkers > 1;
     int threads = 1 + (r->worker_threads ? r->nworkers : 0);
-    r->read_thread = 0;
+    r->read_thread = cpus > threads;
+    threads += r->read_thread;
     r->spins = cpus >= threads ? WAIT_SPINS : 0;
     /* OUTPUT none: no JSON lines, the statistics record still on stdout */
     int no_lines = strcmp(r->opt->output, "none") == 0;

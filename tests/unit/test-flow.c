@@ -1,8 +1,9 @@
 /* test-flow.c - the flow table: create, lookup and update in both directions
  * (per-direction counters, the client side), idle expiry exactly at the
  * boundary, LRU order, eviction when full, flush, reuse of freed entries,
- * flow ids; then a random sequence checked against a simple model, with one
- * hash bucket (every flow in one chain) and with many. */
+ * flow ids; then a random sequence checked against a simple model, with the
+ * smallest index and a large one; and flows that all hash to one bucket (and
+ * some to one tag), spilling over the next buckets of the index. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -382,6 +383,59 @@ static void test_retransmissions(void)
     flow_table_fini(&t);
 }
 
+/* 40 flows with one home bucket: 8 stay there, the rest go on to the next
+ * buckets, which count them as passing; pairs of them share a whole hash
+ * (so a tag as well) and are told apart by their keys. Ending them must
+ * leave the index empty, overflow counts included. */
+static void test_index_overflow(void)
+{
+    struct flow_table t;
+    CHECK_EQ_INT(flow_table_init(&t, 64, 1, 100 * NS, emit, NULL), 0);
+    CHECK_EQ_U64(t.bucket_mask + 1, 16);   /* 128 slots: twice the flows */
+    struct packet p[40];
+    for (int i = 0; i < 40; i++) {
+        uint64_t at = i < 20 ? (uint64_t)i + 1 : (uint64_t)i + 50;   /* the first 20 older */
+        p[i] = pkt((uint16_t)(1000 + i), 1, (uint64_t)i + 1, at, 60);
+        p[i].hash = (uint32_t)(i / 2) << 8 | 5;   /* bucket 5 (mask 15) for all */
+        CHECK(flow_lookup(&t, &p[i]) == NULL);
+        CHECK(see(&t, &p[i]) != NULL);
+    }
+    CHECK_EQ_U64(t.buckets[5].overflow, 32);
+    CHECK_EQ_U64(t.buckets[9].overflow, 0);   /* the 40 fill buckets 5..9 */
+    for (int i = 0; i < 40; i++) {
+        struct flow *f = flow_lookup(&t, &p[i]);
+        CHECK(f != NULL && f->key.lo_port == 1000 + i);
+    }
+    /* the first 20 end by idle time; the others are seen again and stay */
+    nlog = 0;
+    for (int i = 20; i < 40; i++) {
+        p[i].clock = p[i].ts = 100 * NS + 30;
+        see(&t, &p[i]);
+    }
+    CHECK_EQ_U64(nlog, 20);
+    for (int i = 0; i < 40; i++) {
+        struct flow *f = flow_lookup(&t, &p[i]);
+        CHECK(i < 20 ? f == NULL : f != NULL && f->key.lo_port == 1000 + i);
+    }
+    /* freed slots in the home bucket are taken again first */
+    struct packet q = pkt(2000, 1, 99, 100 * NS + 31, 60);
+    q.hash = 5;
+    CHECK(see(&t, &q) != NULL);
+    int home = 0;
+    for (int s = 0; s < FLOW_BUCKET_SLOTS; s++)
+        home += t.buckets[5].idx[s] != 0;
+    CHECK(home > 0);
+    flow_table_flush(&t, FLOW_END_SHUTDOWN);
+    uint64_t left = 0;
+    for (uint32_t b = 0; b <= t.bucket_mask; b++) {
+        left += t.buckets[b].overflow;
+        for (int s = 0; s < FLOW_BUCKET_SLOTS; s++)
+            left += t.buckets[b].idx[s];
+    }
+    CHECK_EQ_U64(left, 0);
+    flow_table_fini(&t);
+}
+
 int main(int argc, char **argv)
 {
     (void)argc;
@@ -392,5 +446,6 @@ int main(int argc, char **argv)
     test_edges();
     test_model(1);
     test_model(1024);
+    test_index_overflow();
     return test_summary(argv[0]);
 }
