@@ -92,6 +92,7 @@ echo "   dati CPU time per packet at that rate (all threads, from the replay's s
 
 # equal ring memory, every packet into user space, top speed
 EQUAL_RUNS=${EQUAL_RUNS:-10}
+[ "$EQUAL_RUNS" -gt 0 ] || exit 0
 printf 'RING_BLOCK_SIZE 131072\nRING_BLOCKS 4\nFILTER_NAME http_GET\nBPF %s\nFIELDS ip.src ip.dst tcp.sport tcp.dport http.url http.host\n' \
     "$SEED_BPF" > "$dir/live-1m.conf"
 dati_drops=() tcpdump_drops=()

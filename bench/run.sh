@@ -148,7 +148,7 @@ fi
 
 # 5. live capture: default rings, then small ones, where the consumer's speed shows
 bash "$(dirname "$0")/live.sh" "$build"
-RING_MIB=2 RATES=topspeed bash "$(dirname "$0")/live.sh" "$build" | tail -n +2
+RING_MIB=2 RATES=topspeed EQUAL_RUNS=0 bash "$(dirname "$0")/live.sh" "$build" | tail -n +2
 
 # 6. NetPDL descriptions against the built-in fields (bench/netpdl.sh)
 echo

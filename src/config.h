@@ -57,7 +57,7 @@ struct config {
     unsigned time_stats;               /* seconds between statistics; 0: only at exit */
     unsigned pkt_ttl;                  /* flow idle timeout, seconds */
     unsigned max_flows;                /* flows in the table, all workers together */
-    unsigned flow_table_size;          /* hash buckets, all workers; 0: = max_flows */
+    unsigned flow_table_size;          /* flow index slots, all workers (at least 2 x max_flows); 0: = max_flows */
     unsigned workers;                  /* 0: not set (the command line decides) */
     char *output;                      /* JSON lines destination, "-" for stdout */
     /* Redis (parsed and validated; delivered by the Redis output) */

@@ -10,6 +10,7 @@
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 /* 1 M flows in about 150 MiB: a field added here costs that many times over */
 _Static_assert(sizeof(struct flow) == 144, "struct flow grew");
@@ -45,9 +46,13 @@ int flow_table_init(struct flow_table *t, uint32_t max_flows, uint32_t buckets,
     if (!t->flows || !t->buckets) {
         free(t->flows);
         huge_free(t->buckets, n * sizeof *t->buckets);
+        t->flows = NULL;
+        t->buckets = NULL;
         return -1;
     }
     t->bucket_mask = (uint32_t)(n - 1);
+    if (getrandom(&t->seed, sizeof t->seed, GRND_NONBLOCK) != sizeof t->seed)
+        t->seed = (uint32_t)(uintptr_t)t->buckets ^ 0x5bd1e995u;   /* no entropy yet: some */
     t->max_flows = max_flows;
     t->idle_ns = idle_ns;
     t->emit = emit;
@@ -96,12 +101,12 @@ static void lru_append(struct flow_table *t, uint32_t i)
     t->lru_tail = i;
 }
 
-/* The slot of entry i, from its hash's bucket on; the buckets it passes
- * no longer have it beyond them. */
+/* Frees the slot of entry i, from its home bucket on; the buckets it
+ * passes no longer have it beyond them. */
 static void index_remove(struct flow_table *t, uint32_t hash, uint32_t i)
 {
-    for (uint32_t b = hash;; b++) {
-        struct flow_bucket *bk = &t->buckets[b & t->bucket_mask];
+    for (uint32_t b = flow_home(t, flow_index_hash(t, hash));; b = (b + 1) & t->bucket_mask) {
+        struct flow_bucket *bk = &t->buckets[b];
         for (int s = 0; s < FLOW_BUCKET_SLOTS; s++)
             if (bk->idx[s] == i) {
                 bk->idx[s] = 0;
@@ -111,16 +116,20 @@ static void index_remove(struct flow_table *t, uint32_t hash, uint32_t i)
     }
 }
 
-/* A free slot for entry i, from its hash's bucket on (there is always one:
+/* A free slot for entry i, from its home bucket on (there is always one:
  * the index has twice the slots of the table). */
 static void index_insert(struct flow_table *t, uint32_t hash, uint32_t i)
 {
-    for (uint32_t b = hash;; b++) {
-        struct flow_bucket *bk = &t->buckets[b & t->bucket_mask];
+    uint64_t ih = flow_index_hash(t, hash);
+    uint32_t b = flow_home(t, ih);
+    for (uint32_t d = 0;; d++, b = (b + 1) & t->bucket_mask) {
+        struct flow_bucket *bk = &t->buckets[b];
         for (int s = 0; s < FLOW_BUCKET_SLOTS; s++)
             if (!bk->idx[s]) {
                 bk->idx[s] = i;
-                bk->tag[s] = flow_tag(hash);
+                bk->tag[s] = flow_tag(ih);
+                if (d > t->probe_max)
+                    t->probe_max = d;
                 return;
             }
         bk->overflow++;
@@ -152,9 +161,13 @@ void flow_table_advance(struct flow_table *t, uint64_t clock)
 
 struct flow *flow_lookup(struct flow_table *t, const struct packet *p)
 {
-    uint16_t tag = flow_tag(p->hash);
-    for (uint32_t b = p->hash;; b++) {
-        const struct flow_bucket *bk = &t->buckets[b & t->bucket_mask];
+    uint64_t ih = flow_index_hash(t, p->hash);
+    uint16_t tag = flow_tag(ih);
+    uint32_t b = flow_home(t, ih);
+    /* overflow ends the search where no flow went further; probe_max bounds
+     * it when flows that went further ended and left counts behind */
+    for (uint32_t d = 0; d <= t->probe_max; d++, b = (b + 1) & t->bucket_mask) {
+        const struct flow_bucket *bk = &t->buckets[b];
         for (int s = 0; s < FLOW_BUCKET_SLOTS; s++) {
             if (bk->tag[s] != tag || !bk->idx[s])
                 continue;
@@ -163,8 +176,9 @@ struct flow *flow_lookup(struct flow_table *t, const struct packet *p)
                 return f;
         }
         if (!bk->overflow)
-            return NULL;
+            break;
     }
+    return NULL;
 }
 
 struct flow *flow_create(struct flow_table *t, const struct packet *p)

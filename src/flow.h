@@ -68,6 +68,8 @@ struct flow_table {
     struct flow *flows;       /* max_flows entries, index i stored as i + 1 */
     struct flow_bucket *buckets;   /* the hash index: room for twice max_flows */
     uint32_t bucket_mask;
+    uint32_t seed;            /* random per table: where a flow lands cannot be chosen */
+    uint32_t probe_max;       /* buckets past its home the farthest flow ever went */
     uint32_t max_flows;
     uint32_t used;            /* entries ever handed out (high-water mark) */
     uint32_t free_head;       /* recycled entries, chained through .chain */
@@ -99,24 +101,35 @@ void flow_table_advance(struct flow_table *t, uint64_t clock);
 /* The flow of a keyed packet, or NULL. */
 struct flow *flow_lookup(struct flow_table *t, const struct packet *p);
 
-static inline uint16_t flow_tag(uint32_t hash)
+/* A flow's place in the index: the packet's hash (fixed, as workers are
+ * chosen by it) mixed with the table's seed, so that traffic crafted to
+ * collide cannot pile flows into one run of buckets. The high half picks
+ * the home bucket, bits 16-31 the tag. */
+static inline uint64_t flow_index_hash(const struct flow_table *t, uint32_t hash)
 {
-    /* bits the bucket index and the worker choice (the top ones) do not use */
-    return (uint16_t)((hash * 0x9e3779b1u) >> 16);
+    return (uint64_t)(hash ^ t->seed) * 0x9e3779b97f4a7c15ull;
 }
+
+static inline uint32_t flow_home(const struct flow_table *t, uint64_t ih)
+{
+    return (uint32_t)(ih >> 32) & t->bucket_mask;
+}
+
+static inline uint16_t flow_tag(uint64_t ih) { return (uint16_t)(ih >> 16); }
 
 /* Batches: the loads a lookup of hash will make, started early so that
  * they overlap other packets' work. First the bucket; a few packets later
  * (once the bucket has arrived) the entries its tags point to. */
 static inline void flow_prefetch_bucket(const struct flow_table *t, uint32_t hash)
 {
-    __builtin_prefetch(&t->buckets[hash & t->bucket_mask]);
+    __builtin_prefetch(&t->buckets[flow_home(t, flow_index_hash(t, hash))]);
 }
 
 static inline void flow_prefetch_entry(const struct flow_table *t, uint32_t hash)
 {
-    const struct flow_bucket *b = &t->buckets[hash & t->bucket_mask];
-    uint16_t tag = flow_tag(hash);
+    uint64_t ih = flow_index_hash(t, hash);
+    const struct flow_bucket *b = &t->buckets[flow_home(t, ih)];
+    uint16_t tag = flow_tag(ih);
     for (int s = 0; s < FLOW_BUCKET_SLOTS; s++)
         if (b->tag[s] == tag && b->idx[s]) {
             const char *f = (const char *)&t->flows[b->idx[s] - 1];

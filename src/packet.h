@@ -20,6 +20,7 @@ struct flow_key {
 
 /* decode.c builds keys as five little-endian words in this layout */
 _Static_assert(sizeof(struct flow_key) == 40, "flow key layout");
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "keys are built for little-endian hosts");
 
 /* Keys are 40 bytes with zeroed padding: compare them as five words. */
 static inline int flow_key_equal(const struct flow_key *a, const struct flow_key *b)

@@ -383,25 +383,39 @@ static void test_retransmissions(void)
     flow_table_fini(&t);
 }
 
-/* 40 flows with one home bucket: 8 stay there, the rest go on to the next
- * buckets, which count them as passing; pairs of them share a whole hash
- * (so a tag as well) and are told apart by their keys. Ending them must
- * leave the index empty, overflow counts included. */
+/* The hash whose home bucket is b (the index mixes in a random seed). */
+static uint32_t hash_with_home(const struct flow_table *t, uint32_t b)
+{
+    uint32_t h = 0;
+    while (flow_home(t, flow_index_hash(t, h)) != b)
+        h++;
+    return h;
+}
+
+/* 40 flows with one hash (so one home bucket and one tag, told apart by
+ * their keys), home the last bucket: 8 stay there, the rest wrap around to
+ * buckets 0..3, and the buckets they pass count them. Ending them must
+ * leave the index empty, overflow counts included; a lookup must end even
+ * when every bucket's count is left non-zero. */
 static void test_index_overflow(void)
 {
     struct flow_table t;
     CHECK_EQ_INT(flow_table_init(&t, 64, 1, 100 * NS, emit, NULL), 0);
     CHECK_EQ_U64(t.bucket_mask + 1, 16);   /* 128 slots: twice the flows */
+    uint32_t last = t.bucket_mask, h = hash_with_home(&t, last);
     struct packet p[40];
     for (int i = 0; i < 40; i++) {
         uint64_t at = i < 20 ? (uint64_t)i + 1 : (uint64_t)i + 50;   /* the first 20 older */
         p[i] = pkt((uint16_t)(1000 + i), 1, (uint64_t)i + 1, at, 60);
-        p[i].hash = (uint32_t)(i / 2) << 8 | 5;   /* bucket 5 (mask 15) for all */
+        p[i].hash = h;
         CHECK(flow_lookup(&t, &p[i]) == NULL);
         CHECK(see(&t, &p[i]) != NULL);
     }
-    CHECK_EQ_U64(t.buckets[5].overflow, 32);
-    CHECK_EQ_U64(t.buckets[9].overflow, 0);   /* the 40 fill buckets 5..9 */
+    CHECK_EQ_U64(t.buckets[last].overflow, 32);
+    CHECK_EQ_U64(t.buckets[0].overflow, 24);
+    CHECK_EQ_U64(t.buckets[2].overflow, 8);
+    CHECK_EQ_U64(t.buckets[3].overflow, 0);   /* the 40 fill buckets 15, 0, 1, 2, 3 */
+    CHECK_EQ_U64(t.probe_max, 4);
     for (int i = 0; i < 40; i++) {
         struct flow *f = flow_lookup(&t, &p[i]);
         CHECK(f != NULL && f->key.lo_port == 1000 + i);
@@ -419,11 +433,11 @@ static void test_index_overflow(void)
     }
     /* freed slots in the home bucket are taken again first */
     struct packet q = pkt(2000, 1, 99, 100 * NS + 31, 60);
-    q.hash = 5;
+    q.hash = h;
     CHECK(see(&t, &q) != NULL);
     int home = 0;
     for (int s = 0; s < FLOW_BUCKET_SLOTS; s++)
-        home += t.buckets[5].idx[s] != 0;
+        home += t.buckets[last].idx[s] != 0;
     CHECK(home > 0);
     flow_table_flush(&t, FLOW_END_SHUTDOWN);
     uint64_t left = 0;
@@ -433,6 +447,12 @@ static void test_index_overflow(void)
             left += t.buckets[b].idx[s];
     }
     CHECK_EQ_U64(left, 0);
+    /* counts left behind everywhere (flows that went far, then ended while
+     * the ones they passed stayed): the search still ends */
+    for (uint32_t b = 0; b <= t.bucket_mask; b++)
+        t.buckets[b].overflow = 1;
+    struct packet r = pkt(3000, 1, 100, 100 * NS + 32, 60);
+    CHECK(flow_lookup(&t, &r) == NULL);
     flow_table_fini(&t);
 }
 
