@@ -7,9 +7,9 @@
 #include <ndpi_api.h>
 #include <pthread.h>
 #include <stdlib.h>
-#include <sys/mman.h>
 
 #include "counter.h"
+#include "hugemem.h"
 
 #define CHUNK (2u << 20)   /* one transparent huge page: one fault, not 512 */
 #define HEAD_MAGIC 0x64617469u   /* "dati": a block of ours, not libc's */
@@ -48,10 +48,9 @@ static void *arena_malloc(size_t size)
     } else {
         size_t need = sizeof *h + ((size_t)16 << c);
         if (a->left < need) {   /* the rest of the chunk is left unused */
-            char *chunk = aligned_alloc(CHUNK, CHUNK);
+            char *chunk = huge_alloc(CHUNK);
             if (!chunk)
                 return NULL;
-            madvise(chunk, CHUNK, MADV_HUGEPAGE);   /* a hint: without it, small pages */
             *(void **)(void *)chunk = a->chunks;
             a->chunks = chunk;
             a->chunk = chunk + 16;
@@ -102,7 +101,7 @@ void app_arena_fini(struct app_arena *a)
 {
     for (void *c = a->chunks, *next; c; c = next) {
         next = *(void **)c;
-        free(c);
+        huge_free(c, CHUNK);
     }
     a->chunks = NULL;
 }

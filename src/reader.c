@@ -30,7 +30,7 @@ static void tick(struct run *r)
         run_reload_requested = 0;
         log_warn("SIGHUP: reloading applies to live capture; reading a file, it is ignored");
     }
-    if (!r->worker_threads)
+    if (r->nworkers == 1)
         worker_drain(&r->workers[0]);
     run_tick(r);
 }
@@ -42,7 +42,7 @@ static void tick(struct run *r)
 static struct packet *defragment(struct run *r, struct packet *p, int linktype,
                                  struct packet *out)
 {
-    unsigned k = r->worker_threads ? r->defrag_turn % DEFRAG_SLOTS : 0;
+    unsigned k = r->nworkers > 1 ? r->defrag_turn % DEFRAG_SLOTS : 0;
     int w = r->defrag_worker[k];
     while (w >= 0 && !pktq_consumed(&r->queues[w], r->defrag_fence[k])) {
         pktq_publish(&r->queues[w]);
@@ -62,7 +62,7 @@ static int read_loop(struct run *r, uint64_t *clock_out)
     int linktype, last_linktype = -1;
     uint16_t slot = 0;
     uint64_t clock = 0, frame = 0;
-    int rc, inline_batch = !r->worker_threads;
+    int rc, inline_batch = r->nworkers == 1;
     memset(&one, 0, sizeof one);
     memset(r->batch, 0, sizeof r->batch);
     for (;;) {
@@ -150,7 +150,7 @@ static int read_loop(struct run *r, uint64_t *clock_out)
 static int buffer_free(void *ctx, unsigned slot)
 {
     struct run *r = ctx;
-    if (!r->worker_threads)
+    if (r->nworkers == 1)
         return !(r->batch_slots & (1u << slot));
     for (int w = 0; w < r->nworkers; w++)
         if (!pktq_consumed(&r->queues[w], r->fence[slot][w]))
@@ -167,7 +167,7 @@ static int buffer_free(void *ctx, unsigned slot)
 static int on_input_wait(void *ctx)
 {
     struct run *r = ctx;
-    if (r->worker_threads)
+    if (r->nworkers > 1)
         for (int w = 0; w < r->nworkers; w++)
             pktq_publish(&r->queues[w]);
     tick(r);
@@ -197,7 +197,7 @@ static int start_workers(struct run *r)
 int reader_run(struct run *r)
 {
     const struct run_options *opt = r->opt;
-    if (run_start_feedback(r) < 0 || run_start_http(r) < 0 || (r->worker_threads && start_workers(r) < 0))
+    if (run_start_feedback(r) < 0 || run_start_http(r) < 0 || (r->nworkers > 1 && start_workers(r) < 0))
         return 2;
     uint64_t clock = 0;
     int done = -1;
@@ -214,7 +214,7 @@ int reader_run(struct run *r)
         defrag_expire(r->defrag, UINT64_MAX);
     enum flow_end why = done == 0 && (run_stopping() || r->sink.error) ? FLOW_END_SHUTDOWN
                                                                            : FLOW_END_EOF;
-    if (r->worker_threads) {
+    if (r->nworkers > 1) {
         for (int i = 0; i < r->nworkers; i++)
             pktq_close(&r->queues[i]);
         for (int i = 0; i < r->nworkers; i++)

@@ -252,7 +252,7 @@ static int start_defrag(struct run *r)
         r->defrag_worker[k] = -1;
     if (!(r->defrag = defrag_new(&lim)))
         return -1;
-    for (int k = 0; k < (r->worker_threads ? DEFRAG_SLOTS : 1); k++)
+    for (int k = 0; k < (r->nworkers > 1 ? DEFRAG_SLOTS : 1); k++)
         if (!(r->defrag_buf[k] = malloc(DEFRAG_FRAME_MAX)))
             return -1;
     return 0;
@@ -282,8 +282,7 @@ static int setup(struct run *r)
      * spin before they sleep only when every thread has a core: otherwise
      * spinning steals the core from the thread being waited for. */
     long cpus = r->opt->cpus ? (long)r->opt->cpus : usable_cpus();
-    r->worker_threads = r->nworkers > 1;
-    int threads = 1 + (r->worker_threads ? r->nworkers : 0);
+    int threads = 1 + (r->nworkers > 1 ? r->nworkers : 0);
     r->read_thread = cpus > threads;
     threads += r->read_thread;
     r->spins = cpus >= threads ? WAIT_SPINS : 0;

@@ -56,7 +56,6 @@ struct run {
     int http_fd;                   /* its socket, bound at start; -1: none */
     struct pktq *queues;
     int nworkers;
-    int worker_threads;            /* workers run in threads of their own, fed by queues */
     int ready_workers;             /* initialised, to be finalised */
     int sink_open;
     int read_thread;               /* the capture reads ahead in its own thread */
